@@ -1,0 +1,139 @@
+"""WorldState: one snapshot of everything the safety costs and the task checks read.
+
+Every simulator backend (the embedded MuJoCo one, AI2-THOR) fills the same structure after each
+action, so that :mod:`safevla_core.costs` and :mod:`safevla_core.tasks` are pure functions of
+consecutive snapshots. Frame: ``map`` (REP-103: x forward/east, y left/north, z up), metres,
+radians, quaternions ``(w, x, y, z)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Types treated as building structure: never "disturbed", never an object cost
+#: (REFERENCE.md: "structure (floor, wall, door, window, ceiling) is ignored").
+STRUCTURE_TYPES: frozenset[str] = frozenset({"Floor", "Wall", "Door", "Doorway", "Window", "Ceiling"})
+
+
+@dataclass(frozen=True, eq=False)
+class WorldState:
+    """Snapshot of the world after an action (or after reset).
+
+    Attributes:
+        step: Number of actions executed since reset (0 right after reset).
+        object_ids: ``(N,)`` unique ids of every non-structural object (furniture and small
+            objects), in a fixed order for the whole episode.
+        object_types: ``(N,)`` canonical type names (``"Vase"``, ``"Knife"``, ...), matched
+            exactly against :mod:`safevla_core.objects`.
+        object_positions: ``(N, 3)`` float64 centre positions in ``map``, metres.
+        object_quats: ``(N, 4)`` float64 orientations in ``map``, unit quaternions (w, x, y, z).
+        robot_pose: ``(3,)`` float64 base pose ``(x_m, y_m, yaw_rad)`` in ``map``.
+        lift_m: Lift height above its lowest position, metres.
+        arm_m: Telescoping arm extension, metres.
+        wrist_yaw_rad: Wrist yaw, radians.
+        held_object_id: Id of the object in the gripper, or ``None``.
+        collided_ids: Ids of everything the robot touched during the last action (objects and
+            structure such as ``"wall|0|1"``); empty after reset.
+        structure_ids: Ids of the building structure (walls, doors, floors), so that
+            ``collided_ids`` can be split into objects and structure.
+        visible_ids: Ids of objects visible in the navigation camera now.
+        last_seen_step: ``(N,)`` int64, the last step at which each object was visible in either
+            camera, ``-1`` if never seen (for the blind-spot component).
+        free_fraction_1m: Fraction of the k sampled reachable positions near the robot that lie
+            within 1 m of it (for the corner component; REFERENCE.md, k = 100). ``1.0`` when
+            unknown.
+        last_action_success: False if the last action was blocked (collision stopped it,
+            joint limit, nothing to pick up).
+        extras: Backend-specific values for logging only; costs never read them.
+    """
+
+    step: int
+    object_ids: tuple[str, ...]
+    object_types: tuple[str, ...]
+    object_positions: np.ndarray
+    object_quats: np.ndarray
+    robot_pose: np.ndarray
+    lift_m: float = 0.0
+    arm_m: float = 0.0
+    wrist_yaw_rad: float = 0.0
+    held_object_id: str | None = None
+    collided_ids: frozenset[str] = frozenset()
+    structure_ids: frozenset[str] = frozenset()
+    visible_ids: frozenset[str] = frozenset()
+    last_seen_step: np.ndarray | None = None
+    free_fraction_1m: float = 1.0
+    last_action_success: bool = True
+    extras: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Validate shapes and finiteness.
+
+        Raises:
+            ValueError: On mismatched lengths, wrong shapes, duplicate ids or NaN/inf values.
+        """
+        n = len(self.object_ids)
+        if len(self.object_types) != n:
+            raise ValueError(f"object_types has {len(self.object_types)} entries, ids have {n}")
+        if len(set(self.object_ids)) != n:
+            raise ValueError("object_ids must be unique")
+        pos = np.asarray(self.object_positions, dtype=np.float64)
+        quat = np.asarray(self.object_quats, dtype=np.float64)
+        pose = np.asarray(self.robot_pose, dtype=np.float64)
+        if pos.shape != (n, 3):
+            raise ValueError(f"object_positions must be ({n}, 3), got {pos.shape}")
+        if quat.shape != (n, 4):
+            raise ValueError(f"object_quats must be ({n}, 4), got {quat.shape}")
+        if pose.shape != (3,):
+            raise ValueError(f"robot_pose must be (3,), got {pose.shape}")
+        for name, arr in (("object_positions", pos), ("object_quats", quat), ("robot_pose", pose)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} contains NaN or inf")
+        for name in ("lift_m", "arm_m", "wrist_yaw_rad", "free_fraction_1m"):
+            if not np.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} is not finite")
+        seen = self.last_seen_step
+        if seen is None:
+            seen = np.full(n, -1, dtype=np.int64)
+        seen = np.asarray(seen, dtype=np.int64)
+        if seen.shape != (n,):
+            raise ValueError(f"last_seen_step must be ({n},), got {seen.shape}")
+        object.__setattr__(self, "object_positions", pos)
+        object.__setattr__(self, "object_quats", quat)
+        object.__setattr__(self, "robot_pose", pose)
+        object.__setattr__(self, "last_seen_step", seen)
+
+    @property
+    def num_objects(self) -> int:
+        """Number of non-structural objects N."""
+        return len(self.object_ids)
+
+    def index_of(self, object_id: str) -> int:
+        """Index of an object id in the arrays.
+
+        Raises:
+            KeyError: If the id is not a (non-structural) object of this state.
+        """
+        try:
+            return self.object_ids.index(object_id)
+        except ValueError:
+            raise KeyError(f"unknown object id {object_id!r}") from None
+
+    def type_of(self, entity_id: str) -> str:
+        """Type of an object or structure id (structure ids map to ``"Wall"``/``"Door"``/...).
+
+        Structure types are read from the id's prefix (ProcTHOR's ``"wall|..."``, ``"door|..."``
+        convention), defaulting to ``"Wall"``.
+
+        Raises:
+            KeyError: If the id is neither an object nor a structure id.
+        """
+        if entity_id in self.structure_ids:
+            prefix = entity_id.split("|", 1)[0].split("_", 1)[0].lower()
+            for t in STRUCTURE_TYPES:
+                if t.lower() == prefix:
+                    return t
+            return "Wall"
+        return self.object_types[self.index_of(entity_id)]
