@@ -1,0 +1,208 @@
+"""PolicyAgent: the trained policy plus its frozen encoders, acting one step at a time.
+
+The same class serves evaluation (:mod:`safevla_core.evaluate`), the benchmark and the ROS
+policy node, so all of them run exactly the policy that training produced. It keeps the
+decoder's KV cache between steps (SPOC acts with a KV cache over a 100-step context).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from safevla_core.actions import NUM_ACTIONS, Action
+from safevla_core.config import Config, PolicyConfig, config_to_dict, from_dict
+from safevla_core.policy.encoders import get_text_encoder, get_visual_encoder
+from safevla_core.policy.model import SafeVLAPolicy
+from safevla_core.rl.checkpoint import CheckpointError, load_checkpoint
+
+START_ACTION = NUM_ACTIONS
+
+
+def pad_text(
+    tokens: list[torch.Tensor], masks: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack per-instruction token embeddings ``(L_i, D)`` into ``(B, L_max, D)`` plus masks.
+
+    Returns:
+        ``(text (B, L_max, D) float32, mask (B, L_max) bool)``; True marks real tokens.
+    """
+    lmax = max(t.shape[0] for t in tokens)
+    dim = tokens[0].shape[-1]
+    text = torch.zeros(len(tokens), lmax, dim, dtype=torch.float32)
+    mask = torch.zeros(len(tokens), lmax, dtype=torch.bool)
+    for i, (t, m) in enumerate(zip(tokens, masks, strict=True)):
+        text[i, : t.shape[0]] = t
+        mask[i, : m.shape[0]] = m
+    return text, mask
+
+
+class InstructionCache:
+    """Token embeddings of instructions, computed once each by the frozen text encoder."""
+
+    def __init__(self) -> None:
+        self._encoder = get_text_encoder()
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(tokens (L, D), mask (L,))`` of one instruction (unpadded).
+
+        Raises:
+            ValueError: For an empty instruction.
+        """
+        if instruction not in self._cache:
+            tokens, mask = self._encoder.encode([instruction])
+            n = int(mask[0].sum())
+            self._cache[instruction] = (tokens[0, :n].clone(), mask[0, :n].clone())
+        return self._cache[instruction]
+
+    def batch(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ``(B, L, D)`` tokens and ``(B, L)`` mask for a list of instructions."""
+        pairs = [self.get(s) for s in instructions]
+        return pad_text([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+@dataclass
+class AgentStep:
+    """What the agent decided for one step.
+
+    Attributes:
+        action: The chosen action.
+        probs: ``(20,)`` action probabilities.
+        value_reward: Reward critic's estimate.
+        value_cost: Cost critic's estimate of the discounted future cost (the learned
+            per-step safety signal the shield uses on hardware).
+    """
+
+    action: Action
+    probs: np.ndarray
+    value_reward: float
+    value_cost: float
+
+
+class PolicyAgent:
+    """A single-environment acting wrapper around :class:`SafeVLAPolicy`.
+
+    Args:
+        policy: The trained policy (its weights are not changed).
+        policy_cfg: Its configuration (image size for the encoders).
+        deterministic: Take the most likely action instead of sampling.
+        seed: Seed of the sampling generator.
+    """
+
+    def __init__(
+        self,
+        policy: SafeVLAPolicy,
+        policy_cfg: PolicyConfig,
+        deterministic: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.policy = policy.eval()
+        self.cfg = policy_cfg
+        self.visual = get_visual_encoder(policy_cfg)
+        self.texts = InstructionCache()
+        self.deterministic = deterministic
+        self._gen = torch.Generator().manual_seed(seed)
+        self._cache = None
+        self._instruction: str | None = None
+        self._prev_action = START_ACTION
+        self._step = 0
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, deterministic: bool = False, seed: int = 0
+    ) -> PolicyAgent:
+        """Load a training checkpoint (policy weights + resolved config).
+
+        Raises:
+            CheckpointError: If the file is missing, corrupt, or holds no policy.
+        """
+        state = load_checkpoint(path, required_keys=("policy", "config"))
+        try:
+            cfg = from_dict(Config, state["config"])
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: stored config is invalid: {exc}") from exc
+        policy = build_policy(cfg.policy)
+        try:
+            policy.load_state_dict(state["policy"])
+        except (RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: policy weights do not fit the config: {exc}") from exc
+        return cls(policy, cfg.policy, deterministic=deterministic, seed=seed)
+
+    def reset(self, instruction: str) -> None:
+        """Start a new episode: forget the history and set the instruction.
+
+        Raises:
+            ValueError: For an empty or whitespace-only instruction.
+        """
+        if not instruction or not instruction.strip():
+            raise ValueError("the instruction must be a non-empty string")
+        self.texts.get(instruction)
+        self._instruction = instruction
+        self._cache = None
+        self._prev_action = START_ACTION
+        self._step = 0
+
+    @torch.no_grad()
+    def act(self, nav_rgb: np.ndarray, manip_rgb: np.ndarray, in_hand: bool = False) -> AgentStep:
+        """Choose the next action from both camera images.
+
+        Args:
+            nav_rgb: ``(H, W, 3)`` uint8 navigation camera image.
+            manip_rgb: ``(H, W, 3)`` uint8 manipulation camera image.
+            in_hand: Whether an object is held.
+
+        Returns:
+            The decision (action, probabilities, critic values).
+
+        Raises:
+            RuntimeError: Before :meth:`reset`.
+            ValueError: For images of the wrong dtype or shape.
+        """
+        if self._instruction is None:
+            raise RuntimeError("call reset(instruction) before act()")
+        images = np.stack([_check_image(nav_rgb, "nav_rgb"), _check_image(manip_rgb, "manip_rgb")])
+        feats = self.visual(images).unsqueeze(0)  # (1, 2, C, h, w)
+        text, mask = self.texts.batch([self._instruction])
+        out, self._cache = self.policy.act(
+            feats,
+            text,
+            mask,
+            torch.tensor([self._prev_action]),
+            torch.tensor([bool(in_hand)]),
+            torch.tensor([self._step]),
+            self._cache,
+        )
+        probs = torch.softmax(out.logits[0], dim=-1)
+        if self.deterministic:
+            index = int(torch.argmax(probs))
+        else:
+            index = int(torch.multinomial(probs, 1, generator=self._gen))
+        self._prev_action = index
+        self._step += 1
+        return AgentStep(
+            action=Action(index),
+            probs=probs.numpy(),
+            value_reward=float(out.value_reward[0]),
+            value_cost=float(out.value_cost[0]),
+        )
+
+
+def build_policy(policy_cfg: PolicyConfig) -> SafeVLAPolicy:
+    """A policy whose visual input shape matches the frozen encoder at the configured size."""
+    encoder = get_visual_encoder(policy_cfg)
+    shape = encoder.feature_shape(policy_cfg.image_width, policy_cfg.image_height)
+    return SafeVLAPolicy(policy_cfg, shape)
+
+
+def _check_image(img: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(img)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"{name} must be (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+    return arr
+
+
+__all__ = ["AgentStep", "InstructionCache", "PolicyAgent", "build_policy", "config_to_dict", "pad_text"]

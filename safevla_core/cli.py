@@ -1,0 +1,226 @@
+"""The ``safevla`` command line: train, eval, bench, render, house.
+
+Every command reads the typed :class:`~safevla_core.config.Config`, overridden by ``--config
+FILE.yaml`` and then by ``--set section.key=value`` (repeatable) and the explicit flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from safevla_core.config import Config, load_config, parse_dotted
+
+_EPILOG = """examples:
+  safevla train                                   # PPO-Lagrangian on Safety-ObjNav, default budget
+  safevla train --method ppo --total-env-steps 20000 --out-dir runs/ppo
+  safevla train --config config/objnav.yaml --set train.num_envs=4
+  safevla eval --checkpoint runs/default/ckpt_000004.pt --episodes 10
+  safevla render --split test --house-index 0 --out-dir out/frames
+  safevla bench
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML file overriding the defaults (keys mirror safevla_core.config.Config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one field, e.g. --set train.num_envs=4 (repeatable)")  # fmt: skip
+
+
+def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    overrides = parse_dotted(args.overrides)
+    for section, values in (extra or {}).items():
+        for k, v in values.items():
+            if v is not None:
+                overrides.setdefault(section, {})[k] = v
+    return load_config(args.config, overrides)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="safevla",
+        description="SafeVLA on an embedded MuJoCo Stretch simulator: constrained RL "
+        "(PPO-Lagrangian) for safe vision-language-action policies.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a policy (default: ppo_lag on Safety-ObjNav)",
+                       description="Train with PPO / PPO-RS / PPO-Lagrangian / PID-Lagrangian in "
+                       "the embedded simulator. Writes checkpoints, config.yaml, metrics.jsonl and "
+                       "TensorBoard events to --out-dir; rerunning the same command resumes.")  # fmt: skip
+    _add_common(p)
+    p.add_argument("--method", choices=["ppo", "ppo_rs", "ppo_lag", "ppo_pid_lag"], default=None)
+    p.add_argument("--task", choices=["objnav"], default=None, help="task (objnav for now)")
+    p.add_argument("--total-env-steps", type=int, default=None, help="training budget, env steps")
+    p.add_argument("--num-envs", type=int, default=None, help="parallel environments (processes)")
+    p.add_argument("--num-steps", type=int, default=None, help="steps per env per rollout")
+    p.add_argument("--cost-limit", type=float, default=None, help="CMDP cost limit b per episode")
+    p.add_argument("--out-dir", default=None, help="run folder (default runs/default)")
+    p.add_argument("--init-checkpoint", default=None, help="start from this (IL) checkpoint")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out-dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on held-out houses (SR/RC/OC)",
+                       description="Run fixed episodes on a house split and print and write as "
+                       "JSON: success_rate, robot_cost, object_cost, cumulative_cost, the five "
+                       "component means and the episodes.")  # fmt: skip
+    _add_common(p)
+    p.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint (.pt)")
+    p.add_argument("--episodes", type=int, default=None, help="number of episodes")
+    p.add_argument("--split", choices=["train", "val", "test"], default=None)
+    p.add_argument("--deterministic", action="store_true", help="greedy actions")
+    p.add_argument("--out", type=Path, default=None, help="JSON output (default runs/eval.json)")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("render", help="save both cameras of a house as PNG",
+                       description="Reset the simulator in a house and save nav_rgb.png and "
+                       "manip_rgb.png (what the robot sees).")  # fmt: skip
+    _add_common(p)
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--house-index", type=int, default=0)
+    p.add_argument("--house-file", type=Path, default=None, help="a ProcTHOR-schema house .json")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=None, help="default: sim.width (384)")
+    p.add_argument("--height", type=int, default=None, help="default: sim.height (224)")
+    p.add_argument("--actions", default="", help="comma-separated actions to take first, e.g. m,m,l")
+    p.add_argument("--out-dir", type=Path, default=Path("out/frames"))
+
+    p = sub.add_parser("bench", help="measure simulator, policy and training speed",
+                       description="Prints simulator actions/s (both cameras) at 384x224 and the "
+                       "training size, policy act latency with and without the KV cache at a "
+                       "100-step context, and end-to-end training env steps/s.")  # fmt: skip
+    _add_common(p)
+    p.add_argument("--sim-steps", type=int, default=200, help="actions per simulator measurement")
+    p.add_argument("--skip-train", action="store_true", help="skip the end-to-end training run")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+
+    p = sub.add_parser("house", help="write a generated house as ProcTHOR-schema JSON")
+    _add_common(p)
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--house-index", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``safevla train``."""
+    from safevla_core.rl.train import train
+
+    cfg = _config(args, {
+        "train": {"method": args.method, "total_env_steps": args.total_env_steps,
+                  "num_envs": args.num_envs, "num_steps": args.num_steps, "out_dir": args.out_dir,
+                  "init_checkpoint": args.init_checkpoint, "seed": args.seed},
+        "task": {"name": args.task, "cost_limit": args.cost_limit},
+    })  # fmt: skip
+    result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    print(f"done: {result.iterations} iterations, {result.env_steps} env steps; run folder "
+          f"{result.run_dir} (tensorboard --logdir {result.run_dir / 'tb'})")  # fmt: skip
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``safevla eval``."""
+    from safevla_core.evaluate import evaluate, format_report, write_report
+
+    cfg = _config(args)
+    report = evaluate(cfg, args.checkpoint, episodes=args.episodes, split=args.split,
+                      deterministic=True if args.deterministic else None,
+                      progress=not args.no_progress)  # fmt: skip
+    out = write_report(report, args.out or cfg.eval.out)
+    print(format_report(report))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """``safevla render``."""
+    import matplotlib.image
+
+    from safevla_core.actions import parse_action
+    from safevla_core.env import make_backend
+    from safevla_core.houses.io import load_house_file
+    from safevla_core.houses.splits import load_house
+
+    cfg = _config(args)
+    if args.house_file is not None:
+        house = load_house_file(args.house_file)
+        house = house[0] if isinstance(house, list) else house
+    else:
+        house = load_house(args.split, args.house_index, cfg.houses)
+    backend = make_backend(cfg, args.width or cfg.sim.width, args.height or cfg.sim.height)
+    try:
+        backend.reset(house, seed=args.seed)
+        for name in filter(None, (a.strip() for a in args.actions.split(","))):
+            backend.step(parse_action(name))
+        frames = backend.render()
+    finally:
+        backend.close()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for key, img in frames.items():
+        path = args.out_dir / f"{key}.png"
+        matplotlib.image.imsave(path, img)
+        print(f"wrote {path} ({img.shape[1]}x{img.shape[0]})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``safevla bench``."""
+    from safevla_core.bench import format_bench, run_bench
+
+    cfg = _config(args)
+    figures = run_bench(cfg, sim_steps=args.sim_steps, train=not args.skip_train)
+    print(format_bench(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+def cmd_house(args: argparse.Namespace) -> int:
+    """``safevla house``."""
+    from safevla_core.houses.splits import load_house
+
+    cfg = _config(args)
+    text = json.dumps(load_house(args.split, args.house_index, cfg.houses), indent=1)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "bench": cmd_bench,
+            "house": cmd_house}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``safevla`` console script; returns the exit code.
+
+    Errors a user can fix (bad config, missing or corrupt checkpoint) print one clear line
+    and exit 2 instead of a traceback.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = _parser().parse_args(argv)
+    from safevla_core.rl.checkpoint import CheckpointError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        print(f"safevla {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"safevla {args.command}: interrupted (finished checkpoints are kept; rerun to resume)",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

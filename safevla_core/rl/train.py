@@ -1,0 +1,403 @@
+"""The SafeVLA training loop: rollout -> advantages -> Lagrange update -> PPO epochs -> log.
+
+Reads top to bottom like the paper's Appendix B (CleanRL-style phases). One function per phase;
+the math lives in :mod:`~safevla_core.rl.gae`, :mod:`~safevla_core.rl.ppo` and
+:mod:`~safevla_core.rl.lagrange`; only this module logs.
+
+Methods (``TrainConfig.method``): ``ppo`` (FLaRe: sparse success reward), ``ppo_rs`` (FLaRe-RS:
+reward minus ``reward_shaping_coef`` x cost), ``ppo_lag`` (SafeVLA, eq. 14-16), ``ppo_pid_lag``
+(PID-Lagrangian, Stooke et al. 2020). All train a reward critic and a cost critic.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from safevla_core.agent import InstructionCache, build_policy
+from safevla_core.config import Config, config_to_dict
+from safevla_core.costs import COMPONENT_NAMES
+from safevla_core.env import make_vector_env
+from safevla_core.policy.encoders import get_visual_encoder
+from safevla_core.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from safevla_core.rl.gae import compute_gae
+from safevla_core.rl.lagrange import make_multiplier
+from safevla_core.rl.ppo import ppo_lag_loss, reward_shaping
+from safevla_core.rl.rollout import RolloutBuffer
+from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
+
+#: Keys of an episode summary averaged into the iteration metrics.
+EPISODE_KEYS = ("success", "episode_return", "cumulative_cost", "robot_cost", "object_cost",
+                "length", *COMPONENT_NAMES)  # fmt: skip
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or resumed-and-finished) run produced.
+
+    Attributes:
+        run_dir: The run folder (checkpoints, ``config.yaml``, ``tb/``, ``metrics.jsonl``).
+        iterations: Iterations completed in total.
+        env_steps: Environment steps completed in total.
+        history: Metrics of each iteration run by this call.
+    """
+
+    run_dir: Path
+    iterations: int
+    env_steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def episode_summaries(infos: dict[str, Any], done: np.ndarray) -> list[dict[str, float]]:
+    """Episode summaries of the envs that finished this step (vector env, same-step autoreset).
+
+    Args:
+        infos: The vector env's info dict; the finished envs' last info is in
+            ``infos["final_info"]`` (gymnasium ``AutoresetMode.SAME_STEP``).
+        done: ``(B,)`` bool, terminated or truncated.
+
+    Returns:
+        One ``{key: float}`` per finished env (keys of ``SafetyChoresEnv.episode_summary``).
+    """
+    final = infos.get("final_info", {})
+    episode = final.get("episode", {})
+    out = []
+    for b in np.flatnonzero(done):
+        out.append({k: float(np.asarray(v)[b]) for k, v in episode.items() if not k.startswith("_")})
+    return out
+
+
+def mean_metrics(episodes: list[dict[str, float]]) -> dict[str, float]:
+    """Means of the episode keys over finished episodes (empty dict if none finished)."""
+    if not episodes:
+        return {}
+    return {k: float(np.mean([e[k] for e in episodes if k in e])) for k in EPISODE_KEYS
+            if any(k in e for e in episodes)}  # fmt: skip
+
+
+class Trainer:
+    """State of one training run; :meth:`run` executes it. See :func:`train`."""
+
+    def __init__(self, cfg: Config, resume: bool = True, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        torch.set_num_threads(cfg.train.torch_threads)
+        seed_everything(cfg.train.seed)
+        self.run_dir = Path(cfg.train.out_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.visual = get_visual_encoder(cfg.policy)
+        self.texts = InstructionCache()
+        self.policy = build_policy(cfg.policy)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.lr, eps=1e-5)
+        self.multiplier = make_multiplier(cfg.train.method, cfg.lagrange, cfg.task.cost_limit)
+        self.iteration = 0
+        self.env_steps = 0
+        ckpt = latest_checkpoint(self.run_dir) if resume else None
+        if ckpt is not None:
+            self._restore(ckpt)
+        elif cfg.train.init_checkpoint:
+            state = load_checkpoint(cfg.train.init_checkpoint, required_keys=("policy",))
+            self.policy.load_state_dict(state["policy"])
+        _write_yaml_atomic(self.run_dir / "config.yaml", config_to_dict(cfg))
+        c, h, w = self.visual.feature_shape(cfg.policy.image_width, cfg.policy.image_height)
+        self.visual_shape = (2, c, h, w)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path, required_keys=("policy", "optimizer", "iteration", "env_steps"))
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.multiplier is not None and state.get("multiplier"):
+            self.multiplier.load_state_dict(state["multiplier"])
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        tqdm.write(f"resumed from {path} (iteration {self.iteration}, {self.env_steps} env steps)")
+
+    def save(self, metrics: dict[str, float]) -> Path:
+        """Write ``ckpt_<iteration>.pt`` atomically with weights, optimizer, multiplier, config."""
+        path = self.run_dir / f"ckpt_{self.iteration:06d}.pt"
+        save_checkpoint(
+            path,
+            {
+                "policy": self.policy.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "multiplier": self.multiplier.state_dict() if self.multiplier is not None else {},
+                "iteration": self.iteration,
+                "env_steps": self.env_steps,
+                "config": config_to_dict(self.cfg),
+                "metrics": {k: float(v) for k, v in metrics.items()},
+            },
+        )
+        return path
+
+    # -- phases --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _policy_step(self, obs: dict[str, Any], cache: Any) -> tuple[torch.Tensor, Any, Any]:
+        """Encode both cameras (frozen) and run one cached decoder step for all envs."""
+        nav, manip = np.asarray(obs[NAV_CAMERA]), np.asarray(obs[MANIP_CAMERA])
+        b = nav.shape[0]
+        feats = self.visual(np.concatenate([nav, manip], axis=0))  # (2B, C, h, w)
+        # (B, 2, C, h, w), rounded to the buffer's float16 so PPO's first epoch sees ratio 1
+        feats = torch.stack([feats[:b], feats[b:]], dim=1).half().float()
+        text, mask = self.texts.batch(list(obs["instruction"]))
+        out, cache = self.policy.act(
+            feats,
+            text,
+            mask,
+            torch.as_tensor(np.asarray(obs["prev_action"]), dtype=torch.long),
+            torch.as_tensor(np.asarray(obs["in_hand"]), dtype=torch.bool),
+            torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long),
+            cache,
+        )
+        return feats, out, cache
+
+    def collect(self, envs: Any, buf: RolloutBuffer, state: dict[str, Any]) -> list[dict[str, float]]:
+        """Phase 1: run the policy for T steps in every env, storing features and outcomes."""
+        buf.start_rollout()
+        episodes: list[dict[str, float]] = []
+        obs, cache, pending = state["obs"], state["cache"], state.get("pending")
+        for _ in range(buf.T):
+            if pending is not None:
+                feats, out, cache = pending
+                pending = None
+            else:
+                feats, out, cache = self._policy_step(obs, cache)
+            dist = torch.distributions.Categorical(logits=out.logits)
+            actions = dist.sample()
+            buf.add_inputs(
+                feats,
+                torch.as_tensor(np.asarray(obs["prev_action"]), dtype=torch.long),
+                torch.as_tensor(np.asarray(obs["in_hand"]), dtype=torch.bool),
+                torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long),
+                list(obs["instruction"]),
+            )
+            obs, rewards, terminated, truncated, infos = envs.step(actions.numpy())
+            done = np.logical_or(terminated, truncated)
+            buf.add_outcome(
+                actions,
+                dist.log_prob(actions),
+                out.value_reward,
+                out.value_cost,
+                torch.as_tensor(rewards, dtype=torch.float32),
+                torch.as_tensor(np.asarray(infos["cost"], dtype=np.float32)),
+                torch.as_tensor(done, dtype=torch.float32),
+            )
+            episodes.extend(episode_summaries(infos, done))
+            if done.any():
+                cache.reset(torch.as_tensor(done))
+            self.env_steps += buf.B
+        state["obs"], state["cache"] = obs, cache
+        # bootstrap values: the next step's forward pass, kept for the next rollout's first step
+        feats, out, new_cache = self._policy_step(obs, copy.deepcopy(cache))
+        state["pending"] = (feats, out, new_cache)
+        state["last_values"] = (out.value_reward.clone(), out.value_cost.clone())
+        return episodes
+
+    def advantages(self, buf: RolloutBuffer, last_values: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Phase 2: GAE for reward and cost (gamma 0.99, lambda 0.95; REFERENCE.md)."""
+        p = self.cfg.ppo
+        rewards = buf.rewards
+        if self.cfg.train.method == "ppo_rs":
+            rewards = reward_shaping(rewards, buf.costs, self.cfg.lagrange.reward_shaping_coef)
+        adv_r, ret_r = compute_gae(rewards, buf.values_reward, buf.dones, last_values[0], p.gamma, p.gae_lambda)
+        adv_c, ret_c = compute_gae(buf.costs, buf.values_cost, buf.dones, last_values[1], p.gamma, p.gae_lambda)
+        return {"adv_r": adv_r, "ret_r": ret_r, "adv_c": adv_c, "ret_c": ret_c}
+
+    def update_multiplier(self, buf: RolloutBuffer, episodes: list[dict[str, float]]) -> tuple[float, float]:
+        """Phase 3: the Lagrange multiplier update, once per rollout before the PPO epochs.
+
+        J_c is the mean cumulative cost of the episodes that finished in this rollout; when none
+        finished, the authors' estimate (the rollout's summed cost averaged over envs) is used.
+
+        Returns:
+            ``(lambda, J_c)``; lambda is 0 for ``ppo`` and ``ppo_rs``.
+        """
+        if episodes:
+            jc = float(np.mean([e["cumulative_cost"] for e in episodes]))
+        else:
+            jc = float(buf.costs.sum(0).mean())
+        if self.multiplier is None:
+            return 0.0, jc
+        return float(self.multiplier.update(jc)), jc
+
+    def update_policy(self, buf: RolloutBuffer, adv: dict[str, torch.Tensor], lam: float) -> dict[str, float]:
+        """Phase 4: PPO-Lagrangian epochs over the rollout's episode segments (eq. 14)."""
+        p = self.cfg.ppo
+        segs = buf.segments()
+        flat = {k: v.reshape(-1) for k, v in adv.items()}
+        actions, old_logp = buf.actions.reshape(-1), buf.log_probs.reshape(-1)
+        self.policy.train()
+        stats_sum: dict[str, float] = {}
+        n_updates = 0
+        rows = segs.text_id.shape[0]
+        for _ in range(p.update_epochs):
+            order = torch.randperm(rows)
+            for chunk in torch.tensor_split(order, min(p.num_minibatches, rows)):
+                sub = segs.select(chunk)
+                text, mask = self.texts.batch([buf.instructions[int(i)] for i in sub.text_id])
+                out = self.policy(sub.visual.float(), text, mask, sub.prev_action, sub.in_hand,
+                                  sub.episode_step, sub.episode_start)  # fmt: skip
+                m = sub.loss_mask
+                idx = sub.step_index[m]
+                dist = torch.distributions.Categorical(logits=out.logits[m])
+                loss, stats = ppo_lag_loss(
+                    dist.log_prob(actions[idx]),
+                    old_logp[idx],
+                    flat["adv_r"][idx],
+                    flat["adv_c"][idx],
+                    lam,
+                    out.value_reward[m],
+                    flat["ret_r"][idx],
+                    out.value_cost[m],
+                    flat["ret_c"][idx],
+                    dist.entropy(),
+                    p,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), p.max_grad_norm)
+                self.optimizer.step()
+                for k, v in stats.items():
+                    stats_sum[k] = stats_sum.get(k, 0.0) + float(v)
+                n_updates += 1
+        self.policy.eval()
+        return {k: v / max(n_updates, 1) for k, v in stats_sum.items()}
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(
+        self, callback: Callable[[dict[str, float], dict[str, Any]], None] | None = None
+    ) -> TrainResult:
+        """Train until ``total_env_steps``; checkpoint every ``checkpoint_every`` iterations.
+
+        Args:
+            callback: Called after each iteration with the metrics and the latest vector-env
+                observation (the trainer node publishes status and cameras from it).
+
+        Returns:
+            The run's result.
+        """
+        cfg = self.cfg
+        per_iter = cfg.train.num_envs * cfg.train.num_steps
+        total_iters = max(1, math.ceil(cfg.train.total_env_steps / per_iter))
+        result = TrainResult(self.run_dir, self.iteration, self.env_steps)
+        if self.iteration >= total_iters:
+            tqdm.write(f"run in {self.run_dir} already finished ({self.iteration} iterations)")
+            return result
+        from torch.utils.tensorboard import SummaryWriter
+
+        envs = make_vector_env(cfg)
+        writer = SummaryWriter(str(self.run_dir / "tb"))
+        bar = tqdm(total=total_iters * per_iter, initial=self.env_steps, unit="step",
+                   desc=f"{cfg.train.method} {cfg.task.name}", disable=not self.progress)  # fmt: skip
+        try:
+            obs, _ = envs.reset(seed=cfg.train.seed + 7919 * self.iteration)
+            state: dict[str, Any] = {"obs": obs, "cache": None}
+            pc = cfg.policy
+            buf = RolloutBuffer(cfg.train.num_steps, cfg.train.num_envs, self.visual_shape,
+                                pc.context_steps,
+                                prefix_steps=pc.decoder_layers * (pc.context_steps - 1))  # fmt: skip
+            while self.iteration < total_iters:
+                t0 = time.perf_counter()
+                episodes = self.collect(envs, buf, state)
+                t_collect = time.perf_counter() - t0
+                adv = self.advantages(buf, state["last_values"])
+                lam, jc = self.update_multiplier(buf, episodes)
+                losses = self.update_policy(buf, adv, lam)
+                self.iteration += 1
+                metrics = {
+                    "iteration": float(self.iteration),
+                    "env_steps": float(self.env_steps),
+                    "episodes": float(len(episodes)),
+                    "lagrange_multiplier": lam,
+                    "cost_estimate": jc,
+                    "cost_limit": cfg.task.cost_limit,
+                    "rollout_cost_per_step": float(buf.costs.mean()),
+                    "fps": per_iter / max(time.perf_counter() - t0, 1e-9),
+                    "collect_fps": per_iter / max(t_collect, 1e-9),
+                    **mean_metrics(episodes),
+                    **losses,
+                }
+                self._log(writer, metrics)
+                bar.update(per_iter)
+                result.history.append(metrics)
+                if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == total_iters:
+                    self.save(metrics)
+                if callback is not None:
+                    callback(metrics, state["obs"])
+        finally:
+            bar.close()
+            writer.close()
+            envs.close()
+        result.iterations, result.env_steps = self.iteration, self.env_steps
+        return result
+
+    def _log(self, writer: Any, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            writer.add_scalar(f"train/{k}", v, int(self.env_steps))
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+        sr = metrics.get("success", float("nan"))
+        tqdm.write(
+            f"iter {int(metrics['iteration']):4d} | steps {int(metrics['env_steps']):7d} | "
+            f"episodes {int(metrics['episodes']):3d} | SR {sr:.2f} | "
+            f"cost {metrics.get('cumulative_cost', float('nan')):.2f} "
+            f"(RC {metrics.get('robot_cost', float('nan')):.2f}, "
+            f"OC {metrics.get('object_cost', float('nan')):.2f}) | "
+            f"lambda {metrics['lagrange_multiplier']:.4f} | "
+            f"pi {metrics.get('policy_loss', float('nan')):+.4f} | {metrics['fps']:.1f} steps/s"
+        )
+
+
+def train(
+    cfg: Config,
+    resume: bool = True,
+    progress: bool = True,
+    callback: Callable[[dict[str, float], dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train a policy with the configured method on the configured task.
+
+    Resumes from the newest checkpoint in ``cfg.train.out_dir`` when ``resume`` is set (weights,
+    optimizer, multiplier, iteration and step counters; environments start new episodes).
+
+    Args:
+        cfg: Resolved configuration.
+        resume: Continue an interrupted run in the same folder.
+        progress: Show a progress bar.
+        callback: See :meth:`Trainer.run`.
+
+    Returns:
+        The run's result.
+
+    Raises:
+        CheckpointError: If a checkpoint to resume from or to start from is corrupt.
+    """
+    return Trainer(cfg, resume=resume, progress=progress).run(callback)
+
+
+def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
+
+
+__all__ = ["EPISODE_KEYS", "TrainResult", "Trainer", "episode_summaries", "mean_metrics", "train"]
