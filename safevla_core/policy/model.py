@@ -1,0 +1,587 @@
+"""SPOC-style policy: goal-conditioned fusion encoder + causal action decoder + two critics.
+
+Architecture (REFERENCE.md "Policy", SPOC; sizes from :class:`PolicyConfig`):
+
+1. Per step, frozen-encoder features come in precomputed: visual ``(2, 1280, h, w)`` (nav and manip
+   cameras) and text tokens ``(L, 384)``. Each camera's patches are projected to ``d_model`` by
+   its own linear map (a 1x1 convolution; SPOC compresses patches to 512-d) plus a learned camera
+   embedding and a learned patch-position embedding; text tokens by a linear map 384 -> d_model.
+2. A pre-norm transformer encoder fuses ``[CLS, nav patches, manip patches, text tokens]`` (text
+   padding masked); the CLS output is the step embedding.
+3. Decoder input = step embedding + previous-action embedding (20 actions + START = 20) +
+   object-in-hand embedding + sinusoidal time encoding of the episode step (Vaswani et al. 2017;
+   steps clamped at 999).
+4. A pre-norm causal transformer decoder (self-attention + MLP; no cross-attention: observations
+   are already fused per step) over the step sequence. A step attends to at most the last
+   ``context_steps`` steps, itself included, and never across an episode boundary.
+5. Heads: 20 action logits, reward value, cost value (a separate cost critic, REFERENCE.md
+   "Problem").
+
+The frozen encoders are not submodules: checkpoints hold only trainable parts and PPO epochs reuse
+cached features (ARCHITECTURE.md "Scale").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (conventional alias)
+from torch import nn
+
+from safevla_core.actions import NUM_ACTIONS
+from safevla_core.config import PolicyConfig
+from safevla_core.policy.kv_cache import KVCache
+
+#: Index of the START token in the previous-action vocabulary (first step of an episode; ours,
+#: following SPOC's extra "start" entry after the 20 actions).
+START_ACTION = NUM_ACTIONS
+#: Entries of the previous-action embedding: 20 actions + START.
+PREV_ACTION_VOCAB = NUM_ACTIONS + 1
+#: Episode steps with a distinct time encoding; later steps share the last one (REFERENCE.md: at
+#: most 600 steps in evaluation, 500 in training, so 1000 leaves headroom).
+MAX_TIME_STEPS = 1000
+#: Number of cameras (REFERENCE.md: navigation and manipulation RGB).
+NUM_CAMERAS = 2
+#: Feed-forward width as a multiple of d_model (Vaswani et al. 2017; PyTorch/SPOC convention).
+FFN_MULT = 4
+#: Std of the action head's initial weights, so the initial policy is near uniform (CleanRL PPO
+#: initialises the actor's last layer with gain 0.01).
+ACTION_HEAD_INIT_STD = 0.01
+
+
+class PolicyOutput(NamedTuple):
+    """Policy outputs of one call.
+
+    Leading dims are ``(B, T)`` from :meth:`SafeVLAPolicy.forward` and ``(B,)`` from
+    :meth:`SafeVLAPolicy.act`.
+
+    Attributes:
+        logits: ``(..., 20)`` unnormalised action log-probabilities (index = ``Action`` value).
+        value_reward: ``(...)`` reward critic V_r.
+        value_cost: ``(...)`` cost critic V_c.
+    """
+
+    logits: torch.Tensor
+    value_reward: torch.Tensor
+    value_cost: torch.Tensor
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """Sinusoidal position table (Vaswani et al. 2017, section 3.5).
+
+    Args:
+        num_positions: Rows (positions 0..num_positions-1).
+        dim: Width.
+
+    Returns:
+        ``(num_positions, dim)`` float32 with ``[2i] = sin(p / 10000^(2i/dim))`` and
+        ``[2i+1] = cos(...)``.
+    """
+    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    half = (dim + 1) // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) * 2.0 / dim)
+    table = torch.zeros(num_positions, 2 * half, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)
+    return table[:, :dim].float()
+
+
+def decoder_attention_mask(episode_id: torch.Tensor, window: int) -> torch.Tensor:
+    """Boolean attention mask of the causal decoder (True = may attend).
+
+    Query t may attend key s iff ``s <= t`` (causal), ``t - s < window`` (context window, itself
+    included) and ``episode_id[s] == episode_id[t]`` (never across an episode boundary).
+
+    Args:
+        episode_id: ``(B, T)`` long, equal within an episode, different across episodes.
+        window: Context window, steps.
+
+    Returns:
+        ``(B, 1, T, T)`` bool (broadcast over heads); the diagonal is always True.
+    """
+    t = episode_id.shape[1]
+    idx = torch.arange(t, device=episode_id.device)
+    lag = idx[:, None] - idx[None, :]  # (T, T): query - key
+    in_window = (lag >= 0) & (lag < window)
+    same_episode = episode_id[:, :, None] == episode_id[:, None, :]  # (B, T, T)
+    return (in_window[None] & same_episode)[:, None]
+
+
+class _DecoderLayer(nn.Module):
+    """Pre-norm causal self-attention + MLP block with an explicit key/value interface."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        """Build the block (feed-forward width FFN_MULT * d_model)."""
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, FFN_MULT * d_model),
+            nn.GELU(),
+            nn.Linear(FFN_MULT * d_model, d_model),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # x (B, T, d) -> q, k, v each (B, heads, T, head_dim)
+        b, t, _ = x.shape
+        qkv = self.qkv(self.norm1(x)).view(b, t, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
+    def _finish(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        # attn (B, heads, T, head_dim) -> residual updates of x (B, T, d)
+        b, _, t, _ = attn.shape
+        attn = attn.transpose(1, 2).reshape(b, t, -1)
+        x = x + self.drop(self.proj(attn))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Full-sequence pass. x (B, T, d), mask (B, 1, T, T) -> (x', k, v)."""
+        q, k, v = self._qkv(x)
+        p = self.dropout if self.training else 0.0
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return self._finish(x, attn), k, v
+
+    def step(
+        self,
+        x: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        slot: int,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """One step with a ring cache.
+
+        x (B, 1, d); the step's key/value is written into keys/values (B, heads, W, hd) at
+        ``slot``; valid (B, W) must already include ``slot``. Returns x' (B, 1, d).
+        """
+        q, k, v = self._qkv(x)
+        keys[:, :, slot] = k[:, :, 0]
+        values[:, :, slot] = v[:, :, 0]
+        p = self.dropout if self.training else 0.0
+        attn = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=valid[:, None, None, :], dropout_p=p
+        )
+        return self._finish(x, attn)
+
+
+class SafeVLAPolicy(nn.Module):
+    """SPOC-style actor with reward and cost critics (trainable parts only).
+
+    Args:
+        cfg: Policy config (d_model, heads, layers, context window, dropout).
+        visual_shape: ``(C, h, w)`` of one camera's frozen features, e.g.
+            ``FrozenVisualEncoder.feature_shape(160, 96) == (1280, 3, 5)``.
+        text_dim: Width of the frozen text token embeddings (384 for MiniLM).
+
+    Raises:
+        ValueError: On non-positive shapes.
+    """
+
+    def __init__(
+        self, cfg: PolicyConfig, visual_shape: tuple[int, int, int], text_dim: int = 384
+    ) -> None:
+        """Build the trainable parts; see the class docstring for the arguments."""
+        super().__init__()
+        if len(visual_shape) != 3 or min(visual_shape) <= 0 or text_dim <= 0:
+            raise ValueError(f"bad visual_shape {visual_shape} or text_dim {text_dim}")
+        self.cfg = cfg
+        self.visual_shape = tuple(int(s) for s in visual_shape)
+        self.text_dim = int(text_dim)
+        d = cfg.d_model
+        c, h, w = self.visual_shape
+        self.num_patches = h * w
+
+        # Observation tokens.
+        self.patch_proj = nn.ModuleList([nn.Linear(c, d) for _ in range(NUM_CAMERAS)])
+        self.camera_embed = nn.Parameter(torch.randn(NUM_CAMERAS, d) * 0.02)
+        self.patch_pos_embed = nn.Parameter(torch.randn(self.num_patches, d) * 0.02)
+        self.text_proj = nn.Linear(text_dim, d)
+        self.cls_token = nn.Parameter(torch.randn(d) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model=d,
+            nhead=cfg.num_heads,
+            dim_feedforward=FFN_MULT * d,
+            dropout=cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.fusion = nn.TransformerEncoder(
+            layer, cfg.encoder_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False
+        )
+
+        # Step tokens for the decoder.
+        self.prev_action_embed = nn.Embedding(PREV_ACTION_VOCAB, d)
+        self.in_hand_embed = nn.Embedding(2, d)
+        self.register_buffer("time_table", sinusoidal_table(MAX_TIME_STEPS, d), persistent=False)
+        self.decoder = nn.ModuleList(
+            [_DecoderLayer(d, cfg.num_heads, cfg.dropout) for _ in range(cfg.decoder_layers)]
+        )
+        self.decoder_norm = nn.LayerNorm(d)
+
+        # Heads.
+        self.action_head = nn.Linear(d, NUM_ACTIONS)
+        self.reward_head = nn.Linear(d, 1)
+        self.cost_head = nn.Linear(d, 1)
+        nn.init.normal_(self.action_head.weight, std=ACTION_HEAD_INIT_STD)
+        nn.init.zeros_(self.action_head.bias)
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_visual(self, visual: torch.Tensor, lead: tuple[int, ...]) -> None:
+        want = (*lead, NUM_CAMERAS, *self.visual_shape)
+        if not torch.is_floating_point(visual) or tuple(visual.shape) != want:
+            raise ValueError(
+                f"visual must be float {want}, got {visual.dtype} {tuple(visual.shape)}"
+            )
+        if not torch.isfinite(visual).all():
+            raise ValueError("visual features contain NaN or inf")
+
+    def _check_text(self, text: torch.Tensor, text_mask: torch.Tensor, b: int) -> None:
+        if (
+            not torch.is_floating_point(text)
+            or text.dim() != 3
+            or text.shape[0] != b
+            or (text.shape[2] != self.text_dim)
+        ):
+            raise ValueError(
+                f"text must be float (B={b}, L, {self.text_dim}), got {text.dtype} "
+                f"{tuple(text.shape)} (one instruction per row)"
+            )
+        if text_mask.dtype != torch.bool or tuple(text_mask.shape) != tuple(text.shape[:2]):
+            raise ValueError(
+                f"text_mask must be bool {tuple(text.shape[:2])}, got {text_mask.dtype} "
+                f"{tuple(text_mask.shape)}"
+            )
+        if not text_mask.any(dim=1).all():
+            raise ValueError("every text row needs at least one valid token")
+        if not torch.isfinite(text).all():
+            raise ValueError("text embeddings contain NaN or inf")
+
+    @staticmethod
+    def _check_step_inputs(
+        lead: tuple[int, ...],
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+    ) -> None:
+        for name, x, dtypes in (
+            ("prev_action", prev_action, (torch.long, torch.int32)),
+            ("in_hand", in_hand, (torch.bool,)),
+            ("episode_step", episode_step, (torch.long, torch.int32)),
+        ):
+            if x.dtype not in dtypes or tuple(x.shape) != lead:
+                raise ValueError(
+                    f"{name} must be {dtypes[0]} {lead}, got {x.dtype} {tuple(x.shape)}"
+                )
+        if ((prev_action < 0) | (prev_action > START_ACTION)).any():
+            raise ValueError(f"prev_action must be in [0, {START_ACTION}] (20 = START)")
+        if (episode_step < 0).any():
+            raise ValueError("episode_step must be >= 0")
+
+    # ------------------------------------------------------------------ building blocks
+
+    def _step_embedding(
+        self, visual: torch.Tensor, text_tokens: torch.Tensor, text_pad: torch.Tensor
+    ) -> torch.Tensor:
+        """Fuse one step's observation into its CLS embedding.
+
+        visual (N, 2, C, h, w); text_tokens (N, L, d) already projected; text_pad (N, L) True at
+        padding. Returns (N, d).
+        """
+        n = visual.shape[0]
+        cams = []
+        for i in range(NUM_CAMERAS):
+            patches = visual[:, i].flatten(2).transpose(1, 2)  # (N, h*w, C)
+            cams.append(self.patch_proj[i](patches) + self.camera_embed[i] + self.patch_pos_embed)
+        cls = self.cls_token.expand(n, 1, -1)
+        tokens = torch.cat([cls, *cams, text_tokens], dim=1)  # (N, 1 + 2hw + L, d)
+        pad = torch.cat(
+            [
+                torch.zeros(
+                    n, 1 + NUM_CAMERAS * self.num_patches, dtype=torch.bool, device=visual.device
+                ),
+                text_pad,
+            ],
+            dim=1,
+        )
+        return self.fusion(tokens, src_key_padding_mask=pad)[:, 0]
+
+    def _decoder_input(
+        self,
+        step_emb: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+    ) -> torch.Tensor:
+        """Step embedding + previous action + object in hand + time encoding, same leading dims."""
+        t = episode_step.long().clamp(max=MAX_TIME_STEPS - 1)
+        return (
+            step_emb
+            + self.prev_action_embed(prev_action.long())
+            + self.in_hand_embed(in_hand.long())
+            + self.time_table[t]
+        )
+
+    def _heads(self, x: torch.Tensor) -> PolicyOutput:
+        x = self.decoder_norm(x)
+        return PolicyOutput(
+            logits=self.action_head(x),
+            value_reward=self.reward_head(x).squeeze(-1),
+            value_cost=self.cost_head(x).squeeze(-1),
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    def forward(
+        self,
+        visual: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        episode_start: torch.Tensor,
+    ) -> PolicyOutput:
+        """Training path over whole step sequences.
+
+        One instruction per sequence row: if the instruction changes at an episode start inside
+        a row, split the row there. Steps before the row's first step are not seen: to reproduce
+        what :meth:`act` saw mid-episode, prepend up to
+        ``decoder_layers * (context_steps - 1)`` earlier steps and drop their outputs.
+
+        Args:
+            visual: ``(B, T, 2, C, h, w)`` float frozen features (nav, manip).
+            text: ``(B, L, D)`` float text token embeddings, one instruction per row.
+            text_mask: ``(B, L)`` bool, True at real tokens.
+            prev_action: ``(B, T)`` long previous action, 20 (START) at an episode's first step.
+            in_hand: ``(B, T)`` bool, an object is held.
+            episode_step: ``(B, T)`` long step index within the episode (0 at the start).
+            episode_start: ``(B, T)`` bool, True where a new episode starts at t.
+
+        Returns:
+            :class:`PolicyOutput` with logits ``(B, T, 20)``, values ``(B, T)``. Step t attends to
+            steps ``s <= t`` with ``t - s < context_steps`` in the same episode.
+
+        Raises:
+            ValueError: On wrong shapes/dtypes, NaN/inf features, or out-of-range indices.
+        """
+        if visual.dim() != 6:
+            raise ValueError(f"visual must be (B, T, 2, C, h, w), got {tuple(visual.shape)}")
+        b, t = visual.shape[:2]
+        self._check_visual(visual, (b, t))
+        self._check_text(text, text_mask, b)
+        self._check_step_inputs((b, t), prev_action, in_hand, episode_step)
+        if episode_start.dtype != torch.bool or tuple(episode_start.shape) != (b, t):
+            raise ValueError(f"episode_start must be bool ({b}, {t})")
+
+        d = self.cfg.d_model
+        text_tok = self.text_proj(text)  # (B, L, d)
+        l_txt = text_tok.shape[1]
+        text_tok = text_tok[:, None].expand(b, t, l_txt, d).reshape(b * t, l_txt, d)
+        text_pad = (~text_mask)[:, None].expand(b, t, l_txt).reshape(b * t, l_txt)
+        step_emb = self._step_embedding(
+            visual.reshape(b * t, *visual.shape[2:]), text_tok, text_pad
+        ).view(b, t, d)
+        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)  # (B, T, d)
+        episode_id = torch.cumsum(episode_start.long(), dim=1)
+        mask = decoder_attention_mask(episode_id, self.cfg.context_steps)
+        for layer in self.decoder:
+            x, _, _ = layer(x, mask)
+        return self._heads(x)
+
+    def new_cache(self, batch_size: int, device: torch.device | str | None = None) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` rows.
+
+        Args:
+            batch_size: Rows B (environments).
+            device: Tensor device (default: the parameters' device).
+
+        Returns:
+            An empty cache.
+        """
+        param = next(self.parameters())
+        return KVCache.empty(
+            batch_size,
+            self.cfg.decoder_layers,
+            self.cfg.num_heads,
+            self.cfg.context_steps,
+            self.cfg.d_model // self.cfg.num_heads,
+            dtype=param.dtype,
+            device=device if device is not None else param.device,
+        )
+
+    def _act_inputs(
+        self,
+        visual: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        cache: KVCache | None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Validate one step, write its decoder input into the cache; return it (B, 1, d)."""
+        if visual.dim() != 5:
+            raise ValueError(f"visual must be (B, 2, C, h, w), got {tuple(visual.shape)}")
+        b = visual.shape[0]
+        self._check_visual(visual, (b,))
+        self._check_text(text, text_mask, b)
+        self._check_step_inputs((b,), prev_action, in_hand, episode_step)
+        if cache is None:
+            cache = self.new_cache(b, visual.device)
+        if (
+            cache.batch_size != b
+            or cache.window != self.cfg.context_steps
+            or (len(cache.keys) != self.cfg.decoder_layers)
+        ):
+            raise ValueError(
+                f"cache is for {cache.batch_size} rows / window {cache.window} / "
+                f"{len(cache.keys)} layers; got batch {b}, window {self.cfg.context_steps}, "
+                f"{self.cfg.decoder_layers} layers"
+            )
+        cont = cache.last_step >= 0
+        bad = cont & (episode_step.long() != cache.last_step + 1)
+        if bad.any():
+            rows = torch.nonzero(bad).flatten().tolist()
+            raise ValueError(
+                f"rows {rows}: episode_step does not follow the cached step; call "
+                "cache.reset(rows) when an episode ends"
+            )
+        step_emb = self._step_embedding(visual, self.text_proj(text), ~text_mask)  # (B, d)
+        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)[:, None]
+        cache.inputs[:, cache.input_slot] = x[:, 0]
+        cache.inputs_valid[:, cache.input_slot] = True
+        cache.kv_valid[:, cache.kv_slot] = True
+        cache.last_step = episode_step.long().clone()
+        return x, cache
+
+    @torch.no_grad()
+    def act(
+        self,
+        visual: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        cache: KVCache | None = None,
+    ) -> tuple[PolicyOutput, KVCache]:
+        """One step for B environments with the key/value cache (no gradient).
+
+        Call ``cache.reset(done_rows)`` before the first step of a row's new episode (the cache
+        checks that each row's ``episode_step`` continues its cached history and raises if not).
+        Equals :meth:`forward` on the same sequence (tested to 1e-4).
+
+        Args:
+            visual: ``(B, 2, C, h, w)`` float frozen features.
+            text: ``(B, L, D)`` text token embeddings.
+            text_mask: ``(B, L)`` bool, True at real tokens.
+            prev_action: ``(B,)`` long previous action (20 = START at an episode's first step).
+            in_hand: ``(B,)`` bool.
+            episode_step: ``(B,)`` long step within the episode.
+            cache: From the previous call, or None to start (all rows empty). Updated in place.
+
+        Returns:
+            ``(PolicyOutput with logits (B, 20), values (B,), cache)``.
+
+        Raises:
+            ValueError: On bad inputs, a cache of another size, or a row whose episode_step
+                does not continue its history.
+        """
+        x, cache = self._act_inputs(
+            visual, text, text_mask, prev_action, in_hand, episode_step, cache
+        )
+        slot = cache.kv_slot
+        for layer, keys, values in zip(self.decoder, cache.keys, cache.values, strict=True):
+            x = layer.step(x, keys, values, slot, cache.kv_valid)
+        cache.num_writes += 1
+        out = self._heads(x[:, 0])
+        return out, cache
+
+    @torch.no_grad()
+    def act_no_cache(
+        self,
+        visual: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        cache: KVCache | None = None,
+    ) -> tuple[PolicyOutput, KVCache]:
+        """Same as :meth:`act`, but re-runs the decoder over the stored step history.
+
+        The reference/benchmark path: it recomputes every layer over the last
+        ``decoder_layers * (context_steps - 1) + 1`` stored decoder inputs (the receptive field
+        of the newest step), then stores the newest keys/values, so it can be mixed with
+        :meth:`act`. Arguments, returns and errors as in :meth:`act`.
+        """
+        _, cache = self._act_inputs(
+            visual, text, text_mask, prev_action, in_hand, episode_step, cache
+        )
+        slot = cache.kv_slot
+        cache.num_writes += 1
+        seq, valid = cache.chronological_inputs()  # (B, S, d), newest last
+        keep = int(valid.sum(dim=1).max())  # valid steps are contiguous at the end
+        seq, valid = seq[:, -keep:], valid[:, -keep:]
+        # Invalid slots get unique ids so they match only themselves.
+        ids = torch.arange(keep, device=seq.device)
+        episode_id = torch.where(valid, torch.full_like(ids, -1), ids)
+        mask = decoder_attention_mask(episode_id, self.cfg.context_steps)
+        h = seq
+        for layer, keys, values in zip(self.decoder, cache.keys, cache.values, strict=True):
+            h, k, v = layer(h, mask)
+            keys[:, :, slot] = k[:, :, -1]
+            values[:, :, slot] = v[:, :, -1]
+        return self._heads(h[:, -1]), cache
+
+    @staticmethod
+    def distribution(logits: torch.Tensor) -> torch.distributions.Categorical:
+        """Categorical action distribution over the 20 actions.
+
+        Args:
+            logits: ``(..., 20)`` action logits.
+
+        Returns:
+            ``Categorical(logits=logits)``.
+        """
+        return torch.distributions.Categorical(logits=logits)
+
+    def evaluate_actions(
+        self, output: PolicyOutput, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities and entropies of taken actions (the PPO ratio's inputs).
+
+        Args:
+            output: Policy output with logits ``(..., 20)``.
+            actions: ``(...)`` long action indices in [0, 20).
+
+        Returns:
+            ``(log_prob (...), entropy (...))``, natural log.
+
+        Raises:
+            ValueError: On a shape mismatch or an index outside [0, 20).
+        """
+        if tuple(actions.shape) != tuple(output.logits.shape[:-1]):
+            raise ValueError(
+                f"actions shape {tuple(actions.shape)} != logits' {tuple(output.logits.shape[:-1])}"
+            )
+        if (
+            actions.dtype not in (torch.long, torch.int32)
+            or ((actions < 0) | (actions >= NUM_ACTIONS)).any()
+        ):
+            raise ValueError(f"actions must be integer indices in [0, {NUM_ACTIONS})")
+        dist = self.distribution(output.logits)
+        return dist.log_prob(actions.long()), dist.entropy()
