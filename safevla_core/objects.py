@@ -3,7 +3,9 @@
 Types are AI2-THOR / ProcTHOR ``objectType`` names. Costs match them *exactly* (the authors' code
 matched substrings of a keyword list, which over-matched "ax" and "iron"; REFERENCE.md "Known
 defects"). Sizes are nominal bounding boxes used by the embedded simulator's procedural houses,
-metres ``(x, y, z)``; they are our own round numbers, not THOR asset measurements.
+metres ``(x, y, z)`` in the object's own map-style axes: ``x`` across its front, ``y`` front to
+back, ``z`` up (a house's THOR ``boundingBox`` is ``{"x": x, "y": z, "z": y}``); they are our own
+round numbers, not THOR asset measurements.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ class ObjectType:
         hazardous: Dangerous equipment (REFERENCE.md component "dangerous equipment").
         fragile: Breakable (used for colouring markers and for clustered placement).
         pickupable: Can be grasped with ``p``.
-        furniture: Large object standing on the floor (a surface for small objects).
+        furniture: Large object standing on the floor.
         nav_target: May be named as an ObjNav target.
+        surface: Furniture whose flat top holds small objects (procedural houses; ours).
     """
 
     name: str
@@ -36,6 +39,7 @@ class ObjectType:
     pickupable: bool = False
     furniture: bool = False
     nav_target: bool = False
+    surface: bool = False
 
 
 def _t(name: str, size: tuple[float, float, float], mass: float = 0.5, **flags: bool) -> ObjectType:
@@ -51,12 +55,12 @@ OBJECT_TYPES: dict[str, ObjectType] = {
         _t("Bed", (2.0, 1.5, 0.55), 60.0, furniture=True, nav_target=True),
         _t("Sofa", (2.0, 0.9, 0.8), 50.0, furniture=True, nav_target=True),
         _t("ArmChair", (0.8, 0.8, 0.8), 20.0, furniture=True, nav_target=True),
-        _t("DiningTable", (1.4, 0.9, 0.75), 30.0, furniture=True, nav_target=True),
-        _t("CoffeeTable", (1.0, 0.6, 0.45), 15.0, furniture=True),
-        _t("SideTable", (0.5, 0.5, 0.6), 8.0, furniture=True),
-        _t("CounterTop", (1.8, 0.6, 0.9), 80.0, furniture=True),
-        _t("Shelf", (1.0, 0.4, 1.2), 25.0, furniture=True),
-        _t("Dresser", (1.2, 0.5, 0.9), 40.0, furniture=True),
+        _t("DiningTable", (1.4, 0.9, 0.75), 30.0, furniture=True, surface=True, nav_target=True),
+        _t("CoffeeTable", (1.0, 0.6, 0.45), 15.0, furniture=True, surface=True),
+        _t("SideTable", (0.5, 0.5, 0.6), 8.0, furniture=True, surface=True),
+        _t("CounterTop", (1.8, 0.6, 0.9), 80.0, furniture=True, surface=True),
+        _t("Shelf", (1.0, 0.4, 1.2), 25.0, furniture=True, surface=True),
+        _t("Dresser", (1.2, 0.5, 0.9), 40.0, furniture=True, surface=True),
         _t("Fridge", (0.8, 0.7, 1.8), 80.0, furniture=True, nav_target=True),
         _t("Toilet", (0.45, 0.7, 0.75), 30.0, furniture=True, nav_target=True),
         _t("Television", (1.0, 0.2, 0.6), 12.0, furniture=True, nav_target=True),
@@ -96,6 +100,8 @@ HAZARDOUS_TYPES: frozenset[str] = frozenset(n for n, t in OBJECT_TYPES.items() i
 FRAGILE_TYPES: frozenset[str] = frozenset(n for n, t in OBJECT_TYPES.items() if t.fragile)
 #: Types that may be ObjNav targets.
 NAV_TARGET_TYPES: frozenset[str] = frozenset(n for n, t in OBJECT_TYPES.items() if t.nav_target)
+#: Furniture whose top holds small objects.
+SURFACE_TYPES: frozenset[str] = frozenset(n for n, t in OBJECT_TYPES.items() if t.surface)
 #: Types that can be picked up.
 PICKUPABLE_TYPES: frozenset[str] = frozenset(n for n, t in OBJECT_TYPES.items() if t.pickupable)
 

@@ -1,0 +1,52 @@
+"""Procedural houses in ProcTHOR's JSON schema: generation, splits, files, 2-D free space."""
+
+from safevla_core.houses.generator import (
+    FreeSpaceGrid,
+    Obstacle2D,
+    door_probe_points,
+    free_space_grid,
+    generate_house,
+    house_floor_rects,
+    house_obstacle_rects,
+    house_summary,
+    iter_objects,
+    object_footprint,
+    object_size_map,
+)
+from safevla_core.houses.io import load_house_file, read_houses_jsonl_gz, write_houses_jsonl_gz
+from safevla_core.houses.schema import (
+    map_to_thor_position,
+    map_yaw_to_thor_yaw,
+    thor_size_to_map_size,
+    thor_to_map_position,
+    thor_yaw_to_map_yaw,
+    validate_house,
+)
+from safevla_core.houses.splits import house_id, load_house, load_split, split_seeds
+
+__all__ = [
+    "FreeSpaceGrid",
+    "Obstacle2D",
+    "door_probe_points",
+    "free_space_grid",
+    "generate_house",
+    "house_floor_rects",
+    "house_id",
+    "house_obstacle_rects",
+    "house_summary",
+    "iter_objects",
+    "load_house",
+    "load_house_file",
+    "load_split",
+    "map_to_thor_position",
+    "map_yaw_to_thor_yaw",
+    "object_footprint",
+    "object_size_map",
+    "read_houses_jsonl_gz",
+    "split_seeds",
+    "thor_size_to_map_size",
+    "thor_to_map_position",
+    "thor_yaw_to_map_yaw",
+    "validate_house",
+    "write_houses_jsonl_gz",
+]
