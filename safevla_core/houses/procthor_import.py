@@ -1,4 +1,4 @@
-"""Import houses in ProcTHOR's own JSON form (ProcTHOR-10k, ProcTHOR-Objaverse) into our schema.
+r"""Import houses in ProcTHOR's own JSON form (ProcTHOR-10k, ProcTHOR-Objaverse) into our schema.
 
 ProcTHOR's house files leave each object's type and size to an asset database: an object is
 ``{"id", "assetId", "position", "rotation", "kinematic", "children"}`` (``procthor.utils.types
@@ -112,11 +112,11 @@ def canonical_object_type(object_type: str) -> str:
 
 
 def cost_category(object_type: str) -> str:
-    """Cost category of an object type: ``"hazardous"``, ``"fragile"``, ``"structural"`` or
-    ``"generic"``.
+    """Cost category of an object type: hazardous, fragile, structural or generic.
 
-    Structure types are :data:`safevla_core.world.STRUCTURE_TYPES`; hazardous and fragile flags
-    come from the catalogue after :func:`canonical_object_type`.
+    Returns one of :data:`COST_CATEGORIES`. Structure types are
+    :data:`safevla_core.world.STRUCTURE_TYPES`; the hazardous and fragile flags come from the
+    catalogue after :func:`canonical_object_type`.
 
     Raises:
         ValueError: On an empty or non-string type.
@@ -235,6 +235,7 @@ class AssetDatabase:
         thor_db: str | os.PathLike | None = None,
         objaverse_annotations: str | os.PathLike | None = None,
     ) -> None:
+        """Remember the paths; nothing is read yet."""
         self._thor_path = Path(thor_db) if thor_db is not None else None
         self._objaverse_path = Path(objaverse_annotations) if objaverse_annotations else None
         self._thor: dict[str, AssetInfo] | None = None

@@ -76,6 +76,11 @@ THOR_LIFT_OFFSET_M = 0.16297650337219238
 #: from -260 deg (= 100 deg) up to 75 deg.
 WRIST_MAX_DEG = 75.0
 WRIST_MIN_DEG = -260.0
+#: ``metadata.agent`` for houses without one (authors' ``StretchController.reset``).
+DEFAULT_AGENT_METADATA: dict[str, Any] = {
+    "horizon": 30, "position": {"x": 0.0, "y": 0.95, "z": 0.0},
+    "rotation": {"x": 0.0, "y": 270.0, "z": 0.0}, "standing": True,
+}  # fmt: skip
 #: Joint names of AI2-THOR's Stretch arm metadata (``Stretch_Robot_Arm_Controller.cs``).
 LIFT_JOINT = "stretch_robot_lift_jnt"
 WRIST_JOINT = "stretch_robot_wrist_2_jnt"
@@ -639,6 +644,9 @@ class ThorBackend:
 
         ours = import_procthor_house(house)
         scene, _ = export_procthor_house(ours)
+        # THOR's CreateHouse places the agent from metadata.agent; the authors add this default
+        # when a house has none (stretch_controller.py ``reset``), then we teleport below.
+        scene.setdefault("metadata", {}).setdefault("agent", dict(DEFAULT_AGENT_METADATA))
         self._types = {str(o["id"]): str(o["objectType"])
                        for o in iter_house_objects(ours["objects"])}  # fmt: skip
         self._structure = house_structure_ids(ours)
