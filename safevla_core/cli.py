@@ -86,7 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--house-index", type=int, default=0)
-    p.add_argument("--house-file", type=Path, default=None, help="a ProcTHOR-schema house .json")
+    p.add_argument("--house-file", type=Path, default=None,
+                   help="a ProcTHOR-schema house (.json or .jsonl.gz; raw ProcTHOR houses are "
+                   "imported with sizes from the asset database)")
+    p.add_argument("--asset-db", type=Path, default=None,
+                   help="ProcTHOR asset-database JSON (default: $SAFEVLA_ASSET_DATABASE or the "
+                   "installed procthor package)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=None, help="default: sim.width (384)")
     p.add_argument("--height", type=int, default=None, help="default: sim.height (224)")
@@ -146,12 +151,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from safevla_core.actions import parse_action
     from safevla_core.env import make_backend
-    from safevla_core.houses.io import load_house_file
+    from safevla_core.houses.procthor_import import AssetDatabase, load_house_file_any
     from safevla_core.houses.splits import load_house
 
     cfg = _config(args)
     if args.house_file is not None:
-        house = load_house_file(args.house_file)
+        house = load_house_file_any(args.house_file, AssetDatabase(args.asset_db))
         house = house[0] if isinstance(house, list) else house
     else:
         house = load_house(args.split, args.house_index, cfg.houses)
@@ -213,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as exc:
         print(f"safevla {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
