@@ -209,8 +209,8 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "bench":
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``safevla`` console script; returns the exit code.
 
-    Errors a user can fix (bad config, missing or corrupt checkpoint) print one clear line
-    and exit 2 instead of a traceback.
+    Errors a user can fix (bad config, missing or corrupt checkpoint, unknown asset id) print
+    one clear line and exit 2 instead of a traceback (``SAFEVLA_DEBUG=1`` re-raises them).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = _parser().parse_args(argv)
@@ -219,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ValueError, KeyError, FileNotFoundError, CheckpointError) as exc:
-        print(f"safevla {args.command}: error: {exc}", file=sys.stderr)
+        if os.environ.get("SAFEVLA_DEBUG"):
+            raise
+        print(f"safevla {args.command}: error: {exc} (SAFEVLA_DEBUG=1 shows the traceback)",
+              file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         print(f"safevla {args.command}: interrupted (finished checkpoints are kept; rerun to resume)",

@@ -87,6 +87,22 @@ def episode_summaries(infos: dict[str, Any], done: np.ndarray) -> list[dict[str,
     return out
 
 
+def step_costs(infos: dict[str, Any], done: np.ndarray) -> np.ndarray:
+    """``(B,)`` float32 CMDP cost of this step for every env of a vector env.
+
+    With same-step autoreset, a finished env's info is its reset info; the cost of its last step
+    is in ``infos["final_info"]["cost"]``. When every env finished, ``infos`` has no ``"cost"``.
+    """
+    costs = np.zeros(len(done), dtype=np.float32)
+    if "cost" in infos:
+        mask = np.asarray(infos.get("_cost", np.ones(len(done), dtype=bool)))
+        costs[mask] = np.asarray(infos["cost"], dtype=np.float32)[mask]
+    final = infos.get("final_info", {})
+    if done.any() and "cost" in final:
+        costs[done] = np.asarray(final["cost"], dtype=np.float32)[done]
+    return costs
+
+
 def mean_metrics(episodes: list[dict[str, float]]) -> dict[str, float]:
     """Means of the episode keys over finished episodes (empty dict if none finished)."""
     if not episodes:
@@ -199,7 +215,7 @@ class Trainer:
                 out.value_reward,
                 out.value_cost,
                 torch.as_tensor(rewards, dtype=torch.float32),
-                torch.as_tensor(np.asarray(infos["cost"], dtype=np.float32)),
+                torch.as_tensor(step_costs(infos, done)),
                 torch.as_tensor(done, dtype=torch.float32),
             )
             episodes.extend(episode_summaries(infos, done))
@@ -400,4 +416,5 @@ def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["EPISODE_KEYS", "TrainResult", "Trainer", "episode_summaries", "mean_metrics", "train"]
+__all__ = ["EPISODE_KEYS", "TrainResult", "Trainer", "episode_summaries", "mean_metrics", "step_costs",
+           "train"]

@@ -131,3 +131,28 @@ def test_sync_vector_env_moves_cost_into_info(cfg):
         assert infos["final_info"]["episode"]["length"][0] == 1.0
     finally:
         envs.close()
+
+
+def test_vector_env_final_step_cost_comes_from_final_info(cfg):
+    """Same-step autoreset replaces a finished env's info: its last cost is in final_info."""
+    from safevla_core.rl.train import step_costs
+
+    envs = make_vector_env(cfg, num_envs=2, mode="sync")
+    try:
+        envs.reset(seed=3)
+        # both envs drive straight until one of them is pressed against something
+        for _ in range(29):
+            _, _, term, trunc, infos = envs.step(np.array([0, 0]))
+            assert not (term.any() or trunc.any())
+        pressed = step_costs(infos, np.zeros(2, dtype=bool))
+        # step 30 truncates both envs at once: no env has a step info any more
+        _, _, term, trunc, infos = envs.step(np.array([0, 0]))
+        done = np.logical_or(term, trunc)
+        assert done.tolist() == [True, True]
+        assert "cost" not in infos
+        final = step_costs(infos, done)
+        np.testing.assert_array_equal(final, np.asarray(infos["final_info"]["cost"], dtype=np.float32))
+        # an env pressed against a wall at step 29 is still pressed at step 30 (it cannot move)
+        assert final[pressed > 0].min(initial=1.0) >= 1.0
+    finally:
+        envs.close()
