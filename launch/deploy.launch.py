@@ -1,0 +1,64 @@
+"""Deploy a trained policy: policy -> safety monitor (shield) -> simulator or the real Stretch.
+
+    ros2 launch safevla_ros deploy.launch.py checkpoint:=/path/to/ckpt.pt robot:=sim task:=objnav
+    ros2 launch safevla_ros deploy.launch.py checkpoint:=... robot:=stretch \
+        instruction:="go to the mug"
+
+robot:=sim starts the embedded simulator (it publishes the cameras, the world state and the task's
+instruction); robot:=stretch starts the Stretch bridge, remaps the policy's cameras to the robot's
+head and gripper cameras and runs the monitor in hardware mode (learned cost critic + runstop).
+Declarative on purpose: test/ros/test_nodes_integration.py starts the same executables with the
+same parameter files where `ros2 launch` is not available.
+"""
+
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+PACKAGE = "safevla_ros"
+STRETCH_CAMERAS = [
+    ("nav_camera/image_raw", "/camera/color/image_raw"),
+    ("manip_camera/image_raw", "/gripper_camera/color/image_rect_raw"),
+]
+
+
+def _config(name: str) -> PathJoinSubstitution:
+    return PathJoinSubstitution([FindPackageShare(PACKAGE), "config", name])
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Policy, monitor and (by `robot`) the simulator or the Stretch bridge."""
+    robot = LaunchConfiguration("robot")
+    is_sim = PythonExpression(["'", robot, "' == 'sim'"])
+    policy_params = [_config("policy_node.yaml"),
+                     {"checkpoint": LaunchConfiguration("checkpoint"),
+                      "instruction": LaunchConfiguration("instruction")}]
+    return LaunchDescription([
+        DeclareLaunchArgument("checkpoint", description="training checkpoint (.pt)"),
+        DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "stretch"]),
+        DeclareLaunchArgument("task", default_value="objnav",
+                              choices=["objnav", "pickup", "fetch"]),
+        DeclareLaunchArgument("instruction", default_value="",
+                              description="instruction for the robot (sim: from the task)"),
+        Node(package=PACKAGE, executable="safevla_policy_node", name="safevla_policy_node",
+             parameters=policy_params, condition=IfCondition(is_sim), output="screen"),
+        Node(package=PACKAGE, executable="safevla_policy_node", name="safevla_policy_node",
+             parameters=policy_params, remappings=STRETCH_CAMERAS,
+             condition=UnlessCondition(is_sim), output="screen"),
+        Node(package=PACKAGE, executable="safevla_safety_monitor", name="safevla_safety_monitor",
+             parameters=[_config("safety_monitor.yaml"), {"mode": "sim"}],
+             condition=IfCondition(is_sim), output="screen"),
+        Node(package=PACKAGE, executable="safevla_safety_monitor", name="safevla_safety_monitor",
+             parameters=[_config("safety_monitor.yaml"), {"mode": "hardware"}],
+             remappings=STRETCH_CAMERAS, condition=UnlessCondition(is_sim), output="screen"),
+        Node(package=PACKAGE, executable="safevla_sim_node", name="safevla_sim_node",
+             parameters=[_config("sim_node.yaml"), {"task": LaunchConfiguration("task")}],
+             condition=IfCondition(is_sim), output="screen"),
+        Node(package=PACKAGE, executable="safevla_stretch_bridge", name="safevla_stretch_bridge",
+             parameters=[_config("stretch_bridge.yaml")], condition=UnlessCondition(is_sim),
+             output="screen"),
+    ])

@@ -1,0 +1,396 @@
+"""Pure conversions between ROS messages and numpy / safevla_core types (no node, no I/O).
+
+Image <-> numpy without cv_bridge (absent on PyPI; ENVIRONMENT.md), WorldState <->
+WorldStateStamped, CostBreakdown -> SafetyCost, Action <-> DiscreteAction, and the messages the
+simulator publishes for rviz (odometry, markers). Every function that reads a message validates it
+and raises ``ValueError`` with the reason; nodes log the reason and drop the message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Twist
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import Image
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from safevla_core.actions import ACTION_NAMES, Action, parse_action
+from safevla_core.costs import CostBreakdown, EpisodeCostAccumulator
+from safevla_core.objects import OBJECT_TYPES
+from safevla_core.stretch_commands import TimedTwist, TrajectoryGoal
+from safevla_core.world import WorldState
+
+#: Encodings converted to rgb8, with their channel count (REP-104 / sensor_msgs image_encodings).
+CONVERTIBLE_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+# -- time -------------------------------------------------------------------------------------
+def stamp_to_s(stamp: Time) -> float:
+    """``builtin_interfaces/Time`` -> seconds (float)."""
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def s_to_stamp(t_s: float) -> Time:
+    """Seconds -> ``builtin_interfaces/Time``.
+
+    Raises:
+        ValueError: If ``t_s`` is negative or not finite.
+    """
+    if not math.isfinite(t_s) or t_s < 0:
+        raise ValueError(f"time must be finite and >= 0, got {t_s!r}")
+    sec = int(t_s)
+    return Time(sec=sec, nanosec=min(int(round((t_s - sec) * 1e9)), 999_999_999))
+
+
+def make_header(stamp: Time, frame_id: str) -> Header:
+    """A header with a stamp and a frame id."""
+    return Header(stamp=stamp, frame_id=frame_id)
+
+
+# -- images -----------------------------------------------------------------------------------
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Decode a ``sensor_msgs/Image`` into an ``(H, W, 3)`` uint8 RGB array (a copy).
+
+    Converts ``bgr8``, ``rgba8``, ``bgra8`` and ``mono8`` to RGB (alpha dropped, mono
+    replicated); honours row padding (``step`` > ``width * channels``).
+
+    Raises:
+        ValueError: On another encoding (the reason names it), an empty image, or a ``step`` /
+            data length that does not match the size.
+    """
+    enc = msg.encoding.lower()
+    if enc not in CONVERTIBLE_ENCODINGS:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; "
+                         f"convertible: {sorted(CONVERTIBLE_ENCODINGS)}")
+    ch = CONVERTIBLE_ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"empty image {w}x{h}")
+    if step < w * ch:
+        raise ValueError(f"step {step} < width {w} x {ch} channels")
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if data.size != step * h:
+        raise ValueError(f"image data has {data.size} bytes, expected step {step} x height {h}")
+    img = data.reshape(h, step)[:, : w * ch].reshape(h, w, ch)
+    if enc == "mono8":
+        return np.repeat(img, 3, axis=2)
+    if enc.startswith("bgr"):
+        return np.ascontiguousarray(img[:, :, 2::-1])
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def rgb_to_image(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
+    """Encode an ``(H, W, 3)`` uint8 RGB array as an ``rgb8`` ``sensor_msgs/Image``.
+
+    Raises:
+        ValueError: If the array is not ``(H, W, 3)`` uint8.
+    """
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+    h, w, _ = arr.shape
+    msg = Image(header=make_header(stamp, frame_id), height=h, width=w, encoding="rgb8",
+                is_bigendian=0, step=3 * w)
+    msg.data = np.ascontiguousarray(arr).tobytes()
+    return msg
+
+
+def resize_nearest(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize of an ``(H, W, C)`` array to ``(height, width, C)``.
+
+    Source pixel of output column ``j`` is ``floor((j + 0.5) * W / width)`` (pixel centres).
+    """
+    h, w = rgb.shape[:2]
+    if (h, w) == (height, width):
+        return rgb
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return rgb[rows[:, None], cols[None, :]]
+
+
+# -- actions ----------------------------------------------------------------------------------
+def action_to_msg(
+    action: Action | int,
+    stamp: Time,
+    source: str,
+    approved: bool = False,
+    verdict: str = "",
+    predicted_cost: float = 0.0,
+):
+    """Build a ``safevla_ros/DiscreteAction``.
+
+    Convention (ours): ``header.stamp`` is the stamp of the camera images the action was decided
+    from, carried unchanged from proposal to approval, so every hop can check its age.
+
+    Raises:
+        ValueError: On an unknown action.
+    """
+    from safevla_ros.msg import DiscreteAction
+
+    a = parse_action(action)
+    return DiscreteAction(header=make_header(stamp, ""), action=int(a), name=ACTION_NAMES[a],
+                          source=source, approved=approved, verdict=verdict,
+                          predicted_cost=float(predicted_cost))
+
+
+def msg_to_action(msg) -> Action:
+    """Read the action of a ``DiscreteAction``; the name, if set, must agree with the index.
+
+    Raises:
+        ValueError: On an unknown index or a name that contradicts it.
+    """
+    a = parse_action(int(msg.action))
+    if msg.name and msg.name != ACTION_NAMES[a]:
+        raise ValueError(f"action index {int(msg.action)} is {ACTION_NAMES[a]!r} "
+                         f"but the message names {msg.name!r}")
+    return a
+
+
+# -- world state ------------------------------------------------------------------------------
+def world_state_to_msg(state: WorldState, stamp: Time, frame_id: str):
+    """``WorldState`` -> ``safevla_ros/WorldStateStamped`` (arrays flattened row-major)."""
+    from geometry_msgs.msg import Pose2D
+
+    from safevla_ros.msg import WorldStateStamped
+
+    x, y, yaw = (float(v) for v in state.robot_pose)
+    return WorldStateStamped(
+        header=make_header(stamp, frame_id), step=int(state.step),
+        object_ids=list(state.object_ids), object_types=list(state.object_types),
+        object_positions=state.object_positions.reshape(-1).tolist(),
+        object_quats=state.object_quats.reshape(-1).tolist(),
+        robot_pose=Pose2D(x=x, y=y, theta=yaw), lift_m=float(state.lift_m),
+        arm_m=float(state.arm_m), wrist_yaw_rad=float(state.wrist_yaw_rad),
+        held_object_id=state.held_object_id or "",
+        collided_ids=sorted(state.collided_ids), structure_ids=sorted(state.structure_ids),
+        visible_ids=sorted(state.visible_ids),
+        last_seen_step=np.asarray(state.last_seen_step, dtype=np.int64).tolist(),
+        free_fraction_1m=float(state.free_fraction_1m),
+        last_action_success=bool(state.last_action_success),
+    )
+
+
+def msg_to_world_state(msg) -> WorldState:
+    """``WorldStateStamped`` -> ``WorldState`` (validated by ``WorldState`` itself).
+
+    Raises:
+        ValueError: On inconsistent lengths, NaN/inf anywhere, or duplicate ids.
+    """
+    n = len(msg.object_ids)
+    pos = np.asarray(msg.object_positions, dtype=np.float64)
+    quat = np.asarray(msg.object_quats, dtype=np.float64)
+    if pos.size != 3 * n or quat.size != 4 * n:
+        raise ValueError(f"{n} objects but {pos.size} position and {quat.size} quaternion values")
+    seen = np.asarray(msg.last_seen_step, dtype=np.int64)
+    return WorldState(
+        step=int(msg.step), object_ids=tuple(msg.object_ids),
+        object_types=tuple(msg.object_types), object_positions=pos.reshape(n, 3),
+        object_quats=quat.reshape(n, 4),
+        robot_pose=np.array([msg.robot_pose.x, msg.robot_pose.y, msg.robot_pose.theta]),
+        lift_m=float(msg.lift_m), arm_m=float(msg.arm_m),
+        wrist_yaw_rad=float(msg.wrist_yaw_rad), held_object_id=msg.held_object_id or None,
+        collided_ids=frozenset(msg.collided_ids), structure_ids=frozenset(msg.structure_ids),
+        visible_ids=frozenset(msg.visible_ids),
+        last_seen_step=seen if seen.size == n else None if seen.size == 0 else seen,
+        free_fraction_1m=float(msg.free_fraction_1m),
+        last_action_success=bool(msg.last_action_success),
+    )
+
+
+# -- costs ------------------------------------------------------------------------------------
+def cost_to_msg(
+    costs: CostBreakdown, totals: EpisodeCostAccumulator, step: int, stamp: Time, frame_id: str
+):
+    """``CostBreakdown`` + running totals -> ``safevla_ros/SafetyCost``."""
+    from safevla_ros.msg import SafetyCost
+
+    return SafetyCost(
+        header=make_header(stamp, frame_id), object_cost=float(costs.object_cost),
+        robot_cost=float(costs.robot_cost), dangerous_equipment=bool(costs.dangerous_equipment),
+        corner=bool(costs.corner), blind_spot=bool(costs.blind_spot),
+        fragile_collection=bool(costs.fragile_collection),
+        critical_point=bool(costs.critical_point),
+        cumulative_cost=float(totals.cumulative_cost),
+        cumulative_robot_cost=float(totals.robot_cost),
+        cumulative_object_cost=float(totals.object_cost), episode_step=int(step),
+        event=costs.description,
+    )
+
+
+def training_status_to_msg(metrics: Mapping[str, float], stamp: Time):
+    """Trainer metrics (``safevla_core.rl.train`` keys) -> ``safevla_ros/TrainingStatus``.
+
+    Missing or non-finite metrics (no episode finished yet) become NaN / 0.
+    """
+    from safevla_ros.msg import TrainingStatus
+
+    def f(key: str) -> float:
+        v = metrics.get(key)
+        return float(v) if v is not None else math.nan
+
+    def n(key: str) -> int:
+        v = f(key)
+        return int(v) if math.isfinite(v) and v >= 0 else 0
+
+    return TrainingStatus(
+        header=make_header(stamp, ""), iteration=n("iteration"), env_steps=n("env_steps"),
+        success_rate=f("success"), mean_episode_cost=f("cumulative_cost"),
+        robot_cost=f("robot_cost"), object_cost=f("object_cost"),
+        lagrange_multiplier=f("lagrange_multiplier"), cost_limit=f("cost_limit"),
+        mean_episode_reward=f("episode_return"),
+    )
+
+
+# -- poses, markers ---------------------------------------------------------------------------
+def yaw_to_quat_msg(yaw_rad: float):
+    """Quaternion message of a rotation by ``yaw_rad`` about +z."""
+    from geometry_msgs.msg import Quaternion
+
+    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw_rad / 2), w=math.cos(yaw_rad / 2))
+
+
+def pose_to_odometry(robot_pose: np.ndarray, stamp: Time, frame_id: str, child_frame_id: str
+                     ) -> Odometry:
+    """Base pose ``(x_m, y_m, yaw_rad)`` -> ``nav_msgs/Odometry`` (zero twist)."""
+    odom = Odometry(header=make_header(stamp, frame_id), child_frame_id=child_frame_id)
+    odom.pose.pose = Pose(position=Point(x=float(robot_pose[0]), y=float(robot_pose[1]), z=0.0),
+                          orientation=yaw_to_quat_msg(float(robot_pose[2])))
+    return odom
+
+
+def pose_stamped(robot_pose: np.ndarray, stamp: Time, frame_id: str) -> PoseStamped:
+    """Base pose -> ``geometry_msgs/PoseStamped`` (for a ``nav_msgs/Path``)."""
+    return PoseStamped(header=make_header(stamp, frame_id),
+                       pose=pose_to_odometry(robot_pose, stamp, frame_id, "").pose.pose)
+
+
+def reachable_to_pose_array(xy: np.ndarray, stamp: Time, frame_id: str) -> PoseArray:
+    """``(M, 2)`` reachable positions -> ``geometry_msgs/PoseArray`` (identity orientations)."""
+    arr = PoseArray(header=make_header(stamp, frame_id))
+    arr.poses = [Pose(position=Point(x=float(x), y=float(y), z=0.0)) for x, y in np.asarray(xy)]
+    return arr
+
+
+def pose_array_to_reachable(msg: PoseArray) -> np.ndarray:
+    """``geometry_msgs/PoseArray`` -> ``(M, 2)`` positions.
+
+    Raises:
+        ValueError: On NaN or inf.
+    """
+    xy = np.array([[p.position.x, p.position.y] for p in msg.poses], dtype=np.float64)
+    xy = xy.reshape(-1, 2)
+    if not np.all(np.isfinite(xy)):
+        raise ValueError("reachable positions contain NaN or inf")
+    return xy
+
+
+def ids_to_json(ids: Iterable[str]) -> str:
+    """Encode a set of ids for a ``std_msgs/String`` (sorted JSON list)."""
+    return json.dumps(sorted(ids))
+
+
+def json_to_ids(text: str) -> frozenset[str]:
+    """Decode :func:`ids_to_json`.
+
+    Raises:
+        ValueError: If the text is not a JSON list of strings.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(data, list) or not all(isinstance(i, str) for i in data):
+        raise ValueError(f"expected a JSON list of strings, got {text[:80]!r}")
+    return frozenset(data)
+
+
+#: Marker colours RGBA (ours): disturbed magenta, hazardous red, fragile cyan, other grey.
+COLOR_DISTURBED = (1.0, 0.0, 1.0, 1.0)
+COLOR_HAZARDOUS = (1.0, 0.15, 0.1, 0.9)
+COLOR_FRAGILE = (0.1, 0.8, 1.0, 0.9)
+COLOR_OTHER = (0.6, 0.6, 0.6, 0.5)
+
+
+def object_color(object_type: str, disturbed: bool) -> tuple[float, float, float, float]:
+    """Colour of an object marker: disturbed > hazardous > fragile > other."""
+    if disturbed:
+        return COLOR_DISTURBED
+    info = OBJECT_TYPES.get(object_type)
+    if info is not None and info.hazardous:
+        return COLOR_HAZARDOUS
+    if info is not None and info.fragile:
+        return COLOR_FRAGILE
+    return COLOR_OTHER
+
+
+def object_markers(state: WorldState, disturbed_ids: Iterable[str], stamp: Time, frame_id: str
+                   ) -> MarkerArray:
+    """One cube per object, sized from the catalogue, coloured by :func:`object_color`.
+
+    The first marker is a DELETEALL so objects of a previous episode disappear.
+    """
+    disturbed = set(disturbed_ids)
+    out = MarkerArray(markers=[Marker(header=make_header(stamp, frame_id), ns="objects",
+                                      action=Marker.DELETEALL)])
+    for i, (oid, otype) in enumerate(zip(state.object_ids, state.object_types, strict=True)):
+        info = OBJECT_TYPES.get(otype)
+        size = info.size_m if info is not None else (0.2, 0.2, 0.2)
+        p, q = state.object_positions[i], state.object_quats[i]
+        m = Marker(header=make_header(stamp, frame_id), ns="objects", id=i, type=Marker.CUBE,
+                   action=Marker.ADD, text=oid)
+        m.pose.position = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+        m.pose.orientation.w, m.pose.orientation.x = float(q[0]), float(q[1])
+        m.pose.orientation.y, m.pose.orientation.z = float(q[2]), float(q[3])
+        m.scale.x, m.scale.y, m.scale.z = (float(s) for s in size)
+        m.color = ColorRGBA(**dict(zip("rgba", object_color(otype, oid in disturbed),
+                                       strict=True)))
+        out.markers.append(m)
+    return out
+
+
+def cost_event_marker(total: int, description: str, robot_pose: np.ndarray, step: int,
+                      stamp: Time, frame_id: str) -> Marker:
+    """Text marker with the step's cost event, above the robot's position.
+
+    Marker ids are the step numbers, so the events of an episode accumulate in rviz.
+    """
+    m = Marker(header=make_header(stamp, frame_id), ns="cost_events", id=int(step),
+               type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+               text=f"#{step} cost {total}: {description}"[:200])
+    m.pose.position = Point(x=float(robot_pose[0]), y=float(robot_pose[1]), z=1.5)
+    m.pose.orientation.w = 1.0
+    m.scale.z = 0.15
+    m.color = ColorRGBA(r=1.0, g=0.2, b=0.2, a=1.0)
+    return m
+
+
+# -- Stretch driver ---------------------------------------------------------------------------
+def twist_msg(cmd: TimedTwist) -> Twist:
+    """The ``geometry_msgs/Twist`` of a timed twist (published repeatedly by the bridge)."""
+    t = Twist()
+    t.linear.x = float(cmd.linear_x_mps)
+    t.angular.z = float(cmd.angular_z_radps)
+    return t
+
+
+def trajectory_msg(goal: TrajectoryGoal):
+    """A ``trajectory_msgs/JointTrajectory`` with one point, or ``None`` if the package is absent.
+
+    ``time_from_start`` is the goal's duration; the Stretch driver wants no velocities.
+    """
+    try:
+        from builtin_interfaces.msg import Duration
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    except ImportError:
+        return None
+    sec = int(goal.duration_s)
+    point = JointTrajectoryPoint(positions=[float(p) for p in goal.positions],
+                                 time_from_start=Duration(sec=sec, nanosec=int(
+                                     (goal.duration_s - sec) * 1e9)))
+    return JointTrajectory(joint_names=list(goal.joint_names), points=[point])

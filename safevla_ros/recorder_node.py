@@ -1,0 +1,119 @@
+"""Recorder node: writes the safevla_ros topics to a rosbag2 folder with MCAP storage.
+
+Uses ``rosbags`` (pure Python; rosbag2 itself is not installable from PyPI, ENVIRONMENT.md) and
+``raw=True`` subscriptions, so messages are stored exactly as serialised on the wire. The bag opens
+in ``ros2 bag play``, Foxglove and Lichtblick. The custom safevla_ros message definitions are
+registered from ``msg/*.msg`` so that the MCAP file carries their schemas.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import rclpy
+from geometry_msgs.msg import PoseArray
+from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMsg
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
+
+from safevla_ros.msg import DiscreteAction, SafetyCost, TrainingStatus, WorldStateStamped
+from safevla_ros.params import RecorderNodeConfig, declare_dataclass
+from safevla_ros.qos import LATCHED_QOS, RECORD_QOS, SENSOR_QOS, Topics
+
+#: Recorded topics: name -> (message class, ROS type name, subscription QoS).
+RECORDED = {
+    Topics.NAV_IMAGE: (Image, "sensor_msgs/msg/Image", SENSOR_QOS),
+    Topics.MANIP_IMAGE: (Image, "sensor_msgs/msg/Image", SENSOR_QOS),
+    Topics.INSTRUCTION: (String, "std_msgs/msg/String", LATCHED_QOS),
+    Topics.PROPOSED_ACTION: (DiscreteAction, "safevla_ros/msg/DiscreteAction", RECORD_QOS),
+    Topics.APPROVED_ACTION: (DiscreteAction, "safevla_ros/msg/DiscreteAction", RECORD_QOS),
+    Topics.DECISIONS: (DiscreteAction, "safevla_ros/msg/DiscreteAction", RECORD_QOS),
+    Topics.COST: (SafetyCost, "safevla_ros/msg/SafetyCost", RECORD_QOS),
+    Topics.WORLD_STATE: (WorldStateStamped, "safevla_ros/msg/WorldStateStamped", RECORD_QOS),
+    Topics.EPISODE_SUMMARY: (String, "std_msgs/msg/String", LATCHED_QOS),
+    Topics.REACHABLE: (PoseArray, "geometry_msgs/msg/PoseArray", LATCHED_QOS),
+    Topics.ODOM: (Odometry, "nav_msgs/msg/Odometry", RECORD_QOS),
+    Topics.PATH: (PathMsg, "nav_msgs/msg/Path", RECORD_QOS),
+    Topics.OBJECT_MARKERS: (MarkerArray, "visualization_msgs/msg/MarkerArray", RECORD_QOS),
+    Topics.COST_MARKERS: (MarkerArray, "visualization_msgs/msg/MarkerArray", RECORD_QOS),
+    Topics.TRAINING_STATUS: (TrainingStatus, "safevla_ros/msg/TrainingStatus", RECORD_QOS),
+}
+
+
+def msg_dir() -> Path:
+    """Folder of the safevla_ros ``.msg`` files (installed share/ or the source tree)."""
+    for candidate in (Path(sys.prefix) / "share" / "safevla_ros" / "msg",
+                      Path(__file__).resolve().parents[1] / "msg"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("safevla_ros msg/*.msg definitions not found")
+
+
+def make_typestore():
+    """A Kilted typestore with the safevla_ros messages registered."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    types: dict = {}
+    for f in sorted(msg_dir().glob("*.msg")):
+        types.update(get_types_from_msg(f.read_text(), f"safevla_ros/msg/{f.stem}"))
+    store.register(types)
+    return store
+
+
+class RecorderNode(Node):
+    """Subscribes raw to each topic and appends the bytes to an MCAP rosbag2."""
+
+    def __init__(self) -> None:
+        """Declare parameters, open the bag, subscribe."""
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        super().__init__("safevla_recorder")
+        self.cfg: RecorderNodeConfig = declare_dataclass(self, RecorderNodeConfig)
+        names = [t.strip() for t in self.cfg.topics.split(",") if t.strip()] or list(RECORDED)
+        unknown = [t for t in names if t not in RECORDED]
+        if unknown:
+            raise ValueError(f"cannot record {unknown}: known topics are {sorted(RECORDED)}")
+        store = make_typestore()
+        self.writer = Writer(Path(self.cfg.output_dir), version=9,
+                             storage_plugin=StoragePlugin.MCAP)
+        self.writer.open()
+        ns = self.get_namespace().rstrip("/")
+        for topic in names:
+            cls, type_name, qos = RECORDED[topic]
+            conn = self.writer.add_connection(f"{ns}/{topic}", type_name, typestore=store)
+            self.create_subscription(cls, topic, lambda data, c=conn: self._write(c, data), qos,
+                                     raw=True)
+        self.get_logger().info(f"recording {len(names)} topics to {self.cfg.output_dir}")
+
+    def _write(self, connection, data: bytes) -> None:
+        self.writer.write(connection, self.get_clock().now().nanoseconds, data)
+
+    def close(self) -> None:
+        """Finish the bag (writes the metadata.yaml that players need)."""
+        self.writer.close()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Record until Ctrl-C, then close the bag."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = RecorderNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

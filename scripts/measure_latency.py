@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Measure the running nodes: camera-stamp -> approved-action latency, and the policy's rate.
+
+Phase 1 (latency): starts the simulator, the policy node (pinned to one core with ``taskset``)
+and the safety monitor as processes on localhost with the config/ parameter files, and records for
+each approved action ``arrival time - header.stamp`` (the stamp is the camera stamp the action was
+decided from, carried unchanged by policy and shield). It includes the wait for the policy's next
+control tick (up to ``1 / control_rate_hz``).
+Phase 2 (rate): the policy node alone, pinned to one core, fed 160x96 image pairs at ``--feed-hz``
+with its control rate set to the same value; reports proposals per second it sustains.
+
+Usage: .venv/bin/python scripts/measure_latency.py [--checkpoint CKPT] [--actions 100]
+Without a checkpoint an untrained small policy (d_model 64) is written to a temp file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 101 + 1))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("LP_NUM_THREADS", "1")
+
+
+def untrained_checkpoint(path: Path) -> Path:
+    """A small untrained policy (d_model 64, 1+1 layers) saved as a training checkpoint."""
+    import torch
+
+    from safevla_core.agent import build_policy
+    from safevla_core.config import Config, PolicyConfig, config_to_dict
+    from safevla_core.rl.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = Config(policy=PolicyConfig(d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1,
+                                     context_steps=32))
+    save_checkpoint(path, {"policy": build_policy(cfg.policy).state_dict(),
+                           "config": config_to_dict(cfg)})
+    return path
+
+
+def start(module: str, params: str, overrides: dict, log: Path, core: int | None = None):
+    """Start ``python -m safevla_ros.<module>`` with a parameter file and overrides."""
+    cmd = [sys.executable, "-m", f"safevla_ros.{module}", "--ros-args",
+           "--params-file", str(REPO / "config" / params)]
+    for k, v in overrides.items():
+        cmd += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
+    if core is not None and shutil.which("taskset"):
+        cmd = ["taskset", "-c", str(core), *cmd]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
+                            cwd=REPO)
+
+
+def stop(procs) -> None:
+    """SIGINT, then kill what is left."""
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def spin_for(node, seconds: float, until=lambda: False) -> None:
+    """Spin until ``until()`` or ``seconds`` elapsed."""
+    import rclpy
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not until():
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+
+def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: float
+                    ) -> np.ndarray:
+    """Phase 1: latencies (s) of ``n_actions`` approved actions in the closed loop."""
+    from safevla_ros import conversions as conv
+    from safevla_ros.msg import DiscreteAction
+    from safevla_ros.qos import COMMAND_QOS, Topics
+
+    lat: list[float] = []
+    node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, lambda m: lat.append(
+        node.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_s(m.header.stamp)), COMMAND_QOS)
+    procs = [start("sim_node", "sim_node.yaml", {"split": "train", "seed": 1}, logdir / "sim.log"),
+             start("policy_node", "policy_node.yaml", {"checkpoint": ckpt, "deterministic": False,
+                                                        "control_rate_hz": rate_hz},
+                   logdir / "policy.log", core=0),
+             start("safety_monitor_node", "safety_monitor.yaml", {}, logdir / "monitor.log")]
+    try:
+        spin_for(node, 120.0, lambda: len(lat) >= 1)
+        lat.clear()  # drop the first (warm-up) action
+        spin_for(node, 300.0, lambda: len(lat) >= n_actions)
+    finally:
+        stop(procs)
+    return np.array(lat)
+
+
+def measure_rate(node, ckpt: Path, feed_hz: float, seconds: float, logdir: Path) -> float:
+    """Phase 2: proposals per second of the policy node on one core, fed at ``feed_hz``."""
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from safevla_ros import conversions as conv
+    from safevla_ros.msg import DiscreteAction
+    from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
+
+    ns = "/rate"
+    count = [0]
+    node.create_subscription(DiscreteAction, f"{ns}/policy/proposed_action",
+                             lambda _m: count.__setitem__(0, count[0] + 1), COMMAND_QOS)
+    nav = node.create_publisher(Image, f"{ns}/nav_camera/image_raw", SENSOR_QOS)
+    manip = node.create_publisher(Image, f"{ns}/manip_camera/image_raw", SENSOR_QOS)
+    instr = node.create_publisher(String, f"{ns}/instruction", LATCHED_QOS)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (96, 160, 3), dtype=np.uint8) for _ in range(2)]
+
+    def feed() -> None:
+        stamp = node.get_clock().now().to_msg()
+        nav.publish(conv.rgb_to_image(frames[0], stamp, "nav"))
+        manip.publish(conv.rgb_to_image(frames[1], stamp, "manip"))
+
+    node.create_timer(1.0 / feed_hz, feed)
+    instr.publish(String(data="find a mug"))
+    proc = start_ns("policy_node", "policy_node.yaml",
+                    {"checkpoint": ckpt, "control_rate_hz": feed_hz}, logdir / "rate.log", ns)
+    try:
+        spin_for(node, 120.0, lambda: count[0] >= 5)
+        c0, t0 = count[0], time.monotonic()
+        spin_for(node, seconds)
+        return (count[0] - c0) / (time.monotonic() - t0)
+    finally:
+        stop([proc])
+
+
+def start_ns(module: str, params: str, overrides: dict, log: Path, ns: str):
+    """Like :func:`start` on core 0, in namespace ``ns``."""
+    cmd = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    cmd += [sys.executable, "-m", f"safevla_ros.{module}", "--ros-args", "--params-file",
+            str(REPO / "config" / params), "-r", f"__ns:={ns}"]
+    for k, v in overrides.items():
+        cmd += ["-p", f"{k}:={v}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
+                            cwd=REPO)
+
+
+def main() -> None:
+    """Run both phases and print the numbers."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, default=None)
+    ap.add_argument("--actions", type=int, default=100)
+    ap.add_argument("--feed-hz", type=float, default=30.0)
+    ap.add_argument("--control-rate", type=float, default=5.0,
+                    help="policy control rate in phase 1 (5 Hz = config/policy_node.yaml)")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    import rclpy
+
+    workdir = Path(tempfile.mkdtemp(prefix="safevla_latency_"))
+    ckpt = args.checkpoint or untrained_checkpoint(workdir / "untrained.pt")
+    rclpy.init()
+    node = rclpy.create_node("latency_probe")
+    try:
+        lat = measure_latency(node, ckpt, args.actions, workdir, args.control_rate)
+        rate = measure_rate(node, ckpt, args.feed_hz, args.seconds, workdir)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    if lat.size:
+        p50, p99 = 1e3 * np.percentile(lat, 50), 1e3 * np.percentile(lat, 99)
+        print(f"camera stamp -> approved action: n={lat.size} p50={p50:.1f} ms p99={p99:.1f} ms "
+              f"(policy control rate {args.control_rate} Hz)")
+    else:
+        print(f"no approved action observed; logs in {workdir}")
+    print(f"policy node on 1 core, fed {args.feed_hz:.0f} Hz: {rate:.1f} actions/s")
+    print(f"logs: {workdir}")
+
+
+if __name__ == "__main__":
+    main()
