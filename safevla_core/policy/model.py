@@ -353,6 +353,8 @@ class SafeVLAPolicy(nn.Module):
         in_hand: torch.Tensor,
         episode_step: torch.Tensor,
         episode_start: torch.Tensor,
+        step_mask: torch.Tensor | None = None,
+        grad_mask: torch.Tensor | None = None,
     ) -> PolicyOutput:
         """Training path over whole step sequences.
 
@@ -369,6 +371,13 @@ class SafeVLAPolicy(nn.Module):
             in_hand: ``(B, T)`` bool, an object is held.
             episode_step: ``(B, T)`` long step index within the episode (0 at the start).
             episode_start: ``(B, T)`` bool, True where a new episode starts at t.
+            step_mask: Optional ``(B, T)`` bool, steps whose observation is fused; the others get
+                a zero step embedding. Only for padding *after* a row's real steps, which causal
+                attention hides from them (ours, a speed-up for padded PPO batches).
+            grad_mask: Optional ``(B, T)`` bool, steps whose fusion-encoder pass keeps its
+                gradient; the others are fused under ``no_grad`` (their outputs are unchanged).
+                PPO uses it for context-only prefix steps, trading their (small) gradient through
+                the fusion encoder for speed and memory (ours).
 
         Returns:
             :class:`PolicyOutput` with logits ``(B, T, 20)``, values ``(B, T)``. Step t attends to
@@ -391,9 +400,30 @@ class SafeVLAPolicy(nn.Module):
         l_txt = text_tok.shape[1]
         text_tok = text_tok[:, None].expand(b, t, l_txt, d).reshape(b * t, l_txt, d)
         text_pad = (~text_mask)[:, None].expand(b, t, l_txt).reshape(b * t, l_txt)
-        step_emb = self._step_embedding(
-            visual.reshape(b * t, *visual.shape[2:]), text_tok, text_pad
-        ).view(b, t, d)
+        flat_visual = visual.reshape(b * t, *visual.shape[2:])
+        if step_mask is None and grad_mask is None:
+            step_emb = self._step_embedding(flat_visual, text_tok, text_pad).view(b, t, d)
+        else:
+            for name, m in (("step_mask", step_mask), ("grad_mask", grad_mask)):
+                if m is not None and (m.dtype != torch.bool or tuple(m.shape) != (b, t)):
+                    raise ValueError(f"{name} must be bool ({b}, {t})")
+            compute = step_mask.reshape(-1) if step_mask is not None else torch.ones(
+                b * t, dtype=torch.bool, device=visual.device
+            )
+            grad = compute & grad_mask.reshape(-1) if grad_mask is not None else compute
+            no_grad = compute & ~grad
+            parts = torch.zeros(b * t, d, dtype=text_tok.dtype, device=visual.device)
+            if grad.any():
+                parts = parts.index_put(
+                    (grad,), self._step_embedding(flat_visual[grad], text_tok[grad], text_pad[grad])
+                )
+            if no_grad.any():
+                with torch.no_grad():
+                    fused = self._step_embedding(
+                        flat_visual[no_grad], text_tok[no_grad], text_pad[no_grad]
+                    )
+                parts = parts.index_put((no_grad,), fused)
+            step_emb = parts.view(b, t, d)
         x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)  # (B, T, d)
         episode_id = torch.cumsum(episode_start.long(), dim=1)
         mask = decoder_attention_mask(episode_id, self.cfg.context_steps)

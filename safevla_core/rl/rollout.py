@@ -32,6 +32,7 @@ class SegmentBatch:
         episode_step: ``(S, L)`` long.
         episode_start: ``(S, L)`` bool.
         text_id: ``(S,)`` long, index into the rollout's instruction list.
+        valid: ``(S, L)`` bool, True at prefix and rollout steps (False at padding).
         loss_mask: ``(S, L)`` bool, True where the position is a step of this rollout.
         step_index: ``(S, L)`` long, ``t * B + b`` of that rollout step (``-1`` elsewhere).
     """
@@ -42,6 +43,7 @@ class SegmentBatch:
     episode_step: torch.Tensor
     episode_start: torch.Tensor
     text_id: torch.Tensor
+    valid: torch.Tensor
     loss_mask: torch.Tensor
     step_index: torch.Tensor
 
@@ -205,6 +207,7 @@ class RolloutBuffer:
             episode_step=torch.zeros((s, length), dtype=torch.long),
             episode_start=torch.ones((s, length), dtype=torch.bool),
             text_id=torch.zeros(s, dtype=torch.long),
+            valid=torch.zeros((s, length), dtype=torch.bool),
             loss_mask=torch.zeros((s, length), dtype=torch.bool),
             step_index=torch.full((s, length), -1, dtype=torch.long),
         )
@@ -225,6 +228,7 @@ class RolloutBuffer:
             else:
                 starts[0] = True
             out.episode_start[i, p : p + len(steps)] = starts
+            out.valid[i, : p + len(steps)] = True
             out.loss_mask[i, p : p + len(steps)] = True
             out.step_index[i, p : p + len(steps)] = idx * self.B + b
             out.text_id[i] = text_id

@@ -272,7 +272,8 @@ class Trainer:
                 sub = segs.select(chunk)
                 text, mask = self.texts.batch([buf.instructions[int(i)] for i in sub.text_id])
                 out = self.policy(sub.visual.float(), text, mask, sub.prev_action, sub.in_hand,
-                                  sub.episode_step, sub.episode_start)  # fmt: skip
+                                  sub.episode_step, sub.episode_start, step_mask=sub.valid,
+                                  grad_mask=sub.loss_mask)  # fmt: skip
                 m = sub.loss_mask
                 idx = sub.step_index[m]
                 dist = torch.distributions.Categorical(logits=out.logits[m])

@@ -70,6 +70,11 @@ def test_segments_reproduce_cached_acting_across_rollouts_and_resets():
         with torch.no_grad():
             out = policy(segs.visual, text, mask, segs.prev_action, segs.in_hand,
                          segs.episode_step, segs.episode_start)  # fmt: skip
+            masked = policy(segs.visual, text, mask, segs.prev_action, segs.in_hand,
+                            segs.episode_step, segs.episode_start, step_mask=segs.valid,
+                            grad_mask=segs.loss_mask)  # fmt: skip
+        # skipping padding and detaching the prefix leaves every real output unchanged
+        torch.testing.assert_close(masked.logits[segs.valid], out.logits[segs.valid])
         got = out.logits[segs.loss_mask]
         idx = segs.step_index[segs.loss_mask]
         # every rollout step appears exactly once
