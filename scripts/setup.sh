@@ -70,6 +70,10 @@ touch "$VENV/COLCON_IGNORE"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 log "pip install -r requirements.txt"
 "${PIP[@]}" install --progress-bar off -q -r "$REPO/requirements.txt"
+# procthor ships the THOR asset database (object sizes) used to import ProcTHOR houses; only its
+# JSON is read, so its own heavy dependencies (trimesh, python-sat, moviepy) are not installed.
+log "pip install --no-deps procthor (asset database for ProcTHOR house import)"
+"${PIP[@]}" install --progress-bar off -q --no-deps procthor==0.0.1.dev2
 log "pip install -e . (editable, --no-deps)"
 "${PIP[@]}" install --progress-bar off -q --no-deps --no-build-isolation -e "$REPO"
 
