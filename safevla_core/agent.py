@@ -205,4 +205,11 @@ def _check_image(img: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-__all__ = ["AgentStep", "InstructionCache", "PolicyAgent", "build_policy", "config_to_dict", "pad_text"]
+__all__ = [
+    "AgentStep",
+    "InstructionCache",
+    "PolicyAgent",
+    "build_policy",
+    "config_to_dict",
+    "pad_text",
+]

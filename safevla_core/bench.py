@@ -1,4 +1,4 @@
-"""``safevla bench``: the figures a user asks first (how fast is the simulator, the policy, training).
+"""``safevla bench``: how fast the simulator, the policy and training run on this machine.
 
 Prints, on this machine:
 
@@ -35,8 +35,16 @@ def bench_sim(cfg: Config, width: int, height: int, steps: int, seed: int = 0) -
     backend = make_backend(cfg, width, height)
     rng = np.random.default_rng(seed)
     # moves and turns mostly, as a navigating policy would
-    choices = [Action.MOVE_AHEAD, Action.MOVE_AHEAD, Action.ROTATE_LEFT, Action.ROTATE_RIGHT,
-               Action.ROTATE_LEFT_SMALL, Action.MOVE_BACK, Action.LIFT_UP, Action.ARM_EXTEND]  # fmt: skip
+    choices = [
+        Action.MOVE_AHEAD,
+        Action.MOVE_AHEAD,
+        Action.ROTATE_LEFT,
+        Action.ROTATE_RIGHT,
+        Action.ROTATE_LEFT_SMALL,
+        Action.MOVE_BACK,
+        Action.LIFT_UP,
+        Action.ARM_EXTEND,
+    ]
     try:
         backend.reset(load_house("test", 0, cfg.houses), seed=seed)
         backend.render()
@@ -117,7 +125,9 @@ def run_bench(cfg: Config, sim_steps: int = 200, train: bool = True) -> dict[str
     """All figures; see the module docstring."""
     torch.set_num_threads(1)
     figures: dict[str, dict[str, float]] = {}
-    figures[f"sim_{cfg.sim.width}x{cfg.sim.height}"] = bench_sim(cfg, cfg.sim.width, cfg.sim.height, sim_steps)
+    figures[f"sim_{cfg.sim.width}x{cfg.sim.height}"] = bench_sim(
+        cfg, cfg.sim.width, cfg.sim.height, sim_steps
+    )
     w, h = cfg.policy.image_width, cfg.policy.image_height
     figures[f"sim_{w}x{h}"] = bench_sim(cfg, w, h, sim_steps)
     figures["policy"] = bench_policy(cfg)

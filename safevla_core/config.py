@@ -112,8 +112,13 @@ class CostConfig:
         Raises:
             ValueError: On non-positive thresholds or a fraction outside [0, 1].
         """
-        for name in ("disturb_position_m", "disturb_rotation_deg", "corner_radius_m",
-                     "fragile_cluster_radius_m", "critical_point_m"):
+        for name in (
+            "disturb_position_m",
+            "disturb_rotation_deg",
+            "corner_radius_m",
+            "fragile_cluster_radius_m",
+            "critical_point_m",
+        ):
             v = getattr(self, name)
             _check(math.isfinite(v) and v > 0, f"{name} must be positive and finite, got {v}")
         _check(0.0 <= self.corner_free_fraction <= 1.0, "corner_free_fraction must be in [0, 1]")
@@ -472,7 +477,9 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
     """Load the default :class:`Config`, overridden by a YAML file then by a mapping.
 
     Args:

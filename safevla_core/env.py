@@ -100,7 +100,9 @@ class SafetyChoresEnv(gym.Env):
                 "instruction": gym.spaces.Text(max_length=256, charset=_TEXT_CHARSET),
                 "in_hand": gym.spaces.Discrete(2),
                 "prev_action": gym.spaces.Discrete(NUM_ACTIONS + 1),
-                "episode_step": gym.spaces.Discrete(max(cfg.task.max_steps_eval, self.max_steps) + 1),
+                "episode_step": gym.spaces.Discrete(
+                    max(cfg.task.max_steps_eval, self.max_steps) + 1
+                ),
             }
         )
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
@@ -134,7 +136,9 @@ class SafetyChoresEnv(gym.Env):
         if index is None:
             index = int(rng.integers(self.num_houses))
         if not 0 <= int(index) < self.num_houses:
-            raise ValueError(f"house_index {index} outside split {self.split!r} (0..{self.num_houses - 1})")
+            raise ValueError(
+                f"house_index {index} outside split {self.split!r} (0..{self.num_houses - 1})"
+            )
         house = load_house(self.split, int(index), self.cfg.houses)
         reset_seed = int(rng.integers(2**31 - 1))
         self.backend.reset(house, robot_pose=None, seed=reset_seed)
@@ -173,7 +177,9 @@ class SafetyChoresEnv(gym.Env):
         curr = self.backend.step(act)
         self._state = curr
         spec = self.spec_
-        costs = compute_costs(prev, curr, act, self.cfg.costs, exempt_ids=self.task.exempt_ids(spec, curr))
+        costs = compute_costs(
+            prev, curr, act, self.cfg.costs, exempt_ids=self.task.exempt_ids(spec, curr)
+        )
         success = bool(self.task.is_success(spec, curr, act))
         reward = float(self.task.reward(spec, prev, curr, act, success))
         self._costs.add(costs)
@@ -189,7 +195,14 @@ class SafetyChoresEnv(gym.Env):
         }
         if terminated or truncated:
             info["episode"] = self.episode_summary(success)
-        return self._observation(), reward, float(costs.total), bool(terminated), bool(truncated), info
+        return (
+            self._observation(),
+            reward,
+            float(costs.total),
+            bool(terminated),
+            bool(truncated),
+            info,
+        )
 
     def render(self) -> np.ndarray:
         """Both cameras side by side, ``(H, 2W, 3)`` uint8 (navigation left)."""
@@ -249,7 +262,9 @@ def _make_env_fn(cfg: Config, split: str, eval_mode: bool, image_size: tuple[int
     def _thunk() -> gym.Env:
         os.environ.setdefault("LP_NUM_THREADS", "1")
         os.environ.setdefault("MUJOCO_GL", cfg.sim.gl_backend)
-        return CostInInfo(SafetyChoresEnv(cfg, split=split, eval_mode=eval_mode, image_size=image_size))
+        return CostInInfo(
+            SafetyChoresEnv(cfg, split=split, eval_mode=eval_mode, image_size=image_size)
+        )
 
     return _thunk
 

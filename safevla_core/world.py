@@ -15,7 +15,9 @@ import numpy as np
 
 #: Types treated as building structure: never "disturbed", never an object cost
 #: (REFERENCE.md: "structure (floor, wall, door, window, ceiling) is ignored").
-STRUCTURE_TYPES: frozenset[str] = frozenset({"Floor", "Wall", "Door", "Doorway", "Window", "Ceiling"})
+STRUCTURE_TYPES: frozenset[str] = frozenset(
+    {"Floor", "Wall", "Door", "Doorway", "Window", "Ceiling"}
+)
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,7 +10,8 @@ A house is a plain dict, as in ProcTHOR's published house sets (``.jsonl.gz``, o
       "rooms":   [{"id": "room|2", "roomType": "Kitchen",
                    "floorPolygon": [{"x": 0, "y": 0, "z": 0}, ...]}],     # counter-clockwise
       "walls":   [{"id": "wall|2|0.00|0.00|4.00|0.00", "roomId": "room|2",
-                   "polygon": [{"x","y","z"} x 4]}],   # bottom-start, bottom-end, top-end, top-start
+                   "polygon": [{"x","y","z"} x 4]}],
+                   # corners: bottom-start, bottom-end, top-end, top-start
       "doors":   [{"id": "door|2|3", "room0": "room|2", "room1": "room|3",
                    "wall0": "wall|2|...", "wall1": "wall|3|...", "assetId": "Doorway_1",
                    "holePolygon": [{"x": 1.0, "y": 0, "z": 0}, {"x": 2.0, "y": 2.1, "z": 0}]}],

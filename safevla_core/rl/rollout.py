@@ -148,7 +148,13 @@ class RolloutBuffer:
             if bool(start[b]):
                 self._history[b].clear()
             self._history[b].append(
-                (self.visual[t, b].clone(), int(prev_action[b]), bool(in_hand[b]), int(episode_step[b]), int(ids[b]))
+                (
+                    self.visual[t, b].clone(),
+                    int(prev_action[b]),
+                    bool(in_hand[b]),
+                    int(episode_step[b]),
+                    int(ids[b]),
+                )
             )
 
     def add_outcome(

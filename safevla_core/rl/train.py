@@ -83,7 +83,9 @@ def episode_summaries(infos: dict[str, Any], done: np.ndarray) -> list[dict[str,
     episode = final.get("episode", {})
     out = []
     for b in np.flatnonzero(done):
-        out.append({k: float(np.asarray(v)[b]) for k, v in episode.items() if not k.startswith("_")})
+        out.append(
+            {k: float(np.asarray(v)[b]) for k, v in episode.items() if not k.startswith("_")}
+        )
     return out
 
 
@@ -140,7 +142,9 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _restore(self, path: Path) -> None:
-        state = load_checkpoint(path, required_keys=("policy", "optimizer", "iteration", "env_steps"))
+        state = load_checkpoint(
+            path, required_keys=("policy", "optimizer", "iteration", "env_steps")
+        )
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.multiplier is not None and state.get("multiplier"):
@@ -187,7 +191,9 @@ class Trainer:
         )
         return feats, out, cache
 
-    def collect(self, envs: Any, buf: RolloutBuffer, state: dict[str, Any]) -> list[dict[str, float]]:
+    def collect(
+        self, envs: Any, buf: RolloutBuffer, state: dict[str, Any]
+    ) -> list[dict[str, float]]:
         """Phase 1: run the policy for T steps in every env, storing features and outcomes."""
         buf.start_rollout()
         episodes: list[dict[str, float]] = []
@@ -229,17 +235,25 @@ class Trainer:
         state["last_values"] = (out.value_reward.clone(), out.value_cost.clone())
         return episodes
 
-    def advantages(self, buf: RolloutBuffer, last_values: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def advantages(
+        self, buf: RolloutBuffer, last_values: tuple[torch.Tensor, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """Phase 2: GAE for reward and cost (gamma 0.99, lambda 0.95; REFERENCE.md)."""
         p = self.cfg.ppo
         rewards = buf.rewards
         if self.cfg.train.method == "ppo_rs":
             rewards = reward_shaping(rewards, buf.costs, self.cfg.lagrange.reward_shaping_coef)
-        adv_r, ret_r = compute_gae(rewards, buf.values_reward, buf.dones, last_values[0], p.gamma, p.gae_lambda)
-        adv_c, ret_c = compute_gae(buf.costs, buf.values_cost, buf.dones, last_values[1], p.gamma, p.gae_lambda)
+        adv_r, ret_r = compute_gae(
+            rewards, buf.values_reward, buf.dones, last_values[0], p.gamma, p.gae_lambda
+        )
+        adv_c, ret_c = compute_gae(
+            buf.costs, buf.values_cost, buf.dones, last_values[1], p.gamma, p.gae_lambda
+        )
         return {"adv_r": adv_r, "ret_r": ret_r, "adv_c": adv_c, "ret_c": ret_c}
 
-    def update_multiplier(self, buf: RolloutBuffer, episodes: list[dict[str, float]]) -> tuple[float, float]:
+    def update_multiplier(
+        self, buf: RolloutBuffer, episodes: list[dict[str, float]]
+    ) -> tuple[float, float]:
         """Phase 3: the Lagrange multiplier update, once per rollout before the PPO epochs.
 
         J_c is the mean cumulative cost of the episodes that finished in this rollout; when none
@@ -256,7 +270,9 @@ class Trainer:
             return 0.0, jc
         return float(self.multiplier.update(jc)), jc
 
-    def update_policy(self, buf: RolloutBuffer, adv: dict[str, torch.Tensor], lam: float) -> dict[str, float]:
+    def update_policy(
+        self, buf: RolloutBuffer, adv: dict[str, torch.Tensor], lam: float
+    ) -> dict[str, float]:
         """Phase 4: PPO-Lagrangian epochs over the rollout's episode segments (eq. 14)."""
         p = self.cfg.ppo
         segs = buf.segments()
@@ -325,14 +341,17 @@ class Trainer:
         envs = make_vector_env(cfg)
         writer = SummaryWriter(str(self.run_dir / "tb"))
         bar = tqdm(total=total_iters * per_iter, initial=self.env_steps, unit="step",
-                   desc=f"{cfg.train.method} {cfg.task.name}", disable=not self.progress)  # fmt: skip
+                   desc=f"{cfg.train.method} {cfg.task.name}",
+                   disable=not self.progress)  # fmt: skip
         try:
             obs, _ = envs.reset(seed=cfg.train.seed + 7919 * self.iteration)
             state: dict[str, Any] = {"obs": obs, "cache": None}
             pc = cfg.policy
             buf = RolloutBuffer(cfg.train.num_steps, cfg.train.num_envs, self.visual_shape,
                                 pc.context_steps,
-                                prefix_steps=pc.decoder_layers * (pc.context_steps - 1))  # fmt: skip
+                                # the receptive field of a step: exact re-evaluation
+                                prefix_steps=pc.decoder_layers * (pc.context_steps - 1),
+                                )  # fmt: skip
             while self.iteration < total_iters:
                 t0 = time.perf_counter()
                 episodes = self.collect(envs, buf, state)
@@ -357,7 +376,10 @@ class Trainer:
                 self._log(writer, metrics)
                 bar.update(per_iter)
                 result.history.append(metrics)
-                if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == total_iters:
+                if (
+                    self.iteration % cfg.train.checkpoint_every == 0
+                    or self.iteration == total_iters
+                ):
                     self.save(metrics)
                 if callback is not None:
                     callback(metrics, state["obs"])
@@ -417,5 +439,12 @@ def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["EPISODE_KEYS", "TrainResult", "Trainer", "episode_summaries", "mean_metrics", "step_costs",
-           "train"]
+__all__ = [
+    "EPISODE_KEYS",
+    "TrainResult",
+    "Trainer",
+    "episode_summaries",
+    "mean_metrics",
+    "step_costs",
+    "train",
+]

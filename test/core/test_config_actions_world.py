@@ -31,7 +31,8 @@ def test_action_table_matches_reference():
     assert ACTION_EFFECTS[Action.END].terminal and not ACTION_EFFECTS[Action.END].moves_base
 
 
-@pytest.mark.parametrize("value,expected", [(0, Action.MOVE_AHEAD), ("zps", Action.ARM_EXTEND_SMALL),
+@pytest.mark.parametrize("value,expected", [(0, Action.MOVE_AHEAD),
+                                            ("zps", Action.ARM_EXTEND_SMALL),
                                             ("end", Action.END), ("pickup", Action.PICKUP),
                                             (Action.DROP, Action.DROP)])  # fmt: skip
 def test_parse_action_accepts_indices_and_names(value, expected):

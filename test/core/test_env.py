@@ -9,6 +9,7 @@ from safevla_core.actions import Action
 from safevla_core.config import Config, load_config
 from safevla_core.costs import COMPONENT_NAMES
 from safevla_core.env import START_ACTION, SafetyChoresEnv, make_vector_env
+from safevla_core.tasks import instruction_name
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def test_reset_observation_layout(cfg):
         assert obs["nav_rgb"].shape == (96, 160, 3) and obs["nav_rgb"].dtype == np.uint8
         assert obs["manip_rgb"].shape == (96, 160, 3)
         assert obs["prev_action"] == START_ACTION and obs["episode_step"] == 0
-        assert obs["instruction"] == info["instruction"] and info["target_type"] in obs["instruction"].title().replace(" ", "") or info["instruction"]
+        assert obs["instruction"] == info["instruction"]
+        assert instruction_name(info["target_type"]) in obs["instruction"]
         assert env.observation_space.contains(obs)
         assert obs["nav_rgb"].std() > 5  # a real rendered scene, not a blank frame
     finally:
@@ -151,7 +153,9 @@ def test_vector_env_final_step_cost_comes_from_final_info(cfg):
         assert done.tolist() == [True, True]
         assert "cost" not in infos
         final = step_costs(infos, done)
-        np.testing.assert_array_equal(final, np.asarray(infos["final_info"]["cost"], dtype=np.float32))
+        np.testing.assert_array_equal(
+            final, np.asarray(infos["final_info"]["cost"], dtype=np.float32)
+        )
         # an env pressed against a wall at step 29 is still pressed at step 30 (it cannot move)
         assert final[pressed > 0].min(initial=1.0) >= 1.0
     finally:

@@ -19,10 +19,11 @@ def _policy(window: int) -> SafeVLAPolicy:
 
 
 def test_segments_reproduce_cached_acting_across_rollouts_and_resets():
-    window, T, B = 5, 6, 2
+    window, T, B = 5, 6, 2  # noqa: N806 (the paper's T x B rollout notation)
     policy = _policy(window)
-    buf = RolloutBuffer(T, B, VIS, window, feature_dtype=torch.float32,
-                       prefix_steps=2 * (window - 1))  # 2 decoder layers: exact
+    buf = RolloutBuffer(
+        T, B, VIS, window, feature_dtype=torch.float32, prefix_steps=2 * (window - 1)
+    )  # 2 decoder layers: exact
     texts = {"go to a vase": torch.randn(3, 16), "find a mug": torch.randn(4, 16)}
     gen = torch.Generator().manual_seed(1)
     # episode lengths: env 0 ends after 4 and 9 steps; env 1 runs 12 steps straight (so its
