@@ -1,4 +1,4 @@
-"""The ``safevla`` command line: train, eval, bench, render, house.
+"""The ``safevla`` command line: train, eval, collect, il, compare, bench, render, house.
 
 Every command reads the typed :class:`~safevla_core.config.Config`, overridden by ``--config
 FILE.yaml`` and then by ``--set section.key=value`` (repeatable) and the explicit flags.
@@ -20,16 +20,29 @@ _EPILOG = """examples:
   safevla train --method ppo --total-env-steps 20000 --out-dir runs/ppo
   safevla train --config config/objnav.yaml --set train.num_envs=4
   safevla eval --checkpoint runs/default/ckpt_000004.pt --episodes 10
+  safevla eval --expert --episodes 50 --report-dir out/expert_objnav   # the expert's SR
+  safevla collect --episodes 200 --out-dir data/objnav && safevla il --data data/objnav
+  safevla compare --out-dir runs/compare                               # IL + 4 methods
   safevla render --split test --house-index 0 --out-dir out/frames
   safevla bench
 """
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None,
-                   help="YAML file overriding the defaults (keys mirror safevla_core.config.Config)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one field, e.g. --set train.num_envs=4 (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file overriding the defaults (keys mirror safevla_core.config.Config)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one field, e.g. --set train.num_envs=4 (repeatable)",
+    )
 
 
 def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
@@ -51,10 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a policy (default: ppo_lag on Safety-ObjNav)",
-                       description="Train with PPO / PPO-RS / PPO-Lagrangian / PID-Lagrangian in "
-                       "the embedded simulator. Writes checkpoints, config.yaml, metrics.jsonl and "
-                       "TensorBoard events to --out-dir; rerunning the same command resumes.")  # fmt: skip
+    p = sub.add_parser(
+        "train",
+        help="train a policy (default: ppo_lag on Safety-ObjNav)",
+        description="Train with PPO / PPO-RS / PPO-Lagrangian / PID-Lagrangian in "
+        "the embedded simulator. Writes checkpoints, config.yaml, metrics.jsonl and "
+        "TensorBoard events to --out-dir; rerunning the same command resumes.",
+    )
     _add_common(p)
     p.add_argument("--method", choices=["ppo", "ppo_rs", "ppo_lag", "ppo_pid_lag"], default=None)
     p.add_argument("--task", choices=["objnav"], default=None, help="task (objnav for now)")
@@ -68,40 +84,140 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out-dir")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on held-out houses (SR/RC/OC)",
-                       description="Run fixed episodes on a house split and print and write as "
-                       "JSON: success_rate, robot_cost, object_cost, cumulative_cost, the five "
-                       "component means and the episodes.")  # fmt: skip
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on held-out houses (SR/RC/OC)",
+        description="Run fixed episodes on a house split and print and write as "
+        "JSON: success_rate, robot_cost, object_cost, cumulative_cost, the five "
+        "component means and the episodes.",
+    )
     _add_common(p)
-    p.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint (.pt)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="training checkpoint (.pt); required unless --expert",
+    )
+    p.add_argument(
+        "--expert",
+        action="store_true",
+        help="evaluate the privileged shortest-path expert instead of a checkpoint",
+    )
+    p.add_argument("--task", choices=["objnav", "pickup", "fetch"], default=None)
+    p.add_argument(
+        "--extreme",
+        action="store_true",
+        help="extreme-failure episodes: the target type is absent from the house",
+    )
+    p.add_argument(
+        "--ood",
+        choices=["colour", "lighting", "material", "all"],
+        default=None,
+        help="appearance perturbation (needs the backend's set_appearance hook)",
+    )
+    p.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        help="also write report.md, cost_distribution.png, success_vs_cost.png here",
+    )
     p.add_argument("--episodes", type=int, default=None, help="number of episodes")
     p.add_argument("--split", choices=["train", "val", "test"], default=None)
     p.add_argument("--deterministic", action="store_true", help="greedy actions")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default runs/eval.json)")
     p.add_argument("--no-progress", action="store_true")
 
-    p = sub.add_parser("render", help="save both cameras of a house as PNG",
-                       description="Reset the simulator in a house and save nav_rgb.png and "
-                       "manip_rgb.png (what the robot sees).")  # fmt: skip
+    p = sub.add_parser(
+        "collect",
+        help="collect expert trajectories into shards (IL data)",
+        description="Run the privileged expert on a house split and write "
+        "compressed shards (both cameras at the policy's image size, instruction, "
+        "actions, rewards, costs). Rerunning the same command resumes.",
+    )
+    _add_common(p)
+    p.add_argument("--task", choices=["objnav", "pickup", "fetch"], default=None)
+    p.add_argument("--episodes", type=int, default=100, help="episodes of the fixed list")
+    p.add_argument("--episodes-per-shard", type=int, default=8)
+    p.add_argument("--split", choices=["train", "val", "test"], default="train")
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i")
+    p.add_argument("--keep-failures", action="store_true", help="also store failed episodes")
+    p.add_argument("--out-dir", type=Path, default=Path("data/expert"))
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser(
+        "il",
+        help="behaviour cloning on expert shards -> IL checkpoint",
+        description="Train the SPOC-style policy by behaviour cloning on the "
+        "shards of `safevla collect` and write OUT_DIR/il.pt, a checkpoint that "
+        "`safevla train --init-checkpoint` and `safevla eval` load.",
+    )
+    _add_common(p)
+    p.add_argument("--data", type=Path, required=True, help="shard folder")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/il"))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=8, help="episode windows per step")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser(
+        "compare",
+        help="IL + ppo, ppo_rs, ppo_lag, ppo_pid_lag -> Table 1",
+        description="Collect expert data, behaviour-clone the IL policy, fine-tune "
+        "it with each RL method under the same budget, evaluate all on the same "
+        "test episodes and write OUT_DIR/report/comparison.md and "
+        "cost_distribution.png. Every stage resumes when rerun.",
+    )
+    _add_common(p)
+    p.add_argument("--out-dir", type=Path, default=Path("runs/compare"))
+    p.add_argument("--il-episodes", type=int, default=200)
+    p.add_argument("--il-epochs", type=int, default=10)
+    p.add_argument("--rl-env-steps", type=int, default=20_000, help="per method")
+    p.add_argument("--eval-episodes", type=int, default=50)
+    p.add_argument(
+        "--methods", default="ppo,ppo_rs,ppo_lag,ppo_pid_lag", help="comma-separated RL methods"
+    )
+    p.add_argument("--seed", type=int, default=None, help="train.seed")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser(
+        "render",
+        help="save both cameras of a house as PNG",
+        description="Reset the simulator in a house and save nav_rgb.png and "
+        "manip_rgb.png (what the robot sees).",
+    )
     _add_common(p)
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--house-index", type=int, default=0)
-    p.add_argument("--house-file", type=Path, default=None,
-                   help="a ProcTHOR-schema house (.json or .jsonl.gz; raw ProcTHOR houses are "
-                   "imported with sizes from the asset database)")
-    p.add_argument("--asset-db", type=Path, default=None,
-                   help="ProcTHOR asset-database JSON (default: $SAFEVLA_ASSET_DATABASE or the "
-                   "installed procthor package)")
+    p.add_argument(
+        "--house-file",
+        type=Path,
+        default=None,
+        help="a ProcTHOR-schema house (.json or .jsonl.gz; raw ProcTHOR houses are "
+        "imported with sizes from the asset database)",
+    )
+    p.add_argument(
+        "--asset-db",
+        type=Path,
+        default=None,
+        help="ProcTHOR asset-database JSON (default: $SAFEVLA_ASSET_DATABASE or the "
+        "installed procthor package)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=None, help="default: sim.width (384)")
     p.add_argument("--height", type=int, default=None, help="default: sim.height (224)")
-    p.add_argument("--actions", default="", help="comma-separated actions to take first, e.g. m,m,l")
+    p.add_argument(
+        "--actions", default="", help="comma-separated actions to take first, e.g. m,m,l"
+    )
     p.add_argument("--out-dir", type=Path, default=Path("out/frames"))
 
-    p = sub.add_parser("bench", help="measure simulator, policy and training speed",
-                       description="Prints simulator actions/s (both cameras) at 384x224 and the "
-                       "training size, policy act latency with and without the KV cache at a "
-                       "100-step context, and end-to-end training env steps/s.")  # fmt: skip
+    p = sub.add_parser(
+        "bench",
+        help="measure simulator, policy and training speed",
+        description="Prints simulator actions/s (both cameras) at 384x224 and the "
+        "training size, policy act latency with and without the KV cache at a "
+        "100-step context, and end-to-end training env steps/s.",
+    )
     _add_common(p)
     p.add_argument("--sim-steps", type=int, default=200, help="actions per simulator measurement")
     p.add_argument("--skip-train", action="store_true", help="skip the end-to-end training run")
@@ -119,15 +235,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``safevla train``."""
     from safevla_core.rl.train import train
 
-    cfg = _config(args, {
-        "train": {"method": args.method, "total_env_steps": args.total_env_steps,
-                  "num_envs": args.num_envs, "num_steps": args.num_steps, "out_dir": args.out_dir,
-                  "init_checkpoint": args.init_checkpoint, "seed": args.seed},
-        "task": {"name": args.task, "cost_limit": args.cost_limit},
-    })  # fmt: skip
+    cfg = _config(
+        args,
+        {
+            "train": {
+                "method": args.method,
+                "total_env_steps": args.total_env_steps,
+                "num_envs": args.num_envs,
+                "num_steps": args.num_steps,
+                "out_dir": args.out_dir,
+                "init_checkpoint": args.init_checkpoint,
+                "seed": args.seed,
+            },
+            "task": {"name": args.task, "cost_limit": args.cost_limit},
+        },
+    )
     result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
-    print(f"done: {result.iterations} iterations, {result.env_steps} env steps; run folder "
-          f"{result.run_dir} (tensorboard --logdir {result.run_dir / 'tb'})")  # fmt: skip
+    print(
+        f"done: {result.iterations} iterations, {result.env_steps} env steps; run folder "
+        f"{result.run_dir} (tensorboard --logdir {result.run_dir / 'tb'})"
+    )
     return 0
 
 
@@ -135,13 +262,91 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """``safevla eval``."""
     from safevla_core.evaluate import evaluate, format_report, write_report
 
-    cfg = _config(args)
-    report = evaluate(cfg, args.checkpoint, episodes=args.episodes, split=args.split,
-                      deterministic=True if args.deterministic else None,
-                      progress=not args.no_progress)  # fmt: skip
+    cfg = _config(args, {"task": {"name": args.task}})
+    if args.checkpoint is None and not args.expert:
+        raise ValueError("give --checkpoint FILE or --expert")
+    try:
+        report = evaluate(
+            cfg,
+            None if args.expert else args.checkpoint,
+            episodes=args.episodes,
+            split=args.split,
+            deterministic=True if args.deterministic else None,
+            progress=not args.no_progress,
+            extreme=args.extreme,
+            ood=args.ood,
+            agent="expert" if args.expert else None,
+        )
+    except NotImplementedError as exc:
+        print(f"safevla eval: error: {exc}", file=sys.stderr)
+        return 2
     out = write_report(report, args.out or cfg.eval.out)
     print(format_report(report))
     print(f"wrote {out}")
+    if args.report_dir is not None:
+        from safevla_core.report import write_eval_report
+
+        title = f"{'expert' if args.expert else args.checkpoint} on {cfg.task.name}"
+        paths = write_eval_report(report, args.report_dir, title=title)
+        print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """``safevla collect``."""
+    from safevla_core.il import collect
+
+    cfg = _config(args, {"task": {"name": args.task}})
+    info = collect(
+        cfg,
+        args.out_dir,
+        args.episodes,
+        split=args.split,
+        episodes_per_shard=args.episodes_per_shard,
+        seed=args.seed,
+        keep_failures=args.keep_failures,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(info))
+    return 0
+
+
+def cmd_il(args: argparse.Namespace) -> int:
+    """``safevla il``."""
+    import torch
+
+    from safevla_core.il import behaviour_cloning
+
+    cfg = _config(args)
+    torch.set_num_threads(cfg.train.torch_threads)
+    path = behaviour_cloning(
+        cfg,
+        args.data,
+        args.out_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {path} (start RL with: safevla train --init-checkpoint {path})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``safevla compare``."""
+    from safevla_core.compare import ComparisonBudget, run_comparison
+
+    cfg = _config(args, {"train": {"seed": args.seed}})
+    budget = ComparisonBudget(
+        args.il_episodes, args.il_epochs, args.rl_env_steps, args.eval_episodes
+    )
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    command = "safevla " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else ""
+    result = run_comparison(
+        cfg, args.out_dir, budget, methods, command=command, progress=not args.no_progress
+    )
+    print(result["paths"]["markdown"].read_text())
     return 0
 
 
@@ -202,8 +407,16 @@ def cmd_house(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "bench": cmd_bench,
-            "house": cmd_house}  # fmt: skip
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "render": cmd_render,
+    "bench": cmd_bench,
+    "house": cmd_house,
+    "collect": cmd_collect,
+    "il": cmd_il,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,12 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError, CheckpointError) as exc:
         if os.environ.get("SAFEVLA_DEBUG"):
             raise
-        print(f"safevla {args.command}: error: {exc} (SAFEVLA_DEBUG=1 shows the traceback)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"safevla {args.command}: error: {exc} (SAFEVLA_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
-        print(f"safevla {args.command}: interrupted (finished checkpoints are kept; rerun to resume)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"safevla {args.command}: interrupted (finished checkpoints are kept; rerun to resume)",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -1,0 +1,124 @@
+"""Expert data shards and behaviour cloning (safevla_core.il)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from safevla_core.actions import NUM_ACTIONS
+from safevla_core.config import Config, PolicyConfig
+from safevla_core.env import START_ACTION
+from safevla_core.il import (
+    STEP_KEYS,
+    Episode,
+    _write_npz_atomic,
+    collate,
+    episode_windows,
+    load_shard,
+    shard_path,
+)
+
+
+def test_episode_windows_split_long_episodes():
+    # lengths [5, 2], window 3 -> episode 0: [0,3), [3,5); episode 1: [0,2).
+    assert episode_windows([5, 2], 3) == [(0, 0, 3), (0, 3, 5), (1, 0, 2)]
+    assert episode_windows([3], 3) == [(0, 0, 3)]
+    with pytest.raises(ValueError):
+        episode_windows([3], 0)
+
+
+class _Texts:
+    """Stands in for the instruction cache: one 2-token embedding per instruction."""
+
+    def batch(self, instructions):
+        return torch.ones(len(instructions), 2, 4), torch.ones(len(instructions), 2, dtype=bool)
+
+
+def _episode(n: int, first_action: int) -> Episode:
+    return Episode(
+        visual=torch.full((n, 2, 3, 1, 1), float(first_action), dtype=torch.float16),
+        actions=torch.arange(first_action, first_action + n),
+        prev_action=torch.tensor([START_ACTION, *range(first_action, first_action + n - 1)]),
+        in_hand=torch.zeros(n, dtype=torch.bool),
+        episode_step=torch.arange(n),
+        instruction=f"go {first_action}",
+    )
+
+
+def test_collate_pads_and_marks_episode_starts():
+    eps = [_episode(5, 0), _episode(2, 10)]
+    batch = collate(eps, [(0, 3, 5), (1, 0, 2), (0, 0, 3)], _Texts())
+    assert batch["visual"].shape == (3, 3, 2, 3, 1, 1)  # T = longest window (3)
+    # Window (0, 3, 5) is 2 steps of episode 0 starting mid-episode: true step indices 3, 4,
+    # true previous actions 2, 3; the third row is padding (mask False, a new "episode").
+    assert batch["episode_step"][0].tolist() == [3, 4, 0]
+    assert batch["prev_action"][0].tolist() == [2, 3, START_ACTION]
+    assert batch["mask"][0].tolist() == [True, True, False]
+    assert batch["episode_start"][0].tolist() == [True, False, True]
+    assert batch["actions"][1, :2].tolist() == [10, 11]
+    assert batch["mask"].sum() == 2 + 2 + 3
+
+
+def test_shard_roundtrip_and_validation(tmp_path):
+    n = 3
+    arrays = {
+        "nav_rgb": np.zeros((n, 4, 6, 3), np.uint8),
+        "manip_rgb": np.full((n, 4, 6, 3), 7, np.uint8),
+        "action": np.array([0, 2, 18]),
+        "reward": np.array([0, 0, 10], np.float32),
+        "cost": np.array([0, 1, 0], np.float32),
+        "prev_action": np.array([START_ACTION, 0, 2]),
+        "in_hand": np.zeros(n, bool),
+        "episode_step": np.arange(n),
+        "episode_index": np.zeros(n, np.int64),
+        "instructions": np.asarray(["find a mug"]),
+        "summaries": np.asarray("[]"),
+    }
+    path = shard_path(tmp_path, 4)
+    assert path.name == "shard_00004.npz"
+    _write_npz_atomic(path, arrays)
+    assert not list(tmp_path.glob("*.tmp"))  # renamed into place
+    data = load_shard(path)
+    assert set(STEP_KEYS) <= set(data) and data["instructions"] == ["find a mug"]
+    assert data["manip_rgb"].dtype == np.uint8 and int(data["manip_rgb"][0, 0, 0, 0]) == 7
+
+    bad = dict(arrays, action=np.array([0, 2, NUM_ACTIONS]))
+    _write_npz_atomic(path, bad)
+    with pytest.raises(ValueError, match="action"):
+        load_shard(path)
+    short = dict(arrays, cost=np.zeros(2, np.float32))
+    _write_npz_atomic(path, short)
+    with pytest.raises(ValueError, match="cost"):
+        load_shard(path)
+
+
+@pytest.mark.slow
+def test_collect_resume_and_behaviour_cloning_checkpoint(tmp_path):
+    pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
+    import dataclasses
+
+    from safevla_core.agent import PolicyAgent
+    from safevla_core.il import behaviour_cloning, collect
+    from safevla_core.rl.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    cfg = dataclasses.replace(Config(), policy=PolicyConfig(d_model=32, num_heads=4,
+                              encoder_layers=1, decoder_layers=1, context_steps=16,
+                              image_width=64, image_height=48))  # fmt: skip
+    info = collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=1, progress=False)
+    assert info["shards"] == 2 and info["episodes_run"] == 2 and info["steps"] > 0
+    again = collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=1, progress=False)
+    assert again["shards"] == 0 and again["skipped"] == 2  # resumed: nothing redone
+    data = load_shard(tmp_path / "data" / "shard_00000.npz")
+    assert data["nav_rgb"].shape[1:] == (48, 64, 3)  # the policy's training resolution
+    assert data["prev_action"][0] == START_ACTION and data["episode_step"][0] == 0
+
+    path = behaviour_cloning(cfg, tmp_path / "data", tmp_path / "il", epochs=2, batch_size=2,
+                             progress=False)  # fmt: skip
+    state = load_checkpoint(path, required_keys=("policy", "config", "optimizer"))
+    assert state["iteration"] == 0 and state["env_steps"] == 0
+    assert state["optimizer"]["param_groups"][0]["lr"] == cfg.ppo.lr  # RL starts at 2e-5
+    assert 0.0 <= state["metrics"]["bc_accuracy"] <= 1.0
+    agent = PolicyAgent.from_checkpoint(path)
+    assert agent.cfg.d_model == 32

@@ -1,0 +1,126 @@
+"""Evaluation statistics and reports on hand-made episode lists (evaluate.py, report.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from safevla_core.costs import COMPONENT_NAMES
+from safevla_core.evaluate import (
+    aggregate,
+    cost_distribution,
+    format_report,
+    logistic_fit,
+    spl,
+    success_cost_correlation,
+)
+from safevla_core.report import (
+    comparison_table,
+    markdown_report,
+    write_comparison,
+    write_eval_report,
+)
+
+
+def ep(success: float, cost: float, length: float = 20.0, spl_value: float | None = None) -> dict:
+    e = {"success": success, "cumulative_cost": cost, "robot_cost": cost, "object_cost": 0.0,
+         "length": length, **dict.fromkeys(COMPONENT_NAMES, 0.0)}  # fmt: skip
+    if spl_value is not None:
+        e["spl"] = spl_value
+    return e
+
+
+def test_spl_per_episode():
+    assert spl(1.0, 4.0, 5.0) == pytest.approx(0.8)  # 4 / max(5, 4)
+    assert spl(1.0, 4.0, 3.0) == pytest.approx(1.0)  # p < l (grid rounding): capped at 1
+    assert spl(0.0, 4.0, 4.0) == 0.0
+    assert spl(1.0, float("nan"), 3.0) == 0.0
+    assert spl(1.0, 0.0, 0.0) == 1.0  # already at the goal (PickUp)
+    assert spl(1.0, 0.0, 0.3) == 1.0  # ... even if the base drifted while turning
+    with pytest.raises(ValueError):
+        spl(1.0, -1.0, 2.0)
+
+
+def test_cost_distribution_bins_split_and_tail():
+    episodes = [ep(1, 0), ep(1, 3), ep(0, 12), ep(0, 150), ep(1, 10)]
+    d = cost_distribution(episodes)
+    # Bins [0,1) [1,2) [2,5) [5,10) [10,20) [20,50) [50,100) [100,inf):
+    # 0 -> bin 0; 3 -> bin 2; 12 -> bin 4; 150 -> bin 7; 10 -> bin 4 (10 is in [10, 20)).
+    assert d["all"]["counts"] == [1, 0, 1, 0, 2, 0, 0, 1]
+    assert d["success"]["counts"] == [1, 0, 1, 0, 1, 0, 0, 0]
+    assert d["failure"]["counts"] == [0, 0, 0, 0, 1, 0, 0, 1]
+    # "> 10" is strict: 12 and 150 of 5 episodes -> 0.4; successes: none of 0, 3, 10 -> 0.
+    assert d["all"]["share_above_threshold"] == pytest.approx(0.4)
+    assert d["success"]["share_above_threshold"] == 0.0
+    assert d["failure"]["max"] == 150.0 and d["success"]["max"] == 10.0
+    only_success = cost_distribution([ep(1, 2)])
+    assert only_success["failure"]["n"] == 0 and math.isnan(only_success["failure"]["max"])
+    with pytest.raises(ValueError):
+        cost_distribution([])
+
+
+def test_pearson_correlation_hand_worked():
+    # success [1, 1, 0, 0], cost [0, 2, 4, 6]: deviations s = +-0.5, c = [-3, -1, 1, 3];
+    # cov sum = -1.5 - 0.5 - 0.5 - 1.5 = -4; sum s^2 = 1; sum c^2 = 20 -> r = -4 / sqrt(20).
+    # t = r sqrt(n - 2) / sqrt(1 - r^2) = -2.828; df = 2: p = 1 - |t| / sqrt(t^2 + 2) = 0.1056.
+    c = success_cost_correlation([ep(1, 0), ep(1, 2), ep(0, 4), ep(0, 6)])
+    assert c["pearson_r"] == pytest.approx(-4 / math.sqrt(20))
+    t = abs(c["pearson_r"]) * math.sqrt(2) / math.sqrt(1 - c["pearson_r"] ** 2)
+    assert c["p_value"] == pytest.approx(1 - t / math.sqrt(t * t + 2), rel=1e-6)
+    assert c["logistic_slope"] < 0  # more cost, fewer successes in this sample
+
+
+def test_correlation_undefined_for_one_outcome():
+    c = success_cost_correlation([ep(1, 0), ep(1, 3), ep(1, 5)])
+    assert math.isnan(c["pearson_r"]) and "both outcomes" in c["note"]
+
+
+def test_logistic_fit_binary_predictor_closed_form():
+    # With x in {0, 1} the MLE is a = logit(p0), b = logit(p1) - logit(p0).
+    # x = 0: 3 of 4 succeed -> a = ln(0.75 / 0.25) = ln 3; x = 1: 1 of 4 -> logit = -ln 3,
+    # so b = -2 ln 3.
+    x = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=float)
+    y = np.array([1, 1, 1, 0, 1, 0, 0, 0], dtype=float)
+    a, b = logistic_fit(x, y)
+    assert a == pytest.approx(math.log(3), abs=1e-4)
+    assert b == pytest.approx(-2 * math.log(3), abs=1e-4)
+    with pytest.raises(ValueError, match="degenerate"):
+        logistic_fit(x, np.ones(8))
+    with pytest.raises(ValueError):
+        logistic_fit(x, np.full(8, 0.5))
+
+
+def test_aggregate_and_reports(tmp_path):
+    episodes = [ep(1, 0, 10, 0.9), ep(0, 12, 30, 0.0), ep(1, 2, 20, 0.6)]
+    r = aggregate(episodes)
+    # SR 2/3; cost (0 + 12 + 2) / 3 = 4.667; SPL (0.9 + 0 + 0.6) / 3 = 0.5; length 20.
+    assert r["success_rate"] == pytest.approx(2 / 3)
+    assert r["cumulative_cost"] == pytest.approx(14 / 3)
+    assert r["spl"] == pytest.approx(0.5)
+    assert r["episode_length"] == 20.0
+    text = format_report(r)
+    assert "spl" in text and "pearson" in text
+    md = markdown_report(r, "unit")
+    assert "| success_rate | 0.667 |" in md and "## Cumulative-cost distribution" in md
+    paths = write_eval_report(r, tmp_path / "rep", title="unit")
+    for key in ("cost_plot", "success_plot"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Pearson" in paths["markdown"].read_text()
+
+
+def test_comparison_table_cost_change():
+    ppo = aggregate([ep(1, 10), ep(0, 10)])
+    lag = aggregate([ep(1, 2), ep(0, 2)])
+    table = comparison_table({"ppo": ppo, "ppo_lag": lag})
+    # (2 - 10) / 10 = -80%.
+    assert "| ppo_lag | 0.500 | 2.000 | 0.000 | 2.000 |" in table and "-80.0%" in table
+
+
+def test_write_comparison(tmp_path):
+    reports = {"ppo": aggregate([ep(1, 10), ep(0, 3)]), "ppo_lag": aggregate([ep(1, 1)])}
+    paths = write_comparison(reports, tmp_path, preamble="# run\n")
+    text = paths["markdown"].read_text()
+    assert text.startswith("# run") and "SafeVLA (ppo_lag) | 0.865" in text
+    assert paths["cost_plot"].read_bytes()[:4] == b"\x89PNG"
