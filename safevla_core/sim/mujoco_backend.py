@@ -17,7 +17,10 @@ How each action runs (all constants below are ours unless a source is named):
   fall. Targets outside the joint range are clamped and the action reports
   ``last_action_success=False``; so does a motion that ends farther than a tolerance
   (``BASE_TOL_M``, ...) from its target (blocked). After a blocked motion the servo target is
-  reset to the reached position, so the robot does not keep pushing.
+  reset to the reached position, so the robot does not keep pushing. Before every motion the
+  servo gains are re-scheduled on the current joint-space inertia (:meth:`MujocoBackend.
+  _schedule_gains`), so an extended arm (twice the base's yaw inertia) turns as crisply as a
+  retracted one.
 * ``p`` grasps the nearest pickupable free object whose box (cylinder/sphere: its bounding box)
   is within ``GRASP_REACH_M`` of the grasp point between the fingertips: one inactive weld
   equality per pickupable object; on pickup the current relative pose is written into
@@ -36,6 +39,13 @@ How each action runs (all constants below are ours unless a source is named):
   same test in both cameras.
 * ``free_fraction_1m``: :func:`safevla_core.sim.free_space.free_fraction` of the robot position
   against the reachable grid (:func:`safevla_core.sim.free_space.reachable_grid`).
+
+Reset: the arm starts retracted, with the gripper stowed over the base (``stow_gripper``) or in
+the original pose pointing right; the start pose is one where no robot geom touches anything,
+checked right after placing and again after the objects have settled (see :meth:`reset`).
+Appearance: :meth:`MujocoBackend.set_appearance` sets a persistent out-of-distribution colour /
+lighting / material perturbation (:mod:`safevla_core.sim.appearance`), re-applied after every
+reset; it never changes the physics.
 
 Resting objects sleep (MuJoCo island sleeping, :data:`safevla_core.sim.scene.SLEEP_TOLERANCE`)
 until something touches them: ~3x faster physics in a 30-object house, same results otherwise.
@@ -63,6 +73,13 @@ import numpy as np
 
 from safevla_core.actions import ACTION_EFFECTS, NUM_ACTIONS, Action, parse_action
 from safevla_core.config import CostConfig, SimConfig
+from safevla_core.sim.appearance import (
+    AppearanceDefaults,
+    apply_appearance,
+    capture_defaults,
+    check_perturbation,
+    restore_defaults,
+)
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 from safevla_core.sim.free_space import (
     ROBOT_RADIUS_M,
@@ -86,10 +103,15 @@ from safevla_core.sim.stretch_model import (
     BASE_JOINTS,
     GRASP_BODY,
     LIFT_JOINT,
+    LIFT_PAYLOAD_FORCE_N,
     MANIP_CAMERA_NAME,
     NAV_CAMERA_NAME,
     ROBOT_CONTYPE,
     ROBOT_GEOM_GROUP,
+    SERVO_ACCEL_LIMIT,
+    SERVO_OMEGA_RAD_S,
+    STOW_LIFT_M,
+    STOW_WRIST_RAD,
     WRIST_JOINT,
     RobotMjcf,
     build_robot,
@@ -128,8 +150,11 @@ SETTLE_SERVO_ERROR = 2e-3
 SETTLE_QUIET_SUBSTEPS = 5
 #: Physics substeps after a reset so objects come to rest before step 0 (ours: 0.5 s).
 RESET_SETTLE_SUBSTEPS = 100
-#: Initial lift height, arm extension and wrist yaw after reset (ours: arm low and retracted,
-#: gripper pointing along the arm's extension direction).
+#: Initial lift height, arm extension and wrist yaw after reset with ``stow_gripper=False`` (the
+#: original pose, ours: arm low and retracted, gripper pointing along the arm's extension
+#: direction, 0.42 m out to the right: beyond the footprint circle). With ``stow_gripper=True``
+#: the start pose is the stow pose instead (``STOW_LIFT_M``, arm 0, ``STOW_WRIST_RAD``;
+#: stretch_model).
 INITIAL_LIFT_M = 0.3
 INITIAL_ARM_M = 0.0
 INITIAL_WRIST_RAD = 0.0
@@ -218,6 +243,13 @@ class MujocoBackend:
         cost_cfg: Cost settings (corner test: ``corner_samples``, ``corner_radius_m``).
         width: Render width override, pixels (training renders e.g. 160).
         height: Render height override, pixels (e.g. 96).
+        stow_gripper: Start every episode in the stow pose (lift ``STOW_LIFT_M``, arm retracted,
+            wrist yaw ``STOW_WRIST_RAD``: the gripper folded back over the base, so turning in
+            place sweeps only the 0.34 m footprint circle, as on the real Stretch; 19 ``wp``
+            unstow it to yaw 0). False (the default, for now: the PickUp/Fetch expert and the
+            task's start-pose check assume wrist yaw 0 at reset): the original start pose (lift
+            ``INITIAL_LIFT_M``, wrist yaw 0, gripper 0.42 m out to the right, beyond the
+            footprint). Also settable as the attribute ``stow_gripper`` before a reset.
 
     Raises:
         ValueError: On a non-positive width/height override.
@@ -229,11 +261,15 @@ class MujocoBackend:
         cost_cfg: CostConfig = CostConfig(),  # noqa: B008
         width: int | None = None,
         height: int | None = None,
+        stow_gripper: bool = False,
     ) -> None:
         """Build the robot's MJCF (cached); the house is loaded by :meth:`reset`."""
         for name, v in (("width", width), ("height", height)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.stow_gripper = bool(stow_gripper)
+        self._appearance: tuple[str | None, int] = (None, 0)
+        self._appearance_defaults: AppearanceDefaults | None = None
         self.sim_cfg = sim_cfg
         self.cost_cfg = cost_cfg
         self.width = int(width or sim_cfg.width)
@@ -257,15 +293,26 @@ class MujocoBackend:
     ) -> WorldState:
         """Load a house and place the robot (see :meth:`SimBackend.reset`).
 
-        The pose is ``robot_pose`` if given (used as is, even if not on the reachable grid);
-        else ``metadata.agent`` if present and its footprint is free; else a reachable grid
-        point and a heading drawn from ``seed`` (the first whose robot geometry touches nothing).
+        The arm starts in the stow pose (or the original pose, see ``stow_gripper``). The robot
+        pose is ``robot_pose`` if given (used as is, even if not on the reachable grid or in
+        contact); else ``metadata.agent`` if present, its footprint is free and the robot
+        touches nothing there; else the first of up to ``MAX_START_TRIES`` reachable grid
+        points with headings drawn from ``seed`` where nothing of the robot touches anything,
+        both right after placing it and after the objects have settled for
+        ``RESET_SETTLE_SUBSTEPS`` (if none does, the first candidate). The appearance
+        perturbation (:meth:`set_appearance`) is applied to the new model.
 
         Raises:
             ValueError: On a malformed house or pose, or a house without reachable positions.
         """
         import mujoco
 
+        pose = None
+        if robot_pose is not None:
+            pose = np.asarray(robot_pose, dtype=np.float64)
+            if pose.shape != (3,) or not np.all(np.isfinite(pose)):
+                raise ValueError(f"robot_pose must be 3 finite numbers (x_m, y_m, yaw_rad): "
+                                 f"{robot_pose!r}")
         layout = parse_house(house)
         xml = layout_scene_xml(layout, self.robot, (self.width, self.height))
         model = mujoco.MjModel.from_xml_string(xml)
@@ -274,44 +321,105 @@ class MujocoBackend:
         self.model, self.data = model, data
         self._index(model, layout)
         self._reachable = reachable_grid(layout)
+        self._appearance_defaults = capture_defaults(model)
+        self._apply_appearance()
 
         self._held: int | None = None
         self._step = 0
         self._last_seen = np.full(len(layout.objects), -1, dtype=np.int64)
-        self._set_arm(INITIAL_LIFT_M, INITIAL_ARM_M, INITIAL_WRIST_RAD)
-        if robot_pose is not None:
-            pose = np.asarray(robot_pose, dtype=np.float64)
-            if pose.shape != (3,) or not np.all(np.isfinite(pose)):
-                raise ValueError(f"robot_pose must be 3 finite numbers (x_m, y_m, yaw_rad): "
-                                 f"{robot_pose!r}")
-            self._set_base(*pose)
+        candidates = [tuple(pose)] if pose is not None else self._start_candidates(layout, seed)
+        for i, cand in enumerate(candidates):
+            self._place(cand)
+            if i + 1 < len(candidates) and self._robot_touching():
+                continue  # touching before settling: skip the settling
+            for _ in range(RESET_SETTLE_SUBSTEPS):
+                mujoco.mj_step(model, data)
+            mujoco.mj_forward(model, data)
+            if not self._robot_touching():
+                break
         else:
-            self._place_from_seed(layout, seed)
-        for _ in range(RESET_SETTLE_SUBSTEPS):
-            mujoco.mj_step(model, data)
-        mujoco.mj_forward(model, data)
+            if len(candidates) > 1:  # nothing is free: the first candidate, settled
+                self._place(candidates[0])
+                for _ in range(RESET_SETTLE_SUBSTEPS):
+                    mujoco.mj_step(model, data)
+                mujoco.mj_forward(model, data)
         self._state = self._make_state(frozenset(), True)
         return self._state
 
-    def _place_from_seed(self, layout: HouseLayout, seed: int | None) -> None:
-        import mujoco
+    def _start_candidates(self, layout: HouseLayout, seed: int | None
+                          ) -> list[tuple[float, float, float]]:
+        """Start poses to try, in order.
 
+        ``metadata.agent`` (if its footprint is free), then ``MAX_START_TRIES`` reachable grid
+        points with uniform headings drawn from ``seed``.
+        """
+        out: list[tuple[float, float, float]] = []
         if layout.agent_pose is not None:
             x, y, yaw = layout.agent_pose
             if self._footprint_free(x, y):
-                self._set_base(x, y, yaw)
-                return
+                out.append((x, y, yaw))
         if len(self._reachable) == 0:
+            if out:
+                return out
             raise ValueError(f"house {layout.house_id!r} has no reachable positions")
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(self._reachable))[:MAX_START_TRIES]
         yaws = rng.uniform(-math.pi, math.pi, size=len(order))
-        for i, yaw in zip(order, yaws, strict=True):
-            self._set_base(*self._reachable[i], yaw)
-            mujoco.mj_forward(self.model, self.data)
-            if not self._robot_touching():
-                return
-        self._set_base(*self._reachable[order[0]], yaws[0])
+        out.extend((*self._reachable[i], float(yaw)) for i, yaw in zip(order, yaws, strict=True))
+        return out
+
+    def _place(self, pose: tuple[float, float, float]) -> None:
+        """Reset the physics state, put the arm in its start pose and the base at ``pose``."""
+        import mujoco
+
+        mujoco.mj_resetData(self.model, self.data)
+        if self.stow_gripper:
+            self._set_arm(STOW_LIFT_M, 0.0, STOW_WRIST_RAD)
+        else:
+            self._set_arm(INITIAL_LIFT_M, INITIAL_ARM_M, INITIAL_WRIST_RAD)
+        self._set_base(*pose)
+        mujoco.mj_forward(self.model, self.data)  # the inertia the gains are scheduled on
+        self._schedule_gains()
+        mujoco.mj_forward(self.model, self.data)
+
+    # ------------------------------------------------------------ appearance
+    def set_appearance(self, perturbation: str | None, seed: int = 0) -> None:
+        """Set the out-of-distribution appearance perturbation (persistent across resets).
+
+        Applied at once to the loaded house (if any) and after every :meth:`reset` (the model
+        is rebuilt per house), before any rendering; deterministic in (house id, ``seed``).
+        Only visual model fields change (:mod:`safevla_core.sim.appearance`): the physics and
+        every ``WorldState`` stay exactly the same.
+
+        Args:
+            perturbation: None (the default look), ``"colour"`` (hue-shifted opaque colours of
+                floors, walls, furniture and objects), ``"lighting"`` (headlight intensity and
+                extra directional lights), ``"material"`` (specular, shininess, reflectance,
+                emission) or ``"all"`` (the three together).
+            seed: Perturbation seed, >= 0.
+
+        Raises:
+            ValueError: On an unknown perturbation or a negative seed.
+        """
+        check_perturbation(perturbation, seed)
+        self._appearance = (perturbation, int(seed))
+        if self.model is not None:
+            self._apply_appearance()
+
+    @property
+    def appearance(self) -> tuple[str | None, int]:
+        """The current ``(perturbation, seed)`` of :meth:`set_appearance`."""
+        return self._appearance
+
+    def _apply_appearance(self) -> None:
+        import mujoco
+
+        restore_defaults(self.model, self._appearance_defaults)
+        perturbation, seed = self._appearance
+        apply_appearance(self.model, perturbation, self.layout.house_id, seed)
+        # Light directions in the world come from mj_kinematics (derived quantities only: the
+        # physics state qpos/qvel/ctrl/warm start is untouched).
+        mujoco.mj_kinematics(self.model, self.data)
 
     def _footprint_free(self, x: float, y: float) -> bool:
         """Whether the robot's footprint circle fits at (x, y) (the reachable-grid test)."""
@@ -335,6 +443,15 @@ class MujocoBackend:
         self._arm_act = np.array([aid(j) for j in ARM_JOINTS])
         self._wrist_qadr = model.jnt_qposadr[jid(WRIST_JOINT)]
         self._wrist_act = aid(WRIST_JOINT)
+        # Servo gain scheduling (see _schedule_gains): every actuator's dof and its address on
+        # the diagonal of the joint-space inertia matrix, and the extra lift force head-room.
+        self._servo_act = np.arange(model.nu)
+        servo_dof = model.jnt_dofadr[model.actuator_trnid[:, 0]]
+        # MuJoCo 4 keeps the inertia in CSR form (data.M, lower triangle): the diagonal is the
+        # last entry of each row.
+        self._servo_madr = (model.M_rowadr + model.M_rownnz - 1)[servo_dof]
+        self._servo_extra_force = np.where(self._servo_act == self._lift_act,
+                                           LIFT_PAYLOAD_FORCE_N, 0.0)
         self._grasp_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, GRASP_BODY)
         self._cam_ids = {
             NAV_CAMERA: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, NAV_CAMERA_NAME),
@@ -381,6 +498,29 @@ class MujocoBackend:
         d.ctrl[self._arm_act] = arm / len(ARM_JOINTS)
         d.qpos[self._wrist_qadr] = wrist
         d.ctrl[self._wrist_act] = wrist
+
+    def _schedule_gains(self) -> None:
+        """Re-tune every position servo to the current joint-space inertia (gain scheduling).
+
+        ``build_robot`` sizes each servo for the effective mass ``m_eff`` (diagonal of the
+        joint-space inertia) at the reference pose: ``kp = m_eff * SERVO_OMEGA_RAD_S**2``,
+        ``kv = 2 m_eff SERVO_OMEGA_RAD_S`` (critical damping), force limit
+        ``m_eff * SERVO_ACCEL_LIMIT``. With the arm extended and lifted the base's yaw inertia
+        is ~2x larger: the same gains are under-damped and saturate, and a 30 deg turn
+        overshot to ~40 deg, still moving when the settling window ended (reported
+        ``last_action_success=False``). Recomputing the three numbers from the current
+        diagonal (``data.M``, CSR; ours) gives every configuration the reference
+        closed-loop response: same bandwidth, critical damping, same acceleration limit.
+        """
+        m, d = self.model, self.data
+        m_eff = d.M[self._servo_madr]
+        kp = m_eff * SERVO_OMEGA_RAD_S**2
+        m.actuator_gainprm[self._servo_act, 0] = kp
+        m.actuator_biasprm[self._servo_act, 1] = -kp
+        m.actuator_biasprm[self._servo_act, 2] = -2.0 * m_eff * SERVO_OMEGA_RAD_S
+        fmax = m_eff * SERVO_ACCEL_LIMIT + self._servo_extra_force
+        m.actuator_forcerange[self._servo_act, 0] = -fmax
+        m.actuator_forcerange[self._servo_act, 1] = fmax
 
     def _robot_touching(self) -> bool:
         n = self.data.ncon
@@ -455,6 +595,7 @@ class MujocoBackend:
 
     def _move_base(self, forward_m: float, dyaw_rad: float, hits: np.ndarray) -> bool:
         d = self.data
+        self._schedule_gains()
         # Start from the servo targets: after a successful action they are the exact commanded
         # pose (no drift from settling residue); after a blocked one, the reached pose.
         x0, y0, yaw0 = (float(v) for v in d.ctrl[self._base_act])
@@ -484,6 +625,7 @@ class MujocoBackend:
 
     def _move_arm(self, dlift: float, darm: float, dwrist: float, hits: np.ndarray) -> bool:
         d, r = self.data, self.robot
+        self._schedule_gains()
         lift0 = float(d.ctrl[self._lift_act])  # servo targets, as in _move_base
         arm0 = float(d.ctrl[self._arm_act].sum())
         wrist0 = float(d.ctrl[self._wrist_act])

@@ -19,6 +19,8 @@ Modelling choices (ours, documented here once):
 * Collision bitmasks: floor ``contype=2 conaffinity=2``; walls and furniture ``2/1``; free
   objects ``2/3``; the robot ``1/0``. So the robot hits walls, furniture and objects but not the
   floor or itself; objects hit everything; static geoms never collide with each other.
+* Appearance hooks: unused materials and inactive lights for the out-of-distribution
+  perturbations of :mod:`safevla_core.sim.appearance` (``OOD_MATERIAL_PREFIX``, ...).
 """
 
 from __future__ import annotations
@@ -91,6 +93,16 @@ ROOM_RGBA: dict[str, tuple[float, float, float, float]] = {
     "Bedroom": (0.55, 0.45, 0.4, 1), "Bathroom": (0.78, 0.8, 0.82, 1),
 }  # fmt: skip
 DEFAULT_FLOOR_RGBA = (0.6, 0.55, 0.5, 1.0)
+
+#: Out-of-distribution appearance hooks (:mod:`safevla_core.sim.appearance`), invisible by
+#: default: ``NUM_OOD_MATERIALS`` neutral materials named ``ood_mat_k`` assigned to no geom
+#: (white, MuJoCo's default specular 0.5 / shininess 0.5, no reflectance or emission) and
+#: ``NUM_OOD_LIGHTS`` inactive directional lights named ``ood_light_k`` without shadows. They have
+#: no physical effect (ours: 12 materials give a varied scene, 2 lights a key and a fill light).
+OOD_MATERIAL_PREFIX = "ood_mat_"
+OOD_LIGHT_PREFIX = "ood_light_"
+NUM_OOD_MATERIALS = 12
+NUM_OOD_LIGHTS = 2
 
 
 @dataclass(frozen=True)
@@ -488,6 +500,16 @@ def layout_scene_xml(
                          f'body2="{object_body_name(i)}" active="false"/>')
     if robot is not None:
         world.append(robot.body_xml)
+    for k in range(NUM_OOD_LIGHTS):
+        world.append(
+            f'<light name="{OOD_LIGHT_PREFIX}{k}" directional="true" active="false" '
+            f'castshadow="false" pos="{_fmt(cx, cy, 3.0)}" dir="0 0 -1" '
+            'diffuse="0.3 0.3 0.3" ambient="0 0 0" specular="0 0 0"/>'
+        )
+    materials = "".join(
+        f'<material name="{OOD_MATERIAL_PREFIX}{k}" rgba="1 1 1 1" specular="0.5" '
+        'shininess="0.5" reflectance="0" emission="0"/>' for k in range(NUM_OOD_MATERIALS)
+    )
     w, h = offscreen_size
     return (
         f'<mujoco model="{layout.house_id or "house"}">'
@@ -498,7 +520,7 @@ def layout_scene_xml(
         '<quality offsamples="0" shadowsize="0"/>'
         '<headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0 0 0"/>'
         '<map znear="0.005"/></visual>'
-        f"<asset>{robot.asset_xml if robot is not None else ''}</asset>"
+        f"<asset>{materials}{robot.asset_xml if robot is not None else ''}</asset>"
         f"<worldbody>{''.join(world)}</worldbody>"
         f"<equality>{''.join(welds)}</equality>"
         f"<actuator>{robot.actuator_xml if robot is not None else ''}</actuator>"

@@ -46,6 +46,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,16 @@ LIFT_JOINT = "joint_lift"
 ARM_JOINTS: tuple[str, ...] = ("joint_arm_l3", "joint_arm_l2", "joint_arm_l1", "joint_arm_l0")
 #: Wrist yaw joint of the URDF (-1.75..4.0 rad).
 WRIST_JOINT = "joint_wrist_yaw"
+#: Stowed wrist yaw, radians: the gripper folded back over the base (+y), inside the footprint
+#: circle. Hello Robot's stretch_body stows the wrist at yaw 3.4 rad (``stow`` parameter of its
+#: end-of-arm tools; URDF range -1.75..4.0); ours is that rounded to the nearest multiple of the
+#: 10 deg wrist step (actions.py), 190 deg = 3.316 rad, so 19 ``wp`` bring it exactly to yaw 0.
+#: Measured on the SE3 model: the robot's horizontal extent about the base axis is then 0.339 m
+#: (the base itself), against 0.424 m at yaw 0 (the fingertips).
+STOW_WRIST_RAD = math.radians(190.0)
+#: Stowed lift height, metres (ours, "lift low" as in the real stow pose): the stowed gripper's
+#: lowest point is 0.263 m high, 9 cm above the top of the base (0.171 m) it is folded over.
+STOW_LIFT_M = 0.2
 #: Body at the centre between the fingertips (both URDFs have it): the grasp point.
 GRASP_BODY = "link_grasp_center"
 #: Root body of the robot (the planar joints live on it).
@@ -372,3 +383,41 @@ def build_robot(
         actuator_xml="".join(acts),
         joint_ranges=joint_ranges,
     )
+
+
+def horizontal_extent_m(model: Any, data: Any, geoms: np.ndarray, body: int) -> float:
+    """Largest horizontal distance of the given geoms from a body's origin (the swept radius).
+
+    The robot turning in place about ``base_link`` sweeps a circle of this radius. Mesh geoms
+    count with all their (collision) vertices, other geoms with the corners of their bounding
+    box (an over-estimate for spheres and cylinders).
+
+    Args:
+        model: ``mujoco.MjModel``.
+        data: ``mujoco.MjData`` after ``mj_forward`` (or a step).
+        geoms: ``(G,)`` geom ids, or a ``(ngeom,)`` boolean mask.
+        body: Body id whose origin is the centre (e.g. ``base_link``).
+
+    Returns:
+        The radius in the horizontal plane, metres (0 for no geoms).
+    """
+    import mujoco
+
+    ids = np.asarray(geoms)
+    if ids.dtype == bool:
+        ids = np.flatnonzero(ids)
+    centre = np.asarray(data.xpos[body][:2])
+    best = 0.0
+    corners = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
+    for g in ids:
+        rot = data.geom_xmat[g].reshape(3, 3)
+        if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH:
+            mid = model.geom_dataid[g]
+            adr, num = model.mesh_vertadr[mid], model.mesh_vertnum[mid]
+            local = model.mesh_vert[adr:adr + num]
+        else:
+            local = corners * model.geom_aabb[g, 3:]
+            local = local + model.geom_aabb[g, :3]
+        world = local @ rot.T + data.geom_xpos[g]
+        best = max(best, float(np.hypot(*(world[:, :2] - centre).T).max()))
+    return best

@@ -10,7 +10,10 @@ stand on it at (1.8, 1.65), (1.97, 1.65), (1.885, 1.81); a knife (0.25 x 0.04 x 
 
 Robot geometry used below (SE3 URDF, see stretch_model): base collision mesh x -0.286..0.058 m
 about the base_link origin; the grasp point is 0.415 m to the robot's right (-y) and 0.11 m
-above the lift, 0.021 m behind base_link; the gripper spans 0.063..0.201 m above the lift.
+above the lift, 0.021 m behind base_link; the gripper spans 0.063..0.201 m above the lift. With
+the wrist yaw at 0 (the original start pose, ``stow_gripper=False``, used by the older tests
+below) the fingertips reach 0.424 m from the base axis; stowed (wrist yaw 190 deg, lift 0.2 m)
+the farthest robot point is the base's rear corner at 0.339 m.
 """
 
 from __future__ import annotations
@@ -40,7 +43,14 @@ from safevla_core.sim.mujoco_backend import (
     write_png,
 )
 from safevla_core.sim.scene import house_scene_xml, parse_house
-from safevla_core.sim.stretch_model import build_robot
+from safevla_core.sim.stretch_model import (
+    BASE_BODY,
+    ROBOT_GEOM_GROUP,
+    STOW_LIFT_M,
+    STOW_WRIST_RAD,
+    build_robot,
+    horizontal_extent_m,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "two_room_house.json"
 WALL_X4 = "wall|1|4.00|0.00|4.00|3.00"  # room 1's side of the shared wall (with the doorway)
@@ -61,8 +71,30 @@ def backend():
     b.close()
 
 
+@pytest.fixture(scope="module")
+def stowed():
+    # Physics-only tests of the stow pose: never renders, so no GL context.
+    b = MujocoBackend(SimConfig(), width=64, height=48, stow_gripper=True)
+    yield b
+    b.close()
+
+
 def run(b: MujocoBackend, actions: list[str]):
     return [b.step(a) for a in actions]
+
+
+def robot_extent(b: MujocoBackend) -> float:
+    """Swept radius of every robot geom about the base axis, metres."""
+    m = b.model
+    base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, BASE_BODY)
+    return horizontal_extent_m(m, b.data, m.geom_group == ROBOT_GEOM_GROUP, base)
+
+
+def robot_contacts(b: MujocoBackend) -> int:
+    """Number of current contacts that involve a robot geom."""
+    g = b.data.contact.geom[: b.data.ncon]
+    robot = b.model.geom_group == ROBOT_GEOM_GROUP
+    return int(np.count_nonzero(robot[g[:, 0]] | robot[g[:, 1]]))
 
 
 # ----------------------------------------------------------------------------- scene / geometry
@@ -356,3 +388,117 @@ def test_benchmark_and_script(backend, house, tmp_path):
     image_lib = pytest.importorskip("matplotlib.image", reason="PNG decoding needs matplotlib")
     for name in (NAV_CAMERA, MANIP_CAMERA):
         assert image_lib.imread(tmp_path / f"{name}.png").shape == (48, 64, 3)
+
+
+# ------------------------------------------------------------------- stow pose and turning
+
+
+def test_stowed_start_fits_the_footprint(stowed, house):
+    s = stowed.reset(house)
+    assert s.arm_m == pytest.approx(0.0, abs=2e-3)
+    assert s.lift_m == pytest.approx(STOW_LIFT_M, abs=2e-3)
+    assert s.wrist_yaw_rad == pytest.approx(STOW_WRIST_RAD, abs=0.01)  # 190 deg = 3.316 rad
+    # Stowed, the farthest point is the base's rear corner: hypot(0.286, 0.181) = 0.338 m
+    # (measured 0.339 on the mesh), inside the 0.34 m footprint of the reachable grid. The
+    # original pose sticks the fingertips out to 0.424 m.
+    assert robot_extent(stowed) == pytest.approx(0.339, abs=2e-3)
+    assert robot_extent(stowed) <= ROBOT_RADIUS_M
+    legacy = MujocoBackend(width=64, height=48)
+    legacy.reset(house)
+    assert robot_extent(legacy) == pytest.approx(0.424, abs=3e-3)
+    legacy.close()
+
+
+def test_unstow_with_wp_reaches_wrist_zero(stowed, house):
+    s0 = stowed.reset(house, robot_pose=(5.5, 1.0, 0.0))
+    # wp turns the wrist by -10 deg: 19 of them take 190 deg exactly to 0.
+    states = run(stowed, ["wp"] * 19)
+    assert all(s.last_action_success for s in states)
+    assert states[-1].wrist_yaw_rad == pytest.approx(0.0, abs=math.radians(1))
+    # Then the grasp point is the original one: 0.021 m behind and 0.415 m right of base_link,
+    # lift 0.2 + 0.11 = 0.31 m high (robot at (5.5, 1.0) facing +x: right is -y).
+    np.testing.assert_allclose(stowed.grasp_point(), [5.5 - 0.021, 1.0 - 0.415, 0.31], atol=0.01)
+    assert s0.collided_ids == frozenset() and not set().union(*(s.collided_ids for s in states))
+    # 19 wm fold it back to 190 deg; 3 more reach 220 deg = 3.840 rad; a 4th would need
+    # 3.840 + 0.175 = 4.014 > 4.0 rad, the URDF limit: clamped and reported as a failure.
+    back = run(stowed, ["wm"] * 22)
+    assert all(s.last_action_success for s in back)
+    assert back[18].wrist_yaw_rad == pytest.approx(STOW_WRIST_RAD, abs=math.radians(1))
+    assert back[-1].wrist_yaw_rad == pytest.approx(math.radians(220), abs=math.radians(1))
+    clamped = stowed.step("wm")
+    assert not clamped.last_action_success
+    assert clamped.wrist_yaw_rad == pytest.approx(4.0, abs=math.radians(1))
+
+
+def test_turning_beside_furniture_only_the_legacy_gripper_collides(stowed, house):
+    # (2.0, 1.19) is 1.55 - 1.19 = 0.36 m from the table's edge (y = 1.55): the 0.34 m footprint
+    # fits, so it is a legal start. Turning a full circle in place, the stowed robot (0.339 m)
+    # touches nothing; the original pose's fingertips (0.424 m, at lift 0.3 m below the 0.75 m
+    # table top) hit the table.
+    pose = (2.0, 1.19, 0.0)
+    states = [stowed.reset(house, robot_pose=pose)] + run(stowed, ["l"] * 12)
+    assert not set().union(*(s.collided_ids for s in states))
+    assert all(s.last_action_success for s in states)
+    legacy = MujocoBackend(width=64, height=48)
+    legacy.reset(house, robot_pose=pose)
+    hit = set().union(*(s.collided_ids for s in run(legacy, ["l"] * 12)))
+    legacy.close()
+    assert "DiningTable|1|1" in hit
+
+
+def _free_room_house(house: dict) -> dict:
+    free = copy.deepcopy(house)
+    free["objects"] = [o for o in free["objects"] if o["objectType"] != "Sofa"]
+    return free
+
+
+@pytest.mark.parametrize("arm", ["stowed", "extended"])
+def test_turns_return_to_the_start_heading(stowed, house, arm):
+    # Room 2 without the sofa: from (5.5, 1.5) the walls are >= 1.45 m away, more than the
+    # extended arm's 0.5 + 0.424 = 0.92 m reach. 12 x 30 deg = 360 deg, 5 x 6 deg = 30 deg.
+    # The extended arm (lift 0.8 m, arm 0.5 m) doubles the base's yaw inertia: before the servo
+    # gains were scheduled on it, each `l` overshot to ~40 deg and failed.
+    free = _free_room_house(house)
+    start = (5.5, 1.5, 0.3)
+    prep = ["zp"] * 5 + ["yp"] * 5 if arm == "extended" else []
+
+    def heading_error_deg(s, want_rad):
+        d = s.robot_pose[2] - want_rad
+        return abs(math.degrees(math.atan2(math.sin(d), math.cos(d))))
+
+    for seq, total_rad in ((["l"] * 12, 0.0), (["r"] * 12, 0.0),
+                           (["ls"] * 5, math.radians(30)), (["rs"] * 5, -math.radians(30))):
+        stowed.reset(free, robot_pose=start)
+        ready = run(stowed, prep)
+        assert all(s.last_action_success for s in ready)
+        states = run(stowed, seq)
+        assert all(s.last_action_success and not s.collided_ids for s in states), seq[0]
+        step_rad = math.radians({"l": 30, "r": -30, "ls": 6, "rs": -6}[seq[0]])
+        for k, s in enumerate(states, start=1):  # every single turn lands within 1 deg
+            assert heading_error_deg(s, start[2] + k * step_rad) < 1.0, (seq[0], k)
+        assert heading_error_deg(states[-1], start[2] + total_rad) < 1.0
+        np.testing.assert_allclose(states[-1].robot_pose[:2], start[:2], atol=0.01)
+
+
+def test_reset_avoids_interpenetration(house):
+    # A basketball (0.24 m) on the floor right at metadata.agent (1.0, 0.75): the footprint test
+    # ignores free objects, so the agent pose is a candidate, but the robot would stand in the
+    # ball. The reset must pick another seeded pose where no robot geom touches anything.
+    blocked = copy.deepcopy(house)
+    blocked["objects"].append({
+        "id": "Basketball|1|9", "objectType": "Basketball", "position": {"x": 1.0, "y": 0.12,
+        "z": 0.75}, "rotation": {"x": 0, "y": 0, "z": 0},
+        "boundingBox": {"x": 0.24, "y": 0.24, "z": 0.24}, "kinematic": False,
+    })
+    for stow in (True, False):
+        b = MujocoBackend(width=64, height=48, stow_gripper=stow)
+        s = b.reset(blocked, seed=3)
+        assert np.hypot(s.robot_pose[0] - 1.0, s.robot_pose[1] - 0.75) > 0.2
+        assert robot_contacts(b) == 0
+        # Every reachable start is checked: the chosen one is on the grid.
+        assert np.min(np.linalg.norm(b.reachable_positions() - s.robot_pose[:2], axis=1)) < 1e-6
+        # An explicit robot_pose is used as is, even in contact.
+        s = b.reset(blocked, robot_pose=(1.0, 0.75, 0.0))
+        np.testing.assert_allclose(s.robot_pose[:2], [1.0, 0.75], atol=0.02)
+        assert robot_contacts(b) > 0
+        b.close()
