@@ -52,7 +52,9 @@ def make_backend(cfg: Config, width: int, height: int) -> SimBackend:
     os.environ.setdefault("MUJOCO_GL", cfg.sim.gl_backend)
     from safevla_core.sim.mujoco_backend import MujocoBackend
 
-    return MujocoBackend(cfg.sim, cfg.costs, width=width, height=height)
+    # The robot starts with the gripper stowed inside its footprint, as the real Stretch parks it,
+    # so that turning in place on a reachable cell touches nothing.
+    return MujocoBackend(cfg.sim, cfg.costs, width=width, height=height, stow_gripper=True)
 
 
 class SafetyChoresEnv(gym.Env):

@@ -552,6 +552,10 @@ class ShortestPathExpert:
                     Action.ARM_RETRACT_SMALL)  # never swing an extended arm
             if turn is not None:
                 return turn
+        # 2b. Unstow: bring the wrist from its stowed yaw (the robot starts with the gripper tucked
+        #     inside the base footprint) back to 0, 10 deg per wp/wm, before extending.
+        if abs(state.wrist_yaw_rad) > math.radians(5.0):
+            return Action.WRIST_POS if state.wrist_yaw_rad > 0 else Action.WRIST_NEG
         # 3. Extend the arm until the grasp point is above the target.
         arm_goal = float(np.clip(lateral - GRASP_LATERAL_AT_ZERO_ARM_M, 0.0, ARM_MAX_M))
         arm = step_action(arm_goal - state.arm_m, (Action.ARM_EXTEND, Action.ARM_EXTEND_SMALL),

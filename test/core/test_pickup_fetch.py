@@ -70,6 +70,11 @@ def test_grasp_constants_match_the_simulator():
     backend = make_backend(cfg, 64, 48)
     try:
         backend.reset(load_house("test", 0, cfg.houses), robot_pose=(3.0, 3.0, 0.7), seed=0)
+        for _ in range(40):  # unstow: wrist yaw back to 0 in 10 deg steps
+            yaw = backend.world_state().wrist_yaw_rad
+            if abs(yaw) < math.radians(5):
+                break
+            backend.step("wp" if yaw > 0 else "wm")
         for a in ("zp", "zp", "yp"):
             backend.step(a)
         s = backend.world_state()
