@@ -22,6 +22,5 @@ if [[ "${TINY:-0}" == "1" ]]; then
 fi
 
 OUT=${OUT_DIR:-runs/compare}
-exec "$PY" -m safevla_core.cli compare --out-dir "$OUT" --il-episodes 200 --il-epochs 10 \
-  --rl-env-steps 20000 --eval-episodes 50 --seed 0 \
-  --set train.num_envs=2 --set train.num_steps=64 --set train.torch_threads=1 "$@"
+exec "$PY" -m safevla_core.cli compare --out-dir "$OUT" --config config/compare_cpu.yaml \
+  --il-episodes 200 --il-epochs 15 --rl-env-steps 16384 --eval-episodes 40 --seed 0 "$@"
