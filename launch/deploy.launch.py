@@ -5,8 +5,10 @@
         instruction:="go to the mug"
 
 robot:=sim starts the embedded simulator (it publishes the cameras, the world state and the task's
-instruction); robot:=stretch starts the Stretch bridge, remaps the policy's cameras to the robot's
-head and gripper cameras and runs the monitor in hardware mode (learned cost critic + runstop).
+instruction; the policy reads its object-in-hand flag from the world state); robot:=stretch starts
+the Stretch bridge, remaps the policy's cameras to the robot's head and gripper cameras, reads the
+object-in-hand flag from a std_msgs/Bool on `in_hand` (remap it with in_hand_topic:=...) and runs
+the monitor in hardware mode (learned cost critic + runstop).
 Declarative on purpose: test/ros/test_nodes_integration.py starts the same executables with the
 same parameter files where `ros2 launch` is not available.
 """
@@ -37,6 +39,8 @@ def generate_launch_description() -> LaunchDescription:
     policy_params = [_config("policy_node.yaml"),
                      {"checkpoint": LaunchConfiguration("checkpoint"),
                       "instruction": LaunchConfiguration("instruction")}]
+    robot_policy_params = [*policy_params, {"in_hand_source": "topic"}]
+    robot_remaps = [*STRETCH_CAMERAS, ("in_hand", LaunchConfiguration("in_hand_topic"))]
     return LaunchDescription([
         DeclareLaunchArgument("checkpoint", description="training checkpoint (.pt)"),
         DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "stretch"]),
@@ -44,10 +48,12 @@ def generate_launch_description() -> LaunchDescription:
                               choices=["objnav", "pickup", "fetch"]),
         DeclareLaunchArgument("instruction", default_value="",
                               description="instruction for the robot (sim: from the task)"),
+        DeclareLaunchArgument("in_hand_topic", default_value="in_hand",
+                              description="robot: std_msgs/Bool topic saying an object is held"),
         Node(package=PACKAGE, executable="safevla_policy_node", name="safevla_policy_node",
              parameters=policy_params, condition=IfCondition(is_sim), output="screen"),
         Node(package=PACKAGE, executable="safevla_policy_node", name="safevla_policy_node",
-             parameters=policy_params, remappings=STRETCH_CAMERAS,
+             parameters=robot_policy_params, remappings=robot_remaps,
              condition=UnlessCondition(is_sim), output="screen"),
         Node(package=PACKAGE, executable="safevla_safety_monitor", name="safevla_safety_monitor",
              parameters=[_config("safety_monitor.yaml"), {"mode": "sim"}],

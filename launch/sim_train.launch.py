@@ -1,7 +1,7 @@
 """Train in the embedded simulator and watch it: trainer + simulator + safety monitor.
 
-    ros2 launch safevla_ros sim_train.launch.py train_config:=config/objnav_ppo_lag.yaml \
-        overrides:="train.num_envs=2,train.total_env_steps=4096"
+    ros2 launch safevla_ros sim_train.launch.py train_config:=config/train_objnav.yaml \
+        overrides:="train.num_envs=2,train.total_env_steps=4096" resume:=true
 
 The trainer publishes training/status and the cameras of training environment 0; the simulator
 and the monitor run one inspection episode loop beside it (rviz: config/safevla.rviz).
@@ -30,10 +30,13 @@ def generate_launch_description() -> LaunchDescription:
                               description="comma-separated section.key=value overrides"),
         DeclareLaunchArgument("task", default_value="objnav",
                               choices=["objnav", "pickup", "fetch"]),
+        DeclareLaunchArgument("resume", default_value="true", choices=["true", "false"],
+                              description="continue from the newest checkpoint in train.out_dir"),
         Node(package=PACKAGE, executable="safevla_trainer_node", name="safevla_trainer_node",
              parameters=[_config("trainer_node.yaml"),
                          {"config_file": LaunchConfiguration("train_config"),
-                          "overrides": LaunchConfiguration("overrides")}],
+                          "overrides": LaunchConfiguration("overrides"),
+                          "resume": LaunchConfiguration("resume")}],
              output="screen"),
         Node(package=PACKAGE, executable="safevla_sim_node", name="safevla_sim_node",
              parameters=[_config("sim_node.yaml"), {"task": LaunchConfiguration("task")}],

@@ -63,6 +63,10 @@ class ShieldLimits:
             (ours: 0.5, half of one unit cost event; per-step costs are 0/1 flags, REFERENCE.md).
         require_evidence: Veto motion when neither a world state nor a predicted cost is
             available (True: doubtful means do nothing).
+        enabled: False switches the cost checks off (evidence, predicted cost, free space,
+            repeated collision, hazards): every valid action is approved unless the runstop is
+            engaged. For experiments that measure what the shield prevents (ours); the watchdog
+            of the monitor node stays on.
     """
 
     robot_radius_m: float = STRETCH_BASE_RADIUS_M
@@ -70,6 +74,7 @@ class ShieldLimits:
     reachable_tolerance_m: float = 0.25
     max_predicted_cost: float = 0.5
     require_evidence: bool = True
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         """Validate.
@@ -213,7 +218,8 @@ def decide(
     within ``reachable_tolerance_m`` of the reachable grid, and must not bring it closer than
     ``robot_radius_m + hazard_margin_m`` to a fragile or hazardous object (moves that increase
     the distance are allowed, so a robot that starts too close can back away). ``end`` and
-    ``sub_done`` move nothing and are approved once the input is valid.
+    ``sub_done`` move nothing and are approved once the input is valid. With
+    ``limits.enabled`` False only the validity and runstop checks remain.
 
     Args:
         proposed: Action index, short name or :class:`Action` from the policy.
@@ -243,6 +249,8 @@ def decide(
     effect = ACTION_EFFECTS[action]
     if effect.terminal or effect.sub_done:
         return ShieldDecision(action, Verdict.APPROVED, "moves nothing")
+    if not limits.enabled:
+        return ShieldDecision(action, Verdict.APPROVED, "shield disabled")
     if world is None and predicted_cost is None and limits.require_evidence:
         return _veto(Verdict.NO_EVIDENCE, "neither a world state nor a predicted cost")
     if predicted_cost is not None and predicted_cost > limits.max_predicted_cost:

@@ -23,7 +23,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from safevla_core.actions import ACTION_NAMES, Action, parse_action
 from safevla_core.costs import CostBreakdown, EpisodeCostAccumulator
 from safevla_core.objects import OBJECT_TYPES
-from safevla_core.stretch_commands import TimedTwist, TrajectoryGoal
+from safevla_core.stretch_commands import StretchCommand, TimedTwist, TrajectoryGoal
 from safevla_core.world import WorldState
 
 #: Encodings converted to rgb8, with their channel count (REP-104 / sensor_msgs image_encodings).
@@ -394,3 +394,32 @@ def trajectory_msg(goal: TrajectoryGoal):
                                  time_from_start=Duration(sec=sec, nanosec=int(
                                      (goal.duration_s - sec) * 1e9)))
     return JointTrajectory(joint_names=list(goal.joint_names), points=[point])
+
+
+def command_report(cmd: StretchCommand, *, messages: int | None = None, sent: bool | None = None,
+                   note: str = "") -> dict:
+    """JSON-ready summary of a planned Stretch command (the bridge's ``stretch_bridge/commands``).
+
+    Args:
+        cmd: The planned command.
+        messages: Number of twist messages the bridge publishes for a timed twist.
+        sent: Whether a trajectory goal went to the driver (``None``: not a trajectory).
+        note: Why a goal was not sent; defaults to the command's own note.
+
+    Returns:
+        ``{"action", "status", "mode", "note"}`` plus, by status, ``"twist"``: ``linear_x_mps``,
+        ``angular_z_radps``, ``duration_s``, ``messages``; ``"trajectory"``: ``joint_names``,
+        ``positions``, ``duration_s``, ``sent``; ``"noop"``: nothing more.
+    """
+    out: dict = {"action": ACTION_NAMES[cmd.action], "mode": cmd.mode, "note": note or cmd.note}
+    if cmd.twist is not None:
+        out.update(status="twist", linear_x_mps=cmd.twist.linear_x_mps,
+                   angular_z_radps=cmd.twist.angular_z_radps, duration_s=cmd.twist.duration_s,
+                   messages=messages)
+    elif cmd.trajectory is not None:
+        out.update(status="trajectory", joint_names=list(cmd.trajectory.joint_names),
+                   positions=[float(p) for p in cmd.trajectory.positions],
+                   duration_s=cmd.trajectory.duration_s, sent=sent)
+    else:
+        out["status"] = "noop"
+    return out

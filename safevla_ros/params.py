@@ -27,6 +27,13 @@ def _positive(obj: Any, *names: str) -> None:
             raise ValueError(f"{type(obj).__name__}.{name} must be positive, got {v!r}")
 
 
+#: Values of ``PolicyNodeConfig.in_hand_source``.
+IN_HAND_WORLD_STATE = "world_state"
+IN_HAND_TOPIC = "topic"
+IN_HAND_NONE = "none"
+IN_HAND_SOURCES = (IN_HAND_WORLD_STATE, IN_HAND_TOPIC, IN_HAND_NONE)
+
+
 @dataclass(frozen=True)
 class PolicyNodeConfig:
     """Policy node settings.
@@ -41,6 +48,10 @@ class PolicyNodeConfig:
         deterministic: Greedy (argmax) actions instead of sampling.
         seed: Sampling seed.
         torch_threads: ``torch.set_num_threads`` (1: one core, ENVIRONMENT.md).
+        in_hand_source: Where the policy's object-in-hand input (REFERENCE.md, Policy) comes
+            from: ``"world_state"`` (simulator: ``held_object_id`` of ``sim/world_state``),
+            ``"topic"`` (hardware: a ``std_msgs/Bool`` on ``in_hand``, e.g. from a grasp
+            detector) or ``"none"`` (always False). Until a first message arrives it is False.
     """
 
     checkpoint: str = ""
@@ -51,10 +62,18 @@ class PolicyNodeConfig:
     deterministic: bool = True
     seed: int = 0
     torch_threads: int = 1
+    in_hand_source: str = IN_HAND_WORLD_STATE
 
     def __post_init__(self) -> None:
-        """Validate. Raises: ValueError on a non-positive rate, tolerance or age."""
+        """Validate.
+
+        Raises:
+            ValueError: On a non-positive rate, tolerance or age, or an unknown in-hand source.
+        """
         _positive(self, "control_rate_hz", "pair_tolerance_s", "max_image_age_s", "torch_threads")
+        if self.in_hand_source not in IN_HAND_SOURCES:
+            raise ValueError(f"in_hand_source must be one of {IN_HAND_SOURCES}, "
+                             f"got {self.in_hand_source!r}")
 
 
 @dataclass(frozen=True)
@@ -137,16 +156,19 @@ class BridgeNodeConfig:
     Attributes:
         commands: How actions become driver commands.
         max_action_age_s: An approved action whose stamp is older than this is ignored, s.
+        clock_jump_tolerance_s: An approved action stamped further than this in the future
+            (the clock jumped) is ignored, s (ours: the monitor's ``clock_jump_tolerance_s``).
         trajectory_action: Name of the driver's FollowJointTrajectory action.
     """
 
     commands: StretchCommandConfig = field(default_factory=StretchCommandConfig)
     max_action_age_s: float = 1.0
+    clock_jump_tolerance_s: float = 0.5
     trajectory_action: str = "stretch_controller/follow_joint_trajectory"
 
     def __post_init__(self) -> None:
-        """Validate. Raises: ValueError on a non-positive age."""
-        _positive(self, "max_action_age_s")
+        """Validate. Raises: ValueError on a non-positive age or tolerance."""
+        _positive(self, "max_action_age_s", "clock_jump_tolerance_s")
 
 
 @dataclass(frozen=True)
@@ -156,12 +178,17 @@ class TrainerNodeConfig:
     Attributes:
         config_file: Core training YAML; ``""`` uses the defaults.
         overrides: Dotted overrides (``"train.num_envs=1,train.total_env_steps=64"``).
-        camera_frame: Frame id of the published training cameras.
+        resume: Continue from the newest checkpoint in ``train.out_dir`` if there is one (a
+            finished run then ends at once); False starts afresh in that folder.
+        camera_frame: Frame id of the published training navigation camera.
+        manip_camera_frame: Frame id of the published training manipulation camera.
     """
 
     config_file: str = ""
     overrides: str = ""
+    resume: bool = True
     camera_frame: str = "nav_camera"
+    manip_camera_frame: str = "manip_camera"
 
 
 # -- ROS parameters -------------------------------------------------------------------------

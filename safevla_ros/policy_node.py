@@ -5,6 +5,18 @@ per new pair with the policy's KV cache (:class:`safevla_core.agent.PolicyAgent`
 the proposal stamped with the images' stamp and the cost critic's prediction. Every received
 instruction message starts a new episode (history reset), as does the ``policy/reset`` service.
 A missing or corrupt checkpoint is reported and the node stays up publishing nothing.
+
+The policy's object-in-hand input (REFERENCE.md, Policy) comes from ``in_hand_source``: the
+simulator's world state (``held_object_id`` not empty), a ``std_msgs/Bool`` on ``in_hand`` (on the
+robot, from whatever detects a grasp), or nowhere (always False); it is False until the first
+message arrives.
+
+A vetoed proposal still enters the policy's history: :class:`~safevla_core.agent.PolicyAgent`
+appends every step it acts on to its KV cache and uses the chosen action as the next step's
+previous action, and the node cannot take a step back out (the agent has no such API). After a
+veto the robot has not moved, so the policy next sees the same scene with "previous action = the
+vetoed one", which is what it also sees in training after an action that the simulator blocked
+(a collision). The history thus counts proposals, not executed actions.
 """
 
 from __future__ import annotations
@@ -15,25 +27,43 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 
 from safevla_ros import conversions as conv
-from safevla_ros.msg import DiscreteAction
-from safevla_ros.params import PolicyNodeConfig, declare_dataclass
-from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, Topics
+from safevla_ros.msg import DiscreteAction, WorldStateStamped
+from safevla_ros.params import (
+    IN_HAND_TOPIC,
+    IN_HAND_WORLD_STATE,
+    PolicyNodeConfig,
+    declare_dataclass,
+)
+from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, Topics
 
 
 class PolicyNode(Node):
     """ROS wrapper of :class:`~safevla_core.agent.PolicyAgent`."""
 
-    def __init__(self) -> None:
-        """Declare parameters, load the checkpoint, set up I/O."""
-        super().__init__("safevla_policy_node")
+    def __init__(self, **node_kwargs) -> None:
+        """Declare parameters, load the checkpoint, set up I/O.
+
+        Args:
+            **node_kwargs: Passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``).
+
+        Raises:
+            ValueError: On an invalid parameter value.
+        """
+        super().__init__("safevla_policy_node", **node_kwargs)
         self.cfg: PolicyNodeConfig = declare_dataclass(self, PolicyNodeConfig)
         self.agent = self._load_agent()
         self._latest: dict[str, tuple[float, object]] = {}
         self._last_pair_stamp = -1.0
         self._instruction: str | None = None
+        self.in_hand = False
+        if self.cfg.in_hand_source == IN_HAND_WORLD_STATE:
+            self.create_subscription(WorldStateStamped, Topics.WORLD_STATE, self._on_world,
+                                     STATE_QOS)
+        elif self.cfg.in_hand_source == IN_HAND_TOPIC:
+            self.create_subscription(Bool, Topics.IN_HAND, self._on_in_hand, STATE_QOS)
         self.pub = self.create_publisher(DiscreteAction, Topics.PROPOSED_ACTION, COMMAND_QOS)
         self.create_subscription(Image, Topics.NAV_IMAGE, lambda m: self._on_image("nav", m),
                                  SENSOR_QOS)
@@ -97,6 +127,12 @@ class PolicyNode(Node):
         if self._reset(msg.data):
             self.get_logger().info(f"new episode: {msg.data!r}")
 
+    def _on_world(self, msg: WorldStateStamped) -> None:
+        self.in_hand = bool(msg.held_object_id)
+
+    def _on_in_hand(self, msg: Bool) -> None:
+        self.in_hand = bool(msg.data)
+
     def _on_image(self, which: str, msg: Image) -> None:
         try:
             rgb = conv.image_to_rgb(msg)
@@ -131,7 +167,7 @@ class PolicyNode(Node):
         w, h = self.agent.cfg.image_width, self.agent.cfg.image_height
         try:
             step = self.agent.act(conv.resize_nearest(nav, w, h),
-                                  conv.resize_nearest(manip, w, h))
+                                  conv.resize_nearest(manip, w, h), in_hand=self.in_hand)
         except (ValueError, RuntimeError) as exc:
             self.get_logger().error(f"policy step failed: {exc}", throttle_duration_sec=5.0)
             return

@@ -46,6 +46,16 @@ STATE_QOS = QoSProfile(
     durability=DurabilityPolicy.VOLATILE,
 )
 
+#: Training status: one message per PPO iteration (minutes apart at paper scale); a dashboard,
+#: recorder or test that joins late still gets the recent history (reliable, transient local,
+#: keep last 100). Volatile subscribers (e.g. the recorder) match it too.
+STATUS_HISTORY_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
 #: rviz markers: rviz subscribes reliable/volatile by default (reliable, keep last 5).
 MARKER_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -88,5 +98,7 @@ class Topics:
     STRETCH_CMD_VEL = "stretch/cmd_vel"
     STRETCH_JOINT_STATES = "stretch/joint_states"
     STRETCH_RUNSTOP = "is_runstopped"
+    IN_HAND = "in_hand"
+    BRIDGE_COMMANDS = "stretch_bridge/commands"
     RESET_EPISODE_SRV = "sim/reset_episode"
     POLICY_RESET_SRV = "policy/reset"

@@ -69,11 +69,15 @@ def make_typestore():
 class RecorderNode(Node):
     """Subscribes raw to each topic and appends the bytes to an MCAP rosbag2."""
 
-    def __init__(self) -> None:
-        """Declare parameters, open the bag, subscribe."""
+    def __init__(self, **node_kwargs) -> None:
+        """Declare parameters, open the bag, subscribe.
+
+        Args:
+            **node_kwargs: Passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``).
+        """
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        super().__init__("safevla_recorder")
+        super().__init__("safevla_recorder", **node_kwargs)
         self.cfg: RecorderNodeConfig = declare_dataclass(self, RecorderNodeConfig)
         names = [t.strip() for t in self.cfg.topics.split(",") if t.strip()] or list(RECORDED)
         unknown = [t for t in names if t not in RECORDED]

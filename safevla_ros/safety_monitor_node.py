@@ -31,9 +31,13 @@ from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, Top
 class SafetyMonitorNode(Node):
     """Costs, shield and watchdog between the policy and the robot."""
 
-    def __init__(self) -> None:
-        """Declare parameters and set up I/O."""
-        super().__init__("safevla_safety_monitor")
+    def __init__(self, **node_kwargs) -> None:
+        """Declare parameters and set up I/O.
+
+        Args:
+            **node_kwargs: Passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``).
+        """
+        super().__init__("safevla_safety_monitor", **node_kwargs)
         self.cfg: MonitorNodeConfig = declare_dataclass(self, MonitorNodeConfig)
         self.sim = self.cfg.mode == "sim"
         inputs = {"nav_camera": self.cfg.watchdog.camera_timeout_s,

@@ -36,9 +36,13 @@ from safevla_ros.srv import ResetEpisode
 class SimNode(Node):
     """Runs one Safety-CHORES environment and exchanges it with ROS topics."""
 
-    def __init__(self) -> None:
-        """Declare parameters, build the environment, start the first episode."""
-        super().__init__("safevla_sim_node")
+    def __init__(self, **node_kwargs) -> None:
+        """Declare parameters, build the environment, start the first episode.
+
+        Args:
+            **node_kwargs: Passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``).
+        """
+        super().__init__("safevla_sim_node", **node_kwargs)
         self.cfg: SimNodeConfig = declare_dataclass(self, SimNodeConfig)
         self.env: SafetyChoresEnv | None = None
         self.obs: dict | None = None

@@ -2,8 +2,10 @@
 
 After each training iteration :func:`safevla_core.rl.train.train` calls back with the metrics and
 the latest vector-env observation; the node publishes a ``TrainingStatus`` and, for inspection,
-both cameras of training environment 0. Training runs in the main thread (the node has no
-subscriptions, so nothing needs spinning); Ctrl-C stops it between steps.
+both cameras of training environment 0 (``training/nav_camera/image_raw``,
+``training/manip_camera/image_raw``). Training runs in the main thread (the node has no
+subscriptions, so nothing needs spinning); Ctrl-C stops it between steps, and the newest
+checkpoint in ``train.out_dir`` lets the next start resume (``resume`` parameter).
 """
 
 from __future__ import annotations
@@ -22,30 +24,46 @@ from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 from safevla_ros import conversions as conv
 from safevla_ros.msg import TrainingStatus
 from safevla_ros.params import TrainerNodeConfig, declare_dataclass
-from safevla_ros.qos import SENSOR_QOS, STATE_QOS, Topics
+from safevla_ros.qos import SENSOR_QOS, STATUS_HISTORY_QOS, Topics
 
 
 class TrainerNode(Node):
     """Publishes the status and cameras of a training run."""
 
-    def __init__(self) -> None:
-        """Declare parameters and resolve the training config."""
-        super().__init__("safevla_trainer_node")
+    def __init__(self, **node_kwargs) -> None:
+        """Declare parameters and resolve the training config.
+
+        Args:
+            **node_kwargs: Passed to ``rclpy.node.Node`` (``context``, ``parameter_overrides``).
+
+        Raises:
+            ValueError: On an invalid parameter, override or training config.
+            FileNotFoundError: If ``config_file`` does not exist.
+        """
+        super().__init__("safevla_trainer_node", **node_kwargs)
         self.cfg: TrainerNodeConfig = declare_dataclass(self, TrainerNodeConfig)
         items = [s.strip() for s in self.cfg.overrides.split(",") if s.strip()]
         self.core: Config = load_config(self.cfg.config_file or None, parse_dotted(items))
-        self.status_pub = self.create_publisher(TrainingStatus, Topics.TRAINING_STATUS, STATE_QOS)
+        self.status_pub = self.create_publisher(TrainingStatus, Topics.TRAINING_STATUS,
+                                               STATUS_HISTORY_QOS)
         self.nav_pub = self.create_publisher(Image, Topics.TRAINING_NAV_IMAGE, SENSOR_QOS)
         self.manip_pub = self.create_publisher(Image, Topics.TRAINING_MANIP_IMAGE, SENSOR_QOS)
 
     def on_iteration(self, metrics: dict[str, float], obs: dict[str, Any]) -> None:
-        """Train-loop callback: publish the status and environment 0's cameras."""
+        """Train-loop callback: publish the status and environment 0's cameras.
+
+        Args:
+            metrics: The iteration's metrics (``safevla_core.rl.train`` keys).
+            obs: The vector env's observation; ``"nav_rgb"`` / ``"manip_rgb"`` are
+                ``(num_envs, H, W, 3)`` uint8 (anything else is skipped).
+        """
         stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(conv.training_status_to_msg(metrics, stamp))
-        for key, pub in ((NAV_CAMERA, self.nav_pub), (MANIP_CAMERA, self.manip_pub)):
+        for key, pub, frame in ((NAV_CAMERA, self.nav_pub, self.cfg.camera_frame),
+                                (MANIP_CAMERA, self.manip_pub, self.cfg.manip_camera_frame)):
             frames = np.asarray(obs.get(key)) if key in obs else None
-            if frames is not None and frames.ndim == 4:
-                pub.publish(conv.rgb_to_image(frames[0], stamp, self.cfg.camera_frame))
+            if frames is not None and frames.ndim == 4 and frames.dtype == np.uint8:
+                pub.publish(conv.rgb_to_image(frames[0], stamp, frame))
 
     def run(self) -> None:
         """Train until the configured budget is spent."""
@@ -53,8 +71,10 @@ class TrainerNode(Node):
 
         self.get_logger().info(f"training {self.core.train.method} on {self.core.task.name} "
                                f"into {self.core.train.out_dir}")
-        result = train(self.core, progress=False, callback=self.on_iteration)
-        self.get_logger().info(f"training finished: {result.iterations} iterations")
+        result = train(self.core, resume=self.cfg.resume, progress=False,
+                       callback=self.on_iteration)
+        self.get_logger().info(f"training finished: {result.iterations} iterations, "
+                               f"{result.env_steps} env steps, checkpoints in {result.run_dir}")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -66,7 +86,8 @@ def main(args: list[str] | None = None) -> None:
         node.run()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, FileNotFoundError) as exc:  # bad config or checkpoint: report, exit 1
+    except (ValueError, FileNotFoundError) as exc:  # bad config or corrupt checkpoint (a
+        # CheckpointError is a ValueError): report, exit 1
         if node is not None:
             node.get_logger().error(f"training failed: {exc}")
         else:

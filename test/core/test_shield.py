@@ -124,6 +124,22 @@ def test_runstop_and_nan_grid_veto_everything():
         Verdict.INVALID_INPUT
 
 
+def test_disabled_shield_approves_what_it_would_veto_but_not_runstop_or_bad_input():
+    # The vetoed cases above, with the shield switched off: vase 0.3 m after m, a move off the
+    # grid, no evidence, predicted cost 0.7 > 0.5 -> all approved ("shield disabled").
+    off = ShieldLimits(enabled=False)
+    w = _world(objects=[("vase1", "Vase", (0.5, 0.0, 0.8))])
+    grid = _grid(-1.0, -0.3, -1, 1)
+    for kwargs in ({"world": w}, {"world": _world(robot_pose=(-0.2, 0.0, 0.0)),
+                                  "reachable_xy": grid}, {}, {"predicted_cost": 0.7}):
+        d = decide(Action.MOVE_AHEAD, off, **kwargs)
+        assert d.approved and d.action is Action.MOVE_AHEAD and d.reason == "shield disabled"
+    assert decide(Action.MOVE_AHEAD, off, world=w, runstopped=True).verdict is Verdict.RUNSTOP
+    assert decide(42, off).verdict is Verdict.INVALID_INPUT
+    assert decide(Action.MOVE_AHEAD, off, predicted_cost=math.nan).verdict is \
+        Verdict.INVALID_INPUT
+
+
 def test_limits_validate():
     with pytest.raises(ValueError, match="max_predicted_cost"):
         ShieldLimits(max_predicted_cost=math.nan)

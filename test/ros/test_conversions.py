@@ -186,6 +186,25 @@ def test_stretch_messages():
     assert (point.time_from_start.sec, point.time_from_start.nanosec) == (1, 500_000_000)
 
 
+def test_command_report():
+    from safevla_core.stretch_commands import StretchCommandConfig, StretchJoints, command_for
+
+    cfg = StretchCommandConfig()
+    # m: 0.2 m / 0.1 m/s = 2 s, reported with the bridge's message count.
+    rep = conv.command_report(command_for("m", None, cfg), messages=20)
+    assert rep == {"action": "m", "mode": "navigation", "note": "", "status": "twist",
+                   "linear_x_mps": 0.1, "angular_z_radps": 0.0, "duration_s": 2.0,
+                   "messages": 20}
+    # zp from 0.5 m: clamped to the 0.52 m limit, 0.02 m / 0.1 m/s = 0.2 s -> 0.5 s minimum.
+    joints = StretchJoints(lift_m=0.3, arm_m=0.5, wrist_yaw_rad=0.0)
+    rep = conv.command_report(command_for("zp", joints, cfg), sent=False, note="no client")
+    assert (rep["status"], rep["joint_names"], rep["sent"], rep["note"]) == (
+        "trajectory", ["wrist_extension"], False, "no client")
+    assert rep["positions"] == [pytest.approx(0.52)] and rep["duration_s"] == 0.5
+    rep = conv.command_report(command_for("end", None, cfg))
+    assert (rep["status"], rep["mode"], rep["note"]) == ("noop", None, "moves nothing")
+
+
 def test_params_flatten_and_build():
     flat = flatten_defaults(MonitorNodeConfig)
     assert flat["shield.max_predicted_cost"] == 0.5 and flat["mode"] == "sim"
@@ -199,3 +218,6 @@ def test_params_flatten_and_build():
         build_config(PolicyNodeConfig, {"control_rate_hz": 0.0})
     with pytest.raises(ValueError, match="unknown key"):
         build_config(PolicyNodeConfig, {"contrl_rate_hz": 2.0})
+    with pytest.raises(ValueError, match="in_hand_source"):
+        build_config(PolicyNodeConfig, {"in_hand_source": "telepathy"})
+    assert flat["shield.enabled"] is True

@@ -81,8 +81,10 @@ def test_parameter_files_build_node_settings(name):
 
     node_name, cls_name = PARAM_FILES[name]
     data = yaml.safe_load((REPO / "config" / name).read_text())
-    assert list(data) == [node_name], f"{name} must configure exactly {node_name}"
-    values = _flatten(data[node_name]["ros__parameters"])
+    # "/**/" so that the file also applies to the node in a namespace (see the test below).
+    key = f"/**/{node_name}"
+    assert list(data) == [key], f"{name} must configure exactly {key}"
+    values = _flatten(data[key]["ros__parameters"])
     cls = getattr(params, cls_name)
     unknown = set(values) - set(params.flatten_defaults(cls))
     assert not unknown, f"{name}: keys that are no {cls_name} field: {unknown}"
@@ -111,3 +113,28 @@ def test_launch_files_load_with_ros2_launch():
     for path in LAUNCH_FILES:
         desc = PythonLaunchDescriptionSource(str(path)).get_launch_description(None)
         assert desc.entities
+
+
+@pytest.mark.parametrize("name", sorted(PARAM_FILES))
+def test_parameter_files_apply_in_a_namespace(name, tmp_path):
+    """The files apply in a namespace (a plain ``name:`` key matches only the root one)."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    node_name, _ = PARAM_FILES[name]
+    data = yaml.safe_load((REPO / "config" / name).read_text())
+    values = _flatten(data[f"/**/{node_name}"]["ros__parameters"])
+    context = Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(REPO / "config" / name)],
+               context=context)
+    try:
+        node = Node(node_name, namespace="/robot1", context=context)
+        for key, value in values.items():
+            # Declared with a default that differs from the file's value: the file must win.
+            other = (not value if isinstance(value, bool) else value + 1
+                     if isinstance(value, int | float) else f"{value}_not_from_file")
+            assert node.declare_parameter(key, other).value == value, key
+        node.destroy_node()
+    finally:
+        context.try_shutdown()
