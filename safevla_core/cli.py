@@ -18,7 +18,7 @@ from safevla_core.config import Config, load_config, parse_dotted
 _EPILOG = """examples:
   safevla train                                   # PPO-Lagrangian on Safety-ObjNav, default budget
   safevla train --method ppo --total-env-steps 20000 --out-dir runs/ppo
-  safevla train --config config/objnav.yaml --set train.num_envs=4
+  safevla train --config config/train_objnav.yaml --set train.num_envs=4
   safevla eval --checkpoint runs/default/ckpt_000004.pt --episodes 10
   safevla eval --expert --episodes 50 --report-dir out/expert_objnav   # the expert's SR
   safevla collect --episodes 200 --out-dir data/objnav && safevla il --data data/objnav
