@@ -73,8 +73,8 @@ class AgentStep:
         action: The chosen action.
         probs: ``(20,)`` action probabilities.
         value_reward: Reward critic's estimate.
-        value_cost: Cost critic's estimate of the discounted future cost (the learned
-            per-step safety signal the shield uses on hardware).
+        value_cost: Cost critic's estimate of the discounted future cost, summed over the
+            constraints' critics (the learned safety signal the shield uses on hardware).
     """
 
     action: Action
@@ -125,7 +125,7 @@ class PolicyAgent:
             cfg = from_dict(Config, state["config"])
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: stored config is invalid: {exc}") from exc
-        policy = build_policy(cfg.policy)
+        policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
         try:
             policy.load_state_dict(state["policy"])
         except (RuntimeError, KeyError) as exc:
@@ -187,15 +187,20 @@ class PolicyAgent:
             action=Action(index),
             probs=probs.numpy(),
             value_reward=float(out.value_reward[0]),
-            value_cost=float(out.value_cost[0]),
+            value_cost=float(out.value_cost[0].sum()),
         )
 
 
-def build_policy(policy_cfg: PolicyConfig) -> SafeVLAPolicy:
-    """A policy whose visual input shape matches the frozen encoder at the configured size."""
+def build_policy(policy_cfg: PolicyConfig, num_costs: int = 1) -> SafeVLAPolicy:
+    """A policy whose visual input shape matches the frozen encoder at the configured size.
+
+    Args:
+        policy_cfg: Architecture and image size.
+        num_costs: Cost critics, one per CMDP constraint (``len(TaskConfig.constraints())``).
+    """
     encoder = get_visual_encoder(policy_cfg)
     shape = encoder.feature_shape(policy_cfg.image_width, policy_cfg.image_height)
-    return SafeVLAPolicy(policy_cfg, shape)
+    return SafeVLAPolicy(policy_cfg, shape, num_costs=num_costs)
 
 
 def _check_image(img: np.ndarray, name: str) -> np.ndarray:

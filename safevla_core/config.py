@@ -18,6 +18,13 @@ from typing import Any
 
 TASKS: tuple[str, ...] = ("objnav", "pickup", "fetch")
 METHODS: tuple[str, ...] = ("ppo", "ppo_rs", "ppo_lag", "ppo_pid_lag")
+#: Per-step cost signals a CMDP constraint can be put on: ``total`` = robot + object cost (paper
+#: section 4.1), ``robot`` (RC), ``object`` (OC) and the five safety-critical components
+#: (names as ``safevla_core.costs.COMPONENT_NAMES``; a test keeps the two in step).
+COST_SIGNALS: tuple[str, ...] = (
+    "total", "robot", "object",
+    "dangerous_equipment", "corner", "blind_spot", "fragile_collection", "critical_point",
+)  # fmt: skip
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -136,7 +143,11 @@ class TaskConfig:
         max_steps_eval: Episode step limit in evaluation (600).
         success_distance_m: ObjNav success radius around the target, metres (2.0).
         success_reward: Reward for success (REFERENCE.md: 10; no step penalty).
-        cost_limit: b, per-episode cost limit of the CMDP (ObjNav 2.31964, PickUp 0.2, Fetch 4).
+        cost_limit: b, per-episode cost limit of the CMDP (ObjNav 2.31964, PickUp 0.2, Fetch 4),
+            on the ``total`` cost, used when ``cost_limits`` is not set.
+        cost_limits: Several constraints instead of one: cost signal -> per-episode limit, e.g.
+            ``{robot: 2.0, object: 0.3}``; each gets its own Lagrange multiplier and cost critic
+            (paper eq. 9, sum over i). Signals: :data:`COST_SIGNALS`.
     """
 
     name: str = "objnav"
@@ -145,17 +156,31 @@ class TaskConfig:
     success_distance_m: float = 2.0
     success_reward: float = 10.0
     cost_limit: float = 2.31964
+    cost_limits: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         """Validate.
 
         Raises:
-            ValueError: On an unknown task or non-positive limits.
+            ValueError: On an unknown task or cost signal, or negative limits.
         """
         _check(self.name in TASKS, f"task must be one of {TASKS}, got {self.name!r}")
+        if self.cost_limits is not None:
+            _check(isinstance(self.cost_limits, dict) and len(self.cost_limits) > 0,
+                   "cost_limits must map at least one cost signal to a limit")  # fmt: skip
+            for k, v in self.cost_limits.items():
+                _check(k in COST_SIGNALS, f"unknown cost signal {k!r}; known: {COST_SIGNALS}")
+                _check(isinstance(v, int | float) and math.isfinite(v) and v >= 0,
+                       f"cost limit of {k!r} must be a finite number >= 0, got {v!r}")  # fmt: skip
         _check(self.max_steps_train > 0 and self.max_steps_eval > 0, "max steps must be > 0")
         _check(self.success_distance_m > 0, "success_distance_m must be > 0")
         _check(self.cost_limit >= 0, "cost_limit must be >= 0")
+
+    def constraints(self) -> dict[str, float]:
+        """The CMDP constraints: cost signal -> limit (``{"total": cost_limit}`` by default)."""
+        if self.cost_limits is None:
+            return {"total": float(self.cost_limit)}
+        return {k: float(v) for k, v in self.cost_limits.items()}
 
 
 @dataclass(frozen=True)

@@ -372,6 +372,31 @@ def compute_costs(
     )
 
 
+#: Episode-summary key (:meth:`EpisodeCostAccumulator.summary`) of each cost signal
+#: (``safevla_core.config.COST_SIGNALS``).
+SIGNAL_SUMMARY_KEYS: dict[str, str] = {
+    "total": "cumulative_cost",
+    "robot": "robot_cost",
+    "object": "object_cost",
+    **{name: name for name in COMPONENT_NAMES},
+}
+
+
+def cost_signals(breakdown: CostBreakdown) -> dict[str, float]:
+    """Per-step value of every cost signal a constraint can be put on.
+
+    Returns:
+        ``{"total": RC + OC, "robot": RC, "object": OC, <component>: 0/1, ...}``.
+    """
+    out = {
+        "total": float(breakdown.total),
+        "robot": float(breakdown.robot_cost),
+        "object": float(breakdown.object_cost),
+    }
+    out.update({name: float(getattr(breakdown, name)) for name in COMPONENT_NAMES})
+    return out
+
+
 @dataclass
 class EpisodeCostAccumulator:
     """Running sums of the step costs of one episode (paper Table 1's cumulative RC and OC).

@@ -22,7 +22,12 @@ import numpy as np
 
 from safevla_core.actions import NUM_ACTIONS, Action, parse_action
 from safevla_core.config import Config
-from safevla_core.costs import COMPONENT_NAMES, EpisodeCostAccumulator, compute_costs
+from safevla_core.costs import (
+    COMPONENT_NAMES,
+    EpisodeCostAccumulator,
+    compute_costs,
+    cost_signals,
+)
 from safevla_core.houses.splits import load_house
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA, SimBackend
 from safevla_core.tasks import make_task
@@ -194,6 +199,7 @@ class SafetyChoresEnv(gym.Env):
             "cost_breakdown": costs.as_dict(),
             "robot_cost": float(costs.robot_cost),
             "object_cost": float(costs.object_cost),
+            "cost_signals": cost_signals(costs),
         }
         if terminated or truncated:
             info["episode"] = self.episode_summary(success)

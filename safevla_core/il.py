@@ -384,7 +384,7 @@ def behaviour_cloning(
     if not episodes:
         raise ValueError(f"{data_dir} holds no expert steps")
     texts = InstructionCache()
-    policy = build_policy(cfg.policy)
+    policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
     windows = episode_windows([len(e.actions) for e in episodes], cfg.policy.context_steps)
     out = Path(out_dir)

@@ -60,7 +60,8 @@ class PolicyOutput(NamedTuple):
     Attributes:
         logits: ``(..., 20)`` unnormalised action log-probabilities (index = ``Action`` value).
         value_reward: ``(...)`` reward critic V_r.
-        value_cost: ``(...)`` cost critic V_c.
+        value_cost: ``(...)`` cost critic V_c, or ``(..., K)`` with one critic per constraint
+            when the policy was built with ``num_costs = K > 1``.
     """
 
     logits: torch.Tensor
@@ -183,18 +184,27 @@ class SafeVLAPolicy(nn.Module):
         visual_shape: ``(C, h, w)`` of one camera's frozen features, e.g.
             ``FrozenVisualEncoder.feature_shape(160, 96) == (1280, 3, 5)``.
         text_dim: Width of the frozen text token embeddings (384 for MiniLM).
+        num_costs: Number of cost critics K, one per CMDP constraint (1: the paper's single
+            cost critic; ``TaskConfig.constraints()``).
 
     Raises:
         ValueError: On non-positive shapes.
     """
 
     def __init__(
-        self, cfg: PolicyConfig, visual_shape: tuple[int, int, int], text_dim: int = 384
+        self,
+        cfg: PolicyConfig,
+        visual_shape: tuple[int, int, int],
+        text_dim: int = 384,
+        num_costs: int = 1,
     ) -> None:
         """Build the trainable parts; see the class docstring for the arguments."""
         super().__init__()
-        if len(visual_shape) != 3 or min(visual_shape) <= 0 or text_dim <= 0:
-            raise ValueError(f"bad visual_shape {visual_shape} or text_dim {text_dim}")
+        if len(visual_shape) != 3 or min(visual_shape) <= 0 or text_dim <= 0 or num_costs < 1:
+            raise ValueError(
+                f"bad visual_shape {visual_shape}, text_dim {text_dim} or num_costs {num_costs}"
+            )
+        self.num_costs = int(num_costs)
         self.cfg = cfg
         self.visual_shape = tuple(int(s) for s in visual_shape)
         self.text_dim = int(text_dim)
@@ -233,7 +243,7 @@ class SafeVLAPolicy(nn.Module):
         # Heads.
         self.action_head = nn.Linear(d, NUM_ACTIONS)
         self.reward_head = nn.Linear(d, 1)
-        self.cost_head = nn.Linear(d, 1)
+        self.cost_head = nn.Linear(d, self.num_costs)
         nn.init.normal_(self.action_head.weight, std=ACTION_HEAD_INIT_STD)
         nn.init.zeros_(self.action_head.bias)
 
@@ -339,7 +349,7 @@ class SafeVLAPolicy(nn.Module):
         return PolicyOutput(
             logits=self.action_head(x),
             value_reward=self.reward_head(x).squeeze(-1),
-            value_cost=self.cost_head(x).squeeze(-1),
+            value_cost=self.cost_head(x).squeeze(-1) if self.num_costs == 1 else self.cost_head(x),
         )
 
     # ------------------------------------------------------------------ public API

@@ -65,6 +65,7 @@ class RolloutBuffer:
             depends on the last ``decoder_layers * (W - 1)`` steps (each layer widens the
             receptive field by ``W - 1``), so that many reproduce acting exactly; default
             ``W - 1``, which only approximates the deeper layers' keys of the oldest steps.
+        num_costs: K, constrained cost signals: ``costs`` and ``values_cost`` are ``(T, B, K)``.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class RolloutBuffer:
         context_steps: int,
         feature_dtype: torch.dtype = torch.float16,
         prefix_steps: int | None = None,
+        num_costs: int = 1,
     ) -> None:
         self.T, self.B = num_steps, num_envs
         self.context_steps = context_steps
@@ -87,9 +89,9 @@ class RolloutBuffer:
         self.actions = torch.zeros((num_steps, num_envs), dtype=torch.long)
         self.log_probs = torch.zeros((num_steps, num_envs))
         self.values_reward = torch.zeros((num_steps, num_envs))
-        self.values_cost = torch.zeros((num_steps, num_envs))
+        self.values_cost = torch.zeros((num_steps, num_envs, num_costs))
         self.rewards = torch.zeros((num_steps, num_envs))
-        self.costs = torch.zeros((num_steps, num_envs))
+        self.costs = torch.zeros((num_steps, num_envs, num_costs))
         self.dones = torch.zeros((num_steps, num_envs))
         self.instructions: list[str] = []
         self._text_index: dict[str, int] = {}
@@ -167,14 +169,17 @@ class RolloutBuffer:
         costs: torch.Tensor,
         dones: torch.Tensor,
     ) -> None:
-        """Store what happened at step ``t`` (all ``(B,)``) and advance ``t``."""
+        """Store what happened at step ``t`` and advance ``t``.
+
+        All ``(B,)``, except ``values_cost`` and ``costs``: ``(B, K)`` (``(B,)`` when K = 1).
+        """
         t = self.t
         self.actions[t] = actions
         self.log_probs[t] = log_probs
         self.values_reward[t] = values_reward
-        self.values_cost[t] = values_cost
+        self.values_cost[t] = values_cost.reshape(self.B, -1)
         self.rewards[t] = rewards
-        self.costs[t] = costs
+        self.costs[t] = costs.reshape(self.B, -1)
         self.dones[t] = dones
         for b in range(self.B):
             if bool(dones[b]):

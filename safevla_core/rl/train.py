@@ -12,6 +12,7 @@ reward minus ``reward_shaping_coef`` x cost), ``ppo_lag`` (SafeVLA, eq. 14-16), 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -29,13 +30,13 @@ from tqdm import tqdm
 
 from safevla_core.agent import InstructionCache, build_policy
 from safevla_core.config import Config, config_to_dict
-from safevla_core.costs import COMPONENT_NAMES
+from safevla_core.costs import COMPONENT_NAMES, SIGNAL_SUMMARY_KEYS
 from safevla_core.env import make_vector_env
 from safevla_core.policy.encoders import get_visual_encoder
 from safevla_core.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from safevla_core.rl.gae import compute_gae
-from safevla_core.rl.lagrange import make_multiplier
-from safevla_core.rl.ppo import ppo_lag_loss, reward_shaping
+from safevla_core.rl.lagrange import UNCONSTRAINED_METHODS, MultiplierSet
+from safevla_core.rl.ppo import ppo_lag_loss, reward_shaping, value_loss
 from safevla_core.rl.rollout import RolloutBuffer
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 
@@ -89,20 +90,25 @@ def episode_summaries(infos: dict[str, Any], done: np.ndarray) -> list[dict[str,
     return out
 
 
-def step_costs(infos: dict[str, Any], done: np.ndarray) -> np.ndarray:
-    """``(B,)`` float32 CMDP cost of this step for every env of a vector env.
+def step_costs(infos: dict[str, Any], done: np.ndarray, signals: list[str]) -> np.ndarray:
+    """``(B, K)`` float32 per-step value of each constrained cost signal, for every env.
 
-    With same-step autoreset, a finished env's info is its reset info; the cost of its last step
-    is in ``infos["final_info"]["cost"]``. When every env finished, ``infos`` has no ``"cost"``.
+    With same-step autoreset, a finished env's info is its reset info; its last step's values
+    are in ``infos["final_info"]``. When every env finished, ``infos`` holds no step values.
+
+    Args:
+        infos: The vector env's info dict (``cost_signals`` from :class:`SafetyChoresEnv`).
+        done: ``(B,)`` bool, terminated or truncated.
+        signals: The K constrained signals (``TaskConfig.constraints()`` keys).
     """
-    costs = np.zeros(len(done), dtype=np.float32)
-    if "cost" in infos:
-        mask = np.asarray(infos.get("_cost", np.ones(len(done), dtype=bool)))
-        costs[mask] = np.asarray(infos["cost"], dtype=np.float32)[mask]
-    final = infos.get("final_info", {})
-    if done.any() and "cost" in final:
-        costs[done] = np.asarray(final["cost"], dtype=np.float32)[done]
-    return costs
+    out = np.zeros((len(done), len(signals)), dtype=np.float32)
+    for source, rows in ((infos, ~done), (infos.get("final_info", {}), done)):
+        values = source.get("cost_signals", {})
+        for k, name in enumerate(signals):
+            if name in values:
+                col = np.asarray(values[name], dtype=np.float32)
+                out[rows, k] = col[rows]
+    return out
 
 
 def mean_metrics(episodes: list[dict[str, float]]) -> dict[str, float]:
@@ -125,22 +131,40 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.visual = get_visual_encoder(cfg.policy)
         self.texts = InstructionCache()
-        self.policy = build_policy(cfg.policy)
+        #: The CMDP constraints: cost signal -> limit; one cost critic and multiplier each.
+        self.constraints = cfg.task.constraints()
+        self.signals = list(self.constraints)
+        self.policy = build_policy(cfg.policy, num_costs=len(self.signals))
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.lr, eps=1e-5)
-        self.multiplier = make_multiplier(cfg.train.method, cfg.lagrange, cfg.task.cost_limit)
+        self.multiplier: MultiplierSet | None = None
+        if cfg.train.method not in UNCONSTRAINED_METHODS:
+            self.multiplier = MultiplierSet(self.constraints, cfg.lagrange, cfg.train.method)
         self.iteration = 0
         self.env_steps = 0
         ckpt = latest_checkpoint(self.run_dir) if resume else None
         if ckpt is not None:
             self._restore(ckpt)
         elif cfg.train.init_checkpoint:
-            state = load_checkpoint(cfg.train.init_checkpoint, required_keys=("policy",))
-            self.policy.load_state_dict(state["policy"])
+            self._load_init(cfg.train.init_checkpoint)
         _write_yaml_atomic(self.run_dir / "config.yaml", config_to_dict(cfg))
         c, h, w = self.visual.feature_shape(cfg.policy.image_width, cfg.policy.image_height)
         self.visual_shape = (2, c, h, w)
 
     # -- checkpoints ---------------------------------------------------------------------------
+    def _load_init(self, path: str) -> None:
+        """Start from another run's (e.g. the IL) policy weights.
+
+        Cost critics whose count differs (another set of constraints) start fresh.
+        """
+        weights = load_checkpoint(path, required_keys=("policy",))["policy"]
+        own = self.policy.state_dict()
+        for key in ("cost_head.weight", "cost_head.bias"):
+            if key in weights and weights[key].shape != own[key].shape:
+                tqdm.write(f"{path}: {key} has {tuple(weights[key].shape)}, this run needs "
+                           f"{tuple(own[key].shape)}: the cost critics start fresh")  # fmt: skip
+                weights[key] = own[key]
+        self.policy.load_state_dict(weights)
+
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(
             path, required_keys=("policy", "optimizer", "iteration", "env_steps")
@@ -219,9 +243,9 @@ class Trainer:
                 actions,
                 dist.log_prob(actions),
                 out.value_reward,
-                out.value_cost,
+                out.value_cost.reshape(buf.B, -1),
                 torch.as_tensor(rewards, dtype=torch.float32),
-                torch.as_tensor(step_costs(infos, done)),
+                torch.as_tensor(step_costs(infos, done, self.signals)),
                 torch.as_tensor(done, dtype=torch.float32),
             )
             episodes.extend(episode_summaries(infos, done))
@@ -232,51 +256,81 @@ class Trainer:
         # bootstrap values: the next step's forward pass, kept for the next rollout's first step
         feats, out, new_cache = self._policy_step(obs, copy.deepcopy(cache))
         state["pending"] = (feats, out, new_cache)
-        state["last_values"] = (out.value_reward.clone(), out.value_cost.clone())
+        state["last_values"] = (out.value_reward.clone(), out.value_cost.reshape(buf.B, -1).clone())
         return episodes
 
     def advantages(
         self, buf: RolloutBuffer, last_values: tuple[torch.Tensor, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """Phase 2: GAE for reward and cost (gamma 0.99, lambda 0.95; REFERENCE.md)."""
+        """Phase 2: GAE for the reward and for each constrained cost (gamma 0.99, lambda 0.95).
+
+        Returns:
+            ``adv_r``/``ret_r`` ``(T, B)`` and ``adv_c``/``ret_c`` ``(T, B, K)``.
+        """
         p = self.cfg.ppo
         rewards = buf.rewards
         if self.cfg.train.method == "ppo_rs":
-            rewards = reward_shaping(rewards, buf.costs, self.cfg.lagrange.reward_shaping_coef)
+            rewards = reward_shaping(
+                rewards, buf.costs.sum(-1), self.cfg.lagrange.reward_shaping_coef
+            )
         adv_r, ret_r = compute_gae(
             rewards, buf.values_reward, buf.dones, last_values[0], p.gamma, p.gae_lambda
         )
-        adv_c, ret_c = compute_gae(
-            buf.costs, buf.values_cost, buf.dones, last_values[1], p.gamma, p.gae_lambda
-        )
+        pairs = [
+            compute_gae(buf.costs[..., k], buf.values_cost[..., k], buf.dones,
+                        last_values[1][:, k], p.gamma, p.gae_lambda)
+            for k in range(len(self.signals))
+        ]  # fmt: skip
+        adv_c = torch.stack([a for a, _ in pairs], dim=-1)
+        ret_c = torch.stack([r for _, r in pairs], dim=-1)
         return {"adv_r": adv_r, "ret_r": ret_r, "adv_c": adv_c, "ret_c": ret_c}
 
     def update_multiplier(
         self, buf: RolloutBuffer, episodes: list[dict[str, float]]
-    ) -> tuple[float, float]:
-        """Phase 3: the Lagrange multiplier update, once per rollout before the PPO epochs.
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Phase 3: the Lagrange multiplier updates, once per rollout before the PPO epochs.
 
-        J_c is the mean cumulative cost of the episodes that finished in this rollout; when none
-        finished, the authors' estimate (the rollout's summed cost averaged over envs) is used.
+        J_ci is the mean episode sum of cost signal i over the episodes that finished in this
+        rollout; when none finished, the authors' estimate (the rollout's summed cost averaged
+        over envs) is used. Eq. 16 per constraint.
 
         Returns:
-            ``(lambda, J_c)``; lambda is 0 for ``ppo`` and ``ppo_rs``.
+            ``(lambdas, J_c)`` by signal name; lambdas are 0 for ``ppo`` and ``ppo_rs``.
         """
-        if episodes:
-            jc = float(np.mean([e["cumulative_cost"] for e in episodes]))
-        else:
-            jc = float(buf.costs.sum(0).mean())
+        jc: dict[str, float] = {}
+        for k, name in enumerate(self.signals):
+            key = SIGNAL_SUMMARY_KEYS[name]
+            if episodes:
+                jc[name] = float(np.mean([e[key] for e in episodes]))
+            else:
+                jc[name] = float(buf.costs[..., k].sum(0).mean())
         if self.multiplier is None:
-            return 0.0, jc
-        return float(self.multiplier.update(jc)), jc
+            return {name: 0.0 for name in self.signals}, jc
+        return dict(self.multiplier.update(jc)), jc
 
-    def update_policy(
-        self, buf: RolloutBuffer, adv: dict[str, torch.Tensor], lam: float
-    ) -> dict[str, float]:
+    def combined_advantage(self, adv_r: torch.Tensor, adv_c: torch.Tensor) -> torch.Tensor:
+        """``(A_r - sum_i lambda_i A_ci) / (1 + sum_i lambda_i)`` (eq. 14; A_r for ppo/ppo_rs).
+
+        Args:
+            adv_r: ``(N,)`` reward advantages.
+            adv_c: ``(N, K)`` cost advantages, one column per constraint.
+        """
+        if self.cfg.ppo.normalize_advantages:  # each separately, before combining
+            adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
+            adv_c = (adv_c - adv_c.mean(0)) / (adv_c.std(0) + 1e-8)
+        if self.multiplier is None:
+            return adv_r
+        return self.multiplier.combine_advantages(
+            adv_r, {name: adv_c[:, k] for k, name in enumerate(self.signals)}
+        )
+
+    def update_policy(self, buf: RolloutBuffer, adv: dict[str, torch.Tensor]) -> dict[str, float]:
         """Phase 4: PPO-Lagrangian epochs over the rollout's episode segments (eq. 14)."""
         p = self.cfg.ppo
+        loss_cfg = dataclasses.replace(p, normalize_advantages=False)  # done in combined_advantage
+        n_costs = len(self.signals)
         segs = buf.segments()
-        flat = {k: v.reshape(-1) for k, v in adv.items()}
+        flat = {k: v.reshape(v.shape[0] * v.shape[1], *v.shape[2:]) for k, v in adv.items()}
         actions, old_logp = buf.actions.reshape(-1), buf.log_probs.reshape(-1)
         self.policy.train()
         stats_sum: dict[str, float] = {}
@@ -296,16 +350,21 @@ class Trainer:
                 loss, stats = ppo_lag_loss(
                     dist.log_prob(actions[idx]),
                     old_logp[idx],
-                    flat["adv_r"][idx],
-                    flat["adv_c"][idx],
-                    lam,
+                    self.combined_advantage(flat["adv_r"][idx], flat["adv_c"][idx]),
+                    None,
+                    0.0,
                     out.value_reward[m],
                     flat["ret_r"][idx],
-                    out.value_cost[m],
-                    flat["ret_c"][idx],
+                    None,
+                    None,
                     dist.entropy(),
-                    p,
+                    loss_cfg,
                 )
+                values_c = out.value_cost[m].reshape(-1, n_costs)
+                cost_losses = [value_loss(values_c[:, k], flat["ret_c"][idx][:, k])
+                               for k in range(n_costs)]  # fmt: skip
+                loss = loss + p.value_coef * torch.stack(cost_losses).sum()
+                stats["value_loss_cost"] = float(sum(float(c.detach()) for c in cost_losses))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), p.max_grad_norm)
@@ -351,28 +410,34 @@ class Trainer:
                                 pc.context_steps,
                                 # the receptive field of a step: exact re-evaluation
                                 prefix_steps=pc.decoder_layers * (pc.context_steps - 1),
-                                )  # fmt: skip
+                                num_costs=len(self.signals))  # fmt: skip
             while self.iteration < total_iters:
                 t0 = time.perf_counter()
                 episodes = self.collect(envs, buf, state)
                 t_collect = time.perf_counter() - t0
                 adv = self.advantages(buf, state["last_values"])
-                lam, jc = self.update_multiplier(buf, episodes)
-                losses = self.update_policy(buf, adv, lam)
+                lams, jc = self.update_multiplier(buf, episodes)
+                losses = self.update_policy(buf, adv)
                 self.iteration += 1
                 metrics = {
                     "iteration": float(self.iteration),
                     "env_steps": float(self.env_steps),
                     "episodes": float(len(episodes)),
-                    "lagrange_multiplier": lam,
-                    "cost_estimate": jc,
-                    "cost_limit": cfg.task.cost_limit,
-                    "rollout_cost_per_step": float(buf.costs.mean()),
+                    # the sum over constraints (the one multiplier of eq. 14 by default)
+                    "lagrange_multiplier": float(sum(lams.values())),
+                    "cost_estimate": float(sum(jc.values())),
+                    "cost_limit": float(sum(self.constraints.values())),
+                    "rollout_cost_per_step": float(buf.costs.sum(-1).mean()),
                     "fps": per_iter / max(time.perf_counter() - t0, 1e-9),
                     "collect_fps": per_iter / max(t_collect, 1e-9),
                     **mean_metrics(episodes),
                     **losses,
                 }
+                if len(self.signals) > 1:
+                    for name in self.signals:
+                        metrics[f"lagrange_multiplier/{name}"] = lams[name]
+                        metrics[f"cost_estimate/{name}"] = jc[name]
+                        metrics[f"cost_limit/{name}"] = self.constraints[name]
                 self._log(writer, metrics)
                 bar.update(per_iter)
                 result.history.append(metrics)

@@ -111,3 +111,22 @@ def test_world_state_validates():
                object_positions=[[0, 0, 0]] * 2, object_quats=[[1, 0, 0, 0]] * 2)  # fmt: skip
     with pytest.raises(ValueError, match="not finite"):
         _state(lift_m=float("inf"))
+
+
+def test_cost_limits_name_known_signals():
+    from safevla_core.config import COST_SIGNALS, TaskConfig
+    from safevla_core.costs import COMPONENT_NAMES, SIGNAL_SUMMARY_KEYS
+
+    assert set(SIGNAL_SUMMARY_KEYS) == set(COST_SIGNALS)
+    assert COST_SIGNALS[3:] == COMPONENT_NAMES
+    assert TaskConfig().constraints() == {"total": 2.31964}
+    assert TaskConfig(cost_limits={"robot": 1, "corner": 0.5}).constraints() == {
+        "robot": 1.0,
+        "corner": 0.5,
+    }
+    with pytest.raises(ValueError, match="unknown cost signal"):
+        TaskConfig(cost_limits={"collisions": 1.0})
+    with pytest.raises(ValueError, match=">= 0"):
+        TaskConfig(cost_limits={"robot": -1.0})
+    with pytest.raises(ValueError, match="at least one"):
+        TaskConfig(cost_limits={})

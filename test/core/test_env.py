@@ -146,16 +146,16 @@ def test_vector_env_final_step_cost_comes_from_final_info(cfg):
         for _ in range(29):
             _, _, term, trunc, infos = envs.step(np.array([0, 0]))
             assert not (term.any() or trunc.any())
-        pressed = step_costs(infos, np.zeros(2, dtype=bool))
+        pressed = step_costs(infos, np.zeros(2, dtype=bool), ["total"])[:, 0]
         # step 30 truncates both envs at once: no env has a step info any more
         _, _, term, trunc, infos = envs.step(np.array([0, 0]))
         done = np.logical_or(term, trunc)
         assert done.tolist() == [True, True]
-        assert "cost" not in infos
-        final = step_costs(infos, done)
-        np.testing.assert_array_equal(
-            final, np.asarray(infos["final_info"]["cost"], dtype=np.float32)
-        )
+        assert "cost" not in infos and "cost_signals" not in infos
+        final = step_costs(infos, done, ["total", "robot"])
+        np.testing.assert_array_equal(final[:, 0], infos["final_info"]["cost"])
+        np.testing.assert_array_equal(final[:, 1], infos["final_info"]["robot_cost"])
+        final = final[:, 0]
         # an env pressed against a wall at step 29 is still pressed at step 30 (it cannot move)
         assert final[pressed > 0].min(initial=1.0) >= 1.0
     finally:

@@ -73,3 +73,25 @@ def test_baseline_methods_run(tmp_path, method):
     if method in ("ppo", "ppo_rs"):
         assert m["lagrange_multiplier"] == 0.0
     assert m["policy_loss"] == m["policy_loss"]  # not NaN
+
+
+def test_separate_robot_and_object_constraints(tmp_path):
+    """Two constraints: one cost critic and one Lagrange multiplier each (paper eq. 9)."""
+    from safevla_core.agent import PolicyAgent
+
+    cfg = from_dict(Config, {"task": {"cost_limits": {"robot": 0.0, "object": 0.5}}},
+                    _cfg(tmp_path, total=16))  # fmt: skip
+    trainer = Trainer(cfg, resume=False, progress=False)
+    assert trainer.policy.cost_head.out_features == 2
+    result = trainer.run()
+    m = result.history[-1]
+    assert m["cost_limit/robot"] == 0.0 and m["cost_limit/object"] == 0.5
+    # robot limit 0: any robot cost pushes its multiplier up; none keeps it at >= 0
+    assert m["lagrange_multiplier/robot"] >= 0.0 and m["lagrange_multiplier/object"] >= 0.0
+    assert m["lagrange_multiplier"] == pytest.approx(
+        m["lagrange_multiplier/robot"] + m["lagrange_multiplier/object"]
+    )
+    state = load_checkpoint(latest_checkpoint(tmp_path / "ppo_lag"))
+    assert set(state["multiplier"]) == {"robot", "object"}
+    agent = PolicyAgent.from_checkpoint(latest_checkpoint(tmp_path / "ppo_lag"))
+    assert agent.policy.num_costs == 2
