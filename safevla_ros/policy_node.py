@@ -21,10 +21,6 @@ vetoed one", which is what it also sees in training after an action that the sim
 
 from __future__ import annotations
 
-import sys
-
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
@@ -38,6 +34,7 @@ from safevla_ros.params import (
     declare_dataclass,
 )
 from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, Topics
+from safevla_ros.spin import spin_node
 
 
 class PolicyNode(Node):
@@ -177,17 +174,7 @@ class PolicyNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the node until Ctrl-C."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = PolicyNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(PolicyNode, args)
 
 
 if __name__ == "__main__":

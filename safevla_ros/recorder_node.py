@@ -11,11 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import rclpy
 from geometry_msgs.msg import PoseArray
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -24,6 +22,7 @@ from visualization_msgs.msg import MarkerArray
 from safevla_ros.msg import DiscreteAction, SafetyCost, TrainingStatus, WorldStateStamped
 from safevla_ros.params import RecorderNodeConfig, declare_dataclass
 from safevla_ros.qos import LATCHED_QOS, RECORD_QOS, SENSOR_QOS, Topics
+from safevla_ros.spin import spin_node
 
 #: Recorded topics: name -> (message class, ROS type name, subscription QoS).
 RECORDED = {
@@ -105,18 +104,7 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Record until Ctrl-C, then close the bag."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(RecorderNode, args)
 
 
 if __name__ == "__main__":

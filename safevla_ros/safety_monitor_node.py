@@ -11,11 +11,7 @@ anything stale, or a proposal whose image stamp is too old, means nothing is app
 
 from __future__ import annotations
 
-import sys
-
-import rclpy
 from geometry_msgs.msg import PoseArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String
@@ -26,6 +22,7 @@ from safevla_ros import conversions as conv
 from safevla_ros.msg import DiscreteAction, SafetyCost, WorldStateStamped
 from safevla_ros.params import MonitorNodeConfig, declare_dataclass
 from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, Topics
+from safevla_ros.spin import spin_node
 
 
 class SafetyMonitorNode(Node):
@@ -156,17 +153,7 @@ class SafetyMonitorNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the node until Ctrl-C."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = SafetyMonitorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(SafetyMonitorNode, args)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,9 @@ than the first publication of that state); without actions the frames are republ
 from __future__ import annotations
 
 import json
-import sys
 
-import rclpy
 from geometry_msgs.msg import PoseArray
 from nav_msgs.msg import Odometry, Path
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -30,6 +27,7 @@ from safevla_ros import conversions as conv
 from safevla_ros.msg import DiscreteAction, WorldStateStamped
 from safevla_ros.params import SimNodeConfig, declare_dataclass
 from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, MARKER_QOS, SENSOR_QOS, STATE_QOS, Topics
+from safevla_ros.spin import spin_node
 from safevla_ros.srv import ResetEpisode
 
 
@@ -178,22 +176,16 @@ class SimNode(Node):
             # idle_s < 0: the clock jumped backwards; restamp the state as new.
             self._publish_state(now, new_state=idle_s < 0)
 
+    def close(self) -> None:
+        """Release the simulator (called by :func:`safevla_ros.spin.spin_node`)."""
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
 
 def main(args: list[str] | None = None) -> None:
     """Run the node until Ctrl-C."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            if node.env is not None:
-                node.env.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(SimNode, args)
 
 
 if __name__ == "__main__":

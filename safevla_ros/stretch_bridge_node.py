@@ -14,11 +14,8 @@ nothing. Every planned or ignored action is also reported as JSON on ``stretch_b
 from __future__ import annotations
 
 import json
-import sys
 
-import rclpy
 from geometry_msgs.msg import Twist
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -34,6 +31,7 @@ from safevla_ros import conversions as conv
 from safevla_ros.msg import DiscreteAction
 from safevla_ros.params import BridgeNodeConfig, declare_dataclass
 from safevla_ros.qos import COMMAND_QOS, STATE_QOS, Topics
+from safevla_ros.spin import spin_node
 
 #: Log/report note when the FollowJointTrajectory action type is not installed.
 NO_CONTROL_MSGS = "control_msgs is not installed: joint-trajectory goals are built and logged, " \
@@ -183,17 +181,7 @@ class StretchBridgeNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the node until Ctrl-C."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = None
-    try:
-        node = StretchBridgeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(StretchBridgeNode, args)
 
 
 if __name__ == "__main__":
