@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, KeyError, FileNotFoundError, CheckpointError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, FloatingPointError, CheckpointError) as exc:
         if os.environ.get("SAFEVLA_DEBUG"):
             raise
         print(

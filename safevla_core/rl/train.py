@@ -365,6 +365,12 @@ class Trainer:
                                for k in range(n_costs)]  # fmt: skip
                 loss = loss + p.value_coef * torch.stack(cost_losses).sum()
                 stats["value_loss_cost"] = float(sum(float(c.detach()) for c in cost_losses))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite PPO loss at iteration {self.iteration + 1} ({stats}); the "
+                        "weights were not updated and the last checkpoint is intact: lower "
+                        "ppo.lr or check the rewards and costs"
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), p.max_grad_norm)

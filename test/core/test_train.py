@@ -95,3 +95,22 @@ def test_separate_robot_and_object_constraints(tmp_path):
     assert set(state["multiplier"]) == {"robot", "object"}
     agent = PolicyAgent.from_checkpoint(latest_checkpoint(tmp_path / "ppo_lag"))
     assert agent.policy.num_costs == 2
+
+
+def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, monkeypatch):
+    import safevla_core.rl.train as train_mod
+
+    trainer = Trainer(_cfg(tmp_path, total=16), resume=False, progress=False)
+    before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    real = train_mod.ppo_lag_loss
+
+    def nan_loss(*args, **kwargs):
+        loss, stats = real(*args, **kwargs)
+        return loss * float("nan"), stats
+
+    monkeypatch.setattr(train_mod, "ppo_lag_loss", nan_loss)
+    with pytest.raises(FloatingPointError, match="last checkpoint is intact"):
+        trainer.run()
+    after = trainer.policy.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert latest_checkpoint(tmp_path / "ppo_lag") is None
