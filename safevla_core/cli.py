@@ -178,6 +178,13 @@ def _parser() -> argparse.ArgumentParser:
         "--methods", default="ppo,ppo_rs,ppo_lag,ppo_pid_lag", help="comma-separated RL methods"
     )
     p.add_argument("--seed", type=int, default=None, help="train.seed")
+    p.add_argument(
+        "--cost-limit-fraction",
+        type=float,
+        default=None,
+        help="set the constrained methods' cost limit to this fraction of ppo's converged "
+        "episode cost, the paper's rule (0.2); default: task.cost_limit",
+    )
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser(
@@ -344,7 +351,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     command = "safevla " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else ""
     result = run_comparison(
-        cfg, args.out_dir, budget, methods, command=command, progress=not args.no_progress
+        cfg,
+        args.out_dir,
+        budget,
+        methods,
+        command=command,
+        progress=not args.no_progress,
+        cost_limit_fraction=args.cost_limit_fraction,
     )
     print(result["paths"]["markdown"].read_text())
     return 0

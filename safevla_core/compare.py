@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,23 @@ def _latest(run_dir: Path) -> Path:
     return ckpt
 
 
+def converged_cost(run_dir: str | Path, tail_fraction: float = 0.25) -> float:
+    """Mean episode cost over the last ``tail_fraction`` of a run's logged iterations.
+
+    The "converged cost" of a baseline, from its ``metrics.jsonl`` (iterations in which no
+    episode finished carry no ``cumulative_cost`` and are skipped).
+
+    Raises:
+        ValueError: If the run logged no episode cost.
+    """
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    costs = [m["cumulative_cost"] for m in map(json.loads, lines) if "cumulative_cost" in m]
+    if not costs:
+        raise ValueError(f"{run_dir}: no episode finished, no converged cost to take")
+    tail = costs[-max(1, int(round(len(costs) * tail_fraction))) :]
+    return float(statistics.fmean(tail))
+
+
 def run_comparison(
     cfg: Config,
     out_dir: str | Path,
@@ -71,6 +89,7 @@ def run_comparison(
     methods: tuple[str, ...] = METHODS,
     command: str = "",
     progress: bool = True,
+    cost_limit_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Run IL then every RL method from the IL checkpoint, evaluate all, write the comparison.
 
@@ -83,6 +102,10 @@ def run_comparison(
         methods: RL methods to run (default all four).
         command: The command line, recorded in the report.
         progress: Show progress bars.
+        cost_limit_fraction: The paper's rule for the cost limit: this fraction of the ``ppo``
+            baseline's converged episode cost (SafeVLA: 0.2 x FLaRe's 12.356 = 2.31964 for
+            ObjNav; REFERENCE.md). ``ppo`` then runs first and the constrained methods use the
+            derived limit; ``None`` keeps ``cfg.task.cost_limit``.
 
     Returns:
         ``{"reports": {name: report}, "timings_s": {stage: seconds}, "paths": {...}}``.
@@ -114,7 +137,21 @@ def run_comparison(
     timings["il"] = time.perf_counter() - t0
 
     checkpoints: dict[str, Path] = {"IL": il_ckpt}
+    if cost_limit_fraction is not None:
+        if "ppo" not in methods:
+            raise ValueError("cost_limit_fraction needs the ppo baseline among the methods")
+        methods = ("ppo", *(m for m in methods if m != "ppo"))
+    limit_note = f"cost limit {cfg.task.cost_limit:g} (config)"
+    limit_derived = False
     for method in methods:
+        if method != "ppo" and cost_limit_fraction is not None and not limit_derived:
+            base = converged_cost(out / "ppo")
+            limit = cost_limit_fraction * base
+            cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, cost_limit=limit))
+            limit_derived = True
+            limit_note = (f"cost limit {limit:.4g} = {cost_limit_fraction:g} x ppo's converged "
+                          f"training episode cost {base:.4g} (the paper's rule)")  # fmt: skip
+            tqdm.write(limit_note)
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(
             cfg.train, method=method, out_dir=str(out / method),
             init_checkpoint=str(il_ckpt), total_env_steps=budget.rl_env_steps))  # fmt: skip
@@ -143,6 +180,7 @@ def run_comparison(
         f"{budget.rl_env_steps} RL env steps per method "
         f"({cfg.train.num_envs} envs x {cfg.train.num_steps} steps per rollout), "
         f"{budget.eval_episodes} test episodes (max {cfg.task.max_steps_eval} steps)\n"
+        f"- {limit_note}\n"
         f"- expert success rate on the collected training episodes: "
         f"{info.get('expert_success_rate', float('nan')):.3f} (this invocation)\n"
         f"- wall time per stage (s): "

@@ -23,4 +23,5 @@ fi
 
 OUT=${OUT_DIR:-runs/compare}
 exec "$PY" -m safevla_core.cli compare --out-dir "$OUT" --config config/compare_cpu.yaml \
-  --il-episodes 200 --il-epochs 15 --rl-env-steps 16384 --eval-episodes 40 --seed 0 "$@"
+  --il-episodes 200 --il-epochs 15 --rl-env-steps 16384 --eval-episodes 40 --seed 0 \
+  --cost-limit-fraction 0.2 "$@"

@@ -124,3 +124,19 @@ def test_write_comparison(tmp_path):
     text = paths["markdown"].read_text()
     assert text.startswith("# run") and "SafeVLA (ppo_lag) | 0.865" in text
     assert paths["cost_plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_converged_cost_is_the_mean_of_the_last_quarter(tmp_path):
+    import json as _json
+
+    from safevla_core.compare import converged_cost
+
+    rows = [{"iteration": i + 1} for i in range(3)]  # no episode finished: skipped
+    costs = [9, 9, 9, 9, 4, 6, 2, 8]
+    rows += [{"iteration": 4 + i, "cumulative_cost": c} for i, c in enumerate(costs)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(_json.dumps(r) for r in rows))
+    # 8 logged costs, last 25% = the last 2: (2 + 8) / 2 = 5
+    assert converged_cost(tmp_path) == 5.0
+    (tmp_path / "metrics.jsonl").write_text(_json.dumps({"iteration": 1}))
+    with pytest.raises(ValueError, match="no episode finished"):
+        converged_cost(tmp_path)
