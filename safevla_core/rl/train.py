@@ -175,7 +175,24 @@ class Trainer:
             self.multiplier.load_state_dict(state["multiplier"])
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
+        self._truncate_metrics(self.iteration)
         tqdm.write(f"resumed from {path} (iteration {self.iteration}, {self.env_steps} env steps)")
+
+    def _truncate_metrics(self, iteration: int) -> None:
+        """Drop ``metrics.jsonl`` rows logged after ``iteration``.
+
+        An interrupted run logged them after its last checkpoint; the resumed run logs those
+        iterations again.
+        """
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        rows = path.read_text().splitlines()
+        keep = [r for r in rows if r.strip() and json.loads(r).get("iteration", 0) <= iteration]
+        if len(keep) != len(rows):
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(r + "\n" for r in keep))
+            os.replace(tmp, path)
 
     def save(self, metrics: dict[str, float]) -> Path:
         """Write ``ckpt_<iteration>.pt`` atomically with weights, optimizer, multiplier, config."""

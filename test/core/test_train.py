@@ -49,11 +49,17 @@ def test_train_writes_checkpoints_metrics_and_resumes(tmp_path):
     state = load_checkpoint(run / "ckpt_000002.pt", required_keys=("policy", "config"))
     assert state["env_steps"] == 32 and from_dict(Config, state["config"]) == cfg
 
+    # an interrupted run logged iteration 3 after its last checkpoint: resuming drops that row
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"iteration": 3.0, "env_steps": 48.0}) + "\n")
     # resume with a larger budget: continues at iteration 3 only
     bigger = _cfg(tmp_path, total=48)
     again = train(bigger, resume=True, progress=False)
     assert (again.iterations, again.env_steps) == (3, 48)
     assert [int(m["iteration"]) for m in again.history] == [3]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [1.0, 2.0, 3.0]
+    assert "policy_loss" in lines[-1]  # the resumed run's row, not the stale one
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
