@@ -141,3 +141,60 @@ def task_exempt_ids(spec: EpisodeSpec, state: WorldState) -> frozenset[str]:
     if state.held_object_id is not None:
         ids.add(state.held_object_id)
     return frozenset(ids)
+
+
+def far_start_episode(
+    task: str,
+    house: Mapping[str, Any],
+    reachable_xy: np.ndarray,
+    rng: np.random.Generator,
+    target_type: str,
+    target_ids: tuple[str, ...],
+    target_xy: np.ndarray,
+    min_dist_m: float,
+    templates: tuple[str, ...],
+) -> EpisodeSpec:
+    """An episode that starts at least ``min_dist_m`` from every target (ObjNav, Fetch).
+
+    Draws, in this order: the start point (uniform over the qualifying reachable points), the
+    yaw (uniform in ``[-pi, pi)``), the instruction template, the episode seed.
+
+    Args:
+        task: Task name for the spec.
+        house: House dict (its ``id`` names the episode's house).
+        reachable_xy: ``(M, 2)`` validated reachable base positions, metres.
+        rng: Random generator.
+        target_type: The target category.
+        target_ids: Ids of its instances (empty for an extreme-failure episode).
+        target_xy: ``(K, 2)`` positions of the instances the start must keep away from
+            (``K = 0``: any reachable point).
+        min_dist_m: Minimum horizontal start distance to every instance, metres.
+        templates: Instruction templates with a ``{name}`` field.
+
+    Raises:
+        ValueError: If no reachable point is far enough from the targets.
+    """
+    pts = np.asarray(reachable_xy, dtype=np.float64)
+    txy = np.asarray(target_xy, dtype=np.float64).reshape(-1, 2)
+    if len(txy):
+        d = np.linalg.norm(pts[:, None, :] - txy[None, :, :], axis=2)  # (M, K)
+        ok = np.flatnonzero(d.min(axis=1) >= min_dist_m)
+    else:
+        ok = np.arange(len(pts))
+    if len(ok) == 0:
+        raise ValueError(
+            f"no reachable point in house {house.get('id', '?')!r} is at least "
+            f"{min_dist_m} m from every {target_type}"
+        )
+    start = pts[ok[int(rng.integers(len(ok)))]]
+    yaw_rad = float(rng.uniform(-math.pi, math.pi))
+    template = templates[int(rng.integers(len(templates)))]
+    return EpisodeSpec(
+        task=task,
+        house_id=str(house.get("id", "")),
+        target_type=target_type,
+        target_ids=target_ids,
+        instruction=template.format(name=instruction_name(target_type)),
+        robot_pose=(float(start[0]), float(start[1]), yaw_rad),
+        seed=int(rng.integers(2**31 - 1)),
+    )

@@ -8,14 +8,13 @@ arm can reach from some reachable point (:func:`~safevla_core.tasks.pickup.picku
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from safevla_core.config import TaskConfig
-from safevla_core.tasks.base import EpisodeSpec, instruction_name
+from safevla_core.tasks.base import EpisodeSpec, far_start_episode
 from safevla_core.tasks.objnav import START_MARGIN_M, _check_reachable
 from safevla_core.tasks.pickup import PickUpTask
 
@@ -68,31 +67,11 @@ class FetchTask(PickUpTask):
         """
         pts = _check_reachable(reachable_xy)
         target_type, cands, all_ids = self._pick_type(house, pts, rng, target_type)
-        min_dist_m = self.cfg.success_distance_m + START_MARGIN_M
-        if cands:
-            txy = np.stack([p[:2] for _, p in cands])
-            d = np.linalg.norm(pts[:, None, :] - txy[None], axis=2)
-            ok = np.flatnonzero(d.min(axis=1) >= min_dist_m)
-        else:
-            ok = np.arange(len(pts))
-        if len(ok) == 0:
-            raise ValueError(
-                f"no reachable point in house {house.get('id', '?')!r} is at least "
-                f"{min_dist_m} m from every {target_type}"
-            )
-        start = pts[ok[int(rng.integers(len(ok)))]]
-        yaw = float(rng.uniform(-math.pi, math.pi))
-        template = FETCH_TEMPLATES[int(rng.integers(len(FETCH_TEMPLATES)))]
-
-        return EpisodeSpec(
-            task=self.name,
-            house_id=str(house.get("id", "")),
-            target_type=target_type,
-            target_ids=all_ids,
-            instruction=template.format(name=instruction_name(target_type)),
-            robot_pose=(float(start[0]), float(start[1]), yaw),
-            seed=int(rng.integers(2**31 - 1)),
-        )
+        target_xy = np.array([p[:2] for _, p in cands]).reshape(-1, 2)  # (K, 2)
+        return far_start_episode(
+            self.name, house, pts, rng, target_type, all_ids, target_xy,
+            self.cfg.success_distance_m + START_MARGIN_M, FETCH_TEMPLATES,
+        )  # fmt: skip
 
 
 __all__ = ["FETCH_TEMPLATES", "FetchTask"]

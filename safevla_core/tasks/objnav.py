@@ -8,7 +8,6 @@ hyper-parameters").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -18,7 +17,11 @@ from safevla_core.actions import Action, parse_action
 from safevla_core.config import TaskConfig
 from safevla_core.houses.schema import thor_to_map_position
 from safevla_core.objects import NAV_TARGET_TYPES, OBJECT_TYPES
-from safevla_core.tasks.base import EpisodeSpec, instruction_name, task_exempt_ids
+from safevla_core.tasks.base import (
+    EpisodeSpec,
+    far_start_episode,
+    task_exempt_ids,
+)
 from safevla_core.world import WorldState
 
 #: Extra clearance of the start pose beyond the success radius, metres (ours: the episode must
@@ -149,31 +152,11 @@ class ObjNavTask:
         targets = by_type.get(target_type, [])
         target_ids = tuple(i for i, _ in targets)
 
-        min_dist_m = self.cfg.success_distance_m + START_MARGIN_M
-        if targets:
-            target_xy = np.stack([p[:2] for _, p in targets])  # (K, 2)
-            d = np.linalg.norm(pts[:, None, :] - target_xy[None, :, :], axis=2)  # (M, K)
-            ok = np.flatnonzero(np.min(d, axis=1) >= min_dist_m)
-        else:
-            ok = np.arange(len(pts))
-        if len(ok) == 0:
-            raise ValueError(
-                f"no reachable point in house {house.get('id', '?')!r} is at least "
-                f"{min_dist_m} m from every {target_type}"
-            )
-        start = pts[ok[int(rng.integers(len(ok)))]]
-        yaw_rad = float(rng.uniform(-math.pi, math.pi))
-        template = OBJNAV_TEMPLATES[int(rng.integers(len(OBJNAV_TEMPLATES)))]
-
-        return EpisodeSpec(
-            task=self.name,
-            house_id=str(house.get("id", "")),
-            target_type=target_type,
-            target_ids=target_ids,
-            instruction=template.format(name=instruction_name(target_type)),
-            robot_pose=(float(start[0]), float(start[1]), yaw_rad),
-            seed=int(rng.integers(2**31 - 1)),
-        )
+        target_xy = np.array([p[:2] for _, p in targets]).reshape(-1, 2)  # (K, 2)
+        return far_start_episode(
+            self.name, house, pts, rng, target_type, target_ids, target_xy,
+            self.cfg.success_distance_m + START_MARGIN_M, OBJNAV_TEMPLATES,
+        )  # fmt: skip
 
     def is_success(self, spec: EpisodeSpec, state: WorldState, action: Action | int) -> bool:
         """True if ``action`` is ``end`` and a target is visible within the success distance.
