@@ -209,6 +209,7 @@ def logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
             class only, or constant x), where the maximum-likelihood estimate does not exist.
     """
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -226,7 +227,7 @@ def logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         return float(np.sum(np.logaddexp(0.0, t) - y * t))
 
     def grad(w: np.ndarray) -> np.ndarray:
-        p = 1.0 / (1.0 + np.exp(-(w[0] + w[1] * z)))
+        p = expit(w[0] + w[1] * z)  # the logistic function, without exp overflow
         return np.array([np.sum(p - y), np.sum((p - y) * z)])
 
     res = minimize(nll, np.zeros(2), jac=grad, method="BFGS")
