@@ -421,7 +421,7 @@ def test_all_reduce_mean_without_process_group_is_identity():
 
 
 _DIST_SCRIPT = textwrap.dedent("""
-    import sys, torch
+    import os, sys, torch
     import torch.distributed as dist
     from safevla_core.rl.lagrange import LagrangeMultiplier, all_reduce_mean
     rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -429,8 +429,14 @@ _DIST_SCRIPT = textwrap.dedent("""
     mean = all_reduce_mean([1.0, 5.0][rank])
     m = LagrangeMultiplier(0.5, 0.1, 2.0, optimizer="sgd")
     value = m.update([1.0, 5.0][rank])
+    with open(out, "w") as fh:
+        fh.write(f"{mean} {value}")
+    dist.barrier()
     dist.destroy_process_group()
-    open(out, "w").write(f"{mean} {value}")
+    # gloo's C++ teardown at interpreter exit sometimes aborts ("terminate called without an
+    # active exception") after all work is done; leave without running it.
+    sys.stdout.flush()
+    os._exit(0)
 """)
 
 
