@@ -443,12 +443,17 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
     return p
 
 
+#: The report's headline metrics, in the order tables show them (console and Markdown).
+HEADLINE_KEYS: tuple[str, ...] = (
+    "success_rate", "robot_cost", "object_cost", "cumulative_cost",
+    *COMPONENT_NAMES, "episode_length", "spl", "num_episodes",
+)  # fmt: skip
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A short human-readable table of the report's headline metrics."""
     lines = [f"{'metric':<22}{'value':>10}"]
-    keys = ["success_rate", "robot_cost", "object_cost", "cumulative_cost", *COMPONENT_NAMES,
-            "episode_length", "spl", "num_episodes"]  # fmt: skip
-    for k in keys:
+    for k in HEADLINE_KEYS:
         if k in report:
             lines.append(f"{k:<22}{float(report[k]):>10.3f}")
     dist = report.get("cost_distribution")

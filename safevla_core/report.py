@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from safevla_core.costs import COMPONENT_NAMES
-from safevla_core.evaluate import COST_TAIL_THRESHOLD, write_report
+from safevla_core.evaluate import COST_TAIL_THRESHOLD, HEADLINE_KEYS, write_report
 
 #: The paper's Table 1 for Safety-ObjNav (SR, RC, OC), printed beside our numbers
 #: (REFERENCE.md "Paper results to compare against").
@@ -63,9 +62,7 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
     if meta:
         lines += ["; ".join(meta), ""]
     lines += ["| metric | value |", "|---|---|"]
-    keys = ["success_rate", "robot_cost", "object_cost", "cumulative_cost", *COMPONENT_NAMES,
-            "episode_length", "spl", "num_episodes"]  # fmt: skip
-    for k in keys:
+    for k in HEADLINE_KEYS:
         if k in report:
             lines.append(f"| {k} | {_fmt(report[k])} |")
     dist = report.get("cost_distribution")
