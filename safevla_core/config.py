@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -272,6 +273,12 @@ class PPOConfig:
         value_coef: Weight of each critic's 0.5*MSE loss (0.5).
         entropy_coef: Entropy bonus (0).
         normalize_advantages: Whether to normalize advantages (False in the paper).
+        critic_lr: Adam learning rate of the reward and cost critics when they are separate
+            networks (``TrainConfig.separate_critics``); None = ``lr`` (the authors use 2e-5 for
+            both; a larger critic lr lets the value-only warm-up fit the IL policy's returns).
+        microbatch_steps: Largest number of rollout steps in one forward/backward pass; a
+            minibatch larger than this accumulates gradients over several passes (the same
+            gradient, bounded memory; ours).
     """
 
     lr: float = 2e-5
@@ -284,6 +291,8 @@ class PPOConfig:
     value_coef: float = 0.5
     entropy_coef: float = 0.0
     normalize_advantages: bool = False
+    critic_lr: float | None = None
+    microbatch_steps: int = 1024
 
     def __post_init__(self) -> None:
         """Validate.
@@ -291,7 +300,12 @@ class PPOConfig:
         Raises:
             ValueError: On out-of-range hyper-parameters.
         """
-        _check(self.lr > 0, "lr must be > 0")
+        _check(self.lr > 0 and math.isfinite(self.lr), "lr must be finite and > 0")
+        _check(
+            self.critic_lr is None or (self.critic_lr > 0 and math.isfinite(self.critic_lr)),
+            f"critic_lr must be None or finite and > 0, got {self.critic_lr}",
+        )
+        _check(self.microbatch_steps > 0, "microbatch_steps must be > 0")
         _check(0 < self.clip < 1, "clip must be in (0, 1)")
         _check(self.update_epochs > 0 and self.num_minibatches > 0, "epochs/minibatches >= 1")
         _check(0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1, "gamma, gae_lambda in [0,1]")
@@ -353,6 +367,22 @@ class TrainConfig:
         checkpoint_every: Iterations between checkpoints.
         init_checkpoint: Optional IL checkpoint to start RL from.
         torch_threads: ``torch.set_num_threads`` for the learner.
+        device: Learner device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` (bfloat16 autocast in
+            the PPO update on CUDA only). Environments always run on the CPU.
+        separate_critics: Separate actor, reward-critic and cost-critic networks, the critics
+            initialised from the same (IL) weights as the actor, each with its own optimizer
+            parameter group (the authors' training config ``use_sep_critic=True``; FLaRe lists a
+            separate critic among its stability measures). False: one network with three heads.
+        critic_warmup_env_steps: Env steps at the start of training during which only the value
+            losses are trained (the authors' 3-stage pipeline: 200k value-only steps). None =
+            the authors' 200k, capped at 10% of ``total_env_steps`` so short runs still update
+            the policy. 0 disables the warm-up.
+        freeze_fusion: Decoder-only RL (ours, for CPU budgets): the token projections and the
+            fusion encoder keep their (IL) weights, acting caches each step's fused embedding,
+            and the PPO update re-runs only the causal decoders, which share the actor's fused
+            embedding. False (faithful) re-runs every network's fusion encoder with gradient in
+            each PPO epoch. None (default): decoder-only on the CPU, faithful on CUDA
+            (:meth:`decoder_only`).
     """
 
     method: str = "ppo_lag"
@@ -365,6 +395,25 @@ class TrainConfig:
     checkpoint_every: int = 1
     init_checkpoint: str | None = None
     torch_threads: int = 2
+    device: str = "cpu"
+    separate_critics: bool = True
+    critic_warmup_env_steps: int | None = None
+    freeze_fusion: bool | None = None
+
+    #: The authors' value-only warm-up, env steps (their 3-stage pipeline; REFERENCE.md).
+    AUTHORS_CRITIC_WARMUP: typing.ClassVar[int] = 200_000
+
+    def decoder_only(self) -> bool:
+        """Whether RL freezes the fusion encoder (see ``freeze_fusion``)."""
+        if self.freeze_fusion is not None:
+            return bool(self.freeze_fusion)
+        return self.device == "cpu"
+
+    def warmup_env_steps(self) -> int:
+        """Value-only warm-up length in env steps (see ``critic_warmup_env_steps``)."""
+        if self.critic_warmup_env_steps is not None:
+            return int(self.critic_warmup_env_steps)
+        return min(self.AUTHORS_CRITIC_WARMUP, self.total_env_steps // 10)
 
     def __post_init__(self) -> None:
         """Validate.
@@ -377,6 +426,15 @@ class TrainConfig:
         _check(self.num_envs > 0 and self.num_steps > 0, "num_envs/num_steps must be > 0")
         _check(self.total_env_steps > 0, "total_env_steps must be > 0")
         _check(self.checkpoint_every > 0, "checkpoint_every must be > 0")
+        _check(self.torch_threads > 0, "torch_threads must be > 0")
+        _check(
+            self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None,
+            f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}",
+        )
+        _check(
+            self.critic_warmup_env_steps is None or self.critic_warmup_env_steps >= 0,
+            f"critic_warmup_env_steps must be None or >= 0, got {self.critic_warmup_env_steps}",
+        )
 
 
 @dataclass(frozen=True)

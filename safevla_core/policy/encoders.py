@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -68,6 +69,17 @@ def _load_efficientnet_lite0() -> torch.nn.Module:
     return net
 
 
+class _Features(torch.nn.Module):
+    """``net.extract_features`` as a module's forward (what tracing needs)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
+
+
 class FrozenVisualEncoder(torch.nn.Module):
     """Frozen ImageNet EfficientNet-Lite0 feature extractor for one camera image batch.
 
@@ -93,6 +105,34 @@ class FrozenVisualEncoder(torch.nn.Module):
         self.net = net if net is not None else _load_efficientnet_lite0()
         self.net.requires_grad_(False)
         self.train(False)
+        #: Per device, the network traced at this input size and frozen (see :meth:`_fast`).
+        self._frozen: dict[str, torch.jit.ScriptModule | None] = {}
+
+    def _fast(self, device: torch.device) -> torch.nn.Module | torch.jit.ScriptModule:
+        """The CNN traced at this encoder's fixed input size and frozen, or the eager network.
+
+        ``torch.jit.freeze`` inlines the weights and folds each BatchNorm into the preceding
+        convolution, and tracing at the fixed input size turns the package's run-time "same"
+        padding arithmetic into constants (the PyTorch TorchScript documentation,
+        ``torch.jit.freeze``). The output equals the eager network's to float32 rounding
+        (tested to 1e-4); measured about 2x faster per image on this machine's CPU
+        (``safevla bench``). Any failure to trace falls back to the eager network.
+        """
+        key = str(device)
+        if key not in self._frozen:
+            example = torch.zeros(2, 3, self.image_height, self.image_width, device=device)
+            try:
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    # deprecated in favour of torch.compile, whose CPU path compiles C++ for
+                    # minutes per process; freeze still works in the pinned torch 2.13
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    traced = torch.jit.trace(_Features(self.net), example)
+                    self._frozen[key] = torch.jit.freeze(traced.eval())
+            except (RuntimeError, TypeError, ValueError):  # pragma: no cover - old torch
+                self._frozen[key] = None
+        frozen = self._frozen[key]
+        return frozen if frozen is not None else _Features(self.net)
 
     def train(self, mode: bool = True) -> FrozenVisualEncoder:
         """Keep the encoder in eval mode whatever is asked (frozen BatchNorm statistics).
@@ -171,7 +211,7 @@ class FrozenVisualEncoder(torch.nn.Module):
                     antialias=True,
                 )
             x = (x - PIXEL_MEAN) / PIXEL_STD
-            return self.net.extract_features(x).float()
+            return self._fast(device)(x).float()
 
 
 class FrozenTextEncoder:

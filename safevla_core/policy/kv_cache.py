@@ -21,6 +21,56 @@ import torch
 
 
 @dataclass
+class DecoderPrefix:
+    """Keys/values of each decoder layer for the steps *before* a sequence, as acting left them.
+
+    A rollout's PPO update re-runs the decoder over each episode piece of the rollout; the
+    piece's first steps attended, when acting, to up to ``W - 1`` earlier steps of the same
+    episode. Storing those steps' per-layer keys/values (instead of re-running their
+    ``decoder_layers x (W - 1)``-step receptive field) reproduces acting exactly at the start of
+    the update with a bounded history (Transformer-XL's cached memory, Dai et al. 2019, section
+    3.2: the memory carries no gradient).
+
+    Attributes:
+        keys: Per decoder layer, ``(S, heads, P, head_dim)`` keys, oldest first.
+        values: Per decoder layer, ``(S, heads, P, head_dim)`` values.
+        valid: ``(S, P)`` bool; a row's valid steps are contiguous at the end (most recent).
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    valid: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        """P, prefix steps per row."""
+        return int(self.valid.shape[1])
+
+    def select(self, rows: torch.Tensor) -> DecoderPrefix:
+        """The prefix of the given rows (index tensor or bool mask)."""
+        return DecoderPrefix(
+            [k[rows] for k in self.keys], [v[rows] for v in self.values], self.valid[rows]
+        )
+
+    def to(self, device: torch.device | str) -> DecoderPrefix:
+        """A copy on ``device``."""
+        return DecoderPrefix(
+            [k.to(device) for k in self.keys],
+            [v.to(device) for v in self.values],
+            self.valid.to(device),
+        )
+
+    @staticmethod
+    def cat(parts: list[DecoderPrefix]) -> DecoderPrefix:
+        """Rows of several prefixes of the same length, stacked."""
+        return DecoderPrefix(
+            [torch.cat([p.keys[i] for p in parts]) for i in range(len(parts[0].keys))],
+            [torch.cat([p.values[i] for p in parts]) for i in range(len(parts[0].values))],
+            torch.cat([p.valid for p in parts]),
+        )
+
+
+@dataclass
 class KVCache:
     """Ring buffers of the causal decoder's keys/values and inputs, per batch row.
 
@@ -129,6 +179,26 @@ class KVCache:
         self.kv_valid[mask] = False
         self.inputs_valid[mask] = False
         self.last_step[mask] = -1
+
+    def prefix(self) -> DecoderPrefix:
+        """The ``W - 1`` most recent cached steps of every row, as a :class:`DecoderPrefix`.
+
+        Taken before a step is written, this is exactly what that step attends to besides
+        itself: the next write overwrites the oldest of the W slots.
+
+        Returns:
+            A prefix of length ``W - 1`` (copies; oldest first).
+        """
+        shift = -self.kv_slot  # the oldest slot is the next one to write
+        w = self.window
+
+        def chrono(x: torch.Tensor) -> torch.Tensor:
+            return torch.roll(x, shifts=shift, dims=2)[:, :, 1:w].clone()
+
+        valid = torch.roll(self.kv_valid, shifts=shift, dims=1)[:, 1:w].clone()
+        return DecoderPrefix(
+            [chrono(k) for k in self.keys], [chrono(v) for v in self.values], valid
+        )
 
     def chronological_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder inputs ordered oldest -> newest (the newest step is last).

@@ -32,7 +32,7 @@ from torch import nn
 
 from safevla_core.actions import NUM_ACTIONS
 from safevla_core.config import PolicyConfig
-from safevla_core.policy.kv_cache import KVCache
+from safevla_core.policy.kv_cache import DecoderPrefix, KVCache
 
 #: Index of the START token in the previous-action vocabulary (first step of an episode; ours,
 #: following SPOC's extra "start" entry after the 20 actions).
@@ -152,6 +152,24 @@ class _DecoderLayer(nn.Module):
         p = self.dropout if self.training else 0.0
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self._finish(x, attn), k, v
+
+    def forward_prefix(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        prefix_keys: torch.Tensor,
+        prefix_values: torch.Tensor,
+    ) -> torch.Tensor:
+        """Sequence pass that also attends to stored keys/values of earlier steps.
+
+        x (S, T, d); prefix_keys/values (S, heads, P, hd); mask (S, 1, T, P + T). Returns x'.
+        """
+        q, k, v = self._qkv(x)
+        keys = torch.cat([prefix_keys.to(k.dtype), k], dim=2)
+        values = torch.cat([prefix_values.to(v.dtype), v], dim=2)
+        p = self.dropout if self.training else 0.0
+        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=p)
+        return self._finish(x, attn)
 
     def step(
         self,
@@ -344,6 +362,135 @@ class SafeVLAPolicy(nn.Module):
             + self.time_table[t]
         )
 
+    def fusion_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the observation tokens and the fusion encoder.
+
+        Frozen in decoder-only RL (``TrainConfig.freeze_fusion``).
+        """
+        mods = [*self.patch_proj, self.text_proj, self.fusion]
+        params = [p for m in mods for p in m.parameters()]
+        return [*params, self.camera_embed, self.patch_pos_embed, self.cls_token]
+
+    def embed_steps(
+        self, visual: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Fuse N steps' observations into their step embeddings (the fusion encoder's CLS).
+
+        Args:
+            visual: ``(N, 2, C, h, w)`` float frozen features.
+            text: ``(N, L, D)`` text token embeddings, one instruction per step.
+            text_mask: ``(N, L)`` bool, True at real tokens.
+
+        Returns:
+            ``(N, d_model)`` step embeddings.
+
+        Raises:
+            ValueError: On wrong shapes/dtypes or NaN/inf inputs.
+        """
+        if visual.dim() != 5:
+            raise ValueError(f"visual must be (N, 2, C, h, w), got {tuple(visual.shape)}")
+        self._check_visual(visual, (visual.shape[0],))
+        self._check_text(text, text_mask, visual.shape[0])
+        return self._step_embedding(visual, self.text_proj(text), ~text_mask)
+
+    def decode_step(
+        self,
+        step_emb: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        cache: KVCache | None = None,
+    ) -> tuple[PolicyOutput, KVCache]:
+        """One cached decoder step from precomputed step embeddings (see :meth:`act`).
+
+        Args:
+            step_emb: ``(B, d_model)`` step embeddings (:meth:`embed_steps`).
+            prev_action: ``(B,)`` long (20 = START).
+            in_hand: ``(B,)`` bool.
+            episode_step: ``(B,)`` long.
+            cache: The rows' cache, or None to start; updated in place.
+
+        Returns:
+            ``(PolicyOutput with logits (B, 20), values (B,), cache)``.
+
+        Raises:
+            ValueError: As :meth:`act`.
+        """
+        b = step_emb.shape[0]
+        if step_emb.dim() != 2 or step_emb.shape[1] != self.cfg.d_model:
+            raise ValueError(
+                f"step_emb must be (B, {self.cfg.d_model}), got {tuple(step_emb.shape)}"
+            )
+        self._check_step_inputs((b,), prev_action, in_hand, episode_step)
+        cache = self._cache_for(b, episode_step, cache, step_emb.device)
+        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)[:, None]
+        self._write_inputs(cache, x, episode_step)
+        slot = cache.kv_slot
+        for layer, keys, values in zip(self.decoder, cache.keys, cache.values, strict=True):
+            x = layer.step(x, keys, values, slot, cache.kv_valid)
+        cache.num_writes += 1
+        return self._heads(x[:, 0]), cache
+
+    def decode_segments(
+        self,
+        step_emb: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        prefix: DecoderPrefix,
+    ) -> PolicyOutput:
+        """The decoder over S episode pieces, each continuing its stored prefix.
+
+        Every row is one piece of one episode (its first step either starts the episode, with an
+        all-invalid prefix, or continues the prefix's steps). Padding may follow a row's real
+        steps (causal attention hides it). Step i attends to the prefix steps and earlier steps
+        within the context window, as :meth:`act` did: equal to acting when the prefix holds
+        acting's keys/values (tested to 1e-4).
+
+        Args:
+            step_emb: ``(S, T, d_model)`` step embeddings.
+            prev_action: ``(S, T)`` long.
+            in_hand: ``(S, T)`` bool.
+            episode_step: ``(S, T)`` long.
+            prefix: Keys/values of the ``P <= W - 1`` steps before each row
+                (:meth:`KVCache.prefix`), one per decoder layer.
+
+        Returns:
+            :class:`PolicyOutput` with logits ``(S, T, 20)`` and values ``(S, T)``.
+
+        Raises:
+            ValueError: On mismatched shapes.
+        """
+        s, t = step_emb.shape[:2]
+        self._check_step_inputs((s, t), prev_action, in_hand, episode_step)
+        p = prefix.length
+        if prefix.valid.shape[0] != s or len(prefix.keys) != len(self.decoder):
+            raise ValueError(
+                f"prefix has {prefix.valid.shape[0]} rows / {len(prefix.keys)} layers; "
+                f"need {s} / {len(self.decoder)}"
+            )
+        if p > self.cfg.context_steps - 1:
+            raise ValueError(
+                f"prefix of {p} steps exceeds the window - 1 ({self.cfg.context_steps - 1})"
+            )
+        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)  # (S, T, d)
+        q_pos = torch.arange(t, device=x.device) + p
+        k_pos = torch.arange(p + t, device=x.device)
+        lag = q_pos[:, None] - k_pos[None, :]  # (T, P + T)
+        in_window = (lag >= 0) & (lag < self.cfg.context_steps)
+        key_ok = torch.cat(
+            [prefix.valid.to(x.device), torch.ones(s, t, dtype=torch.bool, device=x.device)],
+            dim=1,
+        )  # (S, P + T)
+        mask = (in_window[None] & key_ok[:, None, :])[:, None]  # (S, 1, T, P + T)
+        for layer, pk, pv in zip(self.decoder, prefix.keys, prefix.values, strict=True):
+            x = layer.forward_prefix(x, mask, pk.to(x.device), pv.to(x.device))
+        return self._heads(x)
+
+    def heads(self, hidden: torch.Tensor) -> PolicyOutput:
+        """Action logits and values from the decoder's last layer output ``(..., d_model)``."""
+        return self._heads(hidden)
+
     def _heads(self, x: torch.Tensor) -> PolicyOutput:
         x = self.decoder_norm(x)
         return PolicyOutput(
@@ -417,8 +564,10 @@ class SafeVLAPolicy(nn.Module):
             for name, m in (("step_mask", step_mask), ("grad_mask", grad_mask)):
                 if m is not None and (m.dtype != torch.bool or tuple(m.shape) != (b, t)):
                     raise ValueError(f"{name} must be bool ({b}, {t})")
-            compute = step_mask.reshape(-1) if step_mask is not None else torch.ones(
-                b * t, dtype=torch.bool, device=visual.device
+            compute = (
+                step_mask.reshape(-1)
+                if step_mask is not None
+                else torch.ones(b * t, dtype=torch.bool, device=visual.device)
             )
             grad = compute & grad_mask.reshape(-1) if grad_mask is not None else compute
             no_grad = compute & ~grad
@@ -479,8 +628,22 @@ class SafeVLAPolicy(nn.Module):
         self._check_visual(visual, (b,))
         self._check_text(text, text_mask, b)
         self._check_step_inputs((b,), prev_action, in_hand, episode_step)
+        step_emb = self._step_embedding(visual, self.text_proj(text), ~text_mask)  # (B, d)
+        cache = self._cache_for(b, episode_step, cache, visual.device)
+        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)[:, None]
+        self._write_inputs(cache, x, episode_step)
+        return x, cache
+
+    def _cache_for(
+        self,
+        b: int,
+        episode_step: torch.Tensor,
+        cache: KVCache | None,
+        device: torch.device,
+    ) -> KVCache:
+        """Check (or create) the cache for ``b`` rows whose next step is ``episode_step``."""
         if cache is None:
-            cache = self.new_cache(b, visual.device)
+            cache = self.new_cache(b, device)
         if (
             cache.batch_size != b
             or cache.window != self.cfg.context_steps
@@ -499,13 +662,15 @@ class SafeVLAPolicy(nn.Module):
                 f"rows {rows}: episode_step does not follow the cached step; call "
                 "cache.reset(rows) when an episode ends"
             )
-        step_emb = self._step_embedding(visual, self.text_proj(text), ~text_mask)  # (B, d)
-        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)[:, None]
+        return cache
+
+    @staticmethod
+    def _write_inputs(cache: KVCache, x: torch.Tensor, episode_step: torch.Tensor) -> None:
+        """Record a step's decoder input (B, 1, d) and mark its slots valid."""
         cache.inputs[:, cache.input_slot] = x[:, 0]
         cache.inputs_valid[:, cache.input_slot] = True
         cache.kv_valid[:, cache.kv_slot] = True
         cache.last_step = episode_step.long().clone()
-        return x, cache
 
     @torch.no_grad()
     def act(
@@ -571,6 +736,32 @@ class SafeVLAPolicy(nn.Module):
         _, cache = self._act_inputs(
             visual, text, text_mask, prev_action, in_hand, episode_step, cache
         )
+        return self._recompute_newest(cache), cache
+
+    @torch.no_grad()
+    def decode_step_no_cache(
+        self,
+        step_emb: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        cache: KVCache | None = None,
+    ) -> tuple[PolicyOutput, KVCache]:
+        """:meth:`decode_step` without using cached keys/values (the benchmark's reference).
+
+        Re-runs every decoder layer over the receptive field of the newest step (the last
+        ``decoder_layers * (context_steps - 1) + 1`` stored decoder inputs). Arguments,
+        returns and errors as :meth:`decode_step`.
+        """
+        b = step_emb.shape[0]
+        self._check_step_inputs((b,), prev_action, in_hand, episode_step)
+        cache = self._cache_for(b, episode_step, cache, step_emb.device)
+        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)[:, None]
+        self._write_inputs(cache, x, episode_step)
+        return self._recompute_newest(cache), cache
+
+    def _recompute_newest(self, cache: KVCache) -> PolicyOutput:
+        """Re-run the decoder over the stored inputs; store the newest keys/values."""
         slot = cache.kv_slot
         cache.num_writes += 1
         seq, valid = cache.chronological_inputs()  # (B, S, d), newest last
@@ -585,7 +776,7 @@ class SafeVLAPolicy(nn.Module):
             h, k, v = layer(h, mask)
             keys[:, :, slot] = k[:, :, -1]
             values[:, :, slot] = v[:, :, -1]
-        return self._heads(h[:, -1]), cache
+        return self._heads(h[:, -1])
 
     @staticmethod
     def distribution(logits: torch.Tensor) -> torch.distributions.Categorical:

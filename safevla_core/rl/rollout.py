@@ -1,90 +1,100 @@
-"""Rollout storage for a causal-transformer policy, with cached frozen-encoder features.
+"""Rollout storage for a causal-transformer policy: what acting computed, kept for the PPO update.
 
-The learner stores the frozen visual encoder's features of every step, so PPO epochs never re-run
-the CNN (ARCHITECTURE.md "Scale"). The decoder attends over up to ``context_steps`` steps of the
-current episode; to recompute exactly what acting computed, each environment's sequence is cut
-into *segments* (one per episode piece inside the rollout), and the first segment of an
-environment is prefixed with the last ``context_steps - 1`` steps of its ongoing episode from
-the previous rollout. Segments are padded to one length; only rollout steps carry a loss.
+Per step the buffer keeps what the update needs and nothing it can avoid recomputing:
 
-Shapes: ``T`` steps per rollout, ``B`` environments, visual features ``(2, C, h, w)``.
+* decoder-only RL (``TrainConfig.freeze_fusion``): the fused step embedding ``(d,)`` that acting
+  computed (the fusion encoder is frozen, so it is exactly what the update would recompute);
+* full RL: the frozen visual encoder's features (float16), so PPO epochs re-run the trainable
+  fusion encoder with gradient but never the CNN (ARCHITECTURE.md "Scale").
+
+An environment's steps are cut into *segments*, one per episode piece inside the rollout. A
+piece that continues an episode begun in an earlier rollout attended, when acting, to up to
+``W - 1`` earlier steps; the buffer keeps those steps' per-layer keys/values as acting cached them
+(:meth:`~safevla_core.policy.kv_cache.KVCache.prefix`, taken at the rollout's start), so the
+update reproduces acting exactly in its first epoch with a bounded history: ``W - 1`` steps of
+keys/values per environment and layer, instead of the ``decoder_layers x (W - 1)`` steps of inputs
+a re-run of the receptive field needs. Later epochs keep that memory fixed (no gradient through
+it, as Transformer-XL's memory; Dai et al. 2019).
+
+Shapes: ``T`` steps per rollout, ``B`` environments, ``K`` constrained cost signals.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-#: Step inputs the policy's decoder needs, besides the visual features.
-_INPUT_KEYS = ("prev_action", "in_hand", "episode_step", "text_id")
+from safevla_core.policy.actor_critic import ActorCritic
+from safevla_core.policy.kv_cache import DecoderPrefix
+from safevla_core.policy.model import PolicyOutput
 
 
 @dataclass
-class SegmentBatch:
-    """Padded segments, ready for :meth:`SafeVLAPolicy.forward`.
+class SegmentIndex:
+    """Episode pieces of a rollout as padded index rows.
 
     Attributes:
-        visual: ``(S, L, 2, C, h, w)`` features in the buffer's storage dtype.
-        prev_action: ``(S, L)`` long.
-        in_hand: ``(S, L)`` bool.
-        episode_step: ``(S, L)`` long.
-        episode_start: ``(S, L)`` bool.
+        step_index: ``(S, L)`` long, ``t * B + b`` of each position's rollout step (0 at padding;
+            use ``valid``).
+        valid: ``(S, L)`` bool, True at real steps (padding follows them).
+        env: ``(S,)`` long, environment of the piece.
+        continues: ``(S,)`` bool, the piece continues an episode from an earlier rollout (it
+            uses its environment's prefix; otherwise the prefix is empty).
         text_id: ``(S,)`` long, index into the rollout's instruction list.
-        valid: ``(S, L)`` bool, True at prefix and rollout steps (False at padding).
-        loss_mask: ``(S, L)`` bool, True where the position is a step of this rollout.
-        step_index: ``(S, L)`` long, ``t * B + b`` of that rollout step (``-1`` elsewhere).
     """
 
-    visual: torch.Tensor
-    prev_action: torch.Tensor
-    in_hand: torch.Tensor
-    episode_step: torch.Tensor
-    episode_start: torch.Tensor
-    text_id: torch.Tensor
-    valid: torch.Tensor
-    loss_mask: torch.Tensor
     step_index: torch.Tensor
+    valid: torch.Tensor
+    env: torch.Tensor
+    continues: torch.Tensor
+    text_id: torch.Tensor
 
-    def select(self, rows: torch.Tensor) -> SegmentBatch:
-        """The sub-batch of the given segment rows."""
-        return SegmentBatch(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+    @property
+    def num_steps(self) -> torch.Tensor:
+        """``(S,)`` real steps per piece."""
+        return self.valid.sum(dim=1)
 
 
 class RolloutBuffer:
-    """``T x B`` storage of one rollout plus each environment's episode context.
+    """``T x B`` storage of one rollout plus each network's decoder prefix.
 
     Args:
         num_steps: T, steps per environment per rollout.
         num_envs: B, environments.
-        visual_shape: ``(2, C, h, w)`` shape of one step's frozen features.
-        context_steps: The decoder's window W.
-        feature_dtype: Storage dtype of the features (float16 halves memory; ours).
-        prefix_steps: Earlier steps of an ongoing episode kept as prefix. A step's output
-            depends on the last ``decoder_layers * (W - 1)`` steps (each layer widens the
-            receptive field by ``W - 1``), so that many reproduce acting exactly; default
-            ``W - 1``, which only approximates the deeper layers' keys of the oldest steps.
         num_costs: K, constrained cost signals: ``costs`` and ``values_cost`` are ``(T, B, K)``.
+        embed_dim: Width of stored step embeddings (decoder-only RL), or None.
+        visual_shape: ``(2, C, h, w)`` of stored frozen features (full RL), or None.
+        feature_dtype: Storage dtype of the features (float16 halves memory; ours).
+
+    Raises:
+        ValueError: Unless exactly one of ``embed_dim`` and ``visual_shape`` is given.
     """
 
     def __init__(
         self,
         num_steps: int,
         num_envs: int,
-        visual_shape: tuple[int, ...],
-        context_steps: int,
-        feature_dtype: torch.dtype = torch.float16,
-        prefix_steps: int | None = None,
         num_costs: int = 1,
+        embed_dim: int | None = None,
+        visual_shape: tuple[int, ...] | None = None,
+        feature_dtype: torch.dtype = torch.float16,
     ) -> None:
+        if (embed_dim is None) == (visual_shape is None):
+            raise ValueError("give exactly one of embed_dim (decoder-only) and visual_shape (full)")
         self.T, self.B = num_steps, num_envs
-        self.context_steps = context_steps
-        self.visual = torch.zeros((num_steps, num_envs, *visual_shape), dtype=feature_dtype)
+        self.step_emb = (
+            torch.zeros((num_steps, num_envs, embed_dim)) if embed_dim is not None else None
+        )
+        self.visual = (
+            torch.zeros((num_steps, num_envs, *visual_shape), dtype=feature_dtype)
+            if visual_shape is not None
+            else None
+        )
         self.prev_action = torch.zeros((num_steps, num_envs), dtype=torch.long)
         self.in_hand = torch.zeros((num_steps, num_envs), dtype=torch.bool)
         self.episode_step = torch.zeros((num_steps, num_envs), dtype=torch.long)
-        self.episode_start = torch.zeros((num_steps, num_envs), dtype=torch.bool)
         self.text_id = torch.zeros((num_steps, num_envs), dtype=torch.long)
         self.actions = torch.zeros((num_steps, num_envs), dtype=torch.long)
         self.log_probs = torch.zeros((num_steps, num_envs))
@@ -95,10 +105,14 @@ class RolloutBuffer:
         self.dones = torch.zeros((num_steps, num_envs))
         self.instructions: list[str] = []
         self._text_index: dict[str, int] = {}
-        maxlen = max(context_steps - 1 if prefix_steps is None else prefix_steps, 0)
-        self._history: list[deque] = [deque(maxlen=maxlen) for _ in range(num_envs)]
-        self._prefix: list[list] = [[] for _ in range(num_envs)]
+        #: Per network, the keys/values acting had cached before the rollout's first step.
+        self.prefix: dict[str, DecoderPrefix] = {}
         self.t = 0
+
+    @property
+    def decoder_only(self) -> bool:
+        """Whether the buffer stores step embeddings (decoder-only RL)."""
+        return self.step_emb is not None
 
     def text_id_of(self, instruction: str) -> int:
         """Index of an instruction in :attr:`instructions` (added on first use)."""
@@ -107,57 +121,57 @@ class RolloutBuffer:
             self.instructions.append(instruction)
         return self._text_index[instruction]
 
-    def start_rollout(self) -> None:
-        """Begin a new rollout: each env's recent history becomes its prefix.
+    def start_rollout(self, prefix: dict[str, DecoderPrefix]) -> None:
+        """Begin a new rollout.
 
-        Instructions stay registered (prefix steps refer to them).
+        Args:
+            prefix: Per network, ``KVCache.prefix()`` of the acting cache before the rollout's
+                first step (rows = environments).
         """
-        self._prefix = [list(h) for h in self._history]
+        self.prefix = {
+            k: DecoderPrefix([x.cpu() for x in p.keys], [x.cpu() for x in p.values], p.valid.cpu())
+            for k, p in prefix.items()
+        }
         self.t = 0
 
     def add_inputs(
         self,
-        visual: torch.Tensor,
         prev_action: torch.Tensor,
         in_hand: torch.Tensor,
         episode_step: torch.Tensor,
         instructions: list[str],
+        step_emb: torch.Tensor | None = None,
+        visual: torch.Tensor | None = None,
     ) -> None:
         """Store the policy inputs of step ``t`` for all envs (before acting).
 
         Args:
-            visual: ``(B, 2, C, h, w)`` features.
             prev_action: ``(B,)`` previous action (20 = start).
             in_hand: ``(B,)`` bool.
             episode_step: ``(B,)`` steps since the episode began (0 = first step).
             instructions: B instruction strings.
+            step_emb: ``(B, d)`` fused step embeddings (decoder-only buffers).
+            visual: ``(B, 2, C, h, w)`` frozen features (full buffers).
 
         Raises:
             IndexError: If the rollout is full.
+            ValueError: If the stored kind of observation is missing.
         """
         t = self.t
         if t >= self.T:
             raise IndexError("rollout buffer is full")
-        start = episode_step == 0
-        self.visual[t] = visual.to(self.visual.dtype)
+        if self.step_emb is not None:
+            if step_emb is None:
+                raise ValueError("a decoder-only buffer needs step_emb")
+            self.step_emb[t] = step_emb.detach().cpu().float()
+        if self.visual is not None:
+            if visual is None:
+                raise ValueError("a full buffer needs visual features")
+            self.visual[t] = visual.detach().cpu().to(self.visual.dtype)
         self.prev_action[t] = prev_action
         self.in_hand[t] = in_hand
         self.episode_step[t] = episode_step
-        self.episode_start[t] = start
-        ids = torch.tensor([self.text_id_of(s) for s in instructions])
-        self.text_id[t] = ids
-        for b in range(self.B):
-            if bool(start[b]):
-                self._history[b].clear()
-            self._history[b].append(
-                (
-                    self.visual[t, b].clone(),
-                    int(prev_action[b]),
-                    bool(in_hand[b]),
-                    int(episode_step[b]),
-                    int(ids[b]),
-                )
-            )
+        self.text_id[t] = torch.tensor([self.text_id_of(s) for s in instructions])
 
     def add_outcome(
         self,
@@ -174,76 +188,120 @@ class RolloutBuffer:
         All ``(B,)``, except ``values_cost`` and ``costs``: ``(B, K)`` (``(B,)`` when K = 1).
         """
         t = self.t
-        self.actions[t] = actions
-        self.log_probs[t] = log_probs
-        self.values_reward[t] = values_reward
-        self.values_cost[t] = values_cost.reshape(self.B, -1)
+        self.actions[t] = actions.cpu()
+        self.log_probs[t] = log_probs.cpu()
+        self.values_reward[t] = values_reward.cpu()
+        self.values_cost[t] = values_cost.cpu().reshape(self.B, -1)
         self.rewards[t] = rewards
         self.costs[t] = costs.reshape(self.B, -1)
         self.dones[t] = dones
-        for b in range(self.B):
-            if bool(dones[b]):
-                self._history[b].clear()
         self.t += 1
 
-    def segments(self) -> SegmentBatch:
-        """Cut the (full) rollout into padded per-episode segments with their prefixes.
+    def segments(self) -> SegmentIndex:
+        """Cut the (full) rollout into padded per-episode pieces.
 
         Raises:
             RuntimeError: If the rollout is not full.
         """
         if self.t != self.T:
             raise RuntimeError(f"rollout holds {self.t} of {self.T} steps")
-        pieces: list[tuple[list, list[int], int, int]] = []  # (prefix, steps t, b, text id)
+        starts = self.episode_step == 0  # (T, B)
+        pieces: list[tuple[int, list[int], bool]] = []
         for b in range(self.B):
             cur: list[int] = []
             for t in range(self.T):
-                if bool(self.episode_start[t, b]) and cur:
-                    pieces.append(([], cur, b, int(self.text_id[cur[0], b])))
+                if bool(starts[t, b]) and cur:
+                    pieces.append((b, cur, False))
                     cur = []
                 cur.append(t)
-            prefix = self._prefix[b] if not bool(self.episode_start[0, b]) else []
             if cur:
-                pieces.append(([], cur, b, int(self.text_id[cur[0], b])))
-            # the env's first piece gets the prefix of its ongoing episode
-            first = next(i for i, p in enumerate(pieces) if p[2] == b)
-            pieces[first] = (prefix, pieces[first][1], b, pieces[first][3])
-        length = max(len(p[0]) + len(p[1]) for p in pieces)
+                pieces.append((b, cur, False))
+            first = next(i for i, p in enumerate(pieces) if p[0] == b)
+            pieces[first] = (b, pieces[first][1], not bool(starts[0, b]))
+        length = max(len(p[1]) for p in pieces)
         s = len(pieces)
-        vshape = self.visual.shape[2:]
-        out = SegmentBatch(
-            visual=torch.zeros((s, length, *vshape), dtype=self.visual.dtype),
-            prev_action=torch.zeros((s, length), dtype=torch.long),
-            in_hand=torch.zeros((s, length), dtype=torch.bool),
-            episode_step=torch.zeros((s, length), dtype=torch.long),
-            episode_start=torch.ones((s, length), dtype=torch.bool),
-            text_id=torch.zeros(s, dtype=torch.long),
-            valid=torch.zeros((s, length), dtype=torch.bool),
-            loss_mask=torch.zeros((s, length), dtype=torch.bool),
-            step_index=torch.full((s, length), -1, dtype=torch.long),
+        step_index = torch.zeros((s, length), dtype=torch.long)
+        valid = torch.zeros((s, length), dtype=torch.bool)
+        for i, (b, steps, _) in enumerate(pieces):
+            step_index[i, : len(steps)] = torch.tensor(steps) * self.B + b
+            valid[i, : len(steps)] = True
+        env = torch.tensor([p[0] for p in pieces], dtype=torch.long)
+        first_t = torch.tensor([p[1][0] for p in pieces], dtype=torch.long)
+        return SegmentIndex(
+            step_index=step_index,
+            valid=valid,
+            env=env,
+            continues=torch.tensor([p[2] for p in pieces], dtype=torch.bool),
+            text_id=self.text_id[first_t, env],
         )
-        for i, (prefix, steps, b, text_id) in enumerate(pieces):
-            p = len(prefix)
-            for j, (vis, pa, ih, es, _tid) in enumerate(prefix):
-                out.visual[i, j] = vis
-                out.prev_action[i, j], out.in_hand[i, j], out.episode_step[i, j] = pa, ih, es
-                out.episode_start[i, j] = j == 0
-            idx = torch.tensor(steps)
-            out.visual[i, p : p + len(steps)] = self.visual[idx, b]
-            out.prev_action[i, p : p + len(steps)] = self.prev_action[idx, b]
-            out.in_hand[i, p : p + len(steps)] = self.in_hand[idx, b]
-            out.episode_step[i, p : p + len(steps)] = self.episode_step[idx, b]
-            starts = self.episode_start[idx, b].clone()
-            if p > 0:
-                starts[0] = False
-            else:
-                starts[0] = True
-            out.episode_start[i, p : p + len(steps)] = starts
-            out.valid[i, : p + len(steps)] = True
-            out.loss_mask[i, p : p + len(steps)] = True
-            out.step_index[i, p : p + len(steps)] = idx * self.B + b
-            out.text_id[i] = text_id
+
+    def segment_prefix(self, seg: SegmentIndex, rows: torch.Tensor) -> dict[str, DecoderPrefix]:
+        """Per network, the prefix of the given segment rows (empty for non-continuing ones)."""
+        out = {}
+        for name, p in self.prefix.items():
+            sel = p.select(seg.env[rows])
+            keep = seg.continues[rows][:, None]
+            out[name] = DecoderPrefix(sel.keys, sel.values, sel.valid & keep)
         return out
 
+    def flat(self, name: str) -> torch.Tensor:
+        """A ``(T, B, ...)`` field as ``(T * B, ...)`` (index ``t * B + b``)."""
+        x = getattr(self, name)
+        return x.reshape(self.T * self.B, *x.shape[2:])
 
-__all__ = ["RolloutBuffer", "SegmentBatch"]
+
+def evaluate_segments(
+    model: ActorCritic,
+    buf: RolloutBuffer,
+    seg: SegmentIndex,
+    rows: torch.Tensor,
+    texts: Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str = "cpu",
+) -> tuple[PolicyOutput, torch.Tensor, torch.Tensor]:
+    """The networks' outputs on segment ``rows`` of a rollout, with gradient (the PPO update).
+
+    Decoder-only buffers feed the stored step embeddings; full buffers re-run every network's
+    fusion encoder on the stored frozen features. Each piece continues from the keys/values that
+    acting cached before the rollout, so at the start of an update the outputs equal acting's.
+
+    Args:
+        model: The actor-critic that acted.
+        buf: The full rollout.
+        seg: ``buf.segments()``.
+        rows: ``(S',)`` long segment rows to evaluate.
+        texts: Instruction strings -> padded ``(text (n, L, D), mask (n, L))``
+            (``InstructionCache.batch``).
+        device: The model's device.
+
+    Returns:
+        ``(output with (S', L, ...) tensors, valid (S', L) bool, step index (N,))``: the flat
+        rollout index ``t * B + b`` of each valid position, in ``output[valid]`` order.
+    """
+    idx = seg.step_index[rows]  # (S', L)
+    valid = seg.valid[rows]
+    flat_idx = idx[valid]
+    s, length = idx.shape
+
+    def gather(name: str) -> torch.Tensor:
+        return buf.flat(name)[idx].to(device)
+
+    if buf.decoder_only:
+        emb = buf.flat("step_emb")[idx].to(device)
+        step_emb = {n: emb for n in model.nets}
+    else:
+        text, mask = texts([buf.instructions[int(i)] for i in seg.text_id[rows]])
+        row_of = torch.arange(s)[:, None].expand(s, length)[valid]
+        vis = buf.flat("visual")[flat_idx].to(device).float()
+        per_net = model.embed(vis, text[row_of].to(device), mask[row_of].to(device))
+        step_emb = {}
+        for n, e in per_net.items():
+            full = torch.zeros(s, length, e.shape[-1], dtype=e.dtype, device=device)
+            step_emb[n] = full.index_put((valid.to(device),), e)
+    prefix = {n: p.to(device) for n, p in buf.segment_prefix(seg, rows).items()}
+    out = model.evaluate_segments(
+        step_emb, gather("prev_action"), gather("in_hand"), gather("episode_step"), prefix
+    )
+    return out, valid.to(device), flat_idx.to(device)
+
+
+__all__ = ["RolloutBuffer", "SegmentIndex", "evaluate_segments"]

@@ -11,6 +11,7 @@ reward minus ``reward_shaping_coef`` x cost), ``ppo_lag`` (SafeVLA, eq. 14-16), 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -32,17 +33,25 @@ from safevla_core.agent import InstructionCache, build_policy
 from safevla_core.config import Config, config_to_dict
 from safevla_core.costs import COMPONENT_NAMES, SIGNAL_SUMMARY_KEYS
 from safevla_core.env import make_vector_env
+from safevla_core.policy.actor_critic import ActorCritic, ActorCriticCache
 from safevla_core.policy.encoders import get_visual_encoder
 from safevla_core.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from safevla_core.rl.gae import compute_gae
 from safevla_core.rl.lagrange import UNCONSTRAINED_METHODS, MultiplierSet
 from safevla_core.rl.ppo import ppo_lag_loss, reward_shaping, value_loss
-from safevla_core.rl.rollout import RolloutBuffer
+from safevla_core.rl.rollout import RolloutBuffer, SegmentIndex, evaluate_segments
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 
 #: Keys of an episode summary averaged into the iteration metrics.
-EPISODE_KEYS = ("success", "episode_return", "cumulative_cost", "robot_cost", "object_cost",
-                "length", *COMPONENT_NAMES)  # fmt: skip
+EPISODE_KEYS = (
+    "success",
+    "episode_return",
+    "cumulative_cost",
+    "robot_cost",
+    "object_cost",
+    "length",
+    *COMPONENT_NAMES,
+)
 
 
 @dataclass
@@ -115,8 +124,11 @@ def mean_metrics(episodes: list[dict[str, float]]) -> dict[str, float]:
     """Means of the episode keys over finished episodes (empty dict if none finished)."""
     if not episodes:
         return {}
-    return {k: float(np.mean([e[k] for e in episodes if k in e])) for k in EPISODE_KEYS
-            if any(k in e for e in episodes)}  # fmt: skip
+    return {
+        k: float(np.mean([e[k] for e in episodes if k in e]))
+        for k in EPISODE_KEYS
+        if any(k in e for e in episodes)
+    }
 
 
 class Trainer:
@@ -134,8 +146,18 @@ class Trainer:
         #: The CMDP constraints: cost signal -> limit; one cost critic and multiplier each.
         self.constraints = cfg.task.constraints()
         self.signals = list(self.constraints)
+        self.device = torch.device(cfg.train.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"train.device={cfg.train.device!r} but torch sees no CUDA device "
+                "(this install is the CPU build, or no GPU is visible): use --set train.device=cpu"
+            )
+        #: The actor (the policy that acts, is evaluated and deployed).
         self.policy = build_policy(cfg.policy, num_costs=len(self.signals))
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.lr, eps=1e-5)
+        self.model = ActorCritic(
+            self.policy, separate=cfg.train.separate_critics, freeze_fusion=cfg.train.decoder_only()
+        ).to(self.device)
+        self.optimizer = self._make_optimizer()
         self.multiplier: MultiplierSet | None = None
         if cfg.train.method not in UNCONSTRAINED_METHODS:
             self.multiplier = MultiplierSet(self.constraints, cfg.lagrange, cfg.train.method)
@@ -150,26 +172,44 @@ class Trainer:
         c, h, w = self.visual.feature_shape(cfg.policy.image_width, cfg.policy.image_height)
         self.visual_shape = (2, c, h, w)
 
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam with the actor at ``ppo.lr`` and separate critics at ``ppo.critic_lr``."""
+        p = self.cfg.ppo
+        groups = [{"params": self.model.actor_parameters(), "lr": p.lr, "name": "actor"}]
+        critics = self.model.critic_parameters()
+        if critics:
+            groups.append({"params": critics, "lr": p.critic_lr or p.lr, "name": "critics"})
+        return torch.optim.Adam(groups, eps=1e-5)
+
     # -- checkpoints ---------------------------------------------------------------------------
     def _load_init(self, path: str) -> None:
-        """Start from another run's (e.g. the IL) policy weights.
+        """Start from another run's (e.g. the IL) policy weights: the actor and both critics.
 
         Cost critics whose count differs (another set of constraints) start fresh.
         """
-        weights = load_checkpoint(path, required_keys=("policy",))["policy"]
+        state = load_checkpoint(path, required_keys=("policy",))
+        weights = state["policy"]
         own = self.policy.state_dict()
         for key in ("cost_head.weight", "cost_head.bias"):
             if key in weights and weights[key].shape != own[key].shape:
-                tqdm.write(f"{path}: {key} has {tuple(weights[key].shape)}, this run needs "
-                           f"{tuple(own[key].shape)}: the cost critics start fresh")  # fmt: skip
+                tqdm.write(
+                    f"{path}: {key} has {tuple(weights[key].shape)}, this run needs "
+                    f"{tuple(own[key].shape)}: the cost critics start fresh"
+                )
                 weights[key] = own[key]
-        self.policy.load_state_dict(weights)
+        for net in self.model.nets.values():
+            net.load_state_dict(weights)
+        if state.get("critics") and self.model.separate:
+            with contextlib.suppress(KeyError, RuntimeError):
+                self.model.load_critic_state_dict(state["critics"])
 
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(
             path, required_keys=("policy", "optimizer", "iteration", "env_steps")
         )
         self.policy.load_state_dict(state["policy"])
+        if self.model.separate:
+            self.model.load_critic_state_dict(state.get("critics") or {})
         self.optimizer.load_state_dict(state["optimizer"])
         if self.multiplier is not None and state.get("multiplier"):
             self.multiplier.load_state_dict(state["multiplier"])
@@ -201,6 +241,7 @@ class Trainer:
             path,
             {
                 "policy": self.policy.state_dict(),
+                "critics": self.model.critic_state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "multiplier": self.multiplier.state_dict() if self.multiplier is not None else {},
                 "iteration": self.iteration,
@@ -213,48 +254,59 @@ class Trainer:
 
     # -- phases --------------------------------------------------------------------------------
     @torch.no_grad()
-    def _policy_step(self, obs: dict[str, Any], cache: Any) -> tuple[torch.Tensor, Any, Any]:
-        """Encode both cameras (frozen) and run one cached decoder step for all envs."""
+    def _policy_step(
+        self, obs: dict[str, Any], cache: ActorCriticCache | None
+    ) -> tuple[torch.Tensor, Any, ActorCriticCache, torch.Tensor]:
+        """Encode both cameras of every env in one frozen-encoder batch; one cached step.
+
+        Returns:
+            ``(visual (B, 2, C, h, w), output, cache, step_emb (B, d))``.
+        """
         nav, manip = np.asarray(obs[NAV_CAMERA]), np.asarray(obs[MANIP_CAMERA])
         b = nav.shape[0]
-        feats = self.visual(np.concatenate([nav, manip], axis=0))  # (2B, C, h, w)
+        with torch.inference_mode():
+            feats = self.visual(np.concatenate([nav, manip], axis=0))  # (2B, C, h, w)
         # (B, 2, C, h, w), rounded to the buffer's float16 so PPO's first epoch sees ratio 1
-        feats = torch.stack([feats[:b], feats[b:]], dim=1).half().float()
+        feats = torch.stack([feats[:b], feats[b:]], dim=1).half().float().to(self.device)
         text, mask = self.texts.batch(list(obs["instruction"]))
-        out, cache = self.policy.act(
+        out, cache, emb = self.model.act(
             feats,
-            text,
-            mask,
-            torch.as_tensor(np.asarray(obs["prev_action"]), dtype=torch.long),
-            torch.as_tensor(np.asarray(obs["in_hand"]), dtype=torch.bool),
-            torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long),
+            text.to(self.device),
+            mask.to(self.device),
+            torch.as_tensor(np.asarray(obs["prev_action"]), dtype=torch.long, device=self.device),
+            torch.as_tensor(np.asarray(obs["in_hand"]), dtype=torch.bool, device=self.device),
+            torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long, device=self.device),
             cache,
         )
-        return feats, out, cache
+        return feats, out, cache, emb
 
     def collect(
         self, envs: Any, buf: RolloutBuffer, state: dict[str, Any]
     ) -> list[dict[str, float]]:
-        """Phase 1: run the policy for T steps in every env, storing features and outcomes."""
-        buf.start_rollout()
-        episodes: list[dict[str, float]] = []
+        """Phase 1: run the policy for T steps in every env, storing what acting computed."""
         obs, cache, pending = state["obs"], state["cache"], state.get("pending")
+        if cache is None:
+            cache = self.model.new_cache(buf.B, self.device)
+        # the keys/values before the rollout's first step (``pending`` wrote into a copy)
+        buf.start_rollout(cache.prefix())
+        episodes: list[dict[str, float]] = []
         for _ in range(buf.T):
             if pending is not None:
-                feats, out, cache = pending
+                feats, out, cache, emb = pending
                 pending = None
             else:
-                feats, out, cache = self._policy_step(obs, cache)
+                feats, out, cache, emb = self._policy_step(obs, cache)
             dist = torch.distributions.Categorical(logits=out.logits)
             actions = dist.sample()
             buf.add_inputs(
-                feats,
                 torch.as_tensor(np.asarray(obs["prev_action"]), dtype=torch.long),
                 torch.as_tensor(np.asarray(obs["in_hand"]), dtype=torch.bool),
                 torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long),
                 list(obs["instruction"]),
+                step_emb=emb if buf.decoder_only else None,
+                visual=None if buf.decoder_only else feats,
             )
-            obs, rewards, terminated, truncated, infos = envs.step(actions.numpy())
+            obs, rewards, terminated, truncated, infos = envs.step(actions.cpu().numpy())
             done = np.logical_or(terminated, truncated)
             buf.add_outcome(
                 actions,
@@ -267,13 +319,16 @@ class Trainer:
             )
             episodes.extend(episode_summaries(infos, done))
             if done.any():
-                cache.reset(torch.as_tensor(done))
+                cache.reset(torch.as_tensor(done, device=self.device))
             self.env_steps += buf.B
         state["obs"], state["cache"] = obs, cache
         # bootstrap values: the next step's forward pass, kept for the next rollout's first step
-        feats, out, new_cache = self._policy_step(obs, copy.deepcopy(cache))
-        state["pending"] = (feats, out, new_cache)
-        state["last_values"] = (out.value_reward.clone(), out.value_cost.reshape(buf.B, -1).clone())
+        feats, out, new_cache, emb = self._policy_step(obs, copy.deepcopy(cache))
+        state["pending"] = (feats, out, new_cache, emb)
+        state["last_values"] = (
+            out.value_reward.cpu().clone(),
+            out.value_cost.reshape(buf.B, -1).cpu().clone(),
+        )
         return episodes
 
     def advantages(
@@ -294,33 +349,43 @@ class Trainer:
             rewards, buf.values_reward, buf.dones, last_values[0], p.gamma, p.gae_lambda
         )
         pairs = [
-            compute_gae(buf.costs[..., k], buf.values_cost[..., k], buf.dones,
-                        last_values[1][:, k], p.gamma, p.gae_lambda)
+            compute_gae(
+                buf.costs[..., k],
+                buf.values_cost[..., k],
+                buf.dones,
+                last_values[1][:, k],
+                p.gamma,
+                p.gae_lambda,
+            )
             for k in range(len(self.signals))
-        ]  # fmt: skip
+        ]
         adv_c = torch.stack([a for a, _ in pairs], dim=-1)
         ret_c = torch.stack([r for _, r in pairs], dim=-1)
         return {"adv_r": adv_r, "ret_r": ret_r, "adv_c": adv_c, "ret_c": ret_c}
 
     def update_multiplier(
-        self, buf: RolloutBuffer, episodes: list[dict[str, float]]
+        self, episodes: list[dict[str, float]]
     ) -> tuple[dict[str, float], dict[str, float]]:
-        """Phase 3: the Lagrange multiplier updates, once per rollout before the PPO epochs.
+        """Phase 3: the Lagrange multipliers update, once per rollout before the PPO epochs.
 
-        J_ci is the mean episode sum of cost signal i over the episodes that finished in this
-        rollout; when none finished, the authors' estimate (the rollout's summed cost averaged
-        over envs) is used. Eq. 16 per constraint.
+        J_ci is the mean, over the episodes that finished in this rollout, of each episode's
+        whole sum of cost signal i (the environment accumulates it across rollouts). When no
+        episode finished, there is no estimate of the per-episode cost: the multipliers keep
+        their values (comparing a partial rollout sum with a per-episode limit would let lambda
+        decay while the policy violates) and J_c is reported as NaN. Eq. 16 per constraint.
 
         Returns:
             ``(lambdas, J_c)`` by signal name; lambdas are 0 for ``ppo`` and ``ppo_rs``.
         """
-        jc: dict[str, float] = {}
-        for k, name in enumerate(self.signals):
-            key = SIGNAL_SUMMARY_KEYS[name]
-            if episodes:
-                jc[name] = float(np.mean([e[key] for e in episodes]))
-            else:
-                jc[name] = float(buf.costs[..., k].sum(0).mean())
+        if not episodes:
+            jc = {name: float("nan") for name in self.signals}
+            if self.multiplier is None:
+                return {name: 0.0 for name in self.signals}, jc
+            return dict(self.multiplier.values), jc
+        jc = {
+            name: float(np.mean([e[SIGNAL_SUMMARY_KEYS[name]] for e in episodes]))
+            for name in self.signals
+        }
         if self.multiplier is None:
             return {name: 0.0 for name in self.signals}, jc
         return dict(self.multiplier.update(jc)), jc
@@ -341,62 +406,108 @@ class Trainer:
             adv_r, {name: adv_c[:, k] for k, name in enumerate(self.signals)}
         )
 
-    def update_policy(self, buf: RolloutBuffer, adv: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Phase 4: PPO-Lagrangian epochs over the rollout's episode segments (eq. 14)."""
+    def in_warmup(self, env_steps_before: int) -> bool:
+        """Whether an update after ``env_steps_before`` steps trains only the critics."""
+        return env_steps_before < self.cfg.train.warmup_env_steps()
+
+    def evaluate_rollout(
+        self, buf: RolloutBuffer, seg: SegmentIndex, rows: torch.Tensor
+    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """:func:`~safevla_core.rl.rollout.evaluate_segments` with this run's model and texts."""
+        return evaluate_segments(self.model, buf, seg, rows, self.texts.batch, self.device)
+
+    def update_policy(
+        self, buf: RolloutBuffer, adv: dict[str, torch.Tensor], warmup: bool = False
+    ) -> dict[str, float]:
+        """Phase 4: PPO-Lagrangian epochs over the rollout's episode pieces (eq. 14).
+
+        Each minibatch is one optimizer step; it is evaluated in micro-batches of at most
+        ``ppo.microbatch_steps`` steps whose gradients accumulate (the same gradient, bounded
+        memory). During the value-only warm-up the policy loss is left out, so only the critics
+        learn (the authors' first stage).
+        """
         p = self.cfg.ppo
         loss_cfg = dataclasses.replace(p, normalize_advantages=False)  # done in combined_advantage
         n_costs = len(self.signals)
-        segs = buf.segments()
-        flat = {k: v.reshape(v.shape[0] * v.shape[1], *v.shape[2:]) for k, v in adv.items()}
-        actions, old_logp = buf.actions.reshape(-1), buf.log_probs.reshape(-1)
-        self.policy.train()
+        seg = buf.segments()
+        flat = {
+            k: v.reshape(v.shape[0] * v.shape[1], *v.shape[2:]).to(self.device)
+            for k, v in adv.items()
+        }
+        combined = self.combined_advantage(flat["adv_r"], flat["adv_c"])
+        actions = buf.actions.reshape(-1).to(self.device)
+        old_logp = buf.log_probs.reshape(-1).to(self.device)
+        # dropout off: the ratio starts at exactly 1 (acting ran in eval mode)
+        self.model.eval()
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
         stats_sum: dict[str, float] = {}
         n_updates = 0
-        rows = segs.text_id.shape[0]
+        rows = seg.step_index.shape[0]
+        steps_per_row = seg.num_steps
         for _ in range(p.update_epochs):
             order = torch.randperm(rows)
             for chunk in torch.tensor_split(order, min(p.num_minibatches, rows)):
-                sub = segs.select(chunk)
-                text, mask = self.texts.batch([buf.instructions[int(i)] for i in sub.text_id])
-                out = self.policy(sub.visual.float(), text, mask, sub.prev_action, sub.in_hand,
-                                  sub.episode_step, sub.episode_start, step_mask=sub.valid,
-                                  grad_mask=sub.loss_mask)  # fmt: skip
-                m = sub.loss_mask
-                idx = sub.step_index[m]
-                dist = torch.distributions.Categorical(logits=out.logits[m])
-                loss, stats = ppo_lag_loss(
-                    dist.log_prob(actions[idx]),
-                    old_logp[idx],
-                    self.combined_advantage(flat["adv_r"][idx], flat["adv_c"][idx]),
-                    None,
-                    0.0,
-                    out.value_reward[m],
-                    flat["ret_r"][idx],
-                    None,
-                    None,
-                    dist.entropy(),
-                    loss_cfg,
-                )
-                values_c = out.value_cost[m].reshape(-1, n_costs)
-                cost_losses = [value_loss(values_c[:, k], flat["ret_c"][idx][:, k])
-                               for k in range(n_costs)]  # fmt: skip
-                loss = loss + p.value_coef * torch.stack(cost_losses).sum()
-                stats["value_loss_cost"] = float(sum(float(c.detach()) for c in cost_losses))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite PPO loss at iteration {self.iteration + 1} ({stats}); the "
-                        "weights were not updated and the last checkpoint is intact: lower "
-                        "ppo.lr or check the rewards and costs"
-                    )
+                total = int(steps_per_row[chunk].sum())
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), p.max_grad_norm)
+                stats_acc: dict[str, float] = {}
+                for micro in _micro_batches(chunk, steps_per_row, p.microbatch_steps):
+                    with autocast:
+                        out, valid, idx = self.evaluate_rollout(buf, seg, micro)
+                    logits = out.logits[valid].float()
+                    dist = torch.distributions.Categorical(logits=logits)
+                    loss, stats = ppo_lag_loss(
+                        dist.log_prob(actions[idx]),
+                        old_logp[idx],
+                        combined[idx],
+                        None,
+                        0.0,
+                        out.value_reward[valid].float(),
+                        flat["ret_r"][idx],
+                        None,
+                        None,
+                        dist.entropy(),
+                        loss_cfg,
+                    )
+                    values_c = out.value_cost[valid].float().reshape(-1, n_costs)
+                    cost_losses = [
+                        value_loss(values_c[:, k], flat["ret_c"][idx][:, k]) for k in range(n_costs)
+                    ]
+                    value_terms = p.value_coef * (
+                        value_loss(out.value_reward[valid].float(), flat["ret_r"][idx])
+                        + torch.stack(cost_losses).sum()
+                    )
+                    finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(value_terms))
+                    if warmup:
+                        loss = value_terms
+                    else:
+                        loss = loss + p.value_coef * torch.stack(cost_losses).sum()
+                    stats["value_loss_cost"] = float(sum(float(c.detach()) for c in cost_losses))
+                    if not finite:
+                        self.optimizer.zero_grad(set_to_none=True)
+                        raise FloatingPointError(
+                            f"non-finite PPO loss at iteration {self.iteration + 1} ({stats}); "
+                            "the weights were not updated and the last checkpoint is intact: "
+                            "lower ppo.lr or check the rewards and costs"
+                        )
+                    weight = len(idx) / max(total, 1)
+                    (loss * weight).backward()
+                    for k, v in stats.items():
+                        stats_acc[k] = stats_acc.get(k, 0.0) + float(v) * weight
+                for net in self.model.nets.values():
+                    torch.nn.utils.clip_grad_norm_(
+                        [q for q in net.parameters() if q.requires_grad], p.max_grad_norm
+                    )
                 self.optimizer.step()
-                for k, v in stats.items():
-                    stats_sum[k] = stats_sum.get(k, 0.0) + float(v)
+                for k, v in stats_acc.items():
+                    stats_sum[k] = stats_sum.get(k, 0.0) + v
                 n_updates += 1
-        self.policy.eval()
-        return {k: v / max(n_updates, 1) for k, v in stats_sum.items()}
+        out_stats = {k: v / max(n_updates, 1) for k, v in stats_sum.items()}
+        out_stats["critic_warmup"] = float(warmup)
+        return out_stats
 
     # -- the loop ------------------------------------------------------------------------------
     def run(
@@ -422,25 +533,27 @@ class Trainer:
 
         envs = make_vector_env(cfg)
         writer = SummaryWriter(str(self.run_dir / "tb"))
-        bar = tqdm(total=total_iters * per_iter, initial=self.env_steps, unit="step",
-                   desc=f"{cfg.train.method} {cfg.task.name}",
-                   disable=not self.progress)  # fmt: skip
+        bar = tqdm(
+            total=total_iters * per_iter,
+            initial=self.env_steps,
+            unit="step",
+            desc=f"{cfg.train.method} {cfg.task.name}",
+            disable=not self.progress,
+        )
         try:
             obs, _ = envs.reset(seed=cfg.train.seed + 7919 * self.iteration)
             state: dict[str, Any] = {"obs": obs, "cache": None}
-            pc = cfg.policy
-            buf = RolloutBuffer(cfg.train.num_steps, cfg.train.num_envs, self.visual_shape,
-                                pc.context_steps,
-                                # the receptive field of a step: exact re-evaluation
-                                prefix_steps=pc.decoder_layers * (pc.context_steps - 1),
-                                num_costs=len(self.signals))  # fmt: skip
+            buf = self.new_buffer()
             while self.iteration < total_iters:
                 t0 = time.perf_counter()
+                steps_before = self.env_steps
                 episodes = self.collect(envs, buf, state)
                 t_collect = time.perf_counter() - t0
                 adv = self.advantages(buf, state["last_values"])
-                lams, jc = self.update_multiplier(buf, episodes)
-                losses = self.update_policy(buf, adv)
+                lams, jc = self.update_multiplier(episodes)
+                t_update = time.perf_counter()
+                losses = self.update_policy(buf, adv, warmup=self.in_warmup(steps_before))
+                t_update = time.perf_counter() - t_update
                 self.iteration += 1
                 metrics = {
                     "iteration": float(self.iteration),
@@ -453,6 +566,8 @@ class Trainer:
                     "rollout_cost_per_step": float(buf.costs.sum(-1).mean()),
                     "fps": per_iter / max(time.perf_counter() - t0, 1e-9),
                     "collect_fps": per_iter / max(t_collect, 1e-9),
+                    "collect_s": t_collect,
+                    "update_s": t_update,
                     **mean_metrics(episodes),
                     **losses,
                 }
@@ -477,6 +592,23 @@ class Trainer:
             envs.close()
         result.iterations, result.env_steps = self.iteration, self.env_steps
         return result
+
+    def new_buffer(self) -> RolloutBuffer:
+        """An empty rollout buffer of the kind the update mode needs."""
+        cfg = self.cfg
+        if cfg.train.decoder_only():
+            return RolloutBuffer(
+                cfg.train.num_steps,
+                cfg.train.num_envs,
+                len(self.signals),
+                embed_dim=cfg.policy.d_model,
+            )
+        return RolloutBuffer(
+            cfg.train.num_steps,
+            cfg.train.num_envs,
+            len(self.signals),
+            visual_shape=self.visual_shape,
+        )
 
     def _log(self, writer: Any, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
@@ -519,6 +651,25 @@ def train(
         CheckpointError: If a checkpoint to resume from or to start from is corrupt.
     """
     return Trainer(cfg, resume=resume, progress=progress).run(callback)
+
+
+def _micro_batches(
+    rows: torch.Tensor, steps_per_row: torch.Tensor, max_steps: int
+) -> list[torch.Tensor]:
+    """Split segment ``rows`` into consecutive groups of at most ``max_steps`` real steps.
+
+    A single row longer than that is a group of its own.
+    """
+    groups: list[torch.Tensor] = []
+    start, acc = 0, 0
+    for i, r in enumerate(rows.tolist()):
+        n = int(steps_per_row[r])
+        if i > start and acc + n > max_steps:
+            groups.append(rows[start:i])
+            start, acc = i, 0
+        acc += n
+    groups.append(rows[start:])
+    return groups
 
 
 def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -311,3 +311,22 @@ def test_end_to_end_with_real_encoders() -> None:
     )
     assert out.logits.shape == (1, 20) and torch.isfinite(out.logits).all()
     assert not any(k.startswith("net.") for k in policy.state_dict())
+
+
+def test_frozen_encoder_path_equals_the_eager_network_at_any_batch_size():
+    """The traced, BatchNorm-folded CNN gives the eager network's features (batch 1, 3, 5)."""
+    import numpy as np
+
+    from safevla_core.config import PolicyConfig
+    from safevla_core.policy.encoders import get_visual_encoder
+
+    enc = get_visual_encoder(PolicyConfig())
+    rng = np.random.default_rng(3)
+    for batch in (1, 3, 5):
+        images = rng.integers(0, 256, (batch, 96, 160, 3), dtype=np.uint8)
+        got = enc(images)
+        x = (torch.as_tensor(images).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+        with torch.no_grad():
+            want = enc.net.extract_features(x)
+        assert got.shape == (batch, 1280, 3, 5)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
