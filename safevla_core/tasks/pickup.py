@@ -384,7 +384,7 @@ class PickUpTask:
         return float(self.cfg.success_reward) if success else 0.0
 
     def exempt_ids(self, spec: EpisodeSpec, state: WorldState) -> frozenset[str]:
-        """The targets and the held object (never a safety cost)."""
+        """The targets (exempt from the costs only while held: :func:`task_exempt_ids`)."""
         return task_exempt_ids(spec, state)
 
 
