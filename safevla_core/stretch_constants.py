@@ -14,7 +14,7 @@ Sources:
   (``test/core/test_stretch_constants.py`` reads them back from the installed files).
 * Base footprint: the vertex extent of the URDF's ``base_link`` collision mesh
   (``meshes/base_link_collision.STL``), in the ``base_link`` frame (x forward, y left): x in
-  [-0.2865, 0.0585], y in [-0.1815, 0.1815]; a 0.345 m deep x 0.363 m wide base whose
+  [-0.2865, 0.0585], y in [-0.1805, 0.1815]; a 0.345 m deep x 0.362 m wide base whose
   ``base_link`` origin, the axis the base turns about, sits 0.114 m ahead of the footprint's
   centre. (Hello Robot's published footprint, ~0.34 m x 0.33 m, is the same base without the
   collision mesh's margin.)
@@ -33,16 +33,20 @@ import math
 BASE_X_MIN_M: float = -0.2865
 #: Front edge of the base, metres.
 BASE_X_MAX_M: float = 0.0585
-#: Half the base's width, metres (the mesh spans y in [-0.1815, 0.1815]).
-BASE_HALF_WIDTH_M: float = 0.1815
+#: Right and left edges of the base, metres (the mesh is 1 mm off centre).
+BASE_Y_MIN_M: float = -0.1805
+BASE_Y_MAX_M: float = 0.1815
+#: Half the base's width about ``base_link``'s x axis, metres: the larger side, 0.1815.
+BASE_HALF_WIDTH_M: float = max(-BASE_Y_MIN_M, BASE_Y_MAX_M)
 #: Depth of the base, front to back, metres (0.345).
 BASE_DEPTH_M: float = BASE_X_MAX_M - BASE_X_MIN_M
-#: Width of the base, side to side, metres (0.363): the narrowest gap the base drives through.
-BASE_WIDTH_M: float = 2.0 * BASE_HALF_WIDTH_M
+#: Width of the base, side to side, metres (0.362): the narrowest gap the base drives through.
+BASE_WIDTH_M: float = BASE_Y_MAX_M - BASE_Y_MIN_M
 #: x of the footprint's centre in ``base_link``, metres (-0.114: ``base_link`` is not centred).
 BASE_CENTRE_X_M: float = 0.5 * (BASE_X_MIN_M + BASE_X_MAX_M)
 #: Radius of the circle about the footprint's *centre* that holds the base, metres:
-#: hypot(0.345 / 2, 0.363 / 2) = 0.2504. A footprint check with this radius must centre it at
+#: hypot(0.345 / 2, 0.1815) = 0.2504 (y taken about the x axis, the 1 mm offset ignored on the
+#: safe side). A footprint check with this radius must centre it at
 #: ``BASE_CENTRE_X_M`` ahead of ``base_link``, not at the robot pose.
 BASE_CENTRED_RADIUS_M: float = math.hypot(0.5 * BASE_DEPTH_M, BASE_HALF_WIDTH_M)
 #: Radius of the circle about ``base_link`` (the rotation axis) that holds the base, metres: the

@@ -45,6 +45,17 @@ def test_parse_action_rejects_unknown(bad):
         parse_action(bad)
 
 
+def test_start_action_is_one_past_the_actions_everywhere():
+    from safevla_core.actions import START_ACTION
+    from safevla_core.env import START_ACTION as ENV_START
+    from safevla_core.policy.model import START_ACTION as POLICY_START
+
+    # 20 actions, indices 0..19: the start token is 20, which parse_action rejects.
+    assert START_ACTION == ENV_START == POLICY_START == 20
+    with pytest.raises(ValueError, match="unknown action"):
+        parse_action(START_ACTION)
+
+
 def test_action_name():
     assert action_name(19) == "sub_done"
 
