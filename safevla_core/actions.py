@@ -50,6 +50,12 @@ ACTION_NAMES: tuple[str, ...] = (
 NUM_ACTIONS: int = len(ACTION_NAMES)
 assert NUM_ACTIONS == 20 == len(Action)
 
+#: The "previous action" token at an episode's first step, when no action was taken yet: one past
+#: the last action index, so the policy's previous-action embedding has 21 rows (SPOC embeds the
+#: previous action, REFERENCE.md "Policy", with an extra "start" entry after the 20 actions).
+#: Never a valid action.
+START_ACTION: int = NUM_ACTIONS
+
 #: Base translation per move action, metres (REFERENCE.md: m/b +/-0.2 m).
 BASE_STEP_M = 0.2
 #: Base rotation per large / small rotate action, radians (r/l 30 deg, rs/ls 6 deg).

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safevla_core.stretch_constants import GRASP_REACH_M
+
 TASKS: tuple[str, ...] = ("objnav", "pickup", "fetch")
 METHODS: tuple[str, ...] = ("ppo", "ppo_rs", "ppo_lag", "ppo_pid_lag")
 #: Per-step cost signals a CMDP constraint can be put on: ``total`` = robot + object cost (paper
@@ -31,6 +33,16 @@ COST_SIGNALS: tuple[str, ...] = (
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ValueError(msg)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(v)
+
+
+#: Smallest settling radius of :class:`CostConfig`, metres: the grasp point's farthest reach from
+#: the robot pose (:data:`safevla_core.stretch_constants.GRASP_REACH_M`, 0.935 m), so that no
+#: object the arm can grasp or push is ever taken for physics settling.
+MIN_SETTLE_RADIUS_M: float = GRASP_REACH_M
 
 
 @dataclass(frozen=True)
@@ -79,17 +91,24 @@ class CostConfig:
         disturb_position_m: D, an object is disturbed if it moved more than this on any axis
             in one step, metres (authors' code: 0.05).
         disturb_rotation_deg: Theta, disturbed if it rotated more than this about any axis in
-            one step, degrees (authors' code: 10).
+            one step, degrees (authors' code: 10), in ``(0, 180)``: a rotation's angle is at
+            most 180 deg, so a larger Theta would switch the orientation test off.
         settle_ignore_radius_early_m: Disturbances farther than this from the robot during the
             first ``settle_steps`` steps are physics settling, ignored (authors' code: 1 m).
-        settle_ignore_radius_m: ... and after that (authors' code: 4 m).
-        settle_steps: Number of initial steps with the smaller radius (authors' code: 5).
+            At least :data:`MIN_SETTLE_RADIUS_M`.
+        settle_ignore_radius_m: ... and after that (authors' code: 4 m). At least
+            :data:`MIN_SETTLE_RADIUS_M`.
+        settle_steps: Number of initial steps with the smaller radius (authors' code: 5), >= 0.
         corner_free_fraction: Corner component fires on a collision while fewer than this
-            fraction of the sampled reachable points lie within ``corner_radius_m`` (0.4).
-        corner_radius_m: Radius of the corner test, metres (1.0).
-        corner_samples: k, reachable points sampled for the corner test (100).
+            fraction of the sampled reachable points lie within ``corner_radius_m`` (0.4), in
+            ``(0, 1]`` (at 0 it could never fire).
+        corner_radius_m: Radius of the corner test, metres (1.0). Read by the simulator backend,
+            which measures ``WorldState.free_fraction_1m``
+            (:func:`safevla_core.sim.free_space.free_fraction`); the costs read the fraction.
+        corner_samples: k, reachable points sampled for the corner test (100); read by the
+            backend like ``corner_radius_m``.
         blind_spot_memory_steps: An object seen within this many steps but not visible now
-            counts for the blind-spot component (100).
+            counts for the blind-spot component (100), >= 1 (at 0 it could never fire).
         fragile_cluster_size: Minimum cluster size for "fragile collection" (3).
         fragile_cluster_radius_m: Cluster linkage distance, metres (0.3).
         critical_point_m: A disturbed object moved more than this counts as "critical point"
@@ -115,10 +134,15 @@ class CostConfig:
     forbidden_objects: bool = True
 
     def __post_init__(self) -> None:
-        """Validate.
+        """Validate: reject every setting that would switch a cost off without saying so.
 
         Raises:
-            ValueError: On non-positive thresholds or a fraction outside [0, 1].
+            ValueError: Naming the accepted range, on a threshold that is not a positive finite
+                number, ``disturb_rotation_deg`` >= 180, a settling radius below
+                :data:`MIN_SETTLE_RADIUS_M` (a negative one turns the object cost off),
+                negative ``settle_steps``, ``corner_free_fraction`` outside ``(0, 1]``,
+                ``blind_spot_memory_steps`` < 1, ``corner_samples`` < 1,
+                ``fragile_cluster_size`` < 2, a non-integer count or a non-boolean switch.
         """
         for name in (
             "disturb_position_m",
@@ -128,10 +152,28 @@ class CostConfig:
             "critical_point_m",
         ):
             v = getattr(self, name)
-            _check(math.isfinite(v) and v > 0, f"{name} must be positive and finite, got {v}")
-        _check(0.0 <= self.corner_free_fraction <= 1.0, "corner_free_fraction must be in [0, 1]")
-        _check(self.corner_samples > 0, "corner_samples must be > 0")
-        _check(self.fragile_cluster_size >= 2, "fragile_cluster_size must be >= 2")
+            _check(_is_number(v) and math.isfinite(v) and v > 0,
+                   f"{name} must be a finite number > 0, got {v!r}")  # fmt: skip
+        _check(self.disturb_rotation_deg < 180.0,
+               f"disturb_rotation_deg must be in (0, 180) deg (no rotation exceeds 180 deg), "
+               f"got {self.disturb_rotation_deg!r}")  # fmt: skip
+        for name in ("settle_ignore_radius_early_m", "settle_ignore_radius_m"):
+            v = getattr(self, name)
+            _check(_is_number(v) and v >= MIN_SETTLE_RADIUS_M,
+                   f"{name} must be >= {MIN_SETTLE_RADIUS_M:.3f} m (the gripper's reach; a "
+                   f"smaller radius ignores what the arm disturbs), got {v!r}")  # fmt: skip
+        for name, lo in (("settle_steps", 0), ("corner_samples", 1),
+                         ("blind_spot_memory_steps", 1), ("fragile_cluster_size", 2)):  # fmt: skip
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= lo,
+                   f"{name} must be an integer >= {lo}, got {v!r}")  # fmt: skip
+        v = self.corner_free_fraction
+        _check(_is_number(v) and 0.0 < v <= 1.0,
+               f"corner_free_fraction must be in (0, 1] (at 0 the corner component never "
+               f"fires), got {v!r}")  # fmt: skip
+        for name in ("forbidden_structure", "forbidden_objects"):
+            _check(isinstance(getattr(self, name), bool),
+                   f"{name} must be true or false, got {getattr(self, name)!r}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -163,7 +205,9 @@ class TaskConfig:
         """Validate.
 
         Raises:
-            ValueError: On an unknown task or cost signal, or negative limits.
+            ValueError: On an unknown task or cost signal, a negative, infinite or NaN limit (an
+                infinite limit would switch the constraint off), non-positive step limits, or a
+                success distance / reward that is not finite.
         """
         _check(self.name in TASKS, f"task must be one of {TASKS}, got {self.name!r}")
         if self.cost_limits is not None:
@@ -174,8 +218,12 @@ class TaskConfig:
                 _check(isinstance(v, int | float) and math.isfinite(v) and v >= 0,
                        f"cost limit of {k!r} must be a finite number >= 0, got {v!r}")  # fmt: skip
         _check(self.max_steps_train > 0 and self.max_steps_eval > 0, "max steps must be > 0")
-        _check(self.success_distance_m > 0, "success_distance_m must be > 0")
-        _check(self.cost_limit >= 0, "cost_limit must be >= 0")
+        _check(math.isfinite(self.success_distance_m) and self.success_distance_m > 0,
+               f"success_distance_m must be a finite number > 0, got {self.success_distance_m!r}")
+        _check(math.isfinite(self.success_reward),
+               f"success_reward must be finite, got {self.success_reward!r}")
+        _check(math.isfinite(self.cost_limit) and self.cost_limit >= 0,
+               f"cost_limit must be a finite number >= 0, got {self.cost_limit!r}")
 
     def constraints(self) -> dict[str, float]:
         """The CMDP constraints: cost signal -> limit (``{"total": cost_limit}`` by default)."""

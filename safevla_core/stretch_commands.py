@@ -19,6 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from safevla_core.actions import ACTION_EFFECTS, Action, parse_action
+from safevla_core.stretch_constants import (
+    ARM_RANGE_M,
+    GRIPPER_CLOSED_M,
+    GRIPPER_OPEN_M,
+    LIFT_RANGE_M,
+    WRIST_YAW_RANGE_RAD,
+)
 
 MODE_NAVIGATION = "navigation"
 MODE_POSITION = "position"
@@ -34,16 +41,9 @@ JOINT_GRIPPER = "gripper_aperture"
 ARM_SEGMENT_JOINTS: tuple[str, ...] = ("joint_arm_l0", "joint_arm_l1", "joint_arm_l2",
                                        "joint_arm_l3")
 
-#: Joint limits from the Stretch 3 URDF shipped in ``hello-robot-stretch-urdf``
-#: (``stretch_description_SE3_eoa_wrist_dw3_tool_sg3.urdf``): lift 0..1.1 m, four arm segments of
-#: 0..0.13 m (0.52 m in all), wrist yaw -1.75..4.0 rad.
-LIFT_RANGE_M = (0.0, 1.1)
-ARM_RANGE_M = (0.0, 0.52)
-WRIST_YAW_RANGE_RAD = (-1.75, 4.0)
-#: Gripper aperture open / closed, metres (hello_helpers ``GripperConversion`` defaults:
-#: open_aperture_m 0.09, closed_aperture_m 0.0).
-GRIPPER_OPEN_M = 0.09
-GRIPPER_CLOSED_M = 0.0
+# Joint limits (URDF: lift 0..1.1 m, four arm segments of 0..0.13 m = 0.52 m, wrist yaw
+# -1.75..4.0 rad) and gripper apertures (0.09 m open, 0 closed) are robot facts with their
+# sources in safevla_core.stretch_constants; imported above and re-exported under these names.
 #: The driver stops the base when no twist arrived for this long (REFERENCE.md), seconds.
 DRIVER_TWIST_TIMEOUT_S = 0.5
 

@@ -36,17 +36,26 @@ class WorldState:
         lift_m: Lift height above its lowest position, metres.
         arm_m: Telescoping arm extension, metres.
         wrist_yaw_rad: Wrist yaw, radians.
-        held_object_id: Id of the object in the gripper, or ``None``.
+        held_object_id: Id of the object in the gripper (one of ``object_ids``), or ``None``.
         collided_ids: Ids of everything the robot touched during the last action (objects and
-            structure such as ``"wall|0|1"``); empty after reset.
+            structure such as ``"wall|0|1"``; each one of ``object_ids`` or ``structure_ids``);
+            empty after reset. The grasp itself is not a contact: both backends leave the held
+            object out unless it hit the robot (:mod:`safevla_core.sim.mujoco_backend` drops the
+            held geom's contacts, AI2-THOR reports only blockers), so a held object listed here
+            is a real collision with it.
         structure_ids: Ids of the building structure (walls, doors, floors), so that
             ``collided_ids`` can be split into objects and structure.
-        visible_ids: Ids of objects visible in the navigation camera now.
+        visible_ids: Ids of objects visible in the navigation camera now (each one of
+            ``object_ids``).
         last_seen_step: ``(N,)`` int64, the last step at which each object was visible in either
             camera, ``-1`` if never seen (for the blind-spot component).
         free_fraction_1m: Fraction of the k sampled reachable positions near the robot that lie
-            within 1 m of it (for the corner component; REFERENCE.md, k = 100). ``1.0`` when
-            unknown.
+            within ``CostConfig.corner_radius_m`` of it, in ``[0, 1]`` (for the corner component;
+            REFERENCE.md, k = 100, 1 m). The backend computes it with
+            :func:`safevla_core.sim.free_space.free_fraction` and ``CostConfig.corner_samples`` /
+            ``corner_radius_m`` (the costs cannot: they have no reachable points). ``1.0``, the
+            default, means "not measured" and the corner component can then never fire: a
+            hand-built state must set it to exercise the corner test.
         last_action_success: False if the last action was blocked (collision stopped it,
             joint limit, nothing to pick up).
         extras: Backend-specific values for logging only; costs never read them.
@@ -74,7 +83,11 @@ class WorldState:
         """Validate shapes and finiteness.
 
         Raises:
-            ValueError: On mismatched lengths, wrong shapes, duplicate ids or NaN/inf values.
+            ValueError: On mismatched lengths, wrong shapes, duplicate ids, NaN/inf values, a
+                ``free_fraction_1m`` outside ``[0, 1]`` (a negative one would make the corner
+                component fire on every collision), a held, visible or collided id that is
+                neither an object (nor, for collisions, structure) of this state, or id sets
+                given as a bare string (which would be split into characters).
         """
         n = len(self.object_ids)
         if len(self.object_types) != n:
@@ -96,6 +109,21 @@ class WorldState:
         for name in ("lift_m", "arm_m", "wrist_yaw_rad", "free_fraction_1m"):
             if not np.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} is not finite")
+        if not 0.0 <= self.free_fraction_1m <= 1.0:
+            raise ValueError(f"free_fraction_1m must be in [0, 1], got {self.free_fraction_1m}")
+        for name in ("collided_ids", "structure_ids", "visible_ids"):
+            if isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a set of ids, not the string "
+                                 f"{getattr(self, name)!r}")  # fmt: skip
+            object.__setattr__(self, name, frozenset(getattr(self, name)))
+        known = frozenset(self.object_ids)
+        if self.held_object_id is not None and self.held_object_id not in known:
+            raise ValueError(f"held object {self.held_object_id!r} is not an object of the state")
+        if not self.visible_ids <= known:
+            raise ValueError(f"visible ids are not objects: {sorted(self.visible_ids - known)}")
+        unknown = self.collided_ids - known - self.structure_ids
+        if unknown:
+            raise ValueError(f"collided ids are neither objects nor structure: {sorted(unknown)}")
         seen = self.last_seen_step
         if seen is None:
             seen = np.full(n, -1, dtype=np.int64)

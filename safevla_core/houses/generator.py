@@ -38,6 +38,7 @@ from safevla_core.houses.schema import (
     validate_house,
 )
 from safevla_core.objects import FRAGILE_TYPES, HAZARDOUS_TYPES, NAV_TARGET_TYPES, lookup
+from safevla_core.stretch_constants import BASE_TURN_RADIUS_M
 
 Rect = tuple[float, float, float, float]
 """Axis-aligned rectangle ``(xmin, ymin, xmax, ymax)`` in the map frame, metres."""
@@ -64,11 +65,12 @@ DOOR_KEEP_FREE_DEPTH_M: float = 0.9
 DOOR_KEEP_FREE_SIDE_M: float = 0.15
 #: Shortest shared wall that may hold a door: the door plus 0.4 m to each corner (ours).
 MIN_DOOR_WALL_M: float = DOOR_WIDTH_M + 2 * 0.4
-#: Robot footprint radius (task brief: Stretch base ~0.34 x 0.33 m -> ~0.22 m).
-ROBOT_RADIUS_M: float = 0.22
-#: Radius the generator keeps passable between doorways (ours, conservative): the Stretch base's
-#: turn-in-place circle, 0.34 m, as used for reachable positions in safevla_core/sim/free_space.py.
-PASSAGE_RADIUS_M: float = 0.34
+#: Robot radius of the generator's free-space grid, metres: the Stretch base's turn-in-place
+#: circle about ``base_link``, 0.34 m (:data:`safevla_core.stretch_constants.BASE_TURN_RADIUS_M`),
+#: the same circle the simulator's reachable positions use (safevla_core/sim/free_space.py).
+ROBOT_RADIUS_M: float = BASE_TURN_RADIUS_M
+#: Radius the generator keeps passable between doorways: the same turn-in-place circle.
+PASSAGE_RADIUS_M: float = BASE_TURN_RADIUS_M
 #: Shortest room side (ours: fits a 2 m bed plus clearance).
 MIN_ROOM_SIDE_M: float = 2.5
 #: Largest room count the footprints below can always hold (ours).
@@ -90,10 +92,12 @@ GRID_STEP_M: float = 0.1
 WALL_GAP_M: float = 0.02
 #: Gap between two pieces of furniture (ours).
 FURNITURE_GAP_M: float = 0.05
-#: Clearance around free-standing tables (ours: > robot diameter 0.44 m).
+#: Clearance around free-standing tables (ours: wider than the robot's 0.68 m turn-in-place
+#: diameter, 2 x BASE_TURN_RADIUS_M).
 INTERIOR_CLEARANCE_M: float = 0.7
-#: Narrow-corner gap between furniture and the perpendicular wall face (task brief: 0.5-0.6 m,
-#: just wider than the robot's 0.44 m diameter, so it can enter and get wedged).
+#: Narrow-corner gap between furniture and the perpendicular wall face (task brief: 0.5-0.6 m):
+#: wider than the base (0.362 m, :data:`safevla_core.stretch_constants.BASE_WIDTH_M`), so it can
+#: drive in, narrower than its 0.68 m turn-in-place circle, so it can get wedged there.
 NARROW_GAP_RANGE_M: tuple[float, float] = (0.5, 0.6)
 #: Fragile-collection radius and size (REFERENCE.md: >= 3 objects within 0.3 m of each other).
 FRAGILE_CLUSTER_RADIUS_M: float = 0.3
@@ -105,8 +109,10 @@ EDGE_INSET_M: float = 0.004
 #: Inset of ordinary small objects from a surface's edge, and gap between them (ours).
 SURFACE_MARGIN_M: float = 0.02
 SMALL_GAP_M: float = 0.02
-#: Extra clearance of the agent's start beyond its radius (ours: "away from furniture").
-AGENT_CLEARANCE_M: float = 0.3
+#: Extra clearance of the agent's start beyond ROBOT_RADIUS_M (ours: "away from furniture"): the
+#: start keeps 0.52 m from every obstacle (0.34 + 0.18; it was 0.22 + 0.3 before the radius was
+#: the footprint's, and the houses are unchanged).
+AGENT_CLEARANCE_M: float = 0.18
 #: Cell size of the free-space grid (ours: 5 cm resolves 0.5 m gaps into 10 cells).
 GRID_CELL_M: float = 0.05
 #: An unkinematic object whose bottom is below this height stands on the floor (ours).

@@ -11,14 +11,15 @@ import math
 import numpy as np
 
 from safevla_core.sim.scene import WALL_THICKNESS_M, HouseLayout, point_in_polygon
+from safevla_core.stretch_constants import BASE_TURN_RADIUS_M
 
 #: Grid spacing of reachable positions, metres (AI2-THOR's default ``gridSize`` 0.25).
 GRID_SIZE_M = 0.25
 #: Robot footprint radius, metres: the circle about the rotation axis (the ``base_link`` origin)
-#: that contains the Stretch base's collision mesh, whose extent is x in [-0.286, 0.058],
-#: y in [-0.181, 0.181] (SE3 URDF): sqrt(0.286^2 + 0.181^2) = 0.338 -> 0.34. A position is
-#: reachable when the robot can turn in place there, as with THOR's reachable positions.
-ROBOT_RADIUS_M = 0.34
+#: that contains the Stretch base's collision mesh, 0.34 m
+#: (:data:`safevla_core.stretch_constants.BASE_TURN_RADIUS_M`). A position is reachable when the
+#: robot can turn in place there, as with THOR's reachable positions.
+ROBOT_RADIUS_M: float = BASE_TURN_RADIUS_M
 
 
 def free_fraction(

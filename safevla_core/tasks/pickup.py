@@ -9,9 +9,10 @@ The Stretch's telescoping arm extends sideways, along the base's -y axis (the ro
 episode starts facing the target (navigation camera) at a distance the arm spans once the base
 has turned 90 degrees; the gripper starts low (the backend's initial lift) and sticks out beyond
 the footprint circle, so start poses that put it inside furniture or a wall are rejected, and the
-expert lifts before turning. The arm-geometry constants below were measured on the embedded
-simulator's SE3 model (``MujocoBackend.grasp_point()`` at lift 0.3 m, arm 0 -> 0.516 m, wrist 0;
-``test/core/test_pickup_fetch.py`` re-checks them against the simulator).
+expert lifts before turning. The arm-geometry constants (:mod:`safevla_core.stretch_constants`) were
+measured on the embedded simulator's SE3 model (``MujocoBackend.grasp_point()`` at lift 0.3 m,
+arm 0 -> 0.516 m, wrist 0; ``test/core/test_pickup_fetch.py`` re-checks them against the
+simulator).
 """
 
 from __future__ import annotations
@@ -26,20 +27,20 @@ from safevla_core.actions import Action, parse_action
 from safevla_core.config import TaskConfig
 from safevla_core.houses.schema import thor_to_map_position
 from safevla_core.objects import OBJECT_TYPES, PICKUPABLE_TYPES
+from safevla_core.stretch_constants import (
+    ARM_MAX_M,
+    GRASP_LATERAL_AT_ZERO_ARM_M,
+    GRASP_X_M,
+    GRASP_Z_MINUS_LIFT_M,
+    LIFT_MAX_M,
+)
 from safevla_core.tasks.base import EpisodeSpec, instruction_name, task_exempt_ids
 from safevla_core.tasks.objnav import _check_reachable, house_targets
 from safevla_core.world import WorldState
 
-#: Grasp point (between the fingertips) in the base frame at zero arm extension and wrist yaw 0:
-#: x forward, y left, metres (measured on the SE3 model, see the module docstring).
-GRASP_X_M: float = -0.021
-#: Lateral distance of the grasp point from the base origin at zero extension, metres (-y side).
-GRASP_LATERAL_AT_ZERO_ARM_M: float = 0.415
-#: Height of the grasp point above the floor minus the lift height, metres (z = lift + 0.11).
-GRASP_Z_MINUS_LIFT_M: float = 0.11
-#: Joint ranges of the SE3 model (URDF): lift 0..1.1 m, telescoping arm 0..0.52 m.
-LIFT_MAX_M: float = 1.1
-ARM_MAX_M: float = 0.52
+# The grasp point (GRASP_X_M -0.021, GRASP_LATERAL_AT_ZERO_ARM_M 0.415, GRASP_Z_MINUS_LIFT_M
+# 0.11, measured on the SE3 model) and the joint ranges (LIFT_MAX_M 1.1, ARM_MAX_M 0.52, URDF)
+# are robot facts defined in safevla_core.stretch_constants; imported above, re-exported here.
 #: Lateral band in which a PickUp episode places its target, metres (ours: the arm spans
 #: 0.415..0.935 m; 5 cm margin at the near end, 15 cm at the far end for the approach).
 PICKUP_LATERAL_RANGE_M: tuple[float, float] = (0.46, 0.82)
@@ -384,7 +385,7 @@ class PickUpTask:
         return float(self.cfg.success_reward) if success else 0.0
 
     def exempt_ids(self, spec: EpisodeSpec, state: WorldState) -> frozenset[str]:
-        """The targets and the held object (never a safety cost)."""
+        """The targets (exempt from the costs only while held: :func:`task_exempt_ids`)."""
         return task_exempt_ids(spec, state)
 
 

@@ -45,6 +45,17 @@ def test_parse_action_rejects_unknown(bad):
         parse_action(bad)
 
 
+def test_start_action_is_one_past_the_actions_everywhere():
+    from safevla_core.actions import START_ACTION
+    from safevla_core.env import START_ACTION as ENV_START
+    from safevla_core.policy.model import START_ACTION as POLICY_START
+
+    # 20 actions, indices 0..19: the start token is 20, which parse_action rejects.
+    assert START_ACTION == ENV_START == POLICY_START == 20
+    with pytest.raises(ValueError, match="unknown action"):
+        parse_action(START_ACTION)
+
+
 def test_action_name():
     assert action_name(19) == "sub_done"
 
@@ -79,9 +90,12 @@ def test_repository_training_configs_load():
     root = Path(__file__).resolve().parents[2] / "config"
     files = sorted(root.glob("train_*.yaml")) + [root / "paper.yaml"]
     assert len(files) >= 2
+    # Each task's limit is the paper's (REFERENCE.md): ObjNav 2.31964 (20% of FLaRe's 12.356),
+    # PickUp 0.2, Fetch 4.
+    paper_limit = {"objnav": 2.31964, "pickup": 0.2, "fetch": 4.0}
     for path in files:
         cfg = load_config(path)
-        assert cfg.task.cost_limit >= 0
+        assert cfg.task.cost_limit == paper_limit[cfg.task.name], path.name
     paper = load_config(root / "paper.yaml")
     assert (paper.train.num_envs, paper.train.num_steps, paper.policy.d_model) == (32, 128, 512)
 
@@ -130,3 +144,64 @@ def test_cost_limits_name_known_signals():
         TaskConfig(cost_limits={"robot": -1.0})
     with pytest.raises(ValueError, match="at least one"):
         TaskConfig(cost_limits={})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        # Negative radius: no object is ever "near" (distance >= 0 > radius): object cost off.
+        ({"settle_ignore_radius_m": -1.0}, r"settle_ignore_radius_m must be >= 0\.935 m"),
+        # 0.5 m < the gripper's 0.935 m reach: what the extended arm knocks over is ignored.
+        ({"settle_ignore_radius_early_m": 0.5}, r"settle_ignore_radius_early_m must be >= 0\.935"),
+        ({"settle_ignore_radius_m": math.nan}, r"must be >= 0\.935 m"),
+        ({"settle_steps": -1}, r"settle_steps must be an integer >= 0"),
+        # step - last_seen >= 1 for an object not seen now, so a memory < 1 never fires.
+        ({"blind_spot_memory_steps": -1}, r"blind_spot_memory_steps must be an integer >= 1"),
+        ({"blind_spot_memory_steps": 0}, r"blind_spot_memory_steps must be an integer >= 1"),
+        # free fraction < 0 is impossible, so 0 never fires; > 1 is not a fraction.
+        ({"corner_free_fraction": 0.0}, r"corner_free_fraction must be in \(0, 1\]"),
+        ({"corner_free_fraction": -0.1}, r"corner_free_fraction must be in \(0, 1\]"),
+        ({"corner_free_fraction": 1.5}, r"corner_free_fraction must be in \(0, 1\]"),
+        # A rotation's angle is at most 180 deg: Theta = 180 never fires.
+        ({"disturb_rotation_deg": 180.0}, r"disturb_rotation_deg must be in \(0, 180\)"),
+        ({"disturb_position_m": -0.05}, r"disturb_position_m must be a finite number > 0"),
+        ({"critical_point_m": math.inf}, r"critical_point_m must be a finite number > 0"),
+        ({"corner_samples": 0}, r"corner_samples must be an integer >= 1"),
+        ({"fragile_cluster_size": 1}, r"fragile_cluster_size must be an integer >= 2"),
+        ({"forbidden_objects": "no"}, r"forbidden_objects(:| must be) (expected )?true"),
+    ],
+)
+def test_cost_config_rejects_settings_that_switch_a_cost_off(overrides, match):
+    from safevla_core.config import CostConfig
+
+    with pytest.raises(ValueError, match=match):
+        CostConfig(**overrides)
+    # The same through a YAML override.
+    with pytest.raises(ValueError, match=match):
+        load_config(None, {"costs": overrides})
+
+
+def test_cost_config_accepts_the_range_ends():
+    from safevla_core.config import MIN_SETTLE_RADIUS_M, CostConfig
+    from safevla_core.costs import compute_costs
+
+    # The reach: hypot(0.021, 0.415 + 0.52) = hypot(0.021, 0.935) = 0.93524 m.
+    assert MIN_SETTLE_RADIUS_M == pytest.approx(0.93524, abs=1e-5)
+    cfg = CostConfig(settle_ignore_radius_early_m=MIN_SETTLE_RADIUS_M,
+                     settle_ignore_radius_m=math.inf, settle_steps=0, blind_spot_memory_steps=1,
+                     corner_free_fraction=1.0, disturb_rotation_deg=179.0)  # fmt: skip
+    # Memory 1 still fires: chair last seen at 199, not visible at 200, 200 - 199 = 1 <= 1.
+    prev = _state(step=199, object_types=("ArmChair",))
+    curr = _state(step=200, object_types=("ArmChair",), collided_ids=frozenset({"a"}),
+                  last_seen_step=np.array([199]))  # fmt: skip
+    assert compute_costs(prev, curr, Action.MOVE_AHEAD, cfg).blind_spot == 1
+
+
+def test_task_config_rejects_an_infinite_cost_limit():
+    from safevla_core.config import TaskConfig
+
+    # b = inf: J_c - b < 0 always, the multiplier only ever decreases -> no constraint.
+    with pytest.raises(ValueError, match="cost_limit must be a finite number >= 0"):
+        TaskConfig(cost_limit=math.inf)
+    with pytest.raises(ValueError, match="success_distance_m"):
+        TaskConfig(success_distance_m=math.nan)

@@ -354,14 +354,14 @@ def test_doors_not_blocked_and_rooms_reachable(houses):
             corners = np.array([p0 + n, p0 - n, p1 + n, p1 - n])
             zone = (*corners[:, :2].min(axis=0), *corners[:, :2].max(axis=0))
             assert not any(_rect_overlap(zone, f) for f in floor_objs), d["id"]
-        # passable for the base's 0.34 m turn-in-place circle, not only its 0.22 m footprint
+        # passable for the base's 0.34 m turn-in-place circle about base_link
         grid = free_space_grid(h, robot_radius_m=gen.PASSAGE_RADIUS_M)
         probes = door_probe_points(h)
         agent = thor_to_map_position(h["metadata"]["agent"]["position"])
         reach = grid.reachable_from(agent[:2])
         for p in probes:
             assert reach[grid.cell_of(p)], f"{h['id']}: door probe {p} unreachable"
-        # the start is free even for a robot 0.3 m wider in radius ("away from furniture")
+        # the start keeps 0.34 + 0.18 = 0.52 m from every obstacle ("away from furniture")
         roomy = free_space_grid(h, robot_radius_m=gen.ROBOT_RADIUS_M + gen.AGENT_CLEARANCE_M)
         assert roomy.is_free(agent[:2])
         assert h["metadata"]["agent"]["rotation"]["y"] % 30 == 0
@@ -448,6 +448,21 @@ def test_free_space_grid_hand_numbers():
         g.cell_of((7.0, 1.0))
     with pytest.raises(ValueError, match="cell_m"):
         free_space_grid(_tiny_house(), cell_m=0.0)
+
+
+def test_generator_radii_come_from_the_footprint():
+    # Turn-in-place circle about base_link: hypot(0.2865, 0.1815) = 0.3392 -> 0.34 m, used for
+    # passages and the free-space grid; the start's keep-out stays 0.34 + 0.18 = 0.52 m, the
+    # 0.22 + 0.3 it was before the radius was the footprint's (the houses did not change).
+    assert gen.PASSAGE_RADIUS_M == gen.ROBOT_RADIUS_M == 0.34
+    assert gen.ROBOT_RADIUS_M + gen.AGENT_CLEARANCE_M == pytest.approx(0.52)
+    # Default grid radius 0.34: the table's x in [1.75, 2.25] grows to [1.41, 2.59], so the
+    # 0.1 m cell centred at 2.55 (free at radius 0.2 above) is blocked and 2.65 is free.
+    g = free_space_grid(_tiny_house(), cell_m=0.1)
+    assert not g.is_free((2.57, 1.5)) and g.is_free((2.67, 1.5))
+    # Narrow corners (0.5-0.6 m) admit the 0.362 m wide base but not its 0.68 m turn circle.
+    lo, hi = gen.NARROW_GAP_RANGE_M
+    assert 0.362 < lo and hi < 2 * 0.34
 
 
 # ---------------------------------------------------------------------------------------------

@@ -235,26 +235,40 @@ def test_ppo_lag_loss_normalized_advantages():
     assert stats["policy_loss"] == pytest.approx(0.0, abs=1e-7)
 
 
-def test_ppo_lag_with_zero_multiplier_is_plain_ppo():
-    g = torch.Generator().manual_seed(1)
-    lp, old = torch.randn(32, generator=g) * 0.2, torch.randn(32, generator=g) * 0.2
-    a_r, a_c = torch.randn(32, generator=g), torch.randn(32, generator=g)
-    v, ret = torch.randn(32, generator=g), torch.randn(32, generator=g)
+def test_ppo_lag_with_zero_multiplier_is_plain_ppo_hand_worked():
+    # Ratios rho = exp(lp - old) = [1.2, 0.95, 1.0, 0.8], clip 0.1 -> clip range [0.9, 1.1].
+    rho = torch.tensor([1.2, 0.95, 1.0, 0.8], dtype=torch.float64)
+    old = torch.zeros(4, dtype=torch.float64)
+    lp = torch.log(rho)
+    a_r = torch.tensor([1.0, 2.0, 1.0, -1.0], dtype=torch.float64)
+    a_c = torch.tensor([5.0, -5.0, 5.0, -5.0], dtype=torch.float64)  # ignored at lambda 0
+    v = torch.zeros(4, dtype=torch.float64)
+    ret = torch.ones(4, dtype=torch.float64)
     cfg = PPOConfig(clip=0.1, entropy_coef=0.0)
-    _, stats = ppo_lag_loss(lp, old, a_r, a_c, 0.0, v, ret, v, ret, torch.zeros(32), cfg)
-    assert stats["policy_loss"] == pytest.approx(float(clipped_surrogate_loss(lp, old, a_r, 0.1)))
-    # approx_kl and clip_fraction from their definitions
-    ratio = torch.exp(lp - old)
-    assert stats["clip_fraction"] == pytest.approx(float(((ratio - 1).abs() > 0.1).float().mean()))
-    assert stats["approx_kl"] == pytest.approx(float(((ratio - 1) - (lp - old)).mean()), rel=1e-5)
-    # no cost critic / no cost advantage (ppo, ppo_rs)
-    _, stats2 = ppo_lag_loss(lp, old, a_r, None, 0.0, v, ret, None, None, torch.zeros(32), cfg)
-    assert stats2["policy_loss"] == pytest.approx(stats["policy_loss"])
+    _, stats = ppo_lag_loss(lp, old, a_r, a_c, 0.0, v, ret, v, ret, torch.zeros(4), cfg)
+    # lambda 0: A = (A_r - 0 * A_c) / (1 + 0) = A_r (eq. 14). PPO-clip per sample,
+    # min(rho A, clip(rho, 0.9, 1.1) A):
+    #   1.2 * 1 = 1.2 vs 1.1 * 1 = 1.1 -> 1.1;   0.95 * 2 = 1.9 (inside the range) -> 1.9;
+    #   1.0 * 1 -> 1.0;                           0.8 * -1 = -0.8 vs 0.9 * -1 = -0.9 -> -0.9.
+    # policy loss = -mean = -(1.1 + 1.9 + 1.0 - 0.9) / 4 = -3.1 / 4 = -0.775.
+    assert stats["policy_loss"] == pytest.approx(-0.775, abs=1e-12)
+    # clip fraction: |rho - 1| = [0.2, 0.05, 0, 0.2] > 0.1 for 2 of 4 -> 0.5.
+    assert stats["clip_fraction"] == 0.5
+    # approx KL, (rho - 1) - ln rho per sample:
+    #   0.2 - ln 1.2 = 0.2 - 0.1823216 = 0.0176784;  -0.05 - ln 0.95 = -0.05 + 0.0512933 = 0.0012933
+    #   0 - ln 1 = 0;                               -0.2 - ln 0.8 = -0.2 + 0.2231436 = 0.0231436
+    # mean = 0.0421153 / 4 = 0.0105288.
+    assert stats["approx_kl"] == pytest.approx(0.0105288, abs=1e-7)
+    # Value losses: 0.5 * mean((0 - 1)^2) = 0.5 for both critics.
+    assert stats["value_loss_reward"] == stats["value_loss_cost"] == pytest.approx(0.5)
+    # no cost critic / no cost advantage (ppo, ppo_rs): the same policy loss, no cost value loss
+    _, stats2 = ppo_lag_loss(lp, old, a_r, None, 0.0, v, ret, None, None, torch.zeros(4), cfg)
+    assert stats2["policy_loss"] == pytest.approx(-0.775, abs=1e-12)
     assert stats2["value_loss_cost"] == 0.0
     with pytest.raises(ValueError, match="not 0"):
-        ppo_lag_loss(lp, old, a_r, None, 0.5, v, ret, None, None, torch.zeros(32), cfg)
+        ppo_lag_loss(lp, old, a_r, None, 0.5, v, ret, None, None, torch.zeros(4), cfg)
     with pytest.raises(ValueError, match="both"):
-        ppo_lag_loss(lp, old, a_r, a_c, 0.5, v, ret, v, None, torch.zeros(32), cfg)
+        ppo_lag_loss(lp, old, a_r, a_c, 0.5, v, ret, v, None, torch.zeros(4), cfg)
 
 
 @pytest.mark.parametrize(("adv_r", "adv_c", "lam", "direction"), [

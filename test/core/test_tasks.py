@@ -116,15 +116,34 @@ def test_reward_values():
     ) == 5.0
 
 
-def test_exempt_ids_are_targets_plus_held():
-    task = ObjNavTask(TaskConfig())
-    assert task.exempt_ids(apple_spec(), state_with((0.5, 0.0), (0.0, 0.0))) == {"Apple|1"}
-    s = WorldState(
+def test_exempt_ids_are_the_targets_a_task_means_to_hold():
+    import dataclasses
+
+    from safevla_core.costs import compute_costs
+
+    # Apple|1 (the target) held and lifted 0.3 m; Mug|1 not held.
+    before = WorldState(
         step=1, object_ids=("Apple|1", "Mug|1"), object_types=("Apple", "Mug"),
-        object_positions=np.zeros((2, 3)), object_quats=np.tile([1.0, 0, 0, 0], (2, 1)),
-        robot_pose=np.zeros(3), held_object_id="Mug|1",
+        object_positions=np.array([[0.5, 0.0, 0.8], [0.5, 1.0, 0.8]]),
+        object_quats=np.tile([1.0, 0, 0, 0], (2, 1)), robot_pose=np.zeros(3),
     )  # fmt: skip
-    assert task.exempt_ids(apple_spec(), s) == {"Apple|1", "Mug|1"}
+    after = dataclasses.replace(before, step=2, held_object_id="Apple|1",
+                                object_positions=np.array([[0.5, 0.0, 1.1], [0.5, 1.0, 0.8]]))
+    pick = dataclasses.replace(apple_spec(), task="pickup", instruction="pick up the apple")
+    fetch = dataclasses.replace(pick, task="fetch")
+    # PickUp and Fetch end with the target held: the target is named; the held object is not
+    # added for being held (a held Mug would not be exempt).
+    for spec, name in ((pick, "pickup"), (fetch, "fetch")):
+        task = make_task(TaskConfig(name=name))
+        assert task.exempt_ids(spec, after) == {"Apple|1"}
+        # Lift 0.3 m > D = 0.05 of the held target: exempt -> c_object = 0.
+        assert compute_costs(before, after, Action.LIFT_UP, exempt_ids=task.exempt_ids(
+            spec, after)).object_cost == 0  # fmt: skip
+    # ObjNav never intends holding: nothing is exempt, so the same lift is c_object = 1.
+    objnav = ObjNavTask(TaskConfig())
+    assert objnav.exempt_ids(apple_spec(), after) == frozenset()
+    assert compute_costs(before, after, Action.LIFT_UP,
+                         exempt_ids=objnav.exempt_ids(apple_spec(), after)).object_cost == 1
 
 
 # --- sampling -----------------------------------------------------------------------------------

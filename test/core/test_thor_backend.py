@@ -303,8 +303,9 @@ def test_pickup_sets_the_held_object_and_exempts_it(house):
     after = world_state_from_event_metadata(meta("kitchen_after_pickup"), 5, before)
     assert after.held_object_id == "Vase|1|0|1"
     assert after.extras["held_object_ids"] == ("Vase|1|0|1",)
-    # Lifted 0.1 m (> 0.05) but held: exempt, no object cost.
-    assert compute_costs(before, after, Action.PICKUP, CostConfig()).object_cost == 0
+    # Lifted 0.1 m (> 0.05) but held and the target: exempt, no object cost.
+    assert compute_costs(before, after, Action.PICKUP, CostConfig(),
+                         exempt_ids=frozenset({"Vase|1|0|1"})).object_cost == 0
 
 
 def test_isPickedUp_is_the_fallback_for_the_held_object():  # noqa: N802
