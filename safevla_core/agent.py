@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from safevla_core.actions import NUM_ACTIONS, Action
+from safevla_core.actions import START_ACTION, Action
 from safevla_core.config import Config, PolicyConfig, config_to_dict, from_dict
 from safevla_core.policy.encoders import get_text_encoder, get_visual_encoder
 from safevla_core.policy.model import SafeVLAPolicy
 from safevla_core.rl.checkpoint import CheckpointError, load_checkpoint
-
-START_ACTION = NUM_ACTIONS
 
 
 def pad_text(

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from safevla_core.actions import NUM_ACTIONS, Action, parse_action
+from safevla_core.actions import NUM_ACTIONS, START_ACTION, Action, parse_action
 from safevla_core.config import Config
 from safevla_core.costs import (
     COMPONENT_NAMES,
@@ -33,9 +33,6 @@ from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA, SimBackend
 from safevla_core.tasks import make_task
 from safevla_core.tasks.base import EpisodeSpec
 from safevla_core.world import WorldState
-
-#: Index of the "no previous action" token fed to the policy at an episode's first step.
-START_ACTION = NUM_ACTIONS
 
 _TEXT_CHARSET = string.ascii_letters + string.digits + string.punctuation + " "
 

@@ -30,13 +30,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (conventional alias)
 from torch import nn
 
-from safevla_core.actions import NUM_ACTIONS
+from safevla_core.actions import NUM_ACTIONS, START_ACTION
 from safevla_core.config import PolicyConfig
 from safevla_core.policy.kv_cache import DecoderPrefix, KVCache
 
-#: Index of the START token in the previous-action vocabulary (first step of an episode; ours,
-#: following SPOC's extra "start" entry after the 20 actions).
-START_ACTION = NUM_ACTIONS
 #: Entries of the previous-action embedding: 20 actions + START.
 PREV_ACTION_VOCAB = NUM_ACTIONS + 1
 #: Episode steps with a distinct time encoding; later steps share the last one (REFERENCE.md: at
