@@ -1,0 +1,98 @@
+"""Separate critics, the value-only warm-up and the J_c estimate, on the trainer's real path."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from safevla_core.config import load_config
+from safevla_core.rl.checkpoint import load_checkpoint, save_checkpoint
+from safevla_core.rl.train import Trainer
+
+
+def _cfg(tmp_path, name="run", **train):
+    return load_config(None, {
+        "houses": {"num_train": 3, "num_val": 1, "num_test": 1},
+        "task": {"max_steps_train": 12},
+        "policy": {"d_model": 32, "num_heads": 4, "encoder_layers": 1, "decoder_layers": 1,
+                   "context_steps": 8},
+        "ppo": {"update_epochs": 1, "lr": 1e-3, "critic_lr": 3e-3},
+        "train": {"method": "ppo_lag", "num_envs": 2, "num_steps": 8, "total_env_steps": 16,
+                  "vector": "sync", "out_dir": str(tmp_path / name), "torch_threads": 1,
+                  **train},
+    })  # fmt: skip
+
+
+def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_multiplier_keeps_its_value_when_no_episode_finished(tmp_path):
+    trainer = Trainer(_cfg(tmp_path), resume=False, progress=False)
+    # a rollout in which no episode ended: no per-episode cost is known
+    lams, jc = trainer.update_multiplier([])
+    assert lams == {"total": pytest.approx(0.001)}  # the authors' initial lambda, unchanged
+    assert math.isnan(jc["total"])
+    # one finished episode with cost 5 > b = 2.31964: Adam's first step moves lambda by its
+    # learning rate in the direction of -grad = +(J_c - b): 0.001 + 0.035 = 0.036 (eq. 16)
+    lams, jc = trainer.update_multiplier([{"cumulative_cost": 5.0}])
+    assert jc == {"total": 5.0}
+    assert lams["total"] == pytest.approx(0.036, abs=1e-6)
+
+
+def test_critics_start_from_the_init_checkpoint_with_their_own_learning_rate(tmp_path):
+    source = Trainer(_cfg(tmp_path, "il"), resume=False, progress=False)
+    with torch.no_grad():
+        for p in source.policy.parameters():
+            p.add_(0.1)  # weights that differ from a fresh build
+    il = tmp_path / "il.pt"
+    save_checkpoint(il, {"policy": source.policy.state_dict()})
+    trainer = Trainer(_cfg(tmp_path, init_checkpoint=str(il)), resume=False, progress=False)
+    want = source.policy.state_dict()
+    for role in ("actor", "reward", "cost"):
+        got = trainer.model.nets[role].state_dict()
+        assert all(torch.equal(got[k], want[k]) for k in want), role
+    groups = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert groups == {"actor": 1e-3, "critics": 3e-3}
+
+
+def test_warmup_trains_only_the_critics(tmp_path):
+    trainer = Trainer(_cfg(tmp_path, critic_warmup_env_steps=1000), resume=False, progress=False)
+    actor, reward, cost = (_params(trainer.model.nets[r]) for r in ("actor", "reward", "cost"))
+    result = trainer.run()
+    assert [m["critic_warmup"] for m in result.history] == [1.0]
+    assert not _changed(actor, trainer.model.nets["actor"])
+    assert _changed(reward, trainer.model.nets["reward"])
+    assert _changed(cost, trainer.model.nets["cost"])
+
+
+def test_after_warmup_the_actor_learns_and_resume_restores_the_critics(tmp_path):
+    cfg = _cfg(tmp_path, critic_warmup_env_steps=0)
+    trainer = Trainer(cfg, resume=False, progress=False)
+    actor = _params(trainer.model.nets["actor"])
+    trainer.run()
+    assert _changed(actor, trainer.model.nets["actor"])
+    state = load_checkpoint(tmp_path / "run" / "ckpt_000001.pt", required_keys=("critics",))
+    assert set(state["critics"]) == {"reward", "cost"}
+    again = Trainer(cfg, resume=True, progress=False)
+    for role in ("reward", "cost"):
+        want = trainer.model.nets[role].state_dict()
+        got = again.model.nets[role].state_dict()
+        assert all(torch.equal(got[k], want[k]) for k in want), role
+
+
+def test_decoder_only_rl_leaves_the_fusion_encoder_untouched(tmp_path):
+    trainer = Trainer(_cfg(tmp_path, critic_warmup_env_steps=0, freeze_fusion=True),
+                      resume=False, progress=False)  # fmt: skip
+    fusion = [p.detach().clone() for p in trainer.policy.fusion_parameters()]
+    decoder = _params(trainer.policy.decoder)
+    trainer.run()
+    assert all(torch.equal(a, b) for a, b in zip(fusion, trainer.policy.fusion_parameters(),
+                                                   strict=True))  # fmt: skip
+    assert _changed(decoder, trainer.policy.decoder)
