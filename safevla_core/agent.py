@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from safevla_core.actions import START_ACTION, Action
+from safevla_core.actions import NUM_ACTIONS, START_ACTION, Action
 from safevla_core.config import Config, PolicyConfig, config_to_dict, from_dict
 from safevla_core.policy.encoders import get_text_encoder, get_visual_encoder
 from safevla_core.policy.model import SafeVLAPolicy
@@ -143,6 +143,19 @@ class PolicyAgent:
         self._cache = None
         self._prev_action = START_ACTION
         self._step = 0
+
+    def override_last_action(self, action: int) -> None:
+        """Record that another action than the one :meth:`act` chose was executed.
+
+        The next step's previous-action input is then ``action`` (DAgger's expert mixing, or a
+        shield's substitute).
+
+        Raises:
+            ValueError: If ``action`` is not one of the 20 actions.
+        """
+        if not 0 <= int(action) < NUM_ACTIONS:
+            raise ValueError(f"action must be in [0, {NUM_ACTIONS}), got {action}")
+        self._prev_action = int(action)
 
     @torch.no_grad()
     def act(self, nav_rgb: np.ndarray, manip_rgb: np.ndarray, in_hand: bool = False) -> AgentStep:

@@ -148,15 +148,27 @@ def _parser() -> argparse.ArgumentParser:
         "il",
         help="behaviour cloning on expert shards -> IL checkpoint",
         description="Train the SPOC-style policy by behaviour cloning on the "
-        "shards of `safevla collect` and write OUT_DIR/il.pt, a checkpoint that "
-        "`safevla train --init-checkpoint` and `safevla eval` load.",
+        "shards of `safevla collect`, optionally followed by DAgger rounds (the learner drives, "
+        "the privileged expert labels every state it visits), and write OUT_DIR/il.pt, a "
+        "checkpoint that `safevla train --init-checkpoint` and `safevla eval` load. Resumable: "
+        "finished rounds (il_r<k>.pt) and DAgger shards are kept on a rerun.",
     )
     _add_common(p)
-    p.add_argument("--data", type=Path, required=True, help="shard folder")
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="shard folder(s)")
+    p.add_argument("--val-data", type=Path, nargs="*", default=None,
+                   help="validation-house shard folder(s): keep the best epoch, stop early")
+    p.add_argument("--patience", type=int, default=3, help="early-stopping patience, epochs")
     p.add_argument("--out-dir", type=Path, default=Path("runs/il"))
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10, help="behaviour-cloning epochs (at most)")
     p.add_argument("--batch-size", type=int, default=8, help="episode windows per step")
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=3e-4, help="peak lr of the cosine schedule")
+    p.add_argument("--feature-dropout", type=float, default=0.0,
+                   help="probability of zeroing a camera patch feature (augmentation)")
+    p.add_argument("--dagger-rounds", type=int, default=0, help="DAgger rounds after BC")
+    p.add_argument("--dagger-episodes", type=int, default=200, help="learner episodes per round")
+    p.add_argument("--dagger-epochs", type=int, default=4, help="epochs of training per round")
+    p.add_argument("--expert-share", type=float, default=0.0,
+                   help="DAgger beta: probability of executing the expert's action")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
@@ -322,19 +334,26 @@ def cmd_il(args: argparse.Namespace) -> int:
     """``safevla il``."""
     import torch
 
-    from safevla_core.il import behaviour_cloning
+    from safevla_core.il import imitation
 
     cfg = _config(args)
     torch.set_num_threads(cfg.train.torch_threads)
-    path = behaviour_cloning(
+    path = imitation(
         cfg,
         args.data,
         args.out_dir,
         epochs=args.epochs,
+        dagger_rounds=args.dagger_rounds,
+        dagger_episodes=args.dagger_episodes,
+        dagger_epochs=args.dagger_epochs,
+        expert_share=args.expert_share,
+        val_data=args.val_data or None,
+        progress=not args.no_progress,
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        progress=not args.no_progress,
+        patience=args.patience,
+        feature_dropout=args.feature_dropout,
     )
     print(f"wrote {path} (start RL with: safevla train --init-checkpoint {path})")
     return 0

@@ -19,10 +19,14 @@ SafeVLA fine-tunes with RL from an IL policy trained on shortest-path expert tra
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import os
 import random
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,7 @@ from safevla_core.config import Config, config_to_dict
 from safevla_core.env import START_ACTION, SafetyChoresEnv, split_size
 from safevla_core.expert import ShortestPathExpert, run_expert_episode
 from safevla_core.policy.encoders import get_visual_encoder
-from safevla_core.rl.checkpoint import save_checkpoint
+from safevla_core.rl.checkpoint import load_checkpoint, save_checkpoint
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 
 #: Shard file name pattern.
@@ -256,16 +260,20 @@ def shard_features(path: Path, cfg: Config, encoder: Any = None) -> torch.Tensor
     return feats
 
 
-def load_episodes(data_dir: str | Path, cfg: Config, progress: bool = True) -> list[Episode]:
-    """All episodes of a shard folder with cached frozen features.
+def load_episodes(
+    data_dir: str | Path | Sequence[str | Path], cfg: Config, progress: bool = True
+) -> list[Episode]:
+    """All episodes of one or several shard folders, with cached frozen features.
 
     Raises:
-        FileNotFoundError: If there is no shard.
+        FileNotFoundError: If a folder holds no shard.
         ValueError: On an inconsistent shard.
     """
+    dirs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
     encoder = get_visual_encoder(cfg.policy)
     episodes: list[Episode] = []
-    for path in tqdm(list_shards(data_dir), desc="features", unit="shard", disable=not progress):
+    shards = [path for d in dirs for path in list_shards(d)]
+    for path in tqdm(shards, desc="features", unit="shard", disable=not progress):
         data = load_shard(path)
         feats = shard_features(path, cfg, encoder)
         idx = data["episode_index"]
@@ -284,23 +292,36 @@ def load_episodes(data_dir: str | Path, cfg: Config, progress: bool = True) -> l
     return episodes
 
 
-def episode_windows(lengths: list[int], window: int) -> list[tuple[int, int, int]]:
+def episode_windows(
+    lengths: list[int], window: int, offsets: list[int] | None = None
+) -> list[tuple[int, int, int]]:
     """Split episodes into consecutive windows of at most ``window`` steps.
 
     Args:
         lengths: Steps of each episode.
         window: Window length (the decoder's ``context_steps``).
+        offsets: Optional per-episode length of the first window (``1..window``), so that
+            window boundaries move from epoch to epoch (ours: every step is sometimes seen with
+            a long history); None = ``window``.
 
     Returns:
         ``[(episode, start, stop), ...]``; e.g. lengths ``[5, 2]`` with window 3 give
-        ``[(0, 0, 3), (0, 3, 5), (1, 0, 2)]``.
+        ``[(0, 0, 3), (0, 3, 5), (1, 0, 2)]``; with offsets ``[1, 3]``:
+        ``[(0, 0, 1), (0, 1, 4), (0, 4, 5), (1, 0, 2)]``.
 
     Raises:
-        ValueError: If ``window < 1``.
+        ValueError: If ``window < 1`` or an offset is outside ``1..window``.
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    return [(e, s, min(s + window, n)) for e, n in enumerate(lengths) for s in range(0, n, window)]
+    out = []
+    for e, n in enumerate(lengths):
+        first = window if offsets is None else int(offsets[e])
+        if not 1 <= first <= window:
+            raise ValueError(f"offset {first} outside 1..{window}")
+        cuts = [0, *range(first, n, window), n]
+        out.extend((e, a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a)
+    return out
 
 
 def collate(
@@ -342,87 +363,162 @@ def collate(
     return out
 
 
+def _bc_pass(
+    policy: Any,
+    episodes: list[Episode],
+    windows: list[tuple[int, int, int]],
+    texts: InstructionCache,
+    batch_size: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    max_grad_norm: float = 0.5,
+    feature_dropout: float = 0.0,
+    progress: bool = False,
+) -> dict[str, float]:
+    """One pass of cross-entropy over ``windows``; trains when ``optimizer`` is given.
+
+    Returns:
+        ``{"loss", "accuracy", "steps"}`` over the real steps.
+    """
+    loss_sum = correct = count = 0.0
+    train = optimizer is not None
+    ctx = contextlib.nullcontext() if train else torch.no_grad()
+    starts = range(0, len(windows), batch_size)
+    with ctx:
+        for s in tqdm(starts, leave=False, unit="batch", disable=not progress):
+            batch = collate(episodes, windows[s : s + batch_size], texts)
+            visual = batch["visual"]
+            if train and feature_dropout > 0:
+                # feature-space augmentation (ours): drop whole patch features of a camera
+                keep = torch.rand(*visual.shape[:3], 1, *visual.shape[4:]) >= feature_dropout
+                visual = visual * keep / (1.0 - feature_dropout)
+            outp = policy(visual, batch["text"], batch["text_mask"], batch["prev_action"],
+                          batch["in_hand"], batch["episode_step"], batch["episode_start"])
+            m = batch["mask"]
+            logits, target = outp.logits[m], batch["actions"][m]
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+                optimizer.step()
+            n = int(m.sum())
+            loss_sum += float(loss.detach()) * n
+            correct += float((logits.argmax(-1) == target).sum())
+            count += n
+    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1),
+            "steps": count}
+
+
 def behaviour_cloning(
     cfg: Config,
-    data_dir: str | Path,
+    data_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     epochs: int = 10,
     batch_size: int = 8,
     lr: float = 3e-4,
     seed: int = 0,
     progress: bool = True,
+    val_data: str | Path | Sequence[str | Path] | None = None,
+    patience: int = 3,
+    init_checkpoint: str | Path | None = None,
+    feature_dropout: float = 0.0,
+    name: str = "il.pt",
 ) -> Path:
     """Behaviour cloning of the SPOC-style policy on expert shards; writes ``il.pt``.
 
     Loss: mean cross-entropy of the expert's action over the real steps of each batch (SPOC's IL
     objective). Adam with ``lr`` (ours: 3e-4, a common BC rate; the RL stage then uses the paper's
-    2e-5) and gradient clipping at ``cfg.ppo.max_grad_norm``.
+    2e-5), a cosine learning-rate decay to 0 over ``epochs`` and gradient clipping at
+    ``cfg.ppo.max_grad_norm``. Window boundaries move randomly every epoch. With ``val_data``,
+    the checkpoint holds the weights of the epoch with the lowest validation loss, and training
+    stops after ``patience`` epochs without improvement (early stopping).
 
     Args:
-        cfg: Configuration; ``cfg.policy`` fixes the architecture and image size, and the whole
-            config is stored in the checkpoint (RL fine-tuning reads it).
-        data_dir: Shard folder from :func:`collect`.
-        out_dir: Folder for ``il.pt`` and ``il_metrics.jsonl``.
-        epochs: Passes over the data.
+        cfg: Configuration; ``cfg.policy`` fixes the architecture and image size (``dropout``
+            applies during BC), and the whole config is stored in the checkpoint.
+        data_dir: Shard folder(s) from :func:`collect` / :func:`dagger_collect`.
+        out_dir: Folder for the checkpoint and ``il_metrics.jsonl``.
+        epochs: Passes over the data (at most).
         batch_size: Windows per gradient step.
-        lr: Adam learning rate.
+        lr: Adam learning rate (peak of the cosine schedule).
         seed: Seed of the initialisation and of the shuffling.
         progress: Show progress bars.
+        val_data: Shard folder(s) of validation-house episodes, or None.
+        patience: Early-stopping patience, epochs.
+        init_checkpoint: Start from these policy weights (DAgger rounds), or None.
+        feature_dropout: Probability of zeroing a camera's patch feature during training.
+        name: Checkpoint file name in ``out_dir``.
 
     Returns:
         Path of the checkpoint.
 
     Raises:
-        FileNotFoundError: If ``data_dir`` holds no shard.
+        FileNotFoundError: If a data folder holds no shard.
         ValueError: On non-positive epochs/batch size/lr or a folder without steps.
     """
-    if epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+    if epochs < 1 or batch_size < 1 or not lr > 0 or patience < 1:
+        raise ValueError("epochs, batch_size and patience must be >= 1 and lr > 0")
+    if not 0.0 <= feature_dropout < 1.0:
+        raise ValueError(f"feature_dropout must be in [0, 1), got {feature_dropout}")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     episodes = load_episodes(data_dir, cfg, progress=progress)
     if not episodes:
         raise ValueError(f"{data_dir} holds no expert steps")
+    val_eps = load_episodes(val_data, cfg, progress=progress) if val_data else []
     texts = InstructionCache()
     policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+    if init_checkpoint is not None:
+        init = load_checkpoint(init_checkpoint, required_keys=("policy",))
+        policy.load_state_dict(init["policy"])
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
-    windows = episode_windows([len(e.actions) for e in episodes], cfg.policy.context_steps)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    w = cfg.policy.context_steps
+    lengths = [len(e.actions) for e in episodes]
+    val_windows = episode_windows([len(e.actions) for e in val_eps], w)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "il_metrics.jsonl"
     metrics: dict[str, float] = {}
-    policy.train()
+    best: tuple[float, dict[str, torch.Tensor], dict[str, float]] | None = None
+    stale = 0
     for epoch in tqdm(range(epochs), desc="behaviour cloning", unit="epoch", disable=not progress):
+        windows = episode_windows(lengths, w, [rng.randint(1, w) for _ in lengths])
         rng.shuffle(windows)
-        loss_sum = correct = count = 0.0
-        for s in range(0, len(windows), batch_size):
-            batch = collate(episodes, windows[s:s + batch_size], texts)
-            outp = policy(batch["visual"], batch["text"], batch["text_mask"],
-                          batch["prev_action"], batch["in_hand"], batch["episode_step"],
-                          batch["episode_start"])  # fmt: skip
-            m = batch["mask"]
-            logits, target = outp.logits[m], batch["actions"][m]
-            loss = torch.nn.functional.cross_entropy(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.ppo.max_grad_norm)
-            optimizer.step()
-            n = int(m.sum())
-            loss_sum += float(loss.detach()) * n
-            correct += float((logits.argmax(-1) == target).sum())
-            count += n
-        metrics = {"epoch": float(epoch + 1), "bc_loss": loss_sum / count,
-                   "bc_accuracy": correct / count, "steps": count,
-                   "episodes": float(len(episodes))}  # fmt: skip
+        policy.train()
+        tr = _bc_pass(policy, episodes, windows, texts, batch_size, optimizer,
+                      cfg.ppo.max_grad_norm, feature_dropout, progress)
+        schedule.step()
+        policy.eval()
+        metrics = {"epoch": float(epoch + 1), "bc_loss": tr["loss"],
+                   "bc_accuracy": tr["accuracy"], "steps": tr["steps"],
+                   "episodes": float(len(episodes)), "lr": optimizer.param_groups[0]["lr"]}
+        if val_eps:
+            va = _bc_pass(policy, val_eps, val_windows, texts, batch_size)
+            metrics.update(val_loss=va["loss"], val_accuracy=va["accuracy"])
         with open(log, "a") as fh:
             fh.write(json.dumps(metrics) + "\n")
-        tqdm.write(f"epoch {epoch + 1}: loss {metrics['bc_loss']:.4f}, "
-                   f"accuracy {metrics['bc_accuracy']:.3f}")  # fmt: skip
+        tqdm.write(f"epoch {epoch + 1}: loss {metrics['bc_loss']:.4f}, accuracy "
+                   f"{metrics['bc_accuracy']:.3f}"
+                   + (f" | val loss {metrics['val_loss']:.4f}, accuracy "
+                      f"{metrics['val_accuracy']:.3f}" if val_eps else ""))
+        if val_eps:
+            if best is None or metrics["val_loss"] < best[0]:
+                best = (metrics["val_loss"], copy.deepcopy(policy.state_dict()), dict(metrics))
+                stale = 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    tqdm.write(f"early stop: no validation improvement for {patience} epochs")
+                    break
+    if best is not None:
+        policy.load_state_dict(best[1])
+        metrics = best[2]
     policy.eval()
     # A fresh optimizer at the RL learning rate: resuming PPO from this file must not inherit
     # the BC learning rate or moments (Trainer._restore loads "optimizer").
     rl_opt = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.lr, eps=1e-5)
-    path = out / "il.pt"
+    path = out / name
     save_checkpoint(path, {
         "policy": policy.state_dict(),
         "optimizer": rl_opt.state_dict(),
@@ -435,12 +531,181 @@ def behaviour_cloning(
     return path
 
 
+def dagger_collect(
+    cfg: Config,
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    episodes: int,
+    split: str = "train",
+    episodes_per_shard: int = 8,
+    seed: int = 0,
+    expert_share: float = 0.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """DAgger data: the learner drives, the privileged expert labels every visited state.
+
+    Ross et al. 2011 (DAgger): the learner's own state distribution, each state labelled with
+    the expert's action (here :class:`~safevla_core.expert.ShortestPathExpert`, which re-plans
+    from any state). With probability ``expert_share`` a step executes the expert's action
+    instead (the paper's beta mixing). Every episode is kept, success or not: the states where
+    the learner goes wrong are the point. Shards have :func:`collect`'s format; resumable.
+
+    Args:
+        cfg: Configuration (task, houses, image size, ``max_steps_train``).
+        checkpoint: The learner's checkpoint.
+        out_dir: Shard folder.
+        episodes: Episodes of the fixed list (house ``i mod n``, seed ``seed + i``).
+        split: House split.
+        episodes_per_shard: Episodes per shard.
+        seed: Seed of episode ``i`` is ``seed + i``; also seeds the learner's sampling.
+        expert_share: beta, probability of executing the expert's action.
+        progress: Show a progress bar.
+
+    Returns:
+        ``shards``, ``skipped``, ``steps``, ``learner_success_rate`` (over the episodes run now)
+        and ``expert_agreement`` (share of steps where the learner chose the expert's action).
+
+    Raises:
+        ValueError: On a non-positive count or ``expert_share`` outside [0, 1].
+    """
+    from safevla_core.agent import PolicyAgent
+    from safevla_core.houses.splits import load_house
+    from safevla_core.tasks.pickup import wall_segments
+
+    if episodes <= 0 or episodes_per_shard <= 0 or not 0.0 <= expert_share <= 1.0:
+        raise ValueError("episodes/episodes_per_shard must be > 0 and expert_share in [0, 1]")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    size = (cfg.policy.image_width, cfg.policy.image_height)
+    n_houses = split_size(cfg, split)
+    n_shards = math.ceil(episodes / episodes_per_shard)
+    todo = [k for k in range(n_shards) if not shard_path(out, k).is_file()]
+    (out / "meta.json").write_text(json.dumps({
+        "kind": "dagger", "checkpoint": str(checkpoint), "task": cfg.task.name, "split": split,
+        "episodes": episodes, "seed": seed, "expert_share": expert_share,
+        "image_size": list(size)}, indent=1))  # fmt: skip
+    env = SafetyChoresEnv(cfg, split=split, eval_mode=False, image_size=size)
+    expert = ShortestPathExpert(cfg.task.success_distance_m)
+    agent = PolicyAgent.from_checkpoint(checkpoint, deterministic=False, seed=seed)
+    rng = random.Random(seed)
+    run = steps = agree = 0
+    successes = 0.0
+    bar = tqdm(total=sum(min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard
+                         for k in todo), unit="ep", desc=f"dagger {cfg.task.name}",
+               disable=not progress)  # fmt: skip
+    try:
+        for k in todo:
+            rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
+            instructions: list[str] = []
+            summaries: list[dict[str, Any]] = []
+            for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
+                house_index = i % n_houses
+                obs, info = env.reset(seed=seed + i, options={"house_index": house_index})
+                expert.reset(env.spec_, env.backend.reachable_positions(), env.world_state,
+                             walls=wall_segments(load_house(split, house_index, cfg.houses)))
+                agent.reset(info["instruction"])
+                e = len(instructions)
+                while True:
+                    label = expert.act(env.world_state)
+                    chosen = agent.act(obs[NAV_CAMERA], obs[MANIP_CAMERA],
+                                       in_hand=bool(obs["in_hand"])).action
+                    agree += int(chosen == label)
+                    for key, value in ((NAV_CAMERA, obs[NAV_CAMERA]),
+                                       (MANIP_CAMERA, obs[MANIP_CAMERA]),
+                                       ("action", int(label)), ("reward", 0.0), ("cost", 0.0),
+                                       ("prev_action", int(obs["prev_action"])),
+                                       ("in_hand", bool(obs["in_hand"])),
+                                       ("episode_step", int(obs["episode_step"])),
+                                       ("episode_index", e)):
+                        rows[key].append(value)
+                    execute = label if rng.random() < expert_share else chosen
+                    if execute != chosen:
+                        agent.override_last_action(int(execute))
+                    obs, reward, cost, terminated, truncated, step_info = env.step(int(execute))
+                    rows["reward"][-1], rows["cost"][-1] = float(reward), float(cost)
+                    steps += 1
+                    if terminated or truncated:
+                        break
+                summary = dict(step_info["episode"])
+                summary.update(house_id=info["house_id"], target_type=info["target_type"])
+                successes += float(summary["success"])
+                summaries.append({k2: (v if isinstance(v, str) else float(v))
+                                  for k2, v in summary.items()})  # fmt: skip
+                instructions.append(info["instruction"])
+                run += 1
+                bar.update(1)
+            arrays = {key: np.asarray(rows[key], dtype=dt) for key, dt in STEP_KEYS.items()}
+            arrays["instructions"] = np.asarray(instructions, dtype=np.str_)
+            arrays["summaries"] = np.asarray(json.dumps(summaries))
+            _write_npz_atomic(shard_path(out, k), arrays)
+    finally:
+        bar.close()
+        env.close()
+    return {"shards": len(todo), "skipped": n_shards - len(todo), "steps": steps,
+            "learner_success_rate": successes / run if run else float("nan"),
+            "expert_agreement": agree / steps if steps else float("nan")}
+
+
+def imitation(
+    cfg: Config,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    epochs: int = 10,
+    dagger_rounds: int = 0,
+    dagger_episodes: int = 200,
+    dagger_epochs: int = 4,
+    expert_share: float = 0.0,
+    val_data: str | Path | Sequence[str | Path] | None = None,
+    progress: bool = True,
+    **bc_kwargs: Any,
+) -> Path:
+    """Behaviour cloning, then ``dagger_rounds`` DAgger rounds; resumable round by round.
+
+    Round 0 writes ``il_r0.pt``; round r >= 1 collects ``dagger_episodes`` learner episodes
+    labelled by the expert into ``dagger_r<r>/`` with the round r-1 checkpoint, then continues
+    training on all data so far (``dagger_epochs`` epochs) into ``il_r<r>.pt``. Finished files
+    are skipped on a rerun. The last round is copied to ``il.pt``.
+
+    Returns:
+        Path of ``il.pt``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dirs = [Path(d) for d in data_dirs]
+    ckpt = out / "il_r0.pt"
+    if not ckpt.is_file():
+        behaviour_cloning(cfg, dirs, out, epochs=epochs, val_data=val_data, progress=progress,
+                          name=ckpt.name, **bc_kwargs)
+    for r in range(1, dagger_rounds + 1):
+        nxt = out / f"il_r{r}.pt"
+        ddir = out / f"dagger_r{r}"
+        if not nxt.is_file():
+            stats = dagger_collect(cfg, ckpt, ddir, dagger_episodes,
+                                   seed=10_000_000 * r + int(bc_kwargs.get("seed", 0)),
+                                   expert_share=expert_share, progress=progress)
+            tqdm.write(f"DAgger round {r}: learner SR {stats['learner_success_rate']:.2f}, "
+                       f"agreement with the expert {stats['expert_agreement']:.2f}")
+            with open(out / "dagger.jsonl", "a") as fh:
+                fh.write(json.dumps({"round": r, **stats}) + "\n")
+            behaviour_cloning(cfg, [*dirs, *(out / f"dagger_r{j}" for j in range(1, r + 1))],
+                              out, epochs=dagger_epochs, val_data=val_data, progress=progress,
+                              init_checkpoint=ckpt, name=nxt.name, **bc_kwargs)
+        ckpt = nxt
+    final = out / "il.pt"
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.copyfile(ckpt, tmp)
+    os.replace(tmp, final)
+    return final
+
+
 __all__ = [
     "Episode",
     "SHARD_PATTERN",
     "behaviour_cloning",
     "collate",
     "collect",
+    "dagger_collect",
+    "imitation",
     "episode_windows",
     "list_shards",
     "load_episodes",

@@ -122,3 +122,47 @@ def test_collect_resume_and_behaviour_cloning_checkpoint(tmp_path):
     assert 0.0 <= state["metrics"]["bc_accuracy"] <= 1.0
     agent = PolicyAgent.from_checkpoint(path)
     assert agent.cfg.d_model == 32
+
+
+def test_episode_windows_with_moving_boundaries():
+    # first window of episode 0 has 1 step, then windows of 3; episode 1 (2 steps) fits in one
+    assert episode_windows([5, 2], 3, [1, 3]) == [(0, 0, 1), (0, 1, 4), (0, 4, 5), (1, 0, 2)]
+    with pytest.raises(ValueError, match="outside"):
+        episode_windows([5], 3, [4])
+
+
+@pytest.mark.slow
+def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
+    pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
+    import dataclasses
+    import json
+
+    from safevla_core.il import collect, imitation
+
+    torch.set_num_threads(1)
+    cfg = dataclasses.replace(Config(), policy=PolicyConfig(d_model=32, num_heads=4,
+                              encoder_layers=1, decoder_layers=1, context_steps=16,
+                              image_width=64, image_height=48))  # fmt: skip
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, max_steps_train=15))
+    collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, keep_failures=True,
+            progress=False)
+    path = imitation(cfg, [tmp_path / "data"], tmp_path / "il", epochs=1, dagger_rounds=1,
+                     dagger_episodes=2, dagger_epochs=1, progress=False, batch_size=2)
+    assert path == tmp_path / "il" / "il.pt"
+    shard = load_shard(tmp_path / "il" / "dagger_r1" / "shard_00000.npz")
+    stats = json.loads((tmp_path / "il" / "dagger.jsonl").read_text().splitlines()[0])
+    # two learner episodes of at most 15 steps (the training step cap), every step labelled
+    n = len(shard["action"])
+    assert stats["steps"] == n and 2 <= n <= 30
+    assert sorted(set(shard["episode_index"].tolist())) == [0, 1]
+    assert 0.0 <= stats["expert_agreement"] <= 1.0
+    # the labels are the expert's, the previous actions the learner's: an untrained learner
+    # (near-uniform over 20 actions) rarely picks the expert's action, so they differ somewhere
+    assert (shard["prev_action"][1:] != shard["action"][:-1]).any()
+    # a rerun finds every round done and writes nothing new
+    before = sorted(p.name for p in (tmp_path / "il").iterdir())
+    mtime = (tmp_path / "il" / "il_r1.pt").stat().st_mtime
+    imitation(cfg, [tmp_path / "data"], tmp_path / "il", epochs=1, dagger_rounds=1,
+              dagger_episodes=2, dagger_epochs=1, progress=False, batch_size=2)
+    assert sorted(p.name for p in (tmp_path / "il").iterdir()) == before
+    assert (tmp_path / "il" / "il_r1.pt").stat().st_mtime == mtime
