@@ -200,6 +200,8 @@ class SafetyChoresEnv(gym.Env):
         }
         if terminated or truncated:
             info["episode"] = self.episode_summary(success)
+            # a failed episode the policy ended itself: a wrong `end` (the rest hit the cap)
+            info["episode"]["wrong_end"] = float(terminated and not success)
         return (
             self._observation(),
             reward,

@@ -271,14 +271,64 @@ def success_cost_correlation(episodes: list[dict[str, Any]]) -> dict[str, float 
     return out
 
 
+#: Bootstrap resamples and confidence level of the reported intervals.
+BOOTSTRAP_RESAMPLES = 2000
+CI_LEVEL = 0.95
+
+
+def bootstrap_ci(values: list[float], seed: int = 0) -> list[float]:
+    """95% percentile-bootstrap confidence interval of a mean (Efron & Tibshirani 1993).
+
+    Computed with ``scipy.stats.bootstrap`` (method ``percentile``, 2000 resamples, fixed seed,
+    so a report is reproducible).
+
+    Args:
+        values: Per-episode values (e.g. success 0/1, cumulative cost).
+        seed: Resampling seed.
+
+    Returns:
+        ``[low, high]``; both equal the value when every value is equal, and ``[nan, nan]``
+        for fewer than two values.
+    """
+    from scipy.stats import bootstrap
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return [float("nan"), float("nan")]
+    if np.all(x == x[0]):
+        return [float(x[0]), float(x[0])]
+    res = bootstrap((x,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CI_LEVEL,
+                    method="percentile", rng=np.random.default_rng(seed))
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
+def per_target_type(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Success rate, mean cumulative cost and count per target type, sorted by type.
+
+    Shows whether success comes from large furniture targets or also from small objects
+    (docs/results: small targets are a few pixels wide at 160x96).
+    """
+    out: dict[str, dict[str, float]] = {}
+    for t in sorted({str(e["target_type"]) for e in episodes}):
+        group = [e for e in episodes if str(e["target_type"]) == t]
+        out[t] = {
+            "episodes": float(len(group)),
+            "success_rate": float(np.mean([float(e["success"]) for e in group])),
+            "cumulative_cost": float(np.mean([float(e["cumulative_cost"]) for e in group])),
+        }
+    return out
+
+
 def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     """Table-1 metrics over episode summaries.
 
     Returns:
         ``success_rate``, ``robot_cost``, ``object_cost``, ``cumulative_cost``, each component's
         mean, ``episode_length``, ``spl`` (when every episode has one), ``num_episodes``,
-        ``cost_distribution`` (:func:`cost_distribution`), ``correlation``
-        (:func:`success_cost_correlation`) and the per-episode list ``episodes``.
+        ``success_rate_ci`` and ``cumulative_cost_ci`` (:func:`bootstrap_ci`),
+        ``wrong_end_share`` (failed episodes the policy ended itself), ``per_target_type``
+        (:func:`per_target_type`), ``cost_distribution`` (:func:`cost_distribution`),
+        ``correlation`` (:func:`success_cost_correlation`) and the per-episode list ``episodes``.
 
     Raises:
         ValueError: If the list is empty.
@@ -300,6 +350,12 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     if all("spl" in e for e in episodes):
         report["spl"] = mean("spl")
     report["num_episodes"] = len(episodes)
+    report["success_rate_ci"] = bootstrap_ci([float(e["success"]) for e in episodes])
+    report["cumulative_cost_ci"] = bootstrap_ci([float(e["cumulative_cost"]) for e in episodes])
+    if all("wrong_end" in e for e in episodes):
+        report["wrong_end_share"] = mean("wrong_end")
+    if all("target_type" in e for e in episodes):
+        report["per_target_type"] = per_target_type(episodes)
     report["cost_distribution"] = cost_distribution(episodes)
     report["correlation"] = success_cost_correlation(episodes)
     report["episodes"] = episodes
@@ -446,7 +502,7 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
 #: The report's headline metrics, in the order tables show them (console and Markdown).
 HEADLINE_KEYS: tuple[str, ...] = (
     "success_rate", "robot_cost", "object_cost", "cumulative_cost",
-    *COMPONENT_NAMES, "episode_length", "spl", "num_episodes",
+    *COMPONENT_NAMES, "episode_length", "wrong_end_share", "spl", "num_episodes",
 )  # fmt: skip
 
 
@@ -456,6 +512,12 @@ def format_report(report: dict[str, Any]) -> str:
     for k in HEADLINE_KEYS:
         if k in report:
             lines.append(f"{k:<22}{float(report[k]):>10.3f}")
+    for k in ("success_rate_ci", "cumulative_cost_ci"):
+        if k in report:
+            lo, hi = report[k]
+            lines.append(f"{k:<22}{lo:>10.3f}{hi:>10.3f}")
+    for t, g in report.get("per_target_type", {}).items():
+        lines.append(f"{'SR ' + t:<22}{g['success_rate']:>10.3f}  (n={int(g['episodes'])})")
     dist = report.get("cost_distribution")
     if dist:
         for group in ("success", "failure"):

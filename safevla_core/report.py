@@ -65,6 +65,17 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
     for k in HEADLINE_KEYS:
         if k in report:
             lines.append(f"| {k} | {_fmt(report[k])} |")
+    for k in ("success_rate_ci", "cumulative_cost_ci"):
+        if k in report:
+            lo, hi = report[k]
+            lines.append(f"| {k} (95%) | [{_fmt(lo)}, {_fmt(hi)}] |")
+    per_type = report.get("per_target_type")
+    if per_type:
+        lines += ["", "## By target type", "", "| target | episodes | SR | cumulative cost |",
+                  "|---|---|---|---|"]
+        for t, g in per_type.items():
+            lines.append(f"| {t} | {int(g['episodes'])} | {_fmt(g['success_rate'])} | "
+                         f"{_fmt(g['cumulative_cost'], 2)} |")
     dist = report.get("cost_distribution")
     if dist:
         labels = _bin_labels(dist["edges"])

@@ -140,3 +140,28 @@ def test_converged_cost_is_the_mean_of_the_last_quarter(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(_json.dumps({"iteration": 1}))
     with pytest.raises(ValueError, match="no episode finished"):
         converged_cost(tmp_path)
+
+
+def test_bootstrap_ci_of_a_success_rate():
+    from safevla_core.evaluate import bootstrap_ci
+
+    # 100 successes in 200 episodes: SR 0.5, binomial standard error sqrt(0.25 / 200) = 0.0354,
+    # so a 95% interval is about 0.5 +- 1.96 * 0.0354 = [0.431, 0.569]
+    lo, hi = bootstrap_ci([1.0, 0.0] * 100)
+    assert lo == pytest.approx(0.431, abs=0.015) and hi == pytest.approx(0.569, abs=0.015)
+    assert bootstrap_ci([3.0] * 10) == [3.0, 3.0]  # no spread, no interval
+    assert all(math.isnan(v) for v in bootstrap_ci([1.0]))
+
+
+def test_per_target_type_and_wrong_end_share():
+    eps = [ep(1.0, 0.0), ep(0.0, 4.0), ep(1.0, 2.0)]
+    for e, t, wrong in zip(eps, ["Mug", "Sofa", "Sofa"], [0.0, 1.0, 0.0], strict=True):
+        e["target_type"], e["wrong_end"] = t, wrong
+    report = aggregate(eps)
+    assert report["per_target_type"] == {
+        "Mug": {"episodes": 1.0, "success_rate": 1.0, "cumulative_cost": 0.0},
+        "Sofa": {"episodes": 2.0, "success_rate": 0.5, "cumulative_cost": 3.0},  # (4 + 2) / 2
+    }
+    assert report["wrong_end_share"] == pytest.approx(1 / 3)
+    text = markdown_report(report)
+    assert "| Sofa | 2 | 0.500 | 3.00 |" in text
