@@ -108,3 +108,16 @@ def test_the_vendor_recording_passes_the_same_check():
     objects = [o for scenes in recorded.values() for scene in scenes for o in scene]
     assert len(objects) > 8000
     assert [p for o in objects for p in object_problems(o)] == []
+
+
+def test_record_script_knows_every_case(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "record_thor_fixtures.py"
+    spec = importlib.util.spec_from_file_location("record_thor_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--dry-run"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == CASES
+    assert module.main(["--cases", "reset,nope", "--dry-run"]) == 2
