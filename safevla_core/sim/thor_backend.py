@@ -635,7 +635,8 @@ def world_state_from_event_metadata(
                   for i in ids)  # fmt: skip
     pos = np.array([thor_to_map_position(object_centre(by_id[i])) for i in ids],
                    dtype=np.float64).reshape(-1, 3)  # fmt: skip
-    pivots = {i: thor_to_map_position(_vec(by_id[i]["position"], f"{i} position")) for i in ids}
+    pivots = {i: tuple(float(v) for v in thor_to_map_position(
+        _vec(by_id[i]["position"], f"{i} position"))) for i in ids}
     quat = np.array([thor_euler_to_map_quat(by_id[i]["rotation"]) for i in ids],
                     dtype=np.float64).reshape(-1, 4)  # fmt: skip
 

@@ -227,6 +227,11 @@ def controller_kwargs(
 def resolve_classes(kwargs: Mapping[str, Any], host: HostFacts) -> dict[str, Any]:
     """Replace dotted class names and the ``"hook"`` marker by the ai2thor objects.
 
+    The hook runner is ai2thor's ``ProceduralAssetHookRunner`` with the authors' arguments. Their
+    subclass (``ProceduralAssetHookRunnerResetOnNewHouse``) also empties Unity's asset cache when
+    a house brings assets the previous one did not have; the base class keeps the 200 most
+    recently used, which bounds memory the same way over many houses.
+
     Raises:
         ImportError: If ai2thor (or its hooks module, when requested) cannot be imported.
     """
