@@ -247,6 +247,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--house-index", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
+    p.add_argument("--export-thor", action="store_true",
+                   help="write the house as AI2-THOR's CreateHouse loads it: real asset ids from "
+                   "ProcTHOR's asset database, materials, proceduralParameters "
+                   "(safevla_core/houses/thor_export.py)")
+    p.add_argument("--drop-unavailable", action="store_true",
+                   help="with --export-thor: drop objects whose type has no THOR asset instead "
+                   "of refusing the house")
     return parser
 
 
@@ -430,7 +437,12 @@ def cmd_house(args: argparse.Namespace) -> int:
     from safevla_core.houses.splits import load_house
 
     cfg = _config(args)
-    text = json.dumps(load_house(args.split, args.house_index, cfg.houses), indent=1)
+    house = load_house(args.split, args.house_index, cfg.houses)
+    if args.export_thor:  # refusals are ValueErrors: main() prints them and exits 2
+        from safevla_core.houses.thor_export import export_house_for_thor
+
+        house = export_house_for_thor(house, drop_unavailable=args.drop_unavailable)
+    text = json.dumps(house, indent=1)
     if args.out:
         args.out.write_text(text)
         print(f"wrote {args.out}")

@@ -1,46 +1,51 @@
-"""AI2-THOR backend: the SimBackend protocol on AI2-THOR's Stretch agent, plus its pure parts.
+"""AI2-THOR backend: the SimBackend protocol on AI2-THOR's Stretch agent, as SafeVLA runs it.
 
-The seeds train in AI2-THOR (Stretch agent, ProcTHOR-Objaverse houses). AI2-THOR's Unity build
-is downloaded from the vendor at run time and no registry ships one (ENVIRONMENT.md), so
-:class:`ThorBackend` needs a local build (``SAFEVLA_THOR_BUILD``, see :class:`ThorConfig`) and
-``pip install ai2thor`` (imported lazily). What does not need Unity is pure and tested on event
-metadata in AI2-THOR's documented format:
+Sources, all read (no live run is possible on the project's machines, ENVIRONMENT.md): the
+authors' code ``PKU-Alignment/SafeVLA`` (commit 6464cbd) -- ``environment/stretch_controller.py``
+(``agent_step``, ``calibrate_agent``, ``reset``, ``get_visible_objects``,
+``get_arm_wrist_rotation``), ``utils/constants/stretch_initialization_utils.py`` and
+``tasks/abstract_task.py`` (the cost code) --, ai2thor 5.0.0's Python controller and AI2-THOR's
+Unity sources (``allenai/ai2thor`` ``unity/Assets/Scripts``). Start-up lives in
+:mod:`safevla_core.sim.thor_startup`, metadata checks in :mod:`safevla_core.sim.thor_metadata`.
 
-* :func:`thor_action_for`: our 20 actions -> THOR action dicts, as the authors' Stretch
-  controller sends them (SafeVLA ``environment/stretch_controller.py`` ``agent_step`` and
-  ``utils/constants/stretch_initialization_utils.py``): ``MoveAgent(ahead=+-0.2)``,
-  ``RotateAgent(degrees=+-30 / +-6)`` (THOR degrees are clockwise, i.e. right is positive),
-  ``MoveArm(position={x: 0, y: lift, z: extension})`` with the absolute target of the current arm
-  state +- 0.1 / 0.02 m, ``RotateWristRelative(yaw=...)`` bounded by the wrist limits,
-  ``PickupObject``, ``ReleaseObject`` (followed by ``AdvancePhysicsStep(simSeconds=2)``), and
-  ``Pass`` for ``end`` / ``sub_done`` (the authors' robot mapping sends ``Pass`` for done).
-  Arm and wrist actions carry ``returnToStart=True, speed=1``, base moves
-  ``returnToStart=False, speed=1`` (their ``ADDITIONAL_ARM_ARGS`` /
-  ``ADDITIONAL_NAVIGATION_ARGS``).
-* :func:`world_state_from_event_metadata`: ``event.metadata`` -> :class:`WorldState`, in the
-  ``map`` frame through :mod:`safevla_core.houses.schema`'s conversions, so that
-  :func:`safevla_core.costs.compute_costs` gives the same costs for the same situation in THOR
-  and in the embedded simulator.
+What does not need Unity is pure and tested on event metadata in AI2-THOR's format:
 
-Collisions: THOR's metadata has no contact list. A blocked action fails
-(``lastActionSuccess`` False) with an ``errorMessage`` naming the blocker, written by AI2-THOR's
-Unity code (``allenai/ai2thor`` ``unity/Assets/Scripts``):
+* :func:`thor_action_for`: our 20 actions -> THOR action dicts as the authors' ``agent_step``
+  sends them. Navigation by default with the Quick actions (their ``STRETCH_ENV_ARGS`` sets
+  ``use_quick_navi_action=True``): ``MoveAheadQuick`` / ``MoveBackQuick`` with
+  ``moveMagnitude=0.2`` and ``RotateRightQuick`` with ``degrees=+-30 / +-6`` (THOR degrees are
+  clockwise, right is positive). With ``quick=False``: ``MoveAgent(ahead=+-0.2,
+  returnToStart=False, speed=1)`` and ``RotateAgent(degrees=...)`` with no extra arguments
+  (the authors add ``ADDITIONAL_NAVIGATION_ARGS`` to ``MoveAgent`` only, so a rotation keeps
+  Unity's default ``returnToStart``). Arm: ``MoveArm(position={x, y: lift, z: extension})``,
+  absolute targets of the current arm state +- 0.1 / 0.02 m, with ``returnToStart=True,
+  speed=1``; wrist: ``RotateWristRelative(yaw=...)`` with the authors' bound arithmetic
+  (:func:`authors_wrist_step_deg`); ``PickupObject``; ``ReleaseObject`` (then
+  ``AdvancePhysicsStep(simSeconds=2)``); ``Pass`` for ``end`` / ``sub_done``.
+* :func:`world_state_from_event_metadata`: ``event.metadata`` -> :class:`WorldState` in ``map``
+  (:mod:`safevla_core.houses.schema` conversions), so that
+  :func:`safevla_core.costs.compute_costs` gives the MuJoCo backend's costs for the same event.
+
+Collisions: THOR's metadata has no contact list. A blocked action fails with an
+``errorMessage`` naming the blocker (``allenai/ai2thor`` ``unity/Assets/Scripts``):
 
 * ``"<name> is blocking Agent <n> from moving by <offset>."`` (``BaseFPSAgentController.cs``,
   base sweep test),
-* ``"<name> is blocking the Agent from moving by <offset> with <held>"`` (same file, the held
-  object's sweep),
+* ``"<name> is blocking the Agent from moving by <offset> with <held>"`` (same file, held object),
 * ``"Collided with static/kinematic sim object: '<name>', could not reach target..."`` and
   ``"Collided with static structure in scene: '<name>', ..."`` (``ArmController.cs`` /
   ``FpinMovableContinuous.cs`` ``GetHaltMessage``, arm and continuous base moves).
 
-The authors' cost code does the same: a collision is ``"collided" in errorMessage.lower()`` and
-the collided object is the first single-quoted name (``tasks/abstract_task.py``,
-``is_blind_spot_unsafe``); we also read the "is blocking" form. Names resolve to ids by object id,
-then the objects' ``name`` field, then structure ids, each exactly and then case-insensitively
-(the authors lowercase). A name that resolves to nothing is static geometry (THOR only blocks on
-sim objects and ``Structure``/``Untagged`` colliders) and becomes a structure id (ours). Another
-agent blocking (``"Agent <k> is blocking ..."``) is not a collision with the house.
+Only static objects, structure and -- with a mass threshold -- moveable objects heavier than it
+halt the Stretch (``CollisionListener.cs`` ``ColliderToStaticCollision``); lighter moveable
+objects are pushed and show up as moved objects (object cost), not as collisions. The authors'
+cost code reads ``"collided" in errorMessage.lower()`` and the first single-quoted name
+(``tasks/abstract_task.py`` ``judge_cost_collided``, ``is_blind_spot_unsafe``); we also read the
+"is blocking" form and the top-level ``collidedObjects``. Names resolve to ids by object id, then
+the objects' ``name`` field, then structure ids, each exactly and then case-insensitively (the
+authors lowercase). A name that resolves to nothing is static geometry and becomes a structure
+id (ours). Another agent blocking (``"Agent <k> is blocking ..."``) is not a collision with the
+house.
 """
 
 from __future__ import annotations
@@ -58,16 +63,26 @@ from safevla_core.actions import ACTION_EFFECTS, Action, parse_action
 from safevla_core.config import CostConfig
 from safevla_core.houses.schema import map_to_thor_position, thor_to_map_position
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
+from safevla_core.sim.thor_startup import (
+    THOR_BUILD_ENV,
+    HostFacts,
+    ThorStartupError,
+    controller_kwargs,
+    probe_host,
+    start_controller,
+)
 from safevla_core.world import STRUCTURE_TYPES, WorldState
 
-#: Environment variable holding the path of a local AI2-THOR Unity executable (ours).
-THOR_BUILD_ENV = "SAFEVLA_THOR_BUILD"
+__all__ = ["THOR_BUILD_ENV", "ThorStartupError"]  # re-exported for callers of this module
+
 #: Extra arguments of arm/wrist actions (authors' ``ADDITIONAL_ARM_ARGS``).
 ARM_ACTION_ARGS: dict[str, Any] = {"returnToStart": True, "speed": 1}
-#: Extra arguments of ``MoveAgent`` (authors' ``ADDITIONAL_NAVIGATION_ARGS``).
+#: Extra arguments of ``MoveAgent`` only (authors' ``ADDITIONAL_NAVIGATION_ARGS``).
 NAVIGATION_ACTION_ARGS: dict[str, Any] = {"returnToStart": False, "speed": 1}
 #: Sent after ``ReleaseObject`` so the object falls (authors' ``agent_step``).
 POST_RELEASE_ACTION: dict[str, Any] = {"action": "AdvancePhysicsStep", "simSeconds": 2}
+#: Sent after calibration: hide the magnet sphere of the gripper (authors' ``reset``).
+HIDE_MAGNET_ACTION: dict[str, Any] = {"action": "ToggleMagnetVisibility", "visible": False}
 #: The lift joint's root-relative height at the lift's zero, metres: the authors read the lift as
 #: ``joints[0].rootRelativePosition.y - 0.16297650337219238`` and command ``MoveArm`` in that
 #: coordinate (``get_relative_stretch_current_arm_state``).
@@ -76,17 +91,45 @@ THOR_LIFT_OFFSET_M = 0.16297650337219238
 #: from -260 deg (= 100 deg) up to 75 deg.
 WRIST_MAX_DEG = 75.0
 WRIST_MIN_DEG = -260.0
-#: ``metadata.agent`` for houses without one (authors' ``StretchController.reset``).
+#: Camera horizon written into ``metadata.agent`` before every reset (authors' ``HORIZON = 0``;
+#: the pitch is then set by ``RotateCameraMount``).
+AGENT_HORIZON_DEG = 0.0
+#: ``metadata.agent`` for houses without one (authors' ``StretchController.reset``; the horizon
+#: is then overwritten with :data:`AGENT_HORIZON_DEG`).
 DEFAULT_AGENT_METADATA: dict[str, Any] = {
     "horizon": 30, "position": {"x": 0.0, "y": 0.95, "z": 0.0},
     "rotation": {"x": 0.0, "y": 270.0, "z": 0.0}, "standing": True,
 }  # fmt: skip
+#: Nav meshes the authors add to every house (``reset``: ``AGENT_RADIUS_LIST`` and
+#: ``base_agent_navmesh``).
+NAV_MESHES: tuple[dict[str, float], ...] = tuple(
+    {"agentHeight": 1.8, "agentSlope": 10, "agentClimb": 0.5, "voxelSize": 0.1666667,
+     "id": i, "agentRadius": r}
+    for i, r in ((0, 0.5), (1, 0.4), (2, 0.3), (3, 0.2))
+)  # fmt: skip
+#: Calibration: camera pitches (degrees down) and vertical FOV (degrees) of ``calibrate_agent``,
+#: and their noise grids ``np.arange(-2, 2, 0.2)`` (pitch) and ``np.arange(-1, 1, 0.1)`` (FOV).
+NAV_PITCH_DEG = 27.0
+MANIP_PITCH_DEG = 33.0
+CAMERA_FOV_DEG = 59.0
+PITCH_NOISE_GRID_DEG = np.arange(-2, 2, 0.2)
+FOV_NOISE_GRID_DEG = np.arange(-1, 1, 0.1)
+#: Gripper openness set at calibration (authors' ``SetGripperOpenness(openness=30)``).
+GRIPPER_OPENNESS = 30
+#: ``maxDistance`` of the navigation camera's ``GetVisibleObjects`` whose result is the "seen"
+#: list of the blind-spot cost (authors' ``get_seen_objects``: ``maximum_distance=4``), metres.
+SEEN_MAX_DISTANCE_M = 4.0
 #: Joint names of AI2-THOR's Stretch arm metadata (``Stretch_Robot_Arm_Controller.cs``).
 LIFT_JOINT = "stretch_robot_lift_jnt"
 WRIST_JOINT = "stretch_robot_wrist_2_jnt"
 #: Cameras render 396 px wide and 6/396 of the width is cut from each side, giving 384 px
 #: (authors' ``INTEL_CAMERA_WIDTH`` 396, ``cutoff = round(w * 6 / 396)``).
 CROP_FRACTION = 6.0 / 396.0
+#: THOR object types that are structure: ours (:data:`safevla_core.world.STRUCTURE_TYPES`) plus
+#: ``Doorframe`` (a door's frame in ProcTHOR houses, an entry of ProcTHOR's asset database;
+#: the authors' ``static_object_list`` has ``Door``). A Doorframe is typed as a door.
+THOR_STRUCTURE_TYPES: frozenset[str] = frozenset(STRUCTURE_TYPES) | {"Doorframe"}
+_STRUCTURE_ALIASES = {"Doorframe": "Door"}
 #: Structure-id prefixes that :meth:`WorldState.type_of` recognises (``world.STRUCTURE_TYPES``).
 _STRUCTURE_PREFIXES = tuple(t.lower() for t in STRUCTURE_TYPES)
 
@@ -97,42 +140,48 @@ _QUOTED_RE = re.compile(r"'([^']+)'")
 
 @dataclass(frozen=True)
 class ThorConfig:
-    """Settings of the AI2-THOR controller (Stretch agent).
+    """Settings of the AI2-THOR controller (Stretch agent); defaults are the authors'.
 
     Attributes:
-        build_path: Local Unity executable of AI2-THOR (e.g.
-            ``.../thor-CloudRendering-<commit>/thor-CloudRendering-<commit>``); default from the
-            ``SAFEVLA_THOR_BUILD`` environment variable. None: the backend cannot start.
-        platform: ``ai2thor.platform`` class name; ``CloudRendering`` renders headless on a GPU
-            (the authors' setting).
+        build_path: Local Unity executable for a desktop with an X display; default from
+            ``SAFEVLA_THOR_BUILD``. None (headless GPU host): the authors' build by commit id with
+            CloudRendering (:mod:`safevla_core.sim.thor_startup`).
+        gpu_device: CUDA device index for CloudRendering; None lets ai2thor choose.
+        mass_threshold_kg: Moveable objects heavier than this halt the robot instead of being
+            pushed (authors: 1 kg; SPOC: 10 kg; None: all pushed).
+        quick_navigation: Quick navigation actions (authors: True, ``use_quick_navi_action``).
+        calibration_noise: Add the authors' random offsets to camera pitches and FOVs at every
+            reset (``calibrate_agent``; drawn from the reset's seed).
         width: Output image width, pixels (paper: 384; rendered 396 wide and cropped).
         height: Image height, pixels (paper: 224).
-        fov_deg: Vertical field of view of both cameras, degrees (paper / authors: 59).
-        nav_pitch_deg: Navigation camera pitch, degrees down (authors' calibrate_agent: 27).
-        manip_pitch_deg: Manipulation camera pitch, degrees down (authors: 33).
+        fov_deg: Vertical field of view of both cameras, degrees (authors: 59).
         grid_size_m: Reachable-position grid, metres (authors: 0.2 * 0.75).
-        visibility_distance_m: THOR's object visibility distance, metres (authors'
-            ``MAXIMUM_DISTANCE_ARM_FROM_AGENT_CENTER``).
+        visibility_distance_m: THOR's ``visibilityDistance`` (the metadata ``visible`` flag),
+            metres (authors' ``MAXIMUM_DISTANCE_ARM_FROM_AGENT_CENTER``).
+        seen_max_distance_m: ``maxDistance`` of the navigation camera's ``GetVisibleObjects``
+            giving the objects "seen" for the blind-spot cost, metres (authors: 4).
         server_timeout_s: Controller timeout, seconds (authors: 1200 for CloudRendering).
     """
 
     build_path: str | None = field(default_factory=lambda: os.environ.get(THOR_BUILD_ENV) or None)
-    platform: str = "CloudRendering"
+    gpu_device: int | None = None
+    mass_threshold_kg: float | None = 1.0
+    quick_navigation: bool = True
+    calibration_noise: bool = True
     width: int = 384
     height: int = 224
-    fov_deg: float = 59.0
-    nav_pitch_deg: float = 27.0
-    manip_pitch_deg: float = 33.0
-    grid_size_m: float = 0.15
+    fov_deg: float = CAMERA_FOV_DEG
+    grid_size_m: float = 0.2 * 0.75
     visibility_distance_m: float = 0.8673349051766235
+    seen_max_distance_m: float = SEEN_MAX_DISTANCE_M
     server_timeout_s: float = 1200.0
 
     def __post_init__(self) -> None:
         """Validate.
 
         Raises:
-            ValueError: On non-positive sizes, a field of view outside (0, 180) or an empty
-                platform name.
+            ValueError: On non-positive sizes, distances or mass threshold, or a field of view
+                outside (0, 180).
         """
         for name in ("width", "height"):
             v = getattr(self, name)
@@ -140,11 +189,13 @@ class ThorConfig:
                 raise ValueError(f"ThorConfig.{name} must be a positive int, got {v!r}")
         if not (0.0 < self.fov_deg < 180.0):
             raise ValueError(f"ThorConfig.fov_deg must be in (0, 180), got {self.fov_deg}")
-        for name in ("grid_size_m", "visibility_distance_m", "server_timeout_s"):
+        for name in ("grid_size_m", "visibility_distance_m", "seen_max_distance_m",
+                     "server_timeout_s"):  # fmt: skip
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"ThorConfig.{name} must be positive, got {getattr(self, name)}")
-        if not self.platform:
-            raise ValueError("ThorConfig.platform must name an ai2thor.platform class")
+        m = self.mass_threshold_kg
+        if m is not None and not (math.isfinite(m) and m > 0):
+            raise ValueError(f"ThorConfig.mass_threshold_kg must be positive or None, got {m}")
 
     @property
     def render_width(self) -> int:
@@ -245,21 +296,71 @@ def unwrap_wrist_deg(yaw_deg: float) -> float:
 
 
 # --------------------------------------------------------------------------- actions
-def thor_action_for(action: Action | int | str, state: WorldState | None = None) -> dict[str, Any]:
+def wrist_reading_deg(rotation: Mapping[str, Any]) -> float:
+    """The authors' wrist reading, degrees: ``fmod(w * y, 360)`` of the angle-axis rotation.
+
+    ``rotation`` is the wrist joint's ``rootRelativeRotation`` (``get_arm_wrist_rotation``; ``w``
+    is the angle in degrees, ``y`` the axis' y component). The result keeps the sign of
+    ``w * y``, in (-360, 360) degrees.
+
+    Raises:
+        ValueError: On missing or non-finite ``w`` / ``y``.
+    """
+    try:
+        value = math.fmod(float(rotation["w"]) * float(rotation["y"]), 360.0)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"wrist rootRelativeRotation needs w and y, got {rotation!r}") from err
+    if not math.isfinite(value):
+        raise ValueError(f"wrist yaw is not finite: {rotation!r}")
+    return value
+
+
+def authors_wrist_step_deg(action: Action, reading_deg: float) -> float:
+    """``RotateWristRelative`` yaw for ``wp`` / ``wm`` with the authors' bound arithmetic.
+
+    ``agent_step``: wrist_open (our ``wp``) sends ``-min(10, |reading - (BOUND_2 + 360)|)`` and
+    wrist_close (``wm``) ``min(10, |BOUND_1 - reading|)``, BOUND_1 = 75, BOUND_2 = -260 degrees,
+    ``reading`` from :func:`wrist_reading_deg`. The arithmetic assumes the reading in [0, 360):
+    a wrist at -255 deg read as 105 gets -5 (to the -260 bound), read as -255 it gets -10 and
+    Unity's joint limit decides. We send what they send.
+
+    Args:
+        action: ``Action.WRIST_POS`` or ``Action.WRIST_NEG``.
+        reading_deg: The wrist reading, degrees.
+
+    Returns:
+        The relative yaw, degrees.
+
+    Raises:
+        ValueError: For another action.
+    """
+    step = math.degrees(abs(ACTION_EFFECTS[action].wrist_yaw_rad))
+    if action == Action.WRIST_POS:
+        return -min(step, abs(reading_deg - (WRIST_MIN_DEG + 360.0)))
+    if action == Action.WRIST_NEG:
+        return min(step, abs(WRIST_MAX_DEG - reading_deg))
+    raise ValueError(f"{action.name} is not a wrist action")
+
+
+def thor_action_for(
+    action: Action | int | str, state: WorldState | None = None, *, quick: bool = True
+) -> dict[str, Any]:
     """The THOR action dict that executes one of our actions on the Stretch agent.
 
-    Magnitudes come from :data:`safevla_core.actions.ACTION_EFFECTS` (REFERENCE.md; equal to the
-    authors' ``AGENT_MOVEMENT_CONSTANT`` 0.2 m, ``AGENT_ROTATION_DEG`` 30 / 6, ``ARM_MOVE_CONSTANT``
-    0.1 / 0.02 m, ``WRIST_ROTATION`` 10 deg). THOR's ``RotateAgent`` degrees are clockwise from
-    above, so turning right (negative map yaw) is positive. Arm moves are absolute ``MoveArm``
-    targets ``{x: 0, y: lift_m + dlift, z: arm_m + darm}`` in THOR's lift coordinate (see
-    :data:`THOR_LIFT_OFFSET_M`); the wrist step is cut at the joint limits as the authors do
-    (``wp``: ``-min(10, yaw - WRIST_MIN_DEG)``, ``wm``: ``min(10, WRIST_MAX_DEG - yaw)``). Our
-    ``wrist_yaw_rad`` is THOR's wrist yaw in radians (same sign as ``ACTION_EFFECTS``).
+    Magnitudes from :data:`safevla_core.actions.ACTION_EFFECTS` (REFERENCE.md; equal to the
+    authors' ``AGENT_MOVEMENT_CONSTANT`` 0.2 m, ``AGENT_ROTATION_DEG`` 30 (small: 30 / 5),
+    ``ARM_MOVE_CONSTANT`` 0.1 m (small: 0.1 / 5), ``WRIST_ROTATION`` 10 deg); names and arguments
+    as the authors' ``agent_step`` (module docstring). THOR degrees are clockwise from above, so
+    turning right (negative map yaw) is positive. ``MoveArm`` targets are absolute:
+    ``{x: arm_x, y: lift_m + dlift, z: arm_m + darm}`` in THOR's lift coordinate (see
+    :data:`THOR_LIFT_OFFSET_M`), ``arm_x`` the wrist joint's x (``extras["arm_x_m"]``, ~0).
+    The wrist step uses ``extras["wrist_reading_deg"]`` (the authors' reading) when present, else
+    ``degrees(state.wrist_yaw_rad)``.
 
     Args:
         action: Index, short name or :class:`Action`.
         state: The current state; required for lift, arm and wrist actions (absolute targets).
+        quick: Quick navigation actions (the authors' default) instead of MoveAgent/RotateAgent.
 
     Returns:
         ``{"action": name, **arguments}`` for ``controller.step(**d)``. After ``ReleaseObject``
@@ -271,28 +372,78 @@ def thor_action_for(action: Action | int | str, state: WorldState | None = None)
     a = parse_action(action)
     eff = ACTION_EFFECTS[a]
     if eff.base_forward_m:
+        if quick:
+            name = "MoveAheadQuick" if eff.base_forward_m > 0 else "MoveBackQuick"
+            return {"action": name, "moveMagnitude": abs(eff.base_forward_m)}
         return {"action": "MoveAgent", "ahead": eff.base_forward_m, **NAVIGATION_ACTION_ARGS}
     if eff.base_yaw_rad:
-        return {"action": "RotateAgent", "degrees": -math.degrees(eff.base_yaw_rad),
-                **NAVIGATION_ACTION_ARGS}  # fmt: skip
+        degrees = round(-math.degrees(eff.base_yaw_rad), 9)  # 30.0, not 29.999999999999996
+        return {"action": "RotateRightQuick" if quick else "RotateAgent", "degrees": degrees}
     if eff.moves_arm and state is None:
         raise ValueError(f"action {a.name} needs the current state (absolute arm targets)")
     if eff.lift_m or eff.arm_m:
-        position = {"x": 0.0, "y": state.lift_m + eff.lift_m, "z": state.arm_m + eff.arm_m}
+        x = float(state.extras.get("arm_x_m", 0.0))
+        position = {"x": x, "y": state.lift_m + eff.lift_m, "z": state.arm_m + eff.arm_m}
         return {"action": "MoveArm", "position": position, **ARM_ACTION_ARGS}
     if eff.wrist_yaw_rad:
-        yaw = unwrap_wrist_deg(math.degrees(state.wrist_yaw_rad))
-        step = abs(math.degrees(eff.wrist_yaw_rad))
-        if eff.wrist_yaw_rad < 0:
-            delta = -min(step, max(0.0, yaw - WRIST_MIN_DEG))
-        else:
-            delta = min(step, max(0.0, WRIST_MAX_DEG - yaw))
-        return {"action": "RotateWristRelative", "yaw": delta, **ARM_ACTION_ARGS}
+        reading = state.extras.get("wrist_reading_deg")
+        reading = math.degrees(state.wrist_yaw_rad) if reading is None else float(reading)
+        yaw = authors_wrist_step_deg(a, reading)
+        return {"action": "RotateWristRelative", "yaw": yaw, **ARM_ACTION_ARGS}
     if eff.grasp > 0:
         return {"action": "PickupObject"}
     if eff.grasp < 0:
         return {"action": "ReleaseObject"}
     return {"action": "Pass"}  # end, sub_done
+
+
+def calibration_actions(
+    noise: bool = True, rng: np.random.Generator | None = None, fov_deg: float = CAMERA_FOV_DEG
+) -> list[dict[str, Any]]:
+    """The actions of the authors' ``calibrate_agent`` plus hiding the magnet (``reset``).
+
+    Camera pitches 27 deg (navigation) and 33 deg (manipulation), both FOVs ``fov_deg`` (59),
+    gripper openness 30; with ``noise`` each pitch gets an offset drawn from
+    :data:`PITCH_NOISE_GRID_DEG` and each FOV one from :data:`FOV_NOISE_GRID_DEG` (the authors
+    draw with Python's ``random.choice``; we draw from ``rng``). Then
+    :data:`HIDE_MAGNET_ACTION`.
+
+    Returns:
+        The action dicts in the authors' order.
+    """
+    rng = rng if rng is not None else np.random.default_rng()
+
+    def pick(grid: np.ndarray) -> float:
+        return float(grid[rng.integers(len(grid))]) if noise else 0.0
+
+    return [
+        {"action": "RotateCameraMount", "degrees": NAV_PITCH_DEG + pick(PITCH_NOISE_GRID_DEG),
+         "secondary": False},
+        {"action": "RotateCameraMount", "degrees": MANIP_PITCH_DEG + pick(PITCH_NOISE_GRID_DEG),
+         "secondary": True},
+        {"action": "ChangeFOV", "fieldOfView": fov_deg + pick(FOV_NOISE_GRID_DEG),
+         "camera": "FirstPersonCharacter"},
+        {"action": "ChangeFOV", "fieldOfView": fov_deg + pick(FOV_NOISE_GRID_DEG),
+         "camera": "SecondaryCamera"},
+        {"action": "SetGripperOpenness", "openness": GRIPPER_OPENNESS},
+        dict(HIDE_MAGNET_ACTION),
+    ]  # fmt: skip
+
+
+def scene_for_thor(house_procthor: Mapping[str, Any]) -> dict[str, Any]:
+    """A ProcTHOR-form house prepared as the authors' ``reset`` prepares it.
+
+    Adds :data:`NAV_MESHES` and :data:`DEFAULT_AGENT_METADATA` when the house has no agent, and
+    sets the agent's ``horizon`` to :data:`AGENT_HORIZON_DEG`. Returns a new dict.
+    """
+    import copy
+
+    scene = copy.deepcopy(dict(house_procthor))
+    meta = scene.setdefault("metadata", {})
+    meta["navMeshes"] = [dict(m) for m in NAV_MESHES]
+    meta.setdefault("agent", copy.deepcopy(DEFAULT_AGENT_METADATA))
+    meta["agent"]["horizon"] = AGENT_HORIZON_DEG
+    return scene
 
 
 # --------------------------------------------------------------------------- collisions
@@ -362,24 +513,39 @@ def _vec(d: Any, what: str) -> dict[str, float]:
     return out
 
 
-def _arm_state(arm: Mapping[str, Any] | None) -> tuple[float, float, float]:
-    """``(lift_m, arm_m, wrist_yaw_rad)`` from ``metadata["arm"]`` (zeros without an arm)."""
+def _arm_state(arm: Mapping[str, Any] | None) -> tuple[float, float, float, float, float | None]:
+    """``(lift_m, arm_m, wrist_yaw_rad, arm_x_m, wrist_reading_deg)`` from ``metadata["arm"]``.
+
+    Zeros (and no reading) without an arm.
+    """
     if not arm or not arm.get("joints"):
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0, None
     joints = list(arm["joints"])
     named = {j.get("name"): j for j in joints}
     lift = named.get(LIFT_JOINT, joints[0])
     wrist = named.get(WRIST_JOINT, joints[-1])
     lift_m = _vec(lift["rootRelativePosition"], "lift joint")["y"] - THOR_LIFT_OFFSET_M
-    arm_m = _vec(wrist["rootRelativePosition"], "wrist joint")["z"]
-    rot = wrist.get("rootRelativeRotation") or {}
-    try:
-        yaw_deg = float(rot["w"]) * float(rot["y"])  # angle-axis, axis ~ +y (authors' reading)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"wrist rootRelativeRotation needs w and y, got {rot!r}") from err
-    if not math.isfinite(yaw_deg):
-        raise ValueError(f"wrist yaw is not finite: {rot!r}")
-    return lift_m, arm_m, math.radians(unwrap_wrist_deg(yaw_deg))
+    wrist_pos = _vec(wrist["rootRelativePosition"], "wrist joint")
+    reading = wrist_reading_deg(wrist.get("rootRelativeRotation") or {})
+    wrist_rad = math.radians(unwrap_wrist_deg(reading))
+    return lift_m, wrist_pos["z"], wrist_rad, wrist_pos["x"], reading
+
+
+def object_centre(obj: Mapping[str, Any]) -> dict[str, float]:
+    """An object's bounding-box centre in THOR coordinates (metres).
+
+    ``position`` in THOR's metadata is the object's pivot (its transform's origin), which for
+    most assets is not the middle of the object; ``axisAlignedBoundingBox.center`` is
+    (``AgentManager.cs`` ``ObjectMetadata``). The MuJoCo backend reports body centres, so we use
+    the box centre and fall back to the pivot when the box is missing.
+
+    Raises:
+        ValueError: On non-numeric or non-finite coordinates.
+    """
+    box = obj.get("axisAlignedBoundingBox")
+    if isinstance(box, Mapping) and isinstance(box.get("center"), Mapping):
+        return _vec(box["center"], f"{obj.get('objectId')} axisAlignedBoundingBox.center")
+    return _vec(obj["position"], f"{obj.get('objectId')} position")
 
 
 def world_state_from_event_metadata(
@@ -389,32 +555,36 @@ def world_state_from_event_metadata(
     *,
     structure_ids: Iterable[str] = (),
     object_types: Mapping[str, str] | None = None,
-    manip_visible_ids: Iterable[str] = (),
+    nav_visible_ids: Iterable[str] | None = None,
     free_fraction_1m: float = 1.0,
 ) -> WorldState:
     """Convert one AI2-THOR ``event.metadata`` into a :class:`WorldState` in ``map``.
 
     * Objects: every ``metadata["objects"]`` entry whose ``objectType`` is not structure
-      (:data:`safevla_core.world.STRUCTURE_TYPES`), in ``prev_state``'s order when given, else in
-      THOR's order. ``position`` (the object's pivot, as the authors' costs read it) goes through
-      :func:`~safevla_core.houses.schema.thor_to_map_position`, ``rotation`` (Euler degrees)
-      through :func:`thor_euler_to_map_quat`. Types: ``object_types[id]`` if given (the imported
-      house's types; THOR reports Objaverse assets with a generic type), else
+      (:data:`THOR_STRUCTURE_TYPES`), in ``prev_state``'s order when given, else in THOR's
+      order. Positions: :func:`object_centre` through
+      :func:`~safevla_core.houses.schema.thor_to_map_position` (the pivots are kept in
+      ``extras["pivots"]``); ``rotation`` (Euler degrees) through :func:`thor_euler_to_map_quat`.
+      Types: ``object_types[id]`` if given (the imported house's types; THOR reports Objaverse
+      assets with a generic type), else
       :func:`safevla_core.houses.procthor_import.canonical_object_type` of ``objectType``.
     * Structure: ``structure_ids`` (the house's walls, doors, windows) plus the structure objects
-      of the metadata, made typeable by :func:`canonical_structure_id`.
+      of the metadata (``Doorframe`` typed as a door), made typeable by
+      :func:`canonical_structure_id`.
     * Robot: ``agent.position`` and :func:`thor_agent_heading` of ``agent.rotation.y``; lift,
       arm and wrist from ``metadata["arm"]["joints"]`` (lift joint y minus
-      :data:`THOR_LIFT_OFFSET_M`, wrist joint z, wrist yaw ``w * y`` of its angle-axis
-      ``rootRelativeRotation``: the authors' ``get_relative_stretch_current_arm_state`` and
-      ``get_arm_wrist_rotation``).
+      :data:`THOR_LIFT_OFFSET_M`, wrist joint z, wrist yaw :func:`wrist_reading_deg`, the
+      authors' ``get_relative_stretch_current_arm_state`` and ``get_arm_wrist_rotation``).
     * Held object: ``arm.heldObjects[0]`` if the arm reports one, else the object with
       ``isPickedUp`` (all of them in ``extras["held_object_ids"]``).
-    * Visibility: ``visible`` flags (navigation camera) -> ``visible_ids``; ``last_seen_step`` is
-      ``prev_state``'s, set to ``step`` for objects visible in either camera
-      (``manip_visible_ids``: THOR's ``GetVisibleObjects`` on the manipulation camera).
-    * Collisions: if ``lastActionSuccess`` is False, :func:`collided_names_from_error` of
-      ``errorMessage`` resolved to object or structure ids (module docstring).
+    * Visibility, as the authors' cost code ``get_seen_objects``: the "seen" objects are the
+      navigation camera's ``GetVisibleObjects(maxDistance=4)`` (``nav_visible_ids``) plus objects
+      whose metadata ``visible`` flag is set (THOR sets it within ``visibilityDistance``,
+      0.867 m). They form ``visible_ids``; ``last_seen_step`` is ``prev_state``'s, set to ``step``
+      for them. ``nav_visible_ids`` None: the ``visible`` flags alone.
+    * Collisions: the names in ``errorMessage`` (:func:`collided_names_from_error`) when the
+      action failed or the message says "collided", plus the top-level ``collidedObjects``,
+      resolved to object or structure ids (module docstring).
 
     Args:
         metadata: ``event.metadata`` (a dict in AI2-THOR's format).
@@ -422,7 +592,7 @@ def world_state_from_event_metadata(
         prev_state: The previous state (object order, last-seen steps); None after reset.
         structure_ids: Ids of the house's walls, doors and windows.
         object_types: Optional ``objectId -> type`` overrides.
-        manip_visible_ids: Objects visible in the manipulation camera.
+        nav_visible_ids: ``actionReturn`` of ``GetVisibleObjects`` on the navigation camera.
         free_fraction_1m: Corner-test free fraction computed by the caller
             (:func:`safevla_core.sim.free_space.free_fraction`).
 
@@ -430,7 +600,7 @@ def world_state_from_event_metadata(
         The world state.
 
     Raises:
-        KeyError: On a missing top-level key (``objects``, ``agent``, ...).
+        KeyError: On a missing top-level key (``objects``, ``agent``, ``lastActionSuccess``).
         ValueError: On non-finite numbers, an object of ``prev_state`` missing from the metadata,
             a held object that is not an object, or a bad ``step``.
     """
@@ -446,9 +616,10 @@ def world_state_from_event_metadata(
     for o in metadata["objects"]:
         if "objectId" not in o or "objectType" not in o:
             raise KeyError(f"metadata object without objectId/objectType: {dict(o)!r}"[:200])
-        if o["objectType"] in STRUCTURE_TYPES:
-            structure[str(o["objectId"])] = canonical_structure_id(str(o["objectId"]),
-                                                                   str(o["objectType"]))
+        otype = str(o["objectType"])
+        if otype in THOR_STRUCTURE_TYPES:
+            structure[str(o["objectId"])] = canonical_structure_id(
+                str(o["objectId"]), _STRUCTURE_ALIASES.get(otype, otype))
         else:
             objects.append(o)
     by_id = {str(o["objectId"]): o for o in objects}
@@ -462,8 +633,10 @@ def world_state_from_event_metadata(
         ids = tuple(by_id)
     types = tuple((object_types or {}).get(i) or canonical_object_type(str(by_id[i]["objectType"]))
                   for i in ids)  # fmt: skip
-    pos = np.array([thor_to_map_position(_vec(by_id[i]["position"], f"{i} position"))
-                    for i in ids], dtype=np.float64).reshape(-1, 3)  # fmt: skip
+    pos = np.array([thor_to_map_position(object_centre(by_id[i])) for i in ids],
+                   dtype=np.float64).reshape(-1, 3)  # fmt: skip
+    pivots = {i: tuple(float(v) for v in thor_to_map_position(
+        _vec(by_id[i]["position"], f"{i} position"))) for i in ids}
     quat = np.array([thor_euler_to_map_quat(by_id[i]["rotation"]) for i in ids],
                     dtype=np.float64).reshape(-1, 4)  # fmt: skip
 
@@ -471,7 +644,7 @@ def world_state_from_event_metadata(
     apos = thor_to_map_position(_vec(agent["position"], "agent position"))
     heading = thor_agent_heading(float(_vec(agent["rotation"], "agent rotation")["y"]))
     arm = metadata.get("arm")
-    lift_m, arm_m, wrist_rad = _arm_state(arm)
+    lift_m, arm_m, wrist_rad, arm_x, reading = _arm_state(arm)
 
     held = [str(h) for h in ((arm or {}).get("heldObjects") or [])]
     if not held:
@@ -480,25 +653,29 @@ def world_state_from_event_metadata(
         if h not in by_id:
             raise ValueError(f"held object {h!r} is not an object of the metadata")
 
-    visible = frozenset(i for i in ids if by_id[i].get("visible"))
-    seen_now = visible | frozenset(manip_visible_ids)
+    seen = {i for i in ids if by_id[i].get("visible")}
+    seen |= {str(i) for i in (nav_visible_ids or ()) if str(i) in by_id}
+    visible = frozenset(seen)
     if prev_state is not None:
         last_seen = np.array(prev_state.last_seen_step, dtype=np.int64)
     else:
         last_seen = np.full(len(ids), -1, dtype=np.int64)
     for k, i in enumerate(ids):
-        if i in seen_now:
+        if i in visible:
             last_seen[k] = step
 
     success = bool(metadata["lastActionSuccess"])
     error = str(metadata.get("errorMessage") or "")
+    names: list[str] = []
+    if not success or "collided" in error.lower():
+        names.extend(collided_names_from_error(error))
+    names.extend(str(n) for n in (metadata.get("collidedObjects") or []))
     collided: set[str] = set()
-    if not success:
-        for name in collided_names_from_error(error):
-            cid = _resolve(name, objects, structure)
-            if cid not in by_id:
-                structure.setdefault(cid, cid)
-            collided.add(cid)
+    for name in names:
+        cid = _resolve(name, objects, structure)
+        if cid not in by_id:
+            structure.setdefault(cid, cid)
+        collided.add(cid)
     return WorldState(
         step=step,
         object_ids=tuple(ids),
@@ -517,7 +694,9 @@ def world_state_from_event_metadata(
         free_fraction_1m=float(free_fraction_1m),
         last_action_success=success,
         extras={"lastAction": str(metadata.get("lastAction", "")), "errorMessage": error,
-                "held_object_ids": tuple(held)},  # fmt: skip
+                "held_object_ids": tuple(held), "wrist_reading_deg": reading,
+                "arm_x_m": arm_x, "pivots": pivots,
+                "collided": bool(metadata.get("collided", False))},  # fmt: skip
     )
 
 
@@ -534,10 +713,12 @@ def house_structure_ids(house: Mapping[str, Any]) -> frozenset[str]:
 class ThorBackend:
     """:class:`~safevla_core.sim.backend.SimBackend` on AI2-THOR's Stretch agent.
 
-    Needs ``pip install ai2thor`` and a local Unity build (:attr:`ThorConfig.build_path`); both
-    are checked at the first :meth:`reset`. Houses may be in ProcTHOR's form or ours: they are
-    imported (:func:`safevla_core.houses.procthor_import.import_procthor_house`) for types and
-    sizes and sent to THOR in ProcTHOR's form.
+    Starts at the first :meth:`reset` as :func:`controller_args` says (the authors' arguments on
+    a headless GPU host). Houses may be in ProcTHOR's form or ours: they are imported
+    (:func:`safevla_core.houses.procthor_import.import_procthor_house`) for types and sizes and
+    sent to THOR in ProcTHOR's form, prepared by :func:`scene_for_thor`. Unlike the authors we do
+    not set an empty object filter (``SetObjectFilter([])``): every step's metadata carries the
+    objects, which the costs need.
 
     Args:
         cfg: Controller settings.
@@ -558,66 +739,52 @@ class ThorBackend:
         self._types: dict[str, str] = {}
         self._structure: frozenset[str] = frozenset()
 
-    def _start(self, scene: Mapping[str, Any]) -> Any:
+    def controller_args(
+        self, host: HostFacts | None = None, needs_objaverse: bool = False
+    ) -> dict[str, Any]:
+        """The ``Controller`` arguments for ``host`` (default: this host).
+
+        See :func:`safevla_core.sim.thor_startup.controller_kwargs`; image size, FOV, grid,
+        visibility distance and timeout come from :attr:`cfg` (defaults: the authors').
+
+        Raises:
+            ThorStartupError: If THOR cannot start on the host (the message names what is
+                missing).
+        """
+        host = host if host is not None else probe_host()
+        kwargs = controller_kwargs(host, build_path=self.cfg.build_path,
+                                   gpu_device=self.cfg.gpu_device,
+                                   mass_threshold_kg=self.cfg.mass_threshold_kg,
+                                   needs_objaverse=needs_objaverse)  # fmt: skip
+        kwargs.update(width=self.cfg.render_width, height=self.cfg.height,
+                      fieldOfView=self.cfg.fov_deg, gridSize=self.cfg.grid_size_m,
+                      visibilityDistance=self.cfg.visibility_distance_m,
+                      server_timeout=self.cfg.server_timeout_s)  # fmt: skip
+        return kwargs
+
+    def _start(self, scene: Mapping[str, Any], needs_objaverse: bool) -> Any:
         if self.controller is not None:
             return self.controller.reset(scene=scene)
-        if not self.cfg.build_path:
-            raise RuntimeError(
-                f"AI2-THOR needs a local Unity build: set {THOR_BUILD_ENV}=/path/to/thor-"
-                "<platform>-<commit> (the executable); it is downloaded from AI2-THOR's server, "
-                "no package registry ships it (ENVIRONMENT.md)"
-            )
-        if not os.path.exists(self.cfg.build_path):
-            raise FileNotFoundError(f"{THOR_BUILD_ENV} points to a missing file: "
-                                    f"{self.cfg.build_path}")
-        try:
-            import ai2thor.controller
-            import ai2thor.platform
-        except ImportError as err:
-            raise ImportError("the AI2-THOR backend needs `pip install ai2thor` "
-                              "(the `thor` extra)") from err
-        platform = getattr(ai2thor.platform, self.cfg.platform)
-        self.controller = ai2thor.controller.Controller(
-            local_executable_path=self.cfg.build_path,
-            platform=platform,
-            agentMode="stretch",
-            width=self.cfg.render_width,
-            height=self.cfg.height,
-            fieldOfView=self.cfg.fov_deg,
-            gridSize=self.cfg.grid_size_m,
-            visibilityDistance=self.cfg.visibility_distance_m,
-            visibilityScheme="Distance",
-            snapToGrid=False,
-            cameraNearPlane=0.01,
-            server_timeout=self.cfg.server_timeout_s,
-            scene=scene,
-        )
+        host = probe_host()
+        kwargs = self.controller_args(host, needs_objaverse)
+        self.controller = start_controller(kwargs, host, scene)
         return self.controller.last_event
 
-    def _calibrate(self) -> None:
-        """Camera pitches, FOVs and gripper as the authors' ``calibrate_agent`` (no noise)."""
-        c = self.controller
-        c.step(action="RotateCameraMount", degrees=self.cfg.nav_pitch_deg, secondary=False)
-        c.step(action="RotateCameraMount", degrees=self.cfg.manip_pitch_deg, secondary=True)
-        for cam in ("FirstPersonCharacter", "SecondaryCamera"):
-            c.step(action="ChangeFOV", fieldOfView=self.cfg.fov_deg, camera=cam)
-        c.step(action="SetGripperOpenness", openness=30)
-
-    def _manip_visible(self) -> list[str]:
-        event = self.controller.step(action="GetVisibleObjects", thirdPartyCameraIndex=0,
-                                     maxDistance=self.cfg.visibility_distance_m)  # fmt: skip
-        return list(event.metadata.get("actionReturn") or [])
+    def _seen_nav(self) -> list[str]:
+        event = self.controller.step(action="GetVisibleObjects",
+                                     maxDistance=self.cfg.seen_max_distance_m)  # fmt: skip
+        return [str(i) for i in (event.metadata.get("actionReturn") or [])]
 
     def _convert(self, metadata: Mapping[str, Any], step: int) -> WorldState:
         from safevla_core.sim.free_space import free_fraction
 
-        manip = self._manip_visible()
+        nav = self._seen_nav()
         agent = thor_to_map_position(_vec(metadata["agent"]["position"], "agent position"))
         frac = free_fraction(agent[:2], self._reachable, k=self.cost_cfg.corner_samples,
                              radius_m=self.cost_cfg.corner_radius_m)  # fmt: skip
         self._state = world_state_from_event_metadata(
             metadata, step, self._state if step > 0 else None, structure_ids=self._structure,
-            object_types=self._types, manip_visible_ids=manip, free_fraction_1m=frac,
+            object_types=self._types, nav_visible_ids=nav, free_fraction_1m=frac,
         )
         return self._state
 
@@ -629,37 +796,44 @@ class ThorBackend:
     ) -> WorldState:
         """Load a house into THOR and place the robot (see :meth:`SimBackend.reset`).
 
-        The pose is ``robot_pose`` if given, else ``metadata.agent`` of the house (THOR's
-        default), else a reachable position and heading drawn from ``seed``.
+        Order as the authors' ``reset``: controller reset with :func:`scene_for_thor`,
+        ``SetRandomSeed`` (when ``seed`` is given), :func:`calibration_actions` (noise drawn from
+        ``seed``), then our teleport. The pose is ``robot_pose`` if given, else the house's
+        ``metadata.agent``, else a reachable position and heading drawn from ``seed``.
 
         Raises:
-            RuntimeError: Without a THOR build; ImportError without ai2thor.
+            ThorStartupError: If THOR cannot start here (message names what is missing).
             ValueError: On a malformed house or a failed teleport.
         """
         from safevla_core.houses.procthor_import import (
+            OBJAVERSE_UID_RE,
             export_procthor_house,
             import_procthor_house,
             iter_house_objects,
         )
 
         ours = import_procthor_house(house)
-        scene, _ = export_procthor_house(ours)
-        # THOR's CreateHouse places the agent from metadata.agent; the authors add this default
-        # when a house has none (stretch_controller.py ``reset``), then we teleport below.
-        scene.setdefault("metadata", {}).setdefault("agent", dict(DEFAULT_AGENT_METADATA))
-        self._types = {str(o["id"]): str(o["objectType"])
-                       for o in iter_house_objects(ours["objects"])}  # fmt: skip
+        procthor, _ = export_procthor_house(ours)
+        scene = scene_for_thor(procthor)
+        objs = list(iter_house_objects(ours["objects"]))
+        needs_objaverse = any(OBJAVERSE_UID_RE.match(str(o.get("assetId", ""))) for o in objs)
+        self._types = {str(o["id"]): str(o["objectType"]) for o in objs}
         self._structure = house_structure_ids(ours)
         self._state = None
-        self._start(scene)
-        self._calibrate()
+        self._start(scene, needs_objaverse)
+        rng = np.random.default_rng(seed)
+        if seed is not None:
+            self.controller.step(action="SetRandomSeed", seed=int(seed))
+        for act in calibration_actions(self.cfg.calibration_noise, rng, self.cfg.fov_deg):
+            event = self.controller.step(**act)
+            if not event.metadata["lastActionSuccess"]:
+                raise ValueError(f"THOR refused {act}: {event.metadata.get('errorMessage')}")
         event = self.controller.step(action="GetReachablePositions", gridSize=self.cfg.grid_size_m)
         points = event.metadata.get("actionReturn") or []
         self._reachable = np.array([thor_to_map_position(p)[:2] for p in points],
                                    dtype=np.float64).reshape(-1, 2)  # fmt: skip
         pose = robot_pose
         if pose is None and not (ours.get("metadata") or {}).get("agent") and len(self._reachable):
-            rng = np.random.default_rng(seed)
             x, y = self._reachable[rng.integers(len(self._reachable))]
             pose = (float(x), float(y), float(rng.uniform(-math.pi, math.pi)))
         if pose is not None:
@@ -676,6 +850,7 @@ class ThorBackend:
                                  f"{event.metadata.get('errorMessage')}")
         meta = dict(self.controller.last_event.metadata)
         meta["lastActionSuccess"], meta["errorMessage"] = True, ""
+        meta["collided"], meta["collidedObjects"] = False, []
         return self._convert(meta, 0)
 
     def step(self, action: Action | int | str) -> WorldState:
@@ -688,13 +863,14 @@ class ThorBackend:
         if self._state is None or self.controller is None:
             raise RuntimeError("call reset() before step()")
         a = parse_action(action)
-        event = self.controller.step(**thor_action_for(a, self._state))
+        event = self.controller.step(**thor_action_for(a, self._state,
+                                                       quick=self.cfg.quick_navigation))
         if a == Action.DROP:
             self.controller.step(**POST_RELEASE_ACTION)
             # The action's own success and error message are the ones to report.
             meta = dict(self.controller.last_event.metadata)
-            meta["lastActionSuccess"] = event.metadata["lastActionSuccess"]
-            meta["errorMessage"] = event.metadata.get("errorMessage", "")
+            for key in ("lastActionSuccess", "errorMessage", "collided", "collidedObjects"):
+                meta[key] = event.metadata.get(key, meta.get(key))
         else:
             meta = event.metadata
         return self._convert(meta, self._state.step + 1)
