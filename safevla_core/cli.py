@@ -155,47 +155,74 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_common(p)
     p.add_argument("--data", type=Path, nargs="+", required=True, help="shard folder(s)")
-    p.add_argument("--val-data", type=Path, nargs="*", default=None,
-                   help="validation-house shard folder(s): keep the best epoch, stop early")
+    p.add_argument(
+        "--val-data",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="validation-house shard folder(s): keep the best epoch, stop early",
+    )
     p.add_argument("--patience", type=int, default=3, help="early-stopping patience, epochs")
     p.add_argument("--out-dir", type=Path, default=Path("runs/il"))
     p.add_argument("--epochs", type=int, default=10, help="behaviour-cloning epochs (at most)")
     p.add_argument("--batch-size", type=int, default=8, help="episode windows per step")
     p.add_argument("--lr", type=float, default=3e-4, help="peak lr of the cosine schedule")
-    p.add_argument("--feature-dropout", type=float, default=0.0,
-                   help="probability of zeroing a camera patch feature (augmentation)")
+    p.add_argument(
+        "--feature-dropout",
+        type=float,
+        default=0.0,
+        help="probability of zeroing a camera patch feature (augmentation)",
+    )
     p.add_argument("--dagger-rounds", type=int, default=0, help="DAgger rounds after BC")
     p.add_argument("--dagger-episodes", type=int, default=200, help="learner episodes per round")
     p.add_argument("--dagger-epochs", type=int, default=4, help="epochs of training per round")
-    p.add_argument("--expert-share", type=float, default=0.0,
-                   help="DAgger beta: probability of executing the expert's action")
+    p.add_argument(
+        "--expert-share",
+        type=float,
+        default=0.0,
+        help="DAgger beta: probability of executing the expert's action",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser(
         "compare",
-        help="IL + ppo, ppo_rs, ppo_lag, ppo_pid_lag -> Table 1",
-        description="Collect expert data, behaviour-clone the IL policy, fine-tune "
-        "it with each RL method under the same budget, evaluate all on the same "
-        "test episodes and write OUT_DIR/report/comparison.md and "
-        "cost_distribution.png. Every stage resumes when rerun.",
+        help="IL -> ppo, ppo_rs, ppo_lag over seeds -> Table 1 with CIs (resumable)",
+        description="The headline experiment: from one IL checkpoint (given, or made here from "
+        "expert data), fine-tune it with each RL method under the same budget for several "
+        "seeds, evaluate every policy on the same fixed test episodes, and write "
+        "OUT_DIR/report/{summary.json,comparison.md,curves.png,cost_distribution.png} after "
+        "every evaluation. Every stage resumes when rerun: kill it at any time and run the "
+        "same command again (over several days if needed).",
     )
     _add_common(p)
     p.add_argument("--out-dir", type=Path, default=Path("runs/compare"))
-    p.add_argument("--il-episodes", type=int, default=200)
-    p.add_argument("--il-epochs", type=int, default=10)
-    p.add_argument("--rl-env-steps", type=int, default=20_000, help="per method")
-    p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument(
-        "--methods", default="ppo,ppo_rs,ppo_lag,ppo_pid_lag", help="comma-separated RL methods"
+        "--il-checkpoint",
+        type=Path,
+        default=None,
+        help="start from this IL checkpoint (else: collect expert data and run BC)",
     )
-    p.add_argument("--seed", type=int, default=None, help="train.seed")
+    p.add_argument("--il-episodes", type=int, default=200, help="expert episodes (no IL given)")
+    p.add_argument("--il-epochs", type=int, default=10, help="BC epochs (no IL given)")
+    p.add_argument("--rl-env-steps", type=int, default=100_000, help="per run")
+    p.add_argument("--eval-episodes", type=int, default=200, help="test episodes per policy")
+    p.add_argument("--seeds", type=int, default=3, help="runs per method (train.seed + k)")
+    p.add_argument("--methods", default="ppo,ppo_rs,ppo_lag", help="comma-separated RL methods")
+    p.add_argument("--seed", type=int, default=None, help="train.seed of the first run")
     p.add_argument(
         "--cost-limit-fraction",
         type=float,
         default=None,
-        help="set the constrained methods' cost limit to this fraction of ppo's converged "
+        help="set the constrained methods' cost limit to this fraction of a baseline's "
         "episode cost, the paper's rule (0.2); default: task.cost_limit",
+    )
+    p.add_argument(
+        "--cost-limit-from",
+        choices=["il", "ppo"],
+        default="il",
+        help="the baseline of that rule: IL on the validation houses (default) or "
+        "ppo seed 0's converged training cost",
     )
     p.add_argument("--no-progress", action="store_true")
 
@@ -247,13 +274,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--house-index", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="file (default: stdout)")
-    p.add_argument("--export-thor", action="store_true",
-                   help="write the house as AI2-THOR's CreateHouse loads it: real asset ids from "
-                   "ProcTHOR's asset database, materials, proceduralParameters "
-                   "(safevla_core/houses/thor_export.py)")
-    p.add_argument("--drop-unavailable", action="store_true",
-                   help="with --export-thor: drop objects whose type has no THOR asset instead "
-                   "of refusing the house")
+    p.add_argument(
+        "--export-thor",
+        action="store_true",
+        help="write the house as AI2-THOR's CreateHouse loads it: real asset ids from "
+        "ProcTHOR's asset database, materials, proceduralParameters "
+        "(safevla_core/houses/thor_export.py)",
+    )
+    p.add_argument(
+        "--drop-unavailable",
+        action="store_true",
+        help="with --export-thor: drop objects whose type has no THOR asset instead "
+        "of refusing the house",
+    )
     return parser
 
 
@@ -372,7 +405,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     cfg = _config(args, {"train": {"seed": args.seed}})
     budget = ComparisonBudget(
-        args.il_episodes, args.il_epochs, args.rl_env_steps, args.eval_episodes
+        args.il_episodes, args.il_epochs, args.rl_env_steps, args.eval_episodes, args.seeds
     )
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     command = "safevla " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else ""
@@ -383,7 +416,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         methods,
         command=command,
         progress=not args.no_progress,
+        il_checkpoint=args.il_checkpoint,
         cost_limit_fraction=args.cost_limit_fraction,
+        cost_limit_from=args.cost_limit_from,
     )
     print(result["paths"]["markdown"].read_text())
     return 0

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The SafeVLA comparison (paper Table 1) on Safety-ObjNav, end to end, on this machine:
-# expert data -> behaviour cloning (IL) -> ppo, ppo_rs, ppo_lag, ppo_pid_lag fine-tuned from the
-# same IL checkpoint with the same budget -> evaluation of all five on the same test episodes ->
-# OUT_DIR/report/comparison.md + cost_distribution.png. Every stage resumes when rerun.
+# The headline experiment on Safety-ObjNav (paper Table 1), resumable over days:
+# IL -> ppo (FLaRe), ppo_rs (FLaRe-RS), ppo_lag (SafeVLA), 3 seeds each, 100k env steps per run,
+# every policy on the same 200 test-house episodes with 95% bootstrap CIs ->
+# OUT_DIR/report/{summary.json,comparison.md,curves.png,cost_distribution.png}.
+# Kill it at any time; the same command continues where it stopped.
 #
-#   scripts/compare.sh                 # the stated budget below (hours on 2 cores)
-#   TINY=1 scripts/compare.sh          # a 1-2 minute smoke run that proves the pipeline works
+#   IL=runs/il_objnav/il.pt scripts/compare.sh     # from a finished IL checkpoint
+#   TINY=1 scripts/compare.sh                      # a few-minute smoke run of the pipeline
 #
-# Extra arguments go to `safevla compare` (e.g. --set train.num_envs=4).
+# Extra arguments go to `safevla compare` (e.g. --seeds 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -16,12 +17,15 @@ export OMP_NUM_THREADS=1 LP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFF
 if [[ "${TINY:-0}" == "1" ]]; then
   OUT=${OUT_DIR:-runs/compare_tiny}
   exec "$PY" -m safevla_core.cli compare --out-dir "$OUT" --il-episodes 8 --il-epochs 2 \
-    --rl-env-steps 64 --eval-episodes 4 --seed 0 \
-    --set train.vector=sync --set train.num_steps=32 --set train.torch_threads=1 \
-    --set task.max_steps_eval=100 --set task.max_steps_train=100 --no-progress "$@"
+    --rl-env-steps 128 --eval-episodes 4 --seeds 1 --seed 0 --cost-limit-fraction 0.2 \
+    --set train.vector=sync --set train.num_envs=2 --set train.num_steps=32 \
+    --set train.torch_threads=1 --set task.max_steps_eval=60 --set task.max_steps_train=60 \
+    --no-progress "$@"
 fi
 
 OUT=${OUT_DIR:-runs/compare}
-exec "$PY" -m safevla_core.cli compare --out-dir "$OUT" --config config/compare_cpu.yaml \
-  --il-episodes 200 --il-epochs 15 --rl-env-steps 16384 --eval-episodes 40 --seed 0 \
-  --cost-limit-fraction 0.2 "$@"
+IL_ARGS=()
+[[ -n "${IL:-}" ]] && IL_ARGS=(--il-checkpoint "$IL")
+exec nice -n 5 "$PY" -m safevla_core.cli compare --out-dir "$OUT" --config config/compare_cpu.yaml \
+  "${IL_ARGS[@]}" --rl-env-steps 100000 --eval-episodes 200 --seeds 3 --seed 0 \
+  --cost-limit-fraction 0.2 --cost-limit-from il "$@"

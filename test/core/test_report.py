@@ -165,3 +165,40 @@ def test_per_target_type_and_wrong_end_share():
     assert report["wrong_end_share"] == pytest.approx(1 / 3)
     text = markdown_report(report)
     assert "| Sofa | 2 | 0.500 | 3.00 |" in text
+
+
+def test_comparison_summary_pools_seeds_and_writes_the_report(tmp_path):
+    import json
+
+    from safevla_core.compare import ComparisonBudget, summarize, write_results
+    from safevla_core.config import Config
+
+    def rep(successes: list[float], costs: list[float]) -> dict:
+        return aggregate([dict(ep(s, c), target_type="Mug", wrong_end=0.0)
+                          for s, c in zip(successes, costs, strict=True)])
+
+    reports = {"IL": [rep([1, 0, 0, 0], [4, 4, 4, 4])],
+               "ppo": [rep([1, 1, 0, 0], [2, 2, 6, 6]), rep([1, 1, 1, 0], [0, 0, 0, 4])]}
+    steps = {"IL": [0], "ppo": [1000, 1000]}
+    summary = summarize(reports, steps)
+    # pooled over the 8 ppo episodes: 5 successes -> SR 0.625; costs sum 20 -> 2.5 per episode
+    assert summary["ppo"]["success_rate"] == pytest.approx(0.625)
+    assert summary["ppo"]["cumulative_cost"] == pytest.approx(2.5)
+    assert (summary["ppo"]["episodes"], summary["ppo"]["seeds"]) == (8, 2)
+    assert [s["success_rate"] for s in summary["ppo"]["per_seed"]] == [0.5, 0.75]
+    lo, hi = summary["ppo"]["success_rate_ci"]
+    assert lo < 0.625 < hi
+    assert summary["IL"]["cumulative_cost_ci"] == [4.0, 4.0]  # no spread
+    # training curves come from each run's metrics.jsonl
+    for k in range(2):
+        run = tmp_path / "ppo" / f"seed{k}"
+        run.mkdir(parents=True)
+        rows = [{"env_steps": 512.0 * i, "success": 0.1 * i, "cumulative_cost": 3.0,
+                 "lagrange_multiplier": 0.0} for i in range(1, 11)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths = write_results(Config(), tmp_path, reports, steps, ComparisonBudget(seeds=2),
+                          "safevla compare", "2.0 (test)")
+    assert json.loads(paths["summary"].read_text())["ppo"]["episodes"] == 8
+    text = paths["markdown"].read_text()
+    assert "| FLaRe (ppo) | 2 | 8 | 0.625 |" in text
+    assert paths["curves"].stat().st_size > 0
