@@ -7,6 +7,7 @@ FILE.yaml`` and then by ``--set section.key=value`` (repeatable) and the explici
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -82,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init-checkpoint", default=None, help="start from this (IL) checkpoint")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out-dir")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="random initial weights instead of the shipped IL policy "
+                   "(checkpoints/<task>/il.pt), which `safevla train` fine-tunes by default")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -96,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         default=None,
-        help="training checkpoint (.pt); required unless --expert",
+        help="training checkpoint (.pt); default: the shipped SafeVLA policy of the task "
+        "(checkpoints/<task>/safevla.pt, else il.pt)",
     )
     p.add_argument(
         "--expert",
@@ -309,6 +314,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             "task": {"name": args.task, "cost_limit": args.cost_limit},
         },
     )
+    if cfg.train.init_checkpoint is None and not args.from_scratch:
+        from safevla_core.shipped import shipped_checkpoint
+
+        il = shipped_checkpoint(cfg.task.name, "il")
+        if il is not None:
+            print(f"fine-tuning the shipped IL policy {il} (--from-scratch: random weights)")
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                                     init_checkpoint=str(il)))
     result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
     print(
         f"done: {result.iterations} iterations, {result.env_steps} env steps; run folder "
@@ -323,7 +336,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = _config(args, {"task": {"name": args.task}})
     if args.checkpoint is None and not args.expert:
-        raise ValueError("give --checkpoint FILE or --expert")
+        from safevla_core.shipped import default_eval_checkpoint
+
+        args.checkpoint = default_eval_checkpoint(cfg.task.name)
+        if args.checkpoint is None:
+            raise ValueError(
+                f"no shipped {cfg.task.name} checkpoint: give --checkpoint FILE or --expert"
+            )
+        print(f"evaluating the shipped policy {args.checkpoint}")
     try:
         report = evaluate(
             cfg,

@@ -135,6 +135,8 @@ class Trainer:
     """State of one training run; :meth:`run` executes it. See :func:`train`."""
 
     def __init__(self, cfg: Config, resume: bool = True, progress: bool = True) -> None:
+        if cfg.train.init_checkpoint:
+            cfg = adopt_checkpoint_policy(cfg, cfg.train.init_checkpoint)
         self.cfg = cfg
         self.progress = progress
         torch.set_num_threads(cfg.train.torch_threads)
@@ -651,6 +653,28 @@ def train(
         CheckpointError: If a checkpoint to resume from or to start from is corrupt.
     """
     return Trainer(cfg, resume=resume, progress=progress).run(callback)
+
+
+def adopt_checkpoint_policy(cfg: Config, path: str | Path) -> Config:
+    """``cfg`` with the policy architecture of the checkpoint it starts from.
+
+    RL fine-tunes the IL network as it is (SafeVLA and FLaRe start from SPOC's checkpoint), so
+    its sizes (``d_model``, layers, context, image size) come from the checkpoint's stored
+    config, whatever the run's config says; a difference is reported.
+
+    Raises:
+        CheckpointError: If the file is missing or corrupt.
+    """
+    from safevla_core.config import PolicyConfig, from_dict
+
+    state = load_checkpoint(path, required_keys=("policy",))
+    if not isinstance(state.get("config"), dict) or "policy" not in state["config"]:
+        return cfg  # weights only: the run's own policy config must match them
+    stored = from_dict(PolicyConfig, state["config"]["policy"])
+    if stored != cfg.policy:
+        tqdm.write(f"{path}: using its policy architecture {stored}")
+        cfg = dataclasses.replace(cfg, policy=stored)
+    return cfg
 
 
 def _micro_batches(
