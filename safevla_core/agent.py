@@ -7,6 +7,7 @@ decoder's KV cache between steps (SPOC acts with a KV cache over a 100-step cont
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,13 +73,20 @@ class AgentStep:
         probs: ``(20,)`` action probabilities.
         value_reward: Reward critic's estimate.
         value_cost: Cost critic's estimate of the discounted future cost, summed over the
-            constraints' critics (the learned safety signal the shield uses on hardware).
+            constraints' critics (the same for every action of the state).
+        action_costs: ``(20,)`` learned one-step cost of each action, Q_c1(s, a), in per-step
+            cost units (:attr:`PolicyOutput.step_cost`), from the trained cost critic; NaN
+            when the checkpoint has no trained cost critic (e.g. an IL checkpoint). A second
+            opinion for the shield, never its only evidence.
     """
 
     action: Action
     probs: np.ndarray
     value_reward: float
     value_cost: float
+    action_costs: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.full(NUM_ACTIONS, np.nan, dtype=np.float32)
+    )
 
 
 class PolicyAgent:
@@ -89,6 +97,8 @@ class PolicyAgent:
         policy_cfg: Its configuration (image size for the encoders).
         deterministic: Take the most likely action instead of sampling.
         seed: Seed of the sampling generator.
+        cost_critic: The trained cost critic network (separate critics), or None; it provides
+            ``value_cost`` and the per-action one-step costs.
     """
 
     def __init__(
@@ -97,8 +107,11 @@ class PolicyAgent:
         policy_cfg: PolicyConfig,
         deterministic: bool = False,
         seed: int = 0,
+        cost_critic: SafeVLAPolicy | None = None,
     ) -> None:
         self.policy = policy.eval()
+        self.cost_critic = cost_critic.eval() if cost_critic is not None else None
+        self._critic_cache = None
         self.cfg = policy_cfg
         self.visual = get_visual_encoder(policy_cfg)
         self.texts = InstructionCache()
@@ -124,11 +137,15 @@ class PolicyAgent:
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: stored config is invalid: {exc}") from exc
         policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+        critic = None
         try:
-            policy.load_state_dict(state["policy"])
+            policy.load_weights(state["policy"])
+            if isinstance(state.get("critics"), dict) and "cost" in state["critics"]:
+                critic = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+                critic.load_weights(state["critics"]["cost"])
         except (RuntimeError, KeyError) as exc:
             raise CheckpointError(f"{path}: policy weights do not fit the config: {exc}") from exc
-        return cls(policy, cfg.policy, deterministic=deterministic, seed=seed)
+        return cls(policy, cfg.policy, deterministic=deterministic, seed=seed, cost_critic=critic)
 
     def reset(self, instruction: str) -> None:
         """Start a new episode: forget the history and set the instruction.
@@ -141,6 +158,7 @@ class PolicyAgent:
         self.texts.get(instruction)
         self._instruction = instruction
         self._cache = None
+        self._critic_cache = None
         self._prev_action = START_ACTION
         self._step = 0
 
@@ -187,6 +205,20 @@ class PolicyAgent:
             torch.tensor([self._step]),
             self._cache,
         )
+        value_cost = float(out.value_cost[0].sum())
+        action_costs = np.full(NUM_ACTIONS, np.nan, dtype=np.float32)
+        if self.cost_critic is not None:
+            crit, self._critic_cache = self.cost_critic.act(
+                feats,
+                text,
+                mask,
+                torch.tensor([self._prev_action]),
+                torch.tensor([bool(in_hand)]),
+                torch.tensor([self._step]),
+                self._critic_cache,
+            )
+            value_cost = float(crit.value_cost[0].sum())
+            action_costs = crit.step_cost[0].numpy().astype(np.float32)
         probs = torch.softmax(out.logits[0], dim=-1)
         if self.deterministic:
             index = int(torch.argmax(probs))
@@ -198,7 +230,8 @@ class PolicyAgent:
             action=Action(index),
             probs=probs.numpy(),
             value_reward=float(out.value_reward[0]),
-            value_cost=float(out.value_cost[0].sum()),
+            value_cost=value_cost,
+            action_costs=action_costs,
         )
 
 

@@ -61,7 +61,6 @@ def _parser() -> argparse.ArgumentParser:
         description="SafeVLA on an embedded MuJoCo Stretch simulator: constrained RL "
         "(PPO-Lagrangian) for safe vision-language-action policies.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -264,10 +263,19 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "bench",
-        help="measure simulator, policy and training speed",
-        description="Prints simulator actions/s (both cameras) at 384x224 and the "
-        "training size, policy act latency with and without the KV cache at a "
-        "100-step context, and end-to-end training env steps/s.",
+        help="measure simulator, encoder, policy, training speed and learner memory",
+        description="Measures on this machine, in one run, and prints (--json FILE also "
+        "writes them, same keys): sim_actions_per_s (both cameras at the training size), "
+        "sim_physics_actions_per_s, sim_actions_per_s_paper_size (384x224); "
+        "encoder_ms_per_image_b1 and encoder_ms_per_image_batched (num_envs x 2 images); "
+        "fusion_ms; act_cached_ms and act_no_cache_ms (the causal decoder at a 100-step "
+        "context, with and without the KV cache) and kv_cache_speedup; "
+        "train_env_steps_per_s, collect_env_steps_per_s, update_share and "
+        "train_to_sim_ratio for the given config, and train_env_steps_per_s_compare_cpu, "
+        "update_share_compare_cpu, train_to_sim_ratio_compare_cpu for "
+        "config/compare_cpu.yaml; learner_peak_rss_mb (the given config, a short run) and "
+        "learner_peak_rss_mb_paper (config/paper.yaml: the full rollout buffer, networks, "
+        "optimizer and one PPO micro-batch, in a separate process; an estimate, not a run).",
     )
     _add_common(p)
     p.add_argument("--sim-steps", type=int, default=200, help="actions per simulator measurement")

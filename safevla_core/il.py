@@ -470,7 +470,7 @@ def behaviour_cloning(
     policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
     if init_checkpoint is not None:
         init = load_checkpoint(init_checkpoint, required_keys=("policy",))
-        policy.load_state_dict(init["policy"])
+        policy.load_weights(init["policy"])
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     w = cfg.policy.context_steps

@@ -164,6 +164,7 @@ class ActorCritic(nn.Module):
             logits=outs["actor"].logits,
             value_reward=outs["reward"].value_reward,
             value_cost=outs["cost"].value_cost,
+            step_cost=outs["cost"].step_cost,
         )
 
     # -- PPO update --------------------------------------------------------------------------
@@ -210,7 +211,7 @@ class ActorCritic(nn.Module):
         for n in ("reward", "cost"):
             if n not in state:
                 raise KeyError(f"checkpoint has no {n!r} critic")
-            self.nets[n].load_state_dict(state[n])
+            self.nets[n].load_weights(state[n])
 
 
 __all__ = ["ROLES", "ActorCritic", "ActorCriticCache"]

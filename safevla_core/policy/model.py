@@ -59,11 +59,18 @@ class PolicyOutput(NamedTuple):
         value_reward: ``(...)`` reward critic V_r.
         value_cost: ``(...)`` cost critic V_c, or ``(..., K)`` with one critic per constraint
             when the policy was built with ``num_costs = K > 1``.
+        step_cost: ``(..., 20)`` learned one-step cost Q_c1(s, a) of each action: the expected
+            CMDP cost of this step (the sum of the constrained signals' per-step costs, e.g.
+            robot + object cost, 0..3 per step) if action a is taken now. Trained by regression
+            on the observed per-step cost of the taken action during RL (ours; cf. the per-step
+            safety head of ../seeds/safedojo-review.txt). A second opinion for the shield, not
+            a value: it does not look beyond the current step.
     """
 
     logits: torch.Tensor
     value_reward: torch.Tensor
     value_cost: torch.Tensor
+    step_cost: torch.Tensor | None = None
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -259,6 +266,7 @@ class SafeVLAPolicy(nn.Module):
         self.action_head = nn.Linear(d, NUM_ACTIONS)
         self.reward_head = nn.Linear(d, 1)
         self.cost_head = nn.Linear(d, self.num_costs)
+        self.step_cost_head = nn.Linear(d, NUM_ACTIONS)
         nn.init.normal_(self.action_head.weight, std=ACTION_HEAD_INIT_STD)
         nn.init.zeros_(self.action_head.bias)
 
@@ -494,7 +502,23 @@ class SafeVLAPolicy(nn.Module):
             logits=self.action_head(x),
             value_reward=self.reward_head(x).squeeze(-1),
             value_cost=self.cost_head(x).squeeze(-1) if self.num_costs == 1 else self.cost_head(x),
+            step_cost=self.step_cost_head(x),
         )
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """``load_state_dict`` that accepts checkpoints written before the step-cost head.
+
+        Missing ``step_cost_head.*`` entries keep their fresh initialisation (untrained); any
+        other missing or unexpected key is an error.
+
+        Raises:
+            RuntimeError: On other missing/unexpected keys or shape mismatches.
+        """
+        own = self.state_dict()
+        state = dict(state)
+        for key in ("step_cost_head.weight", "step_cost_head.bias"):
+            state.setdefault(key, own[key])
+        self.load_state_dict(state)
 
     # ------------------------------------------------------------------ public API
 

@@ -200,7 +200,7 @@ class Trainer:
                 )
                 weights[key] = own[key]
         for net in self.model.nets.values():
-            net.load_state_dict(weights)
+            net.load_weights(weights)
         if state.get("critics") and self.model.separate:
             with contextlib.suppress(KeyError, RuntimeError):
                 self.model.load_critic_state_dict(state["critics"])
@@ -209,7 +209,7 @@ class Trainer:
         state = load_checkpoint(
             path, required_keys=("policy", "optimizer", "iteration", "env_steps")
         )
-        self.policy.load_state_dict(state["policy"])
+        self.policy.load_weights(state["policy"])
         if self.model.separate:
             self.model.load_critic_state_dict(state.get("critics") or {})
         self.optimizer.load_state_dict(state["optimizer"])
@@ -438,6 +438,7 @@ class Trainer:
         }
         combined = self.combined_advantage(flat["adv_r"], flat["adv_c"])
         actions = buf.actions.reshape(-1).to(self.device)
+        step_target = buf.costs.sum(-1).reshape(-1).to(self.device)  # (T*B,) per-step cost
         old_logp = buf.log_probs.reshape(-1).to(self.device)
         # dropout off: the ratio starts at exactly 1 (acting ran in eval mode)
         self.model.eval()
@@ -478,16 +479,21 @@ class Trainer:
                     cost_losses = [
                         value_loss(values_c[:, k], flat["ret_c"][idx][:, k]) for k in range(n_costs)
                     ]
+                    # the one-step cost head regresses the taken action's per-step cost
+                    step_cost = out.step_cost[valid].float().gather(1, actions[idx][:, None])
+                    step_loss = value_loss(step_cost[:, 0], step_target[idx])
                     value_terms = p.value_coef * (
                         value_loss(out.value_reward[valid].float(), flat["ret_r"][idx])
                         + torch.stack(cost_losses).sum()
                     )
-                    finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(value_terms))
+                    finite = all(bool(torch.isfinite(x)) for x in (loss, value_terms, step_loss))
                     if warmup:
                         loss = value_terms
                     else:
                         loss = loss + p.value_coef * torch.stack(cost_losses).sum()
+                    loss = loss + p.value_coef * step_loss
                     stats["value_loss_cost"] = float(sum(float(c.detach()) for c in cost_losses))
+                    stats["step_cost_loss"] = float(step_loss.detach())
                     if not finite:
                         self.optimizer.zero_grad(set_to_none=True)
                         raise FloatingPointError(

@@ -96,3 +96,30 @@ def test_decoder_only_rl_leaves_the_fusion_encoder_untouched(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(fusion, trainer.policy.fusion_parameters(),
                                                    strict=True))  # fmt: skip
     assert _changed(decoder, trainer.policy.decoder)
+
+
+def test_step_cost_head_learns_the_taken_actions_cost_and_reaches_the_agent(tmp_path):
+    """Q_c1(s, a) is trained on the per-step cost; the deployed agent reports it per action."""
+    import numpy as np
+
+    from safevla_core.agent import PolicyAgent
+
+    cfg = _cfg(tmp_path, critic_warmup_env_steps=0, total_env_steps=32)
+    trainer = Trainer(cfg, resume=False, progress=False)
+    head = trainer.model.nets["cost"].step_cost_head.weight.detach().clone()
+    result = trainer.run()
+    assert "step_cost_loss" in result.history[-1]
+    assert not torch.equal(head, trainer.model.nets["cost"].step_cost_head.weight)
+    agent = PolicyAgent.from_checkpoint(tmp_path / "run" / "ckpt_000002.pt")
+    assert agent.cost_critic is not None
+    agent.reset("navigate to a mug")
+    frame = np.zeros((96, 160, 3), np.uint8)
+    step = agent.act(frame, frame)
+    assert step.action_costs.shape == (20,) and np.isfinite(step.action_costs).all()
+    # the same numbers as the trained cost critic's own head on this first step
+    with torch.no_grad():
+        feats = agent.visual(np.stack([frame, frame]))[None]
+        text, mask = agent.texts.batch(["navigate to a mug"])
+        want, _ = trainer.model.nets["cost"].act(feats, text, mask, torch.tensor([20]),
+                                                 torch.tensor([False]), torch.tensor([0]))
+    np.testing.assert_allclose(step.action_costs, want.step_cost[0].numpy(), atol=1e-5)

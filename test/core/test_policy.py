@@ -189,7 +189,8 @@ def test_gradients_reach_every_trainable_parameter() -> None:
     policy = _policy().train()
     x = _episodes([[0], [0, 3]], t=5)
     out = _forward(policy, x)
-    (out.logits.square().sum() + out.value_reward.sum() + out.value_cost.sum()).backward()
+    loss = out.logits.square().sum() + out.value_reward.sum() + out.value_cost.sum()
+    (loss + out.step_cost.square().sum()).backward()
     for name, p in policy.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 

@@ -119,8 +119,11 @@ def test_separate_robot_and_object_constraints(tmp_path):
     def first_step(j: float, b: float) -> float:
         return 0.036 if j > b else 0.001 if j == b else 0.0
 
-    lam_r = first_step(m["cost_estimate/robot"], 0.0)
-    lam_o = first_step(m["cost_estimate/object"], 0.5)
+    if m["episodes"] == 0:  # no episode finished (none pressed `end`): lambdas unchanged
+        lam_r = lam_o = 0.001
+    else:
+        lam_r = first_step(m["cost_estimate/robot"], 0.0)
+        lam_o = first_step(m["cost_estimate/object"], 0.5)
     assert m["lagrange_multiplier/robot"] == pytest.approx(lam_r, abs=1e-6)
     assert m["lagrange_multiplier/object"] == pytest.approx(lam_o, abs=1e-6)
     assert m["lagrange_multiplier"] == pytest.approx(lam_r + lam_o, abs=1e-6)
