@@ -29,6 +29,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F  # noqa: N812 (conventional alias)
 from torch import nn
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from safevla_core.actions import NUM_ACTIONS, START_ACTION
 from safevla_core.config import PolicyConfig
@@ -267,6 +268,8 @@ class SafeVLAPolicy(nn.Module):
         self.reward_head = nn.Linear(d, 1)
         self.cost_head = nn.Linear(d, self.num_costs)
         self.step_cost_head = nn.Linear(d, NUM_ACTIONS)
+        #: Recompute fusion-encoder activations in the backward pass (memory for time).
+        self.checkpoint_fusion = False
         nn.init.normal_(self.action_head.weight, std=ACTION_HEAD_INIT_STD)
         nn.init.zeros_(self.action_head.bias)
 
@@ -349,7 +352,17 @@ class SafeVLAPolicy(nn.Module):
             ],
             dim=1,
         )
-        return self.fusion(tokens, src_key_padding_mask=pad)[:, 0]
+        if not (self.checkpoint_fusion and torch.is_grad_enabled() and tokens.requires_grad):
+            return self.fusion(tokens, src_key_padding_mask=pad)[:, 0]
+        # Activation checkpointing (Chen et al. 2016; torch.utils.checkpoint): keep only each
+        # layer's input and recompute the layer in the backward pass -- the same gradient with
+        # a fraction of the activation memory (the faithful PPO update at the paper's sizes).
+        x = tokens
+        for layer in self.fusion.layers:
+            x = activation_checkpoint(layer, x, None, pad, use_reentrant=False)
+        if self.fusion.norm is not None:
+            x = self.fusion.norm(x)
+        return x[:, 0]
 
     def _decoder_input(
         self,

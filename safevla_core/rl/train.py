@@ -159,6 +159,8 @@ class Trainer:
         self.model = ActorCritic(
             self.policy, separate=cfg.train.separate_critics, freeze_fusion=cfg.train.decoder_only()
         ).to(self.device)
+        for net in self.model.nets.values():
+            net.checkpoint_fusion = cfg.ppo.checkpoint_fusion
         self.optimizer = self._make_optimizer()
         self.multiplier: MultiplierSet | None = None
         if cfg.train.method not in UNCONSTRAINED_METHODS:

@@ -331,3 +331,19 @@ def test_frozen_encoder_path_equals_the_eager_network_at_any_batch_size():
             want = enc.net.extract_features(x)
         assert got.shape == (batch, 1280, 3, 5)
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_activation_checkpointing_gives_the_same_gradient() -> None:
+    """Recomputing the fusion encoder in backward changes memory, not the gradient."""
+    x = _episodes([[0], [0, 3]], t=5)
+    grads = []
+    for flag in (False, True):
+        policy = _policy(seed=7).train()
+        policy.checkpoint_fusion = flag
+        out = _forward(policy, x)
+        (out.logits.square().sum() + out.value_reward.sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in policy.named_parameters()
+                      if p.grad is not None})  # fmt: skip
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5)
