@@ -15,53 +15,12 @@ import numpy as np
 import torch
 
 from safevla_core.actions import NUM_ACTIONS, START_ACTION, Action
-from safevla_core.config import Config, PolicyConfig, config_to_dict, from_dict
-from safevla_core.policy.encoders import get_text_encoder, get_visual_encoder
+from safevla_core.checkpoint import CheckpointError, load_checkpoint
+from safevla_core.config import Config, PolicyConfig, from_dict
+from safevla_core.policy.encoders import get_visual_encoder
+from safevla_core.policy.factory import build_policy
+from safevla_core.policy.instructions import InstructionCache
 from safevla_core.policy.model import SafeVLAPolicy
-from safevla_core.rl.checkpoint import CheckpointError, load_checkpoint
-
-
-def pad_text(
-    tokens: list[torch.Tensor], masks: list[torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack per-instruction token embeddings ``(L_i, D)`` into ``(B, L_max, D)`` plus masks.
-
-    Returns:
-        ``(text (B, L_max, D) float32, mask (B, L_max) bool)``; True marks real tokens.
-    """
-    lmax = max(t.shape[0] for t in tokens)
-    dim = tokens[0].shape[-1]
-    text = torch.zeros(len(tokens), lmax, dim, dtype=torch.float32)
-    mask = torch.zeros(len(tokens), lmax, dtype=torch.bool)
-    for i, (t, m) in enumerate(zip(tokens, masks, strict=True)):
-        text[i, : t.shape[0]] = t
-        mask[i, : m.shape[0]] = m
-    return text, mask
-
-
-class InstructionCache:
-    """Token embeddings of instructions, computed once each by the frozen text encoder."""
-
-    def __init__(self) -> None:
-        self._encoder = get_text_encoder()
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def get(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(tokens (L, D), mask (L,))`` of one instruction (unpadded).
-
-        Raises:
-            ValueError: For an empty instruction.
-        """
-        if instruction not in self._cache:
-            tokens, mask = self._encoder.encode([instruction])
-            n = int(mask[0].sum())
-            self._cache[instruction] = (tokens[0, :n].clone(), mask[0, :n].clone())
-        return self._cache[instruction]
-
-    def batch(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded ``(B, L, D)`` tokens and ``(B, L)`` mask for a list of instructions."""
-        pairs = [self.get(s) for s in instructions]
-        return pad_text([p[0] for p in pairs], [p[1] for p in pairs])
 
 
 @dataclass
@@ -235,18 +194,6 @@ class PolicyAgent:
         )
 
 
-def build_policy(policy_cfg: PolicyConfig, num_costs: int = 1) -> SafeVLAPolicy:
-    """A policy whose visual input shape matches the frozen encoder at the configured size.
-
-    Args:
-        policy_cfg: Architecture and image size.
-        num_costs: Cost critics, one per CMDP constraint (``len(TaskConfig.constraints())``).
-    """
-    encoder = get_visual_encoder(policy_cfg)
-    shape = encoder.feature_shape(policy_cfg.image_width, policy_cfg.image_height)
-    return SafeVLAPolicy(policy_cfg, shape, num_costs=num_costs)
-
-
 def _check_image(img: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(img)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
@@ -254,11 +201,4 @@ def _check_image(img: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-__all__ = [
-    "AgentStep",
-    "InstructionCache",
-    "PolicyAgent",
-    "build_policy",
-    "config_to_dict",
-    "pad_text",
-]
+__all__ = ["AgentStep", "PolicyAgent"]

@@ -120,8 +120,9 @@ def bench_policy(cfg: Config, context: int = BENCH_CONTEXT, repeats: int = 30) -
 
     The decoder is timed with and without the KV cache, on precomputed step embeddings.
     """
-    from safevla_core.agent import InstructionCache, build_policy
     from safevla_core.policy.encoders import get_visual_encoder
+    from safevla_core.policy.factory import build_policy
+    from safevla_core.policy.instructions import InstructionCache
 
     torch.manual_seed(0)
     pcfg = dataclasses.replace(cfg.policy, context_steps=max(cfg.policy.context_steps, context))

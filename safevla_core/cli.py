@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = _parser().parse_args(argv)
-    from safevla_core.rl.checkpoint import CheckpointError
+    from safevla_core.checkpoint import CheckpointError
 
     try:
         return COMMANDS[args.command](args)

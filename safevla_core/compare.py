@@ -75,7 +75,7 @@ class ComparisonBudget:
 
 
 def _latest(run_dir: Path) -> Path:
-    from safevla_core.rl.checkpoint import latest_checkpoint
+    from safevla_core.checkpoint import latest_checkpoint
 
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:

@@ -36,12 +36,13 @@ import torch
 from tqdm import tqdm
 
 from safevla_core.actions import NUM_ACTIONS, Action
-from safevla_core.agent import InstructionCache, build_policy
+from safevla_core.checkpoint import load_checkpoint, save_checkpoint
 from safevla_core.config import Config, config_to_dict
 from safevla_core.env import START_ACTION, SafetyChoresEnv, split_size
 from safevla_core.expert import ShortestPathExpert, run_expert_episode
 from safevla_core.policy.encoders import get_visual_encoder
-from safevla_core.rl.checkpoint import load_checkpoint, save_checkpoint
+from safevla_core.policy.factory import build_policy
+from safevla_core.policy.instructions import InstructionCache
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 
 #: Shard file name pattern.

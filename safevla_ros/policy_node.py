@@ -78,7 +78,7 @@ class PolicyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _load_agent(self):
-        from safevla_core.rl.checkpoint import CheckpointError
+        from safevla_core.checkpoint import CheckpointError
 
         try:
             import torch

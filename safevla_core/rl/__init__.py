@@ -3,7 +3,7 @@
 Pure, importable pieces (STYLE.md rule 2); the train loop composes them and does the logging.
 """
 
-from safevla_core.rl.checkpoint import (
+from safevla_core.checkpoint import (
     CheckpointError,
     checkpoint_path,
     latest_checkpoint,

@@ -29,13 +29,14 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from safevla_core.agent import InstructionCache, build_policy
+from safevla_core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from safevla_core.config import Config, config_to_dict
 from safevla_core.costs import COMPONENT_NAMES, SIGNAL_SUMMARY_KEYS
 from safevla_core.env import make_vector_env
 from safevla_core.policy.actor_critic import ActorCritic, ActorCriticCache
 from safevla_core.policy.encoders import get_visual_encoder
-from safevla_core.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from safevla_core.policy.factory import build_policy
+from safevla_core.policy.instructions import InstructionCache
 from safevla_core.rl.gae import compute_gae
 from safevla_core.rl.lagrange import UNCONSTRAINED_METHODS, MultiplierSet
 from safevla_core.rl.ppo import ppo_lag_loss, reward_shaping, value_loss

@@ -1,4 +1,4 @@
-"""Tests of safevla_core.rl.checkpoint: atomic save, safe load, latest checkpoint."""
+"""Tests of safevla_core.checkpoint: atomic save, safe load, latest checkpoint."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from safevla_core.config import Config, config_to_dict
-from safevla_core.rl.checkpoint import (
+from safevla_core.checkpoint import (
     CheckpointError,
     checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
+from safevla_core.config import Config, config_to_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,7 @@ def test_failed_replace_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys, torch
-    from safevla_core.rl.checkpoint import save_checkpoint
+    from safevla_core.checkpoint import save_checkpoint
     path = sys.argv[1]
     save_checkpoint(path, {"iteration": 1, "w": torch.zeros(10)})
     # the process dies (SIGKILL, no cleanup) after the temp file is written, before the rename

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from safevla_core.checkpoint import load_checkpoint, save_checkpoint
 from safevla_core.config import load_config
-from safevla_core.rl.checkpoint import load_checkpoint, save_checkpoint
 from safevla_core.rl.train import Trainer
 
 

@@ -99,8 +99,8 @@ def test_collect_resume_and_behaviour_cloning_checkpoint(tmp_path):
     import dataclasses
 
     from safevla_core.agent import PolicyAgent
+    from safevla_core.checkpoint import load_checkpoint
     from safevla_core.il import behaviour_cloning, collect
-    from safevla_core.rl.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)
     cfg = dataclasses.replace(Config(), policy=PolicyConfig(d_model=32, num_heads=4,

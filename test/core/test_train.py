@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
+from safevla_core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from safevla_core.config import Config, from_dict, load_config
-from safevla_core.rl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from safevla_core.rl.train import Trainer, train
 
 

@@ -34,9 +34,9 @@ def write_untrained_checkpoint(path: Path) -> Path:
     """Save a small untrained policy (d_model 64, 1+1 layers) as a training checkpoint."""
     import torch
 
-    from safevla_core.agent import build_policy
+    from safevla_core.checkpoint import save_checkpoint
     from safevla_core.config import Config, PolicyConfig, config_to_dict
-    from safevla_core.rl.checkpoint import save_checkpoint
+    from safevla_core.policy.factory import build_policy
 
     torch.manual_seed(0)
     cfg = Config(policy=PolicyConfig(d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1,
