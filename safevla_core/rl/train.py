@@ -171,8 +171,12 @@ class Trainer:
         ckpt = latest_checkpoint(self.run_dir) if resume else None
         if ckpt is not None:
             self._restore(ckpt)
-        elif cfg.train.init_checkpoint:
-            self._load_init(cfg.train.init_checkpoint)
+        else:
+            # a fresh start: forget what an unfinished earlier start logged (killed before
+            # its first checkpoint), or the logs would hold those iterations twice
+            self._clear_logs()
+            if cfg.train.init_checkpoint:
+                self._load_init(cfg.train.init_checkpoint)
         _write_yaml_atomic(self.run_dir / "config.yaml", config_to_dict(cfg))
         c, h, w = self.visual.feature_shape(cfg.policy.image_width, cfg.policy.image_height)
         self.visual_shape = (2, c, h, w)
@@ -222,6 +226,12 @@ class Trainer:
         self.env_steps = int(state["env_steps"])
         self._truncate_metrics(self.iteration)
         tqdm.write(f"resumed from {path} (iteration {self.iteration}, {self.env_steps} env steps)")
+
+    def _clear_logs(self) -> None:
+        """Remove ``metrics.jsonl`` and TensorBoard events of an earlier, unfinished start."""
+        (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        for events in (self.run_dir / "tb").glob("events.out.tfevents.*"):
+            events.unlink()
 
     def _truncate_metrics(self, iteration: int) -> None:
         """Drop ``metrics.jsonl`` rows logged after ``iteration``.
@@ -543,7 +553,8 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         envs = make_vector_env(cfg)
-        writer = SummaryWriter(str(self.run_dir / "tb"))
+        # purge_step: events a killed run logged after its last checkpoint are dropped
+        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps + 1)
         bar = tqdm(
             total=total_iters * per_iter,
             initial=self.env_steps,

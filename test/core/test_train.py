@@ -150,3 +150,46 @@ def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, monkeypatch
     after = trainer.policy.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert latest_checkpoint(tmp_path / "ppo_lag") is None
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_leaves_no_duplicate_rows(tmp_path):
+    """SIGKILL a real `safevla train` after 2 logged iterations; the rerun logs each once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "safevla_core.cli", "train", "--no-progress", "--out-dir",
+            str(out), "--from-scratch", "--num-envs", "2", "--num-steps", "8",
+            "--total-env-steps", "4000", "--set", "train.vector=sync",
+            "--set", "train.checkpoint_every=1000", "--set", "train.torch_threads=1",
+            "--set", "task.max_steps_train=12", "--set", "policy.d_model=32",
+            "--set", "policy.num_heads=4", "--set", "policy.encoder_layers=1",
+            "--set", "policy.decoder_layers=1", "--set", "policy.context_steps=8",
+            "--set", "houses.num_train=3"]  # fmt: skip
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:  # wait for the event "2 iterations logged"
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+                break
+            assert proc.poll() is None, "the run ended before it was killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no 2 iterations logged within 300 s")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert latest_checkpoint(out) is None  # killed before its first checkpoint
+    # the same command with a budget of 3 iterations (2 envs x 8 steps x 3 = 48 env steps)
+    rerun = [a if a != "4000" else "48" for a in args]
+    subprocess.run(rerun, env=env, check=True, stdout=subprocess.DEVNULL, timeout=600)
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
