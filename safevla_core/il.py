@@ -468,6 +468,8 @@ def behaviour_cloning(
         raise ValueError(f"{data_dir} holds no expert steps")
     val_eps = load_episodes(val_data, cfg, progress=progress) if val_data else []
     texts = InstructionCache()
+    # seeded here, after the encoders loaded (their first load draws random numbers)
+    torch.manual_seed(seed)
     policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
     if init_checkpoint is not None:
         init = load_checkpoint(init_checkpoint, required_keys=("policy",))
@@ -483,7 +485,28 @@ def behaviour_cloning(
     metrics: dict[str, float] = {}
     best: tuple[float, dict[str, torch.Tensor], dict[str, float]] | None = None
     stale = 0
-    for epoch in tqdm(range(epochs), desc="behaviour cloning", unit="epoch", disable=not progress):
+    start = 0
+    partial = out / (name + ".partial")
+    if partial.is_file():  # an interrupted run: continue after its last finished epoch
+        st = load_checkpoint(partial, required_keys=("policy", "optimizer", "schedule", "epoch"))
+        policy.load_weights(st["policy"])
+        optimizer.load_state_dict(st["optimizer"])
+        schedule.load_state_dict(st["schedule"])
+        start, stale = int(st["epoch"]), int(st["stale"])
+        rng.setstate((st["rng"][0], tuple(st["rng"][1]), None))
+        torch.set_rng_state(st["torch_rng"])
+        if st.get("best"):
+            best = (float(st["best"]["val_loss"]), st["best"]["policy"], st["best"]["metrics"])
+        if log.is_file():  # rows of epochs after the partial checkpoint are logged again
+            rows = [r for r in log.read_text().splitlines() if r.strip()]
+            log.write_text("".join(r + "\n" for r in rows if json.loads(r)["epoch"] <= start))
+        tqdm.write(f"resuming behaviour cloning after epoch {start} ({partial})")
+    elif log.is_file():
+        log.unlink()  # a fresh start
+    for epoch in tqdm(range(start, epochs), desc="behaviour cloning", unit="epoch",
+                      disable=not progress, initial=start, total=epochs):
+        if stale >= patience:
+            break
         windows = episode_windows(lengths, w, [rng.randint(1, w) for _ in lengths])
         rng.shuffle(windows)
         policy.train()
@@ -509,9 +532,16 @@ def behaviour_cloning(
                 stale = 0
             else:
                 stale += 1
-                if stale >= patience:
-                    tqdm.write(f"early stop: no validation improvement for {patience} epochs")
-                    break
+        state = {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                 "schedule": schedule.state_dict(), "epoch": epoch + 1, "stale": stale,
+                 "rng": [rng.getstate()[0], list(rng.getstate()[1])],
+                 "torch_rng": torch.get_rng_state(),
+                 "best": ({"val_loss": best[0], "policy": best[1], "metrics": best[2]}
+                          if best is not None else {})}
+        save_checkpoint(partial, state)  # atomic: a kill loses at most the running epoch
+        if stale >= patience:
+            tqdm.write(f"early stop: no validation improvement for {patience} epochs")
+            break
     if best is not None:
         policy.load_state_dict(best[1])
         metrics = best[2]
@@ -529,6 +559,7 @@ def behaviour_cloning(
         "config": config_to_dict(cfg),
         "metrics": metrics,
     })  # fmt: skip
+    partial.unlink(missing_ok=True)
     return path
 
 

@@ -166,3 +166,43 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
               dagger_episodes=2, dagger_epochs=1, progress=False, batch_size=2)
     assert sorted(p.name for p in (tmp_path / "il").iterdir()) == before
     assert (tmp_path / "il" / "il_r1.pt").stat().st_mtime == mtime
+
+
+@pytest.mark.slow
+def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, monkeypatch):
+    pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
+    import dataclasses
+    import json
+
+    import safevla_core.il as il
+    from safevla_core.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    cfg = dataclasses.replace(Config(), policy=PolicyConfig(d_model=32, num_heads=4,
+                              encoder_layers=1, decoder_layers=1, context_steps=16,
+                              image_width=64, image_height=48))  # fmt: skip
+    il.collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, progress=False)
+    kw = dict(epochs=3, batch_size=2, progress=False, val_data=tmp_path / "data", patience=5)
+    ref = il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "ref", seed=3, **kw)
+
+    real, calls = il._bc_pass, {"n": 0}
+
+    def crash_in_epoch_3(*args, **kwargs):
+        if kwargs.get("optimizer", args[5] if len(args) > 5 else None) is not None:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt  # killed during the third epoch
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(il, "_bc_pass", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "run", seed=3, **kw)
+    assert (tmp_path / "run" / "il.pt.partial").is_file()
+    monkeypatch.setattr(il, "_bc_pass", real)
+    path = il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "run", seed=3, **kw)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "il_metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1.0, 2.0, 3.0]
+    assert not (tmp_path / "run" / "il.pt.partial").exists()
+    got, want = load_checkpoint(path)["policy"], load_checkpoint(ref)["policy"]
+    for k in want:  # the resumed run ends where the uninterrupted one did
+        torch.testing.assert_close(got[k], want[k])
