@@ -123,3 +123,21 @@ def test_step_cost_head_learns_the_taken_actions_cost_and_reaches_the_agent(tmp_
         want, _ = trainer.model.nets["cost"].act(feats, text, mask, torch.tensor([20]),
                                                  torch.tensor([False]), torch.tensor([0]))
     np.testing.assert_allclose(step.action_costs, want.step_cost[0].numpy(), atol=1e-5)
+
+
+def test_shipping_keeps_the_actor_and_cost_critic_only(tmp_path, monkeypatch):
+    import safevla_core.shipped as shipped
+    from safevla_core.agent import PolicyAgent
+
+    cfg = _cfg(tmp_path, critic_warmup_env_steps=0)
+    Trainer(cfg, resume=False, progress=False).run()
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "checkpoints")
+    assert shipped.default_eval_checkpoint("objnav") is None  # nothing shipped yet
+    path = shipped.ship_checkpoint(tmp_path / "run" / "ckpt_000001.pt", "objnav", "safevla")
+    assert path == tmp_path / "checkpoints" / "objnav" / "safevla.pt"
+    state = load_checkpoint(path)
+    assert set(state) == {"policy", "config", "metrics", "source", "critics"}
+    assert set(state["critics"]) == {"cost"}
+    assert shipped.default_eval_checkpoint("objnav") == path
+    agent = PolicyAgent.from_checkpoint(path)
+    assert agent.cost_critic is not None
