@@ -802,6 +802,18 @@ class MujocoBackend:
             raise RuntimeError("call reset() before reachable_positions()")
         return self._reachable.copy()
 
+    def laser_scan(self) -> np.ndarray:
+        """Ranges of the simulated base laser (:func:`safevla_core.sim.laser.cast_scan`).
+
+        Raises:
+            RuntimeError: Before the first :meth:`reset`.
+        """
+        if self.model is None:
+            raise RuntimeError("call reset() before laser_scan()")
+        from safevla_core.sim.laser import cast_scan
+
+        return cast_scan(self.model, self.data, self.data.qpos[self._base_qadr])
+
     def render(self) -> dict[str, np.ndarray]:
         """Render both cameras: ``{"nav_rgb", "manip_rgb"}`` -> ``(H, W, 3)`` uint8.
 
