@@ -63,6 +63,10 @@ GRIPPER_HALF_WIDTH_M = 0.065
 #: (xyz 0.004 0 0.1664, rpy 0 0 3.1416).
 LASER_POSE_IN_BASE = (0.004, 0.0, math.pi)
 LASER_HEIGHT_M = 0.1664
+#: Plausible range of the policy's reported state-value cost V_c(s): a discounted sum of per-step
+#: costs of 0..5 (REFERENCE.md) with gamma 0.99 lies in 0..500; a critic's estimate may stray a
+#: little outside (ours: 10%), anything beyond (-1e9, inf) is a broken model.
+STATE_COST_RANGE = (-50.0, 550.0)
 #: Sampling of a swept motion (ours): translation / extension step and rotation step.
 SWEEP_STEP_M = 0.02
 SWEEP_STEP_RAD = math.radians(2.0)
@@ -496,10 +500,11 @@ def decide(
     """Approve a proposed action or veto it with a reason (pure; STYLE.md rule 8).
 
     Checks, in order: the action is valid; the runstop is off; the reported state-value cost
-    ``predicted_cost`` (if given) is a finite number >= 0 (it is not evidence, but garbage there
-    means a broken policy); ``end`` and ``sub_done`` move nothing and are approved; the laser
-    scan exists (``require_scan``), has at most ``max_invalid_scan_fraction`` invalid beams, the
-    arm pose is known, and the swept footprint meets no scan point (:func:`check_scan`); the
+    ``predicted_cost`` (if given) lies in :data:`STATE_COST_RANGE` (it is not evidence, but
+    garbage there means a broken policy); ``end`` and ``sub_done`` move nothing and are
+    approved; the laser scan exists (``require_scan``), has at most
+    ``max_invalid_scan_fraction`` invalid beams, the arm pose is known, and the swept
+    footprint meets no scan point (:func:`check_scan`); the
     learned per-action cost, if given, is within ``max_action_cost``; with a world state
     (simulation), a base translation must not repeat a move that just collided, must keep the base
     within ``reachable_tolerance_m`` of the reachable grid, and must not bring it closer than
@@ -532,10 +537,11 @@ def decide(
         return _veto(Verdict.INVALID_INPUT, str(exc))
     if runstopped:
         return _veto(Verdict.RUNSTOP, "runstop engaged")
+    lo, hi = STATE_COST_RANGE
     if predicted_cost is not None and not (math.isfinite(predicted_cost)
-                                           and predicted_cost >= 0.0):
+                                           and lo <= predicted_cost <= hi):
         return _veto(Verdict.INVALID_INPUT, f"reported state cost is {predicted_cost!r} "
-                                            "(must be finite and >= 0)")
+                                            f"(a working critic stays within {lo:g}..{hi:g})")
     if reachable_xy is not None:
         reachable_xy = np.asarray(reachable_xy, dtype=np.float64).reshape(-1, 2)
         if not np.all(np.isfinite(reachable_xy)):
@@ -587,6 +593,12 @@ class WatchdogConfig:
         world_state_timeout_s: The simulator's world state is stale after this (ours: 2 s).
         clock_jump_tolerance_s: An input stamped further than this in the future (the clock
             jumped backwards, e.g. a bag restarted) invalidates the stamps (ours: 0.5 s).
+        scan_timeout_s: The laser scan is stale after this (ours: 0.5 s, five periods of the
+            RPLidar's ~10 Hz).
+        runstop_timeout_s: The runstop state is stale after this (hardware; ours: 1 s, the
+            driver publishes it with every status update).
+        joint_state_timeout_s: The joint states (arm pose for the footprint) are stale after
+            this (hardware; ours: 0.5 s).
     """
 
     camera_timeout_s: float = 1.0
@@ -594,6 +606,9 @@ class WatchdogConfig:
     max_proposal_age_s: float = 1.0
     world_state_timeout_s: float = 2.0
     clock_jump_tolerance_s: float = 0.5
+    scan_timeout_s: float = 0.5
+    runstop_timeout_s: float = 1.0
+    joint_state_timeout_s: float = 0.5
 
     def __post_init__(self) -> None:
         """Validate.
@@ -602,9 +617,11 @@ class WatchdogConfig:
             ValueError: On a non-positive or non-finite timeout.
         """
         for name in ("camera_timeout_s", "proposal_timeout_s", "max_proposal_age_s",
-                     "world_state_timeout_s", "clock_jump_tolerance_s"):
+                     "world_state_timeout_s", "clock_jump_tolerance_s", "scan_timeout_s",
+                     "runstop_timeout_s", "joint_state_timeout_s"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0.0):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value > 0.0):
                 raise ValueError(f"WatchdogConfig.{name} must be finite and > 0, got {value!r}")
 
 

@@ -120,12 +120,13 @@ def test_repeated_collision_is_vetoed_only_for_the_same_move():
 
 def test_state_value_cost_is_validated_but_is_no_evidence():
     # V_c(s) is the same for every action: it neither approves (no scan -> no evidence) nor
-    # vetoes a valid action; garbage there (NaN, inf, -1e9) is an invalid input.
+    # vetoes a valid action; garbage there (NaN, inf, -1e9, outside -50..550) is invalid.
     d = decide(Action.MOVE_AHEAD, ShieldLimits(), predicted_cost=0.2)
     assert d.verdict is Verdict.NO_EVIDENCE
     assert decide(Action.MOVE_AHEAD, ShieldLimits(), scan_xy=np.zeros((0, 2)), arm=STOWED,
                   predicted_cost=7.0).approved
-    for bad in (math.nan, math.inf, -1e9):
+    assert decide(Action.MOVE_AHEAD, LIMITS, predicted_cost=-0.3).approved  # critic noise
+    for bad in (math.nan, math.inf, -1e9, -51.0, 551.0):
         assert decide(Action.MOVE_AHEAD, LIMITS, predicted_cost=bad).verdict is \
             Verdict.INVALID_INPUT
 
