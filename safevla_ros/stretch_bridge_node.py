@@ -1,4 +1,4 @@
-"""Stretch bridge node: approved actions -> the real Stretch driver (``stretch_core``), one at a time.
+"""Stretch bridge node: approved actions -> the Stretch driver (stretch_core), one at a time.
 
 Plans each approved action with :func:`safevla_core.stretch_commands.command_for` and executes it
 step-synchronously: one action at a time, reported on ``executor/status`` (``ActionStatus``: BUSY

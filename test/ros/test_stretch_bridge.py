@@ -120,15 +120,15 @@ def bridge(ros_context, tmp_path):
 
 def test_ten_approved_moves_command_two_metres_in_order(bridge):
     probe, _ = bridge
-    S = probe.ActionStatus
+    st_ = probe.ActionStatus
     keys = []
     for _ in range(10):
         key = probe.send("m")
         keys.append(key)
         st = probe.final(key)
-        assert st.state == S.DONE and st.name == "m", (st.state, st.detail)
+        assert st.state == st_.DONE and st.name == "m", (st.state, st.detail)
     # Reports came in order, one final report per move, each after a BUSY one.
-    finals = [s for s in probe.statuses if s.state != S.BUSY]
+    finals = [s for s in probe.statuses if s.state != st_.BUSY]
     from safevla_ros import conversions as conv
 
     assert [conv.stamp_key(s.header.stamp) for s in finals] == keys
@@ -142,13 +142,13 @@ def test_ten_approved_moves_command_two_metres_in_order(bridge):
 
 def test_a_second_approval_while_busy_is_rejected_not_queued(bridge):
     probe, _ = bridge
-    S = probe.ActionStatus
+    st_ = probe.ActionStatus
     first = probe.send("m")
-    assert probe.spin_until(lambda: any(s.state == S.BUSY for s in probe.statuses))
+    assert probe.spin_until(lambda: any(s.state == st_.BUSY for s in probe.statuses))
     second = probe.send("b")
     st = probe.final(second)
-    assert st.state == S.REJECTED and "busy executing MOVE_AHEAD" in st.detail
-    assert probe.final(first).state == S.DONE
+    assert st.state == st_.REJECTED and "busy executing MOVE_AHEAD" in st.detail
+    assert probe.final(first).state == st_.DONE
     assert probe.spin_until(lambda: probe.driver.get("accepted", 0) >= 21)
     assert probe.driver["travel_m"] == pytest.approx(0.2, abs=1e-9)  # b never ran
 
@@ -157,27 +157,27 @@ def test_runstop_mid_move_cancels_it(bridge):
     from std_msgs.msg import Bool
 
     probe, _ = bridge
-    S = probe.ActionStatus
+    st_ = probe.ActionStatus
     key = probe.send("m")
     assert probe.spin_until(lambda: probe.driver.get("accepted", 0) >= 3)
     probe.runstop.publish(Bool(data=True))
     st = probe.final(key)
-    assert st.state == S.CANCELLED and "runstop" in st.detail
+    assert st.state == st_.CANCELLED and "runstop" in st.detail
     probe.spin_until(lambda: False, 0.5)  # nothing may follow
     assert 0.0 < probe.driver["travel_m"] < 0.2
     assert probe.driver["twists"][-1] == [0.0, 0.0] or probe.driver["dropped"] > 0
     # While runstopped, a new approval is rejected.
     st = probe.final(probe.send("m"))
-    assert st.state == S.REJECTED and "runstop engaged" in st.detail
+    assert st.state == st_.REJECTED and "runstop engaged" in st.detail
 
 
 def test_silent_camera_mid_move_cancels_it(bridge):
     probe, _ = bridge
-    S = probe.ActionStatus
+    st_ = probe.ActionStatus
     key = probe.send("m")
     assert probe.spin_until(lambda: probe.driver.get("accepted", 0) >= 2)
     probe.cameras_on = False  # both cameras stop; 1 s later the bridge must give up
     st = probe.final(key)
-    assert st.state == S.CANCELLED and "camera" in st.detail, st.detail
+    assert st.state == st_.CANCELLED and "camera" in st.detail, st.detail
     travel = probe.driver["travel_m"]
     assert 0.0 < travel < 0.2 and probe.driver["twists"][-1] == [0.0, 0.0]
