@@ -64,6 +64,7 @@ class PolicyNode(Node):
         self._waiting: tuple[int, float] | None = None  # (proposal stamp key, since s)
         self._min_stamp_s = -1.0  # act only on frames stamped at or after this
         self.dropped: dict[str, int] = {}
+        self._warned: dict[str, float] = {}
         self.proposals = 0
         self.in_hand = False
         if self.cfg.in_hand_source == IN_HAND_WORLD_STATE:
@@ -161,9 +162,13 @@ class PolicyNode(Node):
 
     # -- images ------------------------------------------------------------------------------
     def _drop(self, reason: str, detail: str) -> None:
+        """Count a dropped frame and warn at most every 5 s per reason."""
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        self.get_logger().warning(f"dropped frame ({reason}, {self.dropped[reason]} so far): "
-                                  f"{detail}", throttle_duration_sec=5.0)
+        now = self._now_s()
+        if abs(now - self._warned.get(reason, -1e18)) >= 5.0:
+            self._warned[reason] = now
+            self.get_logger().warning(f"dropped frame ({reason}, {self.dropped[reason]} so far):"
+                                      f" {detail}")
 
     def _on_image(self, which: str, msg) -> None:
         try:

@@ -67,6 +67,7 @@ class SafetyMonitorNode(Node):
         self.runstopped = True  # until the driver says otherwise
         self.totals = EpisodeCostAccumulator()
         self.rejected: dict[str, int] = {}
+        self._warned: dict[str, float] = {}
         self.counts = {"approved": 0, "vetoed": 0}
         self._was_stale = True
         self.approved_pub = self.create_publisher(DiscreteAction, Topics.APPROVED_ACTION,
@@ -112,10 +113,12 @@ class SafetyMonitorNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _reject(self, what: str, why: str) -> None:
-        """Count a malformed input and warn at a limited rate."""
+        """Count a malformed input and warn at most every 2 s per kind of input."""
         self.rejected[what] = self.rejected.get(what, 0) + 1
-        self.get_logger().warning(f"rejected {what} ({self.rejected[what]} so far): {why}",
-                                  throttle_duration_sec=2.0)
+        now = self._now_s()
+        if abs(now - self._warned.get(what, -1e18)) >= 2.0:
+            self._warned[what] = now
+            self.get_logger().warning(f"rejected {what} ({self.rejected[what]} so far): {why}")
 
     def _on_image(self, name: str, msg: Image) -> None:
         try:
