@@ -207,11 +207,11 @@ def test_command_report():
 
 def test_params_flatten_and_build():
     flat = flatten_defaults(MonitorNodeConfig)
-    assert flat["shield.max_predicted_cost"] == 0.5 and flat["mode"] == "sim"
+    assert flat["shield.max_action_cost"] == 0.5 and flat["mode"] == "sim"
     assert flat["costs.disturb_position_m"] == 0.05
-    cfg = build_config(MonitorNodeConfig, {**flat, "shield.max_predicted_cost": 1,
+    cfg = build_config(MonitorNodeConfig, {**flat, "shield.max_action_cost": 1,
                                            "mode": "hardware"})
-    assert cfg.shield.max_predicted_cost == 1.0 and cfg.mode == "hardware"
+    assert cfg.shield.max_action_cost == 1.0 and cfg.mode == "hardware"
     with pytest.raises(ValueError, match="mode"):
         build_config(MonitorNodeConfig, {**flat, "mode": "dream"})
     with pytest.raises(ValueError, match="control_rate_hz"):
