@@ -471,7 +471,10 @@ class RecorderNodeConfig:
     Attributes:
         output_dir: rosbag2 folder to create (must not exist yet).
         topics: Comma-separated topic names to record; ``""`` records every safevla_ros topic.
+        flush_period_s: The open chunk is written to disk this often, seconds (a SIGKILL loses
+            at most that much).
     """
 
     output_dir: str = "runs/bags/safevla"
     topics: str = ""
+    flush_period_s: float = 1.0
