@@ -100,7 +100,7 @@ def test_rviz_config_uses_map_frame_and_published_topics():
     from safevla_ros.qos import Topics
 
     expected = {Topics.NAV_IMAGE, Topics.MANIP_IMAGE, Topics.PATH, Topics.ODOM,
-                Topics.OBJECT_MARKERS, Topics.COST_MARKERS}
+                Topics.OBJECT_MARKERS, Topics.COST_MARKERS, Topics.SCAN}
     assert topics == {"/" + t for t in expected}
 
 
