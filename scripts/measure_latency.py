@@ -96,8 +96,24 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
     from safevla_ros.qos import COMMAND_QOS, Topics
 
     lat: list[float] = []
-    node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, lambda m: lat.append(
-        node.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_s(m.header.stamp)), COMMAND_QOS)
+    stages: dict[str, list[float]] = {"frame": [], "proposal": []}
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from safevla_ros.qos import IMAGE_QOS
+
+    deep = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+    def age(m) -> float:
+        return node.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_s(m.header.stamp)
+
+    node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION,
+                             lambda m: lat.append(age(m)), deep)
+    node.create_subscription(DiscreteAction, Topics.PROPOSED_ACTION,
+                             lambda m: stages["proposal"].append(age(m)), deep)
+    node.create_subscription(Image, Topics.NAV_IMAGE,
+                             lambda m: stages["frame"].append(age(m)), IMAGE_QOS)
+    measure_latency.stages = stages
     procs = [start("sim_node", "sim_node.yaml", {"split": "train", "seed": 1}, logdir / "sim.log"),
              start("policy_node", "policy_node.yaml", {"checkpoint": ckpt, "deterministic": False,
                                                         "control_rate_hz": rate_hz},
@@ -106,6 +122,8 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
     try:
         spin_for(node, 120.0, lambda: len(lat) >= 1)
         lat.clear()  # drop the first (warm-up) action
+        for v in stages.values():
+            v.clear()
         spin_for(node, 300.0, lambda: len(lat) >= n_actions)
     finally:
         stop(procs)
@@ -190,6 +208,11 @@ def main() -> None:
         p50, p99 = 1e3 * np.percentile(lat, 50), 1e3 * np.percentile(lat, 99)
         print(f"camera stamp -> approved action: n={lat.size} p50={p50:.1f} ms p99={p99:.1f} ms "
               f"(policy control rate {args.control_rate} Hz)")
+        for name, values in measure_latency.stages.items():
+            v = 1e3 * np.array(values)
+            if v.size:
+                print(f"  camera stamp -> {name} arrival: n={v.size} p50="
+                      f"{np.percentile(v, 50):.1f} ms p99={np.percentile(v, 99):.1f} ms")
     else:
         print(f"no approved action observed; logs in {workdir}")
     print(f"policy node on 1 core, fed {args.feed_hz:.0f} Hz: {rate:.1f} actions/s")
