@@ -93,7 +93,7 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
     """Phase 1: latencies (s) of ``n_actions`` approved actions in the closed loop."""
     from safevla_ros import conversions as conv
     from safevla_ros.msg import DiscreteAction
-    from safevla_ros.qos import COMMAND_QOS, Topics
+    from safevla_ros.qos import Topics
 
     lat: list[float] = []
     stages: dict[str, list[float]] = {"frame": [], "proposal": []}
