@@ -253,9 +253,12 @@ class SafetyMonitorNode(Node):
                              predicted_cost=msg.predicted_cost)
         self.decision_pub.publish(out)
         self.counts["approved" if approved else "vetoed"] += 1
-        if not approved:
-            self.get_logger().warning(f"veto {msg.name[:32] or msg.action}: {verdict}",
-                                      throttle_duration_sec=1.0)
+        if not approved:  # at most one line per second per kind of veto
+            kind = "veto " + verdict.split(":", 1)[0]
+            now = self._now_s()
+            if abs(now - self._warned.get(kind, -1e18)) >= 1.0:
+                self._warned[kind] = now
+                self.get_logger().warning(f"veto {msg.name[:32] or msg.action}: {verdict}")
 
     def _check_watchdog(self) -> None:
         stale = self.watchdog.stale(self._now_s())
