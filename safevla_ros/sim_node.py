@@ -75,6 +75,7 @@ class SimNode(Node):
         self.episode = 0
         self.laser = LaserSpec()
         self._state_stamps: set[int] = set()
+        self._warned: dict[str, float] = {}
         self.last_publish_s = -math.inf
         pub = self.create_publisher
         self.pubs = {
@@ -188,8 +189,12 @@ class SimNode(Node):
         self.pubs["status"].publish(out)
 
     def _reject(self, msg: DiscreteAction, why: str) -> None:
-        self.get_logger().warning(f"rejected action {msg.name[:32] or msg.action}: {why}",
-                                  throttle_duration_sec=1.0)
+        """Report a rejected action; log at most once a second per kind of reason."""
+        kind = why.split(":", 1)[0][:40]
+        now = conv.stamp_to_s(self.get_clock().now().to_msg())
+        if abs(now - self._warned.get(kind, -1e18)) >= 1.0:
+            self._warned[kind] = now
+            self.get_logger().warning(f"rejected action {msg.name[:32] or msg.action}: {why}")
         self._status(msg, ActionStatus.REJECTED, why)
 
     def _on_action(self, msg: DiscreteAction, info) -> None:

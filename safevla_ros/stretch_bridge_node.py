@@ -78,6 +78,7 @@ class StretchBridgeNode(Node):
         self.driver_mode: str | None = None
         self.runstopped = True  # until the driver says otherwise
         self.running: _Running | None = None
+        self._warned: dict[str, float] = {}
         self.counts = {"done": 0, "failed": 0, "cancelled": 0, "rejected": 0}
         self.watchdog = Watchdog({"nav_camera": self.cfg.camera_timeout_s,
                                   "manip_camera": self.cfg.camera_timeout_s,
@@ -340,7 +341,11 @@ class StretchBridgeNode(Node):
         self.report_pub.publish(String(data=json.dumps(report)))
 
     def _reject(self, msg: DiscreteAction, name: str, why: str) -> None:
-        self.get_logger().warning(f"rejected action {name}: {why}", throttle_duration_sec=1.0)
+        kind = why.split(":", 1)[0][:40]  # log at most once a second per kind of reason
+        now = self._now_s()
+        if abs(now - self._warned.get(kind, -1e18)) >= 1.0:
+            self._warned[kind] = now
+            self.get_logger().warning(f"rejected action {name}: {why}")
         self._report({"action": name, "status": "ignored", "note": why})
         self._status(msg, ActionStatus.REJECTED, why)
 
