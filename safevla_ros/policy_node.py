@@ -233,8 +233,12 @@ class PolicyNode(Node):
         if self.cfg.step_synchronous:
             self._waiting = (conv.stamp_key(stamp), self._now_s())
         self.proposals += 1
+        # A learned per-action one-step cost head Q_c(s, .) (float[20], per-step cost units),
+        # when the agent provides one, goes along as the shield's second opinion.
+        q = getattr(step, "action_costs", None)
         self.pub.publish(conv.action_to_msg(step.action, stamp, "policy_node",
-                                            predicted_cost=step.value_cost))
+                                            predicted_cost=step.value_cost,
+                                            action_costs=() if q is None else q))
 
 
 def main(args: list[str] | None = None) -> None:

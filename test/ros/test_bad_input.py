@@ -388,6 +388,23 @@ def test_undecodable_frames_are_not_live_cameras(rig, size, encoding):
     assert rig.log_says("monitor_sim", "rejected nav_camera frame")
 
 
+def test_hw_monitor_reports_on_diagnostics(rig):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from safevla_ros.qos import STATE_QOS
+
+    arrays = rig.got.setdefault("/diagnostics", [])
+    if len(arrays) == 0:
+        rig.node.create_subscription(DiagnosticArray, "/diagnostics", arrays.append, STATE_QOS)
+
+    def hw_status():
+        return [s for a in arrays for s in a.status
+                if s.hardware_id == "/hw/safevla_safety_monitor"]
+    assert rig.spin_until(lambda: bool(hw_status()))
+    values = {kv.key: kv.value for kv in hw_status()[-1].values}
+    assert values["mode"] == "hardware" and int(values["vetoed"]) >= 1
+
+
 # -- monitor, sim mode --------------------------------------------------------------------------
 def test_sim_monitor_survives_mismatched_world_state_pairs(rig):
     t0 = rig.now()
