@@ -182,3 +182,19 @@ def test_silent_camera_mid_move_cancels_it(bridge):
     # The zero twist that stops the base follows the report on another topic: wait for it.
     assert probe.spin_until(lambda: probe.driver["twists"][-1] == [0.0, 0.0])
     assert 0.0 < probe.driver["travel_m"] < 0.2
+
+
+def test_joint_goals_without_control_msgs_are_rejected_not_faked(bridge):
+    # The fake driver publishes lift 0.5 m: yp plans a lift goal to 0.6 m, which needs the
+    # FollowJointTrajectory action (control_msgs, absent from PyPI): rejected with the reason.
+    pytest.importorskip("rclpy")
+    try:
+        import control_msgs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("control_msgs is installed: the bridge would send the goal")
+    probe, _ = bridge
+    st = probe.final(probe.send("yp"))
+    assert st.state == probe.ActionStatus.REJECTED and "control_msgs is not installed" in st.detail
+    assert not any(t != [0.0, 0.0] for t in probe.driver.get("twists", []))
