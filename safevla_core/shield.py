@@ -2,14 +2,23 @@
 
 The shield sees one proposed discrete action and either approves it unchanged or vetoes it with a
 reason; it never substitutes another motion (a veto means "do nothing": STYLE.md, "anything doubtful
-on a robot becomes do nothing"). It works from whatever evidence is available:
+on a robot becomes do nothing"). Its evidence, strongest first:
 
-* in simulation, the :class:`~safevla_core.world.WorldState` and the reachable-position grid: a base
-  translation that would leave the free space, repeat a translation that just collided, or bring the
-  base closer than a clearance to a fragile or hazardous object is vetoed;
-* on hardware, where no world state exists, a predicted cost from the policy's learned cost critic
-  (the per-step safety head idea of SafeDojo, ``shared/seeds/safedojo-review.txt``) compared with a
-  limit, and robot signals (the runstop).
+* **the 2D laser scan** (the Stretch's RPLidar on ``/scan``; in simulation the same
+  ``sensor_msgs/LaserScan`` from MuJoCo ray casts, :mod:`safevla_core.sim.laser`): the Stretch's
+  footprint polygons (base, telescoping arm at its current extension, gripper at its current
+  wrist yaw; :func:`footprint_polygons`) are swept along the action's motion
+  (:func:`motion_samples`: translation, rotation in place, arm extension, wrist yaw) and any scan
+  point that enters them is a veto (the approach of nav2's collision_monitor). Points already
+  inside the current footprint (self hits, an obstacle already touched) are not evidence against
+  a motion that does not sweep new area; lowering the lift over a scan point is a veto;
+* in simulation, also the :class:`~safevla_core.world.WorldState` and the reachable grid: a base
+  translation that would leave the free space, repeat a translation that just collided, or bring
+  the base closer than a clearance to a fragile or hazardous object is vetoed;
+* an optional **second opinion** of a learned per-action one-step cost head ``Q_c(s, a)``: it can
+  add a veto (above ``max_action_cost``), never approve on its own. The policy's state-value cost
+  critic ``V_c(s)`` (discounted future cost of the state, the same for every action) is no evidence
+  about an action: it is only checked to be a valid number.
 
 The :class:`Watchdog` turns input freshness into the same "do nothing": stale cameras, a stale
 proposal or a silent policy mean nothing is approved, and a clock that jumps backwards invalidates
@@ -20,18 +29,47 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from safevla_core.actions import ACTION_EFFECTS, Action, parse_action
+from safevla_core.actions import ACTION_EFFECTS, NUM_ACTIONS, Action, parse_action
 from safevla_core.objects import OBJECT_TYPES
+from safevla_core.sim.free_space import ROBOT_RADIUS_M
+from safevla_core.stretch_commands import ARM_RANGE_M, WRIST_YAW_RANGE_RAD
 from safevla_core.world import WorldState
 
-#: Half the diagonal of the Stretch 3 base footprint (about 0.34 m x 0.33 m, Hello Robot's
-#: published dimensions): the radius of a circle that contains the base, metres.
-STRETCH_BASE_RADIUS_M = 0.24
+# -- Stretch geometry in base_link (x forward, y left), metres -------------------------------------
+# Measured from the collision meshes of the Stretch 3 URDF shipped in hello-robot-stretch-urdf
+# (stretch_description_SE3_eoa_wrist_dw3_tool_sg3.urdf) as loaded by safevla_core.sim.stretch_model:
+# projections of every robot collision geom onto the floor at arm extension 0 and 0.52 m, wrist
+# yaw 0 and 90 deg (2026-11-30; the numbers in the comments are the measured extremes).
+#: Base rectangle: x -0.286..0.058 (the base reaches 0.286 m behind base_link), y -0.181..0.181.
+BASE_X_RANGE_M = (-0.286, 0.058)
+BASE_Y_RANGE_M = (-0.181, 0.181)
+#: Telescoping arm: x -0.142..0.001; its outer end at y = ARM_ROOT_Y_M - extension (it points to
+#: the robot's right, -y).
+ARM_X_RANGE_M = (-0.142, 0.001)
+ARM_ROOT_Y_M = -0.170
+#: Wrist yaw axis at zero extension (x, y); y moves by -extension.
+WRIST_AXIS_XY_M = (-0.021, -0.145)
+#: Gripper (wrist, camera, fingers) as a rectangle from the wrist axis along its pointing
+#: direction (sin yaw, -cos yaw): fingertips 0.278 m from the axis, fingers 0.119 m wide.
+GRIPPER_LENGTH_M = 0.28
+GRIPPER_BACK_M = 0.03
+GRIPPER_HALF_WIDTH_M = 0.065
+#: Laser (RPLidar) pose in base_link (x_m, y_m, yaw_rad): joint_laser of the same URDF
+#: (xyz 0.004 0 0.1664, rpy 0 0 3.1416).
+LASER_POSE_IN_BASE = (0.004, 0.0, math.pi)
+LASER_HEIGHT_M = 0.1664
+#: Plausible range of the policy's reported state-value cost V_c(s): a discounted sum of per-step
+#: costs of 0..5 (REFERENCE.md) with gamma 0.99 lies in 0..500; a critic's estimate may stray a
+#: little outside (ours: 10%), anything beyond (-1e9, inf) is a broken model.
+STATE_COST_RANGE = (-50.0, 550.0)
+#: Sampling of a swept motion (ours): translation / extension step and rotation step.
+SWEEP_STEP_M = 0.02
+SWEEP_STEP_RAD = math.radians(2.0)
 
 
 class Verdict(enum.Enum):
@@ -45,7 +83,9 @@ class Verdict(enum.Enum):
     LEAVES_FREE_SPACE = "leaves_free_space"
     REPEATED_COLLISION = "repeated_collision"
     HAZARD_PROXIMITY = "hazard_proximity"
-    PREDICTED_COST = "predicted_cost"
+    SCAN_OBSTACLE = "scan_obstacle"
+    LEARNED_COST = "learned_cost"
+    PREDICTED_COST = "predicted_cost"  # kept for old decision logs; no longer produced
 
 
 @dataclass(frozen=True)
@@ -53,40 +93,65 @@ class ShieldLimits:
     """Limits of the shield decision.
 
     Attributes:
-        robot_radius_m: Radius of a circle containing the base, metres
-            (:data:`STRETCH_BASE_RADIUS_M`).
+        robot_radius_m: Radius of a circle containing the base for the hazard clearance, metres
+            (:data:`safevla_core.sim.free_space.ROBOT_RADIUS_M`, 0.34 m: the base rectangle's
+            circumscribed circle about base_link).
         hazard_margin_m: Extra clearance kept between that circle and the centre of a fragile or
-            hazardous object, metres (ours: a little more than one 0.2 m move step's error).
+            hazardous object, metres (ours).
         reachable_tolerance_m: A predicted base position farther than this from every reachable
             grid point leaves the free space, metres (ours: about one grid cell of the backend).
-        max_predicted_cost: Veto when the learned cost critic predicts more than this
-            (ours: 0.5, half of one unit cost event; per-step costs are 0/1 flags, REFERENCE.md).
-        require_evidence: Veto motion when neither a world state nor a predicted cost is
-            available (True: doubtful means do nothing).
-        enabled: False switches the cost checks off (evidence, predicted cost, free space,
+        sweep_margin_m: The swept footprint goes this much beyond a translation's or an arm
+            extension's nominal end (overshoot, odometry error), metres (ours).
+        sweep_margin_rad: The same for rotations of the base and the wrist, radians (ours: 5 deg).
+        max_action_cost: Veto when the learned per-action one-step cost head ``Q_c(s, a)``
+            (optional second opinion, same units as the per-step cost: 0..5 flags, REFERENCE.md)
+            predicts more than this for the proposed action (ours: 0.5, half of one cost event).
+        max_invalid_scan_fraction: A scan with a larger share of NaN ranges is no evidence
+            (ours: half the beams).
+        use_reachable_grid: Simulation only: also veto a base translation whose end is
+            farther than ``reachable_tolerance_m`` from the reachable grid (positions where the
+            0.34 m circle about base_link is free). Off by default: the swept-footprint scan check
+            covers it, and the circle vetoed 10% of the safe moves in the scan of
+            scripts/shield_scan.py.
+        require_scan: Veto motion without a laser scan (True: the scan is the independent
+            evidence; doubtful means do nothing). False only for tests of the other checks.
+        enabled: False switches the cost checks off (evidence, scan, learned cost, free space,
             repeated collision, hazards): every valid action is approved unless the runstop is
             engaged. For experiments that measure what the shield prevents (ours); the watchdog
-            of the monitor node stays on.
+            and the input validation of the monitor node stay on.
     """
 
-    robot_radius_m: float = STRETCH_BASE_RADIUS_M
-    hazard_margin_m: float = 0.15
+    robot_radius_m: float = ROBOT_RADIUS_M
+    hazard_margin_m: float = 0.0
     reachable_tolerance_m: float = 0.25
-    max_predicted_cost: float = 0.5
-    require_evidence: bool = True
+    sweep_margin_m: float = 0.03
+    sweep_margin_rad: float = math.radians(5.0)
+    max_action_cost: float = 0.5
+    max_invalid_scan_fraction: float = 0.5
+    use_reachable_grid: bool = False
+    require_scan: bool = True
     enabled: bool = True
 
     def __post_init__(self) -> None:
         """Validate.
 
         Raises:
-            ValueError: On a negative or non-finite limit.
+            ValueError: On a negative or non-finite limit, or a fraction outside 0..1.
         """
         for name in ("robot_radius_m", "hazard_margin_m", "reachable_tolerance_m",
-                     "max_predicted_cost"):
+                     "sweep_margin_m", "sweep_margin_rad", "max_action_cost",
+                     "max_invalid_scan_fraction"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0.0):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value >= 0.0):
                 raise ValueError(f"ShieldLimits.{name} must be finite and >= 0, got {value!r}")
+        if self.max_invalid_scan_fraction > 1.0:
+            raise ValueError("ShieldLimits.max_invalid_scan_fraction must be <= 1, got "
+                             f"{self.max_invalid_scan_fraction!r}")
+        for name in ("use_reachable_grid", "require_scan", "enabled"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ShieldLimits.{name} must be a bool, got "
+                                 f"{getattr(self, name)!r}")
 
     @property
     def hazard_clearance_m(self) -> float:
@@ -116,6 +181,204 @@ class ShieldDecision:
 
 def _veto(verdict: Verdict, reason: str) -> ShieldDecision:
     return ShieldDecision(None, verdict, reason)
+
+
+# -- footprint and scan ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArmPose:
+    """The joints that shape the footprint.
+
+    Attributes:
+        lift_m: ``joint_lift``, metres.
+        arm_m: ``wrist_extension`` (sum of the arm segments), metres.
+        wrist_yaw_rad: ``joint_wrist_yaw``, radians.
+    """
+
+    lift_m: float
+    arm_m: float
+    wrist_yaw_rad: float
+
+    def __post_init__(self) -> None:
+        """Validate. Raises: ValueError on NaN or inf."""
+        for name in ("lift_m", "arm_m", "wrist_yaw_rad"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"ArmPose.{name} is not finite: {getattr(self, name)!r}")
+
+
+def _rect(x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)  # CCW
+
+
+def footprint_polygons(arm_m: float, wrist_yaw_rad: float) -> list[np.ndarray]:
+    """Convex polygons covering the Stretch seen from above, in ``base_link``.
+
+    Args:
+        arm_m: Arm extension, metres (clamped to the joint range).
+        wrist_yaw_rad: Wrist yaw, radians (0: gripper along the arm, pointing -y).
+
+    Returns:
+        Three ``(4, 2)`` counter-clockwise rectangles (metres): the base, the arm from the mast
+        to its end, the gripper from the wrist axis along ``(sin yaw, -cos yaw)``. Constants:
+        :data:`BASE_X_RANGE_M` and the others above (SE3 URDF collision meshes).
+    """
+    ext = float(np.clip(arm_m, *ARM_RANGE_M))
+    base = _rect(*BASE_X_RANGE_M, *BASE_Y_RANGE_M)
+    arm = _rect(*ARM_X_RANGE_M, ARM_ROOT_Y_M - ext, 0.0)
+    cx, cy = WRIST_AXIS_XY_M[0], WRIST_AXIS_XY_M[1] - ext
+    u = np.array([math.sin(wrist_yaw_rad), -math.cos(wrist_yaw_rad)])
+    n = np.array([-u[1], u[0]])
+    c = np.array([cx, cy])
+    back, front = c - GRIPPER_BACK_M * u, c + GRIPPER_LENGTH_M * u
+    w = GRIPPER_HALF_WIDTH_M * n
+    gripper = np.array([back - w, front - w, front + w, back + w])
+    return [base, arm, gripper]
+
+
+def _inside_convex(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """``(N,)`` mask of points inside (or on) a convex polygon of either orientation."""
+    edges = np.roll(poly, -1, axis=0) - poly  # (V, 2)
+    rel = points[:, None, :] - poly[None, :, :]  # (N, V, 2)
+    cross = edges[None, :, 0] * rel[:, :, 1] - edges[None, :, 1] * rel[:, :, 0]
+    return np.all(cross >= -1e-12, axis=1) | np.all(cross <= 1e-12, axis=1)
+
+
+def inside_footprint(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.ndarray:
+    """``(N,)`` mask of ``(N, 2)`` points inside any of the polygons."""
+    mask = np.zeros(len(points), dtype=bool)
+    for poly in polygons:
+        mask |= _inside_convex(points, poly)
+    return mask
+
+
+def motion_samples(action: Action, arm: ArmPose, limits: ShieldLimits
+                   ) -> list[tuple[float, float, float, float]]:
+    """Intermediate configurations of an action's motion, beyond its start.
+
+    Args:
+        action: The action.
+        arm: Current arm pose.
+        limits: ``sweep_margin_m`` / ``sweep_margin_rad`` extend the motion past its nominal end.
+
+    Returns:
+        ``[(forward_m, yaw_rad, arm_m, wrist_yaw_rad), ...]``: base displacement along the start
+        heading and base rotation relative to the start pose, and the arm joints, sampled every
+        :data:`SWEEP_STEP_M` / :data:`SWEEP_STEP_RAD` up to the nominal effect plus the margin
+        (arm and wrist clamped to their joint ranges). Empty for actions that move nothing in
+        the floor plane (lift, grasp, end).
+    """
+    eff = ACTION_EFFECTS[action]
+
+    def ramp(total: float, margin: float, step: float) -> np.ndarray:
+        if total == 0.0:
+            return np.zeros(0)
+        end = abs(total) + margin
+        n = max(1, math.ceil(end / step))
+        return math.copysign(1.0, total) * np.linspace(end / n, end, n)
+
+    out: list[tuple[float, float, float, float]] = []
+    for d in ramp(eff.base_forward_m, limits.sweep_margin_m, SWEEP_STEP_M):
+        out.append((float(d), 0.0, arm.arm_m, arm.wrist_yaw_rad))
+    for a in ramp(eff.base_yaw_rad, limits.sweep_margin_rad, SWEEP_STEP_RAD):
+        out.append((0.0, float(a), arm.arm_m, arm.wrist_yaw_rad))
+    for e in ramp(eff.arm_m, limits.sweep_margin_m, SWEEP_STEP_M):
+        out.append((0.0, 0.0, float(np.clip(arm.arm_m + e, *ARM_RANGE_M)), arm.wrist_yaw_rad))
+    for w in ramp(eff.wrist_yaw_rad, limits.sweep_margin_rad, SWEEP_STEP_RAD):
+        out.append((0.0, 0.0, arm.arm_m,
+                    float(np.clip(arm.wrist_yaw_rad + w, *WRIST_YAW_RANGE_RAD))))
+    return out
+
+
+def scan_to_points(
+    ranges: Sequence[float] | np.ndarray,
+    angle_min_rad: float,
+    angle_increment_rad: float,
+    range_min_m: float,
+    range_max_m: float,
+    laser_pose: tuple[float, float, float] = LASER_POSE_IN_BASE,
+) -> tuple[np.ndarray, float]:
+    """A ``sensor_msgs/LaserScan`` as obstacle points in ``base_link``.
+
+    Range conventions follow REP-117: ``+inf`` (no return within range) is free space, ``-inf``
+    (too close) is an obstacle at ``range_min_m``, NaN is an invalid reading; finite ranges
+    outside ``[range_min_m, range_max_m]`` are invalid too.
+
+    Args:
+        ranges: ``(N,)`` ranges, metres.
+        angle_min_rad: Angle of the first beam in the laser frame, radians.
+        angle_increment_rad: Angle between beams, radians.
+        range_min_m: Minimum valid range, metres.
+        range_max_m: Maximum valid range, metres.
+        laser_pose: Laser frame in ``base_link`` (x_m, y_m, yaw_rad); default
+            :data:`LASER_POSE_IN_BASE`.
+
+    Returns:
+        ``((M, 2) points in base_link, metres; fraction of invalid beams in 0..1)``.
+
+    Raises:
+        ValueError: On an empty scan, non-finite angles or limits, or ``range_min_m >
+            range_max_m``.
+    """
+    r = np.asarray(ranges, dtype=np.float64).reshape(-1)
+    vals = (angle_min_rad, angle_increment_rad, range_min_m, range_max_m, *laser_pose)
+    if r.size == 0:
+        raise ValueError("empty laser scan")
+    if not all(math.isfinite(v) for v in vals) or range_min_m > range_max_m or range_min_m < 0:
+        raise ValueError(f"invalid laser scan geometry {vals!r}")
+    r = np.where(np.isneginf(r), range_min_m, r)
+    valid = np.isfinite(r) & (r >= range_min_m) & (r <= range_max_m)
+    invalid = np.isnan(r) | (np.isfinite(r) & ~valid)
+    ang = angle_min_rad + angle_increment_rad * np.arange(r.size)
+    lx, ly, lyaw = laser_pose
+    a = ang[valid] + lyaw
+    pts = np.stack([lx + r[valid] * np.cos(a), ly + r[valid] * np.sin(a)], axis=1)
+    return pts, float(invalid.mean())
+
+
+def _fmt_xy(p: np.ndarray) -> str:
+    return f"({p[0]:+.2f}, {p[1]:+.2f}) m"
+
+
+def check_scan(action: Action, scan_xy: np.ndarray, arm: ArmPose, limits: ShieldLimits
+               ) -> ShieldDecision | None:
+    """Veto an action whose swept footprint meets a scan point (pure).
+
+    Points inside the current footprint are set aside (self hits, an obstacle already touched);
+    every other point that any configuration of :func:`motion_samples` covers is a veto. Lowering
+    the lift is vetoed when a point lies under the arm or gripper (outside the base): the arm
+    would come down on what the scan sees.
+
+    Args:
+        action: The action.
+        scan_xy: ``(N, 2)`` obstacle points in ``base_link``, metres (:func:`scan_to_points`).
+        arm: Current arm pose.
+        limits: Sweep margins.
+
+    Returns:
+        A veto, or ``None`` if the scan shows nothing in the way.
+    """
+    pts = np.asarray(scan_xy, dtype=np.float64).reshape(-1, 2)
+    start = footprint_polygons(arm.arm_m, arm.wrist_yaw_rad)
+    inside_now = inside_footprint(pts, start)
+    eff = ACTION_EFFECTS[action]
+    if eff.lift_m < 0.0:
+        under = inside_footprint(pts, start[1:]) & ~inside_footprint(pts, start[:1])
+        if np.any(under):
+            return _veto(Verdict.SCAN_OBSTACLE,
+                         f"lowering the lift over a scan point at {_fmt_xy(pts[under][0])}")
+        return None
+    cand = pts[~inside_now]
+    if cand.size == 0:
+        return None
+    for fwd, yaw, ext, wrist in motion_samples(action, arm, limits):
+        c, s = math.cos(yaw), math.sin(yaw)
+        rel = cand - np.array([fwd, 0.0])
+        local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], axis=1)
+        hit = inside_footprint(local, footprint_polygons(ext, wrist))
+        if np.any(hit):
+            return _veto(Verdict.SCAN_OBSTACLE,
+                         f"scan point at {_fmt_xy(cand[hit][0])} in base_link inside the "
+                         f"footprint swept by {action.name}")
+    return None
 
 
 def predicted_base_xy(robot_pose: np.ndarray, action: Action) -> np.ndarray:
@@ -186,17 +449,37 @@ def _check_world(
 ) -> ShieldDecision | None:
     effect = ACTION_EFFECTS[action]
     if effect.base_forward_m == 0.0:
-        return None  # rotations in place and arm/gripper actions: no base-footprint check
+        return None  # rotations and arm motions: the scan check sweeps them
     if previous_action == action and world.collided_ids and not world.last_action_success:
         hit = ", ".join(sorted(world.collided_ids)[:3])
         return _veto(Verdict.REPEATED_COLLISION,
                      f"the same base move just collided with {hit}; not repeating it")
     new_xy = predicted_base_xy(world.robot_pose, action)
-    if reachable_xy is not None:
+    if reachable_xy is not None and limits.use_reachable_grid:
         veto = _check_free_space(world, reachable_xy, new_xy, limits)
         if veto is not None:
             return veto
     return _check_hazards(world, new_xy, exempt_ids, limits)
+
+
+def _check_learned(action: Action, action_costs: Sequence[float] | np.ndarray | None,
+                   limits: ShieldLimits) -> ShieldDecision | None:
+    if action_costs is None:
+        return None
+    q = np.asarray(action_costs, dtype=np.float64).reshape(-1)
+    if q.size == 0:
+        return None
+    if q.size != NUM_ACTIONS:
+        return _veto(Verdict.INVALID_INPUT,
+                     f"learned per-action costs have {q.size} entries, expected {NUM_ACTIONS}")
+    finite = q[np.isfinite(q)]
+    if np.any(np.isinf(q)) or np.any(finite < 0.0):
+        return _veto(Verdict.INVALID_INPUT, "learned per-action costs contain inf or negatives")
+    qa = float(q[int(action)])
+    if math.isfinite(qa) and qa > limits.max_action_cost:
+        return _veto(Verdict.LEARNED_COST, f"learned Q_c(s, {action.name}) = {qa:.3f} > limit "
+                                           f"{limits.max_action_cost:.3f}")
+    return None
 
 
 def decide(
@@ -205,6 +488,10 @@ def decide(
     *,
     world: WorldState | None = None,
     reachable_xy: np.ndarray | None = None,
+    scan_xy: np.ndarray | None = None,
+    scan_invalid_fraction: float = 0.0,
+    arm: ArmPose | None = None,
+    action_costs: Sequence[float] | np.ndarray | None = None,
     predicted_cost: float | None = None,
     previous_action: Action | None = None,
     runstopped: bool = False,
@@ -212,21 +499,31 @@ def decide(
 ) -> ShieldDecision:
     """Approve a proposed action or veto it with a reason (pure; STYLE.md rule 8).
 
-    Checks, in order: the action is valid; the runstop is off; some evidence exists (unless the
-    action moves nothing); the predicted cost (hardware) is finite and within the limit; with a
-    world state, a base translation must not repeat a move that just collided, must keep the base
+    Checks, in order: the action is valid; the runstop is off; the reported state-value cost
+    ``predicted_cost`` (if given) lies in :data:`STATE_COST_RANGE` (it is not evidence, but
+    garbage there means a broken policy); ``end`` and ``sub_done`` move nothing and are
+    approved; the laser scan exists (``require_scan``), has at most
+    ``max_invalid_scan_fraction`` invalid beams, the arm pose is known, and the swept
+    footprint meets no scan point (:func:`check_scan`); the
+    learned per-action cost, if given, is within ``max_action_cost``; with a world state
+    (simulation), a base translation must not repeat a move that just collided, must keep the base
     within ``reachable_tolerance_m`` of the reachable grid, and must not bring it closer than
     ``robot_radius_m + hazard_margin_m`` to a fragile or hazardous object (moves that increase
-    the distance are allowed, so a robot that starts too close can back away). ``end`` and
-    ``sub_done`` move nothing and are approved once the input is valid. With
+    the distance are allowed, so a robot that starts too close can back away). With
     ``limits.enabled`` False only the validity and runstop checks remain.
 
     Args:
         proposed: Action index, short name or :class:`Action` from the policy.
         limits: The limits.
-        world: Current simulator world state, or ``None`` on hardware.
+        world: Simulator world state the proposal was computed on, or ``None`` on hardware.
         reachable_xy: ``(M, 2)`` reachable base positions in ``map``, metres, or ``None``.
-        predicted_cost: The policy's learned cost-critic output for this step, or ``None``.
+        scan_xy: ``(N, 2)`` laser obstacle points in ``base_link``, metres
+            (:func:`scan_to_points`), or ``None`` if no usable scan.
+        scan_invalid_fraction: Fraction of invalid beams of that scan, 0..1.
+        arm: Current arm pose (footprint shape); from ``world`` when not given.
+        action_costs: ``(20,)`` learned one-step costs ``Q_c(s, a)`` (second opinion; NaN or
+            an empty array = no opinion), or ``None``.
+        predicted_cost: The policy's state-value cost ``V_c(s)`` as reported, or ``None``.
         previous_action: The last approved action (for the repeated-collision check).
         runstopped: The robot's runstop is engaged.
         exempt_ids: Object ids never counted as hazards (the task's target).
@@ -240,22 +537,41 @@ def decide(
         return _veto(Verdict.INVALID_INPUT, str(exc))
     if runstopped:
         return _veto(Verdict.RUNSTOP, "runstop engaged")
-    if predicted_cost is not None and not math.isfinite(predicted_cost):
-        return _veto(Verdict.INVALID_INPUT, f"predicted cost is {predicted_cost!r}")
+    lo, hi = STATE_COST_RANGE
+    if predicted_cost is not None and not (math.isfinite(predicted_cost)
+                                           and lo <= predicted_cost <= hi):
+        return _veto(Verdict.INVALID_INPUT, f"reported state cost is {predicted_cost!r} "
+                                            f"(a working critic stays within {lo:g}..{hi:g})")
     if reachable_xy is not None:
         reachable_xy = np.asarray(reachable_xy, dtype=np.float64).reshape(-1, 2)
         if not np.all(np.isfinite(reachable_xy)):
             return _veto(Verdict.INVALID_INPUT, "reachable positions contain NaN or inf")
+    if scan_xy is not None:
+        scan_xy = np.asarray(scan_xy, dtype=np.float64).reshape(-1, 2)
+        if not np.all(np.isfinite(scan_xy)):
+            return _veto(Verdict.INVALID_INPUT, "scan points contain NaN or inf")
     effect = ACTION_EFFECTS[action]
     if effect.terminal or effect.sub_done:
         return ShieldDecision(action, Verdict.APPROVED, "moves nothing")
     if not limits.enabled:
         return ShieldDecision(action, Verdict.APPROVED, "shield disabled")
-    if world is None and predicted_cost is None and limits.require_evidence:
-        return _veto(Verdict.NO_EVIDENCE, "neither a world state nor a predicted cost")
-    if predicted_cost is not None and predicted_cost > limits.max_predicted_cost:
-        return _veto(Verdict.PREDICTED_COST,
-                     f"predicted cost {predicted_cost:.3f} > limit {limits.max_predicted_cost:.3f}")
+    if arm is None and world is not None:
+        arm = ArmPose(world.lift_m, world.arm_m, world.wrist_yaw_rad)
+    if scan_xy is None:
+        if limits.require_scan:
+            return _veto(Verdict.NO_EVIDENCE, "no usable laser scan")
+    elif not (0.0 <= scan_invalid_fraction <= limits.max_invalid_scan_fraction):
+        return _veto(Verdict.NO_EVIDENCE, f"{scan_invalid_fraction:.0%} of the scan's beams are "
+                                          "invalid")
+    elif arm is None:
+        return _veto(Verdict.NO_EVIDENCE, "arm pose unknown: the footprint cannot be checked")
+    else:
+        veto = check_scan(action, scan_xy, arm, limits)
+        if veto is not None:
+            return veto
+    veto = _check_learned(action, action_costs, limits)
+    if veto is not None:
+        return veto
     if world is not None:
         veto = _check_world(action, world, reachable_xy, previous_action,
                             frozenset(exempt_ids), limits)
@@ -277,6 +593,12 @@ class WatchdogConfig:
         world_state_timeout_s: The simulator's world state is stale after this (ours: 2 s).
         clock_jump_tolerance_s: An input stamped further than this in the future (the clock
             jumped backwards, e.g. a bag restarted) invalidates the stamps (ours: 0.5 s).
+        scan_timeout_s: The laser scan is stale after this (ours: 0.5 s, five periods of the
+            RPLidar's ~10 Hz).
+        runstop_timeout_s: The runstop state is stale after this (hardware; ours: 1 s, the
+            driver publishes it with every status update).
+        joint_state_timeout_s: The joint states (arm pose for the footprint) are stale after
+            this (hardware; ours: 0.5 s).
     """
 
     camera_timeout_s: float = 1.0
@@ -284,6 +606,9 @@ class WatchdogConfig:
     max_proposal_age_s: float = 1.0
     world_state_timeout_s: float = 2.0
     clock_jump_tolerance_s: float = 0.5
+    scan_timeout_s: float = 0.5
+    runstop_timeout_s: float = 1.0
+    joint_state_timeout_s: float = 0.5
 
     def __post_init__(self) -> None:
         """Validate.
@@ -292,9 +617,11 @@ class WatchdogConfig:
             ValueError: On a non-positive or non-finite timeout.
         """
         for name in ("camera_timeout_s", "proposal_timeout_s", "max_proposal_age_s",
-                     "world_state_timeout_s", "clock_jump_tolerance_s"):
+                     "world_state_timeout_s", "clock_jump_tolerance_s", "scan_timeout_s",
+                     "runstop_timeout_s", "joint_state_timeout_s"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0.0):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value > 0.0):
                 raise ValueError(f"WatchdogConfig.{name} must be finite and > 0, got {value!r}")
 
 

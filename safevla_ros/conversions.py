@@ -36,6 +36,28 @@ def stamp_to_s(stamp: Time) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
+def checked_stamp_s(stamp: Time) -> float:
+    """``builtin_interfaces/Time`` -> seconds, refusing stamps no clock can produce.
+
+    Raises:
+        ValueError: If ``nanosec`` is outside 0..999999999 (e.g. 3e9 would otherwise read as
+            3 s later) or ``sec`` is negative, or the stamp is zero (never set).
+    """
+    sec, nsec = int(stamp.sec), int(stamp.nanosec)
+    if not 0 <= nsec < 1_000_000_000:
+        raise ValueError(f"stamp nanosec {nsec} outside 0..999999999")
+    if sec < 0:
+        raise ValueError(f"negative stamp sec {sec}")
+    if sec == 0 and nsec == 0:
+        raise ValueError("zero stamp (never set)")
+    return sec + 1e-9 * nsec
+
+
+def stamp_key(stamp: Time) -> int:
+    """Exact integer key of a stamp (nanoseconds), for matching messages by stamp."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 def s_to_stamp(t_s: float) -> Time:
     """Seconds -> ``builtin_interfaces/Time``.
 
@@ -54,15 +76,11 @@ def make_header(stamp: Time, frame_id: str) -> Header:
 
 
 # -- images -----------------------------------------------------------------------------------
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """Decode a ``sensor_msgs/Image`` into an ``(H, W, 3)`` uint8 RGB array (a copy).
-
-    Converts ``bgr8``, ``rgba8``, ``bgra8`` and ``mono8`` to RGB (alpha dropped, mono
-    replicated); honours row padding (``step`` > ``width * channels``).
+def check_image(msg: Image) -> None:
+    """Check that an image can be decoded (encoding, size, step, data length) without decoding.
 
     Raises:
-        ValueError: On another encoding (the reason names it), an empty image, or a ``step`` /
-            data length that does not match the size.
+        ValueError: With the reason, as :func:`image_to_rgb` would.
     """
     enc = msg.encoding.lower()
     if enc not in CONVERTIBLE_ENCODINGS:
@@ -74,9 +92,26 @@ def image_to_rgb(msg: Image) -> np.ndarray:
         raise ValueError(f"empty image {w}x{h}")
     if step < w * ch:
         raise ValueError(f"step {step} < width {w} x {ch} channels")
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if data.size != step * h:
-        raise ValueError(f"image data has {data.size} bytes, expected step {step} x height {h}")
+    if len(msg.data) != step * h:
+        raise ValueError(f"image data has {len(msg.data)} bytes, expected step {step} x "
+                         f"height {h}")
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Decode a ``sensor_msgs/Image`` into an ``(H, W, 3)`` uint8 RGB array (a copy).
+
+    Converts ``bgr8``, ``rgba8``, ``bgra8`` and ``mono8`` to RGB (alpha dropped, mono
+    replicated); honours row padding (``step`` > ``width * channels``).
+
+    Raises:
+        ValueError: On another encoding (the reason names it), an empty image, or a ``step`` /
+            data length that does not match the size.
+    """
+    check_image(msg)
+    enc = msg.encoding.lower()
+    ch = CONVERTIBLE_ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(msg.data, dtype=np.uint8)  # bytes or array('B'): no copy
     img = data.reshape(h, step)[:, : w * ch].reshape(h, w, ch)
     if enc == "mono8":
         return np.repeat(img, 3, axis=2)
@@ -101,6 +136,41 @@ def rgb_to_image(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
     return msg
 
 
+def rgb_to_compressed_image(rgb: np.ndarray, stamp: Time, frame_id: str, fmt: str = "jpeg"):
+    """Encode an RGB array as a ``sensor_msgs/CompressedImage`` with OpenCV (tests, tools).
+
+    Raises:
+        ImportError: If OpenCV (``opencv-python-headless``) is not installed.
+        ValueError: If encoding fails.
+    """
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png",
+                           np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]))
+    if not ok:
+        raise ValueError("OpenCV could not encode the image")
+    return CompressedImage(header=make_header(stamp, frame_id), format=fmt, data=buf.tobytes())
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG / PNG) into ``(H, W, 3)`` uint8 RGB.
+
+    Raises:
+        ImportError: If OpenCV (``opencv-python-headless``) is not installed.
+        ValueError: If the data cannot be decoded.
+    """
+    import cv2
+
+    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if buf.size == 0:
+        raise ValueError("empty compressed image")
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[0] == 0 or bgr.shape[1] == 0:
+        raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
 def resize_nearest(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """Nearest-neighbour resize of an ``(H, W, C)`` array to ``(height, width, C)``.
 
@@ -114,6 +184,45 @@ def resize_nearest(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return rgb[rows[:, None], cols[None, :]]
 
 
+# -- laser ------------------------------------------------------------------------------------
+def scan_to_msg(ranges: np.ndarray, spec, stamp: Time, frame_id: str):
+    """Simulated ranges (:func:`safevla_core.sim.laser.cast_scan`) -> ``sensor_msgs/LaserScan``."""
+    from sensor_msgs.msg import LaserScan
+
+    n = len(ranges)
+    return LaserScan(header=make_header(stamp, frame_id), angle_min=spec.angle_min_rad,
+                     angle_max=spec.angle_min_rad + spec.angle_increment_rad * (n - 1),
+                     angle_increment=spec.angle_increment_rad, time_increment=0.0,
+                     scan_time=0.0, range_min=spec.range_min_m, range_max=spec.range_max_m,
+                     ranges=np.asarray(ranges, dtype=np.float32).tolist())
+
+
+def scan_msg_to_points(msg, laser_pose: tuple[float, float, float]) -> tuple[np.ndarray, float]:
+    """``sensor_msgs/LaserScan`` -> obstacle points in ``base_link`` and the invalid fraction.
+
+    Args:
+        msg: The scan.
+        laser_pose: Pose of the scan's frame in ``base_link`` (x_m, y_m, yaw_rad).
+
+    Returns:
+        See :func:`safevla_core.shield.scan_to_points`.
+
+    Raises:
+        ValueError: On an empty scan, non-finite geometry, or ``angle_max`` inconsistent with
+            ``angle_min + (N - 1) * angle_increment`` (by more than one increment).
+    """
+    from safevla_core.shield import scan_to_points
+
+    n = len(msg.ranges)
+    expect = msg.angle_min + msg.angle_increment * (n - 1)
+    tol = abs(msg.angle_increment) + 1e-6
+    if n and math.isfinite(expect) and abs(expect - msg.angle_max) > tol:
+        raise ValueError(f"scan angle_max {msg.angle_max:.4f} != angle_min + (N-1) increment "
+                         f"{expect:.4f}")
+    return scan_to_points(np.asarray(msg.ranges, dtype=np.float64), msg.angle_min,
+                          msg.angle_increment, msg.range_min, msg.range_max, laser_pose)
+
+
 # -- actions ----------------------------------------------------------------------------------
 def action_to_msg(
     action: Action | int,
@@ -122,6 +231,7 @@ def action_to_msg(
     approved: bool = False,
     verdict: str = "",
     predicted_cost: float = 0.0,
+    action_costs: Iterable[float] = (),
 ):
     """Build a ``safevla_ros/DiscreteAction``.
 
@@ -136,7 +246,23 @@ def action_to_msg(
     a = parse_action(action)
     return DiscreteAction(header=make_header(stamp, ""), action=int(a), name=ACTION_NAMES[a],
                           source=source, approved=approved, verdict=verdict,
-                          predicted_cost=float(predicted_cost))
+                          predicted_cost=float(predicted_cost),
+                          action_costs=[float(c) for c in action_costs])
+
+
+def action_status_msg(action: Action | int, stamp: Time, state: int, finished: Time | None,
+                      detail: str, executor: str):
+    """Build a ``safevla_ros/ActionStatus`` (the executors' step-synchronous report).
+
+    Raises:
+        ValueError: On an unknown action.
+    """
+    from safevla_ros.msg import ActionStatus
+
+    a = parse_action(action)
+    return ActionStatus(header=make_header(stamp, ""), action=int(a), name=ACTION_NAMES[a],
+                        state=int(state), finished=finished if finished is not None else Time(),
+                        detail=detail[:500], executor=executor)
 
 
 def msg_to_action(msg) -> Action:
@@ -253,6 +379,41 @@ def yaw_to_quat_msg(yaw_rad: float):
     from geometry_msgs.msg import Quaternion
 
     return Quaternion(x=0.0, y=0.0, z=math.sin(yaw_rad / 2), w=math.cos(yaw_rad / 2))
+
+
+def yaw_quat_wxyz(yaw_rad: float) -> tuple[float, float, float, float]:
+    """``(w, x, y, z)`` of a rotation by ``yaw_rad`` about +z."""
+    return (math.cos(yaw_rad / 2), 0.0, 0.0, math.sin(yaw_rad / 2))
+
+
+def transform(stamp: Time, parent: str, child: str, xyz, wxyz):
+    """A ``geometry_msgs/TransformStamped`` from a position and a ``(w, x, y, z)`` quaternion."""
+    from geometry_msgs.msg import TransformStamped
+
+    t = TransformStamped(header=make_header(stamp, parent), child_frame_id=child)
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
+        float(v) for v in xyz)
+    r = t.transform.rotation
+    r.w, r.x, r.y, r.z = (float(v) for v in wxyz)
+    return t
+
+
+def camera_info(width: int, height: int, vertical_fov_deg: float, stamp: Time, frame_id: str):
+    """``sensor_msgs/CameraInfo`` of an ideal pinhole camera (the simulator's cameras).
+
+    Square pixels, no distortion (``plumb_bob`` with zeros), principal point at the image centre
+    in ROS pixel coordinates (pixel centres at integers: ``(W - 1) / 2``);
+    ``f = (H / 2) / tan(fovy / 2)`` (MuJoCo's ``cam_fovy`` is the vertical field of view).
+    """
+    from sensor_msgs.msg import CameraInfo
+
+    f = (height / 2.0) / math.tan(math.radians(vertical_fov_deg) / 2.0)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return CameraInfo(header=make_header(stamp, frame_id), height=int(height), width=int(width),
+                      distortion_model="plumb_bob", d=[0.0] * 5,
+                      k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0],
+                      r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                      p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
 
 
 def pose_to_odometry(robot_pose: np.ndarray, stamp: Time, frame_id: str, child_frame_id: str

@@ -10,13 +10,16 @@ names and dataclass fields are one and the same. ``str | None`` fields use ``""`
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from safevla_core.config import CostConfig, from_dict
-from safevla_core.shield import ShieldLimits, WatchdogConfig
+from safevla_core.shield import LASER_POSE_IN_BASE, ShieldLimits, WatchdogConfig
 from safevla_core.stretch_commands import StretchCommandConfig
 
 
@@ -26,6 +29,9 @@ def _positive(obj: Any, *names: str) -> None:
         if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
             raise ValueError(f"{type(obj).__name__}.{name} must be positive, got {v!r}")
 
+
+#: Values of the ``image_reliability`` parameters (QoS of the camera subscriptions).
+IMAGE_RELIABILITIES = ("reliable", "best_effort")
 
 #: Values of ``PolicyNodeConfig.in_hand_source``.
 IN_HAND_WORLD_STATE = "world_state"
@@ -52,6 +58,16 @@ class PolicyNodeConfig:
             from: ``"world_state"`` (simulator: ``held_object_id`` of ``sim/world_state``),
             ``"topic"`` (hardware: a ``std_msgs/Bool`` on ``in_hand``, e.g. from a grasp
             detector) or ``"none"`` (always False). Until a first message arrives it is False.
+        step_synchronous: Propose the next action only after the executor reported the
+            previous one finished (``executor/status``) or the monitor vetoed it, and camera
+            frames stamped after that arrived.
+        step_timeout_s: Stop waiting for that report after this, seconds (warned; the monitor
+            still judges the next proposal).
+        image_reliability: QoS reliability of the camera subscriptions (``"reliable"``:
+            large frames arrive, needs a reliable publisher; ``"best_effort"``).
+        image_transport: ``"raw"`` (``sensor_msgs/Image``) or ``"compressed"``
+            (``sensor_msgs/CompressedImage`` on ``<camera>/image_raw/compressed``, decoded with
+            OpenCV, which must then be installed).
     """
 
     checkpoint: str = ""
@@ -63,14 +79,25 @@ class PolicyNodeConfig:
     seed: int = 0
     torch_threads: int = 1
     in_hand_source: str = IN_HAND_WORLD_STATE
+    step_synchronous: bool = True
+    step_timeout_s: float = 10.0
+    image_reliability: str = "reliable"
+    image_transport: str = "raw"
 
     def __post_init__(self) -> None:
         """Validate.
 
         Raises:
-            ValueError: On a non-positive rate, tolerance or age, or an unknown in-hand source.
+            ValueError: On a non-positive rate, tolerance or age, or an unknown in-hand source,
+                reliability or transport.
         """
-        _positive(self, "control_rate_hz", "pair_tolerance_s", "max_image_age_s", "torch_threads")
+        _positive(self, "control_rate_hz", "pair_tolerance_s", "max_image_age_s", "torch_threads",
+                  "step_timeout_s")
+        if self.image_reliability not in IMAGE_RELIABILITIES:
+            raise ValueError(f"image_reliability must be one of {IMAGE_RELIABILITIES}")
+        if self.image_transport not in ("raw", "compressed"):
+            raise ValueError(f"image_transport must be 'raw' or 'compressed', got "
+                             f"{self.image_transport!r}")
         if self.in_hand_source not in IN_HAND_SOURCES:
             raise ValueError(f"in_hand_source must be one of {IN_HAND_SOURCES}, "
                              f"got {self.in_hand_source!r}")
@@ -81,10 +108,17 @@ class MonitorNodeConfig:
     """Safety monitor settings.
 
     Attributes:
-        mode: ``"sim"`` (world states and the cost functions) or ``"hardware"`` (the policy's
-            predicted cost and the runstop; no world state).
+        mode: ``"sim"`` (world states, the simulated scan and the cost functions) or
+            ``"hardware"`` (the robot's laser scan, joint states and runstop; no world state).
         frame_id: Frame of the cost reports.
-        check_rate_hz: Rate of the watchdog check that reports stale inputs, Hz.
+        check_rate_hz: Rate of the watchdog check and the diagnostics, Hz.
+        image_reliability: QoS reliability of the camera subscriptions: ``"reliable"`` (large
+            frames arrive; needs a reliable publisher) or ``"best_effort"`` (matches any).
+        stamp_tolerance_s: A camera frame matches a proposal if their stamps differ by at most
+            this, seconds (the policy pairs nav and manip frames within its pair tolerance).
+        laser_x_m: Laser frame position in base_link, x, metres (URDF joint_laser: 0.004).
+        laser_y_m: Laser frame position in base_link, y, metres (URDF joint_laser: 0).
+        laser_yaw_rad: Laser frame yaw in base_link, radians (URDF joint_laser: 3.1416).
         shield: Limits of the shield decision.
         watchdog: Input freshness limits.
         costs: Cost thresholds for the cost report (sim mode).
@@ -93,15 +127,38 @@ class MonitorNodeConfig:
     mode: str = "sim"
     frame_id: str = "map"
     check_rate_hz: float = 5.0
+    image_reliability: str = "reliable"
+    stamp_tolerance_s: float = 0.05
+    laser_x_m: float = LASER_POSE_IN_BASE[0]
+    laser_y_m: float = LASER_POSE_IN_BASE[1]
+    laser_yaw_rad: float = LASER_POSE_IN_BASE[2]
     shield: ShieldLimits = field(default_factory=ShieldLimits)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     costs: CostConfig = field(default_factory=CostConfig)
 
     def __post_init__(self) -> None:
-        """Validate. Raises: ValueError on an unknown mode or a non-positive rate."""
+        """Validate.
+
+        Raises:
+            ValueError: On an unknown mode or reliability, a non-positive rate, a negative
+                tolerance or a non-finite laser pose.
+        """
         if self.mode not in ("sim", "hardware"):
             raise ValueError(f"mode must be 'sim' or 'hardware', got {self.mode!r}")
+        if self.image_reliability not in IMAGE_RELIABILITIES:
+            raise ValueError(f"image_reliability must be one of {IMAGE_RELIABILITIES}, got "
+                             f"{self.image_reliability!r}")
         _positive(self, "check_rate_hz")
+        if not (math.isfinite(self.stamp_tolerance_s) and self.stamp_tolerance_s >= 0):
+            raise ValueError(f"stamp_tolerance_s must be >= 0, got {self.stamp_tolerance_s!r}")
+        for name in ("laser_x_m", "laser_y_m", "laser_yaw_rad"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite")
+
+    @property
+    def laser_pose(self) -> tuple[float, float, float]:
+        """``(x_m, y_m, yaw_rad)`` of the laser frame in base_link."""
+        return (self.laser_x_m, self.laser_y_m, self.laser_yaw_rad)
 
 
 @dataclass(frozen=True)
@@ -123,7 +180,9 @@ class SimNodeConfig:
             long (a veto must not stall the loop), seconds.
         auto_reset: Start the next episode when one ends.
         map_frame: Fixed frame of poses and markers.
+        odom_frame: Odometry frame (REP-105; ``map`` -> ``odom`` is the identity here).
         base_frame: Robot base frame (odometry child frame).
+        laser_frame: Frame id of the simulated laser scan.
         nav_camera_frame: Frame id of the navigation camera images.
         manip_camera_frame: Frame id of the manipulation camera images.
     """
@@ -140,7 +199,9 @@ class SimNodeConfig:
     idle_republish_s: float = 1.0
     auto_reset: bool = True
     map_frame: str = "map"
+    odom_frame: str = "odom"
     base_frame: str = "base_link"
+    laser_frame: str = "laser"
     nav_camera_frame: str = "nav_camera"
     manip_camera_frame: str = "manip_camera"
 
@@ -159,16 +220,37 @@ class BridgeNodeConfig:
         clock_jump_tolerance_s: An approved action stamped further than this in the future
             (the clock jumped) is ignored, s (ours: the monitor's ``clock_jump_tolerance_s``).
         trajectory_action: Name of the driver's FollowJointTrajectory action.
+        camera_timeout_s: A running action is cancelled when either camera was silent for
+            longer, s (ours: the monitor's camera timeout on the robot).
+        runstop_timeout_s: Nothing is executed, and a running action is cancelled, when the
+            driver's runstop state is older than this, s.
+        mode_switch_timeout_s: An action fails when the driver did not confirm the mode switch
+            on its ``mode`` topic within this, s.
+        goal_timeout_margin_s: A trajectory goal that has not finished this long after its
+            planned duration is cancelled, s.
+        image_reliability: QoS reliability of the camera arrival watch (``"reliable"`` /
+            ``"best_effort"``, as the policy node).
+        check_rate_hz: Rate of the freshness checks and diagnostics, Hz.
     """
 
     commands: StretchCommandConfig = field(default_factory=StretchCommandConfig)
     max_action_age_s: float = 1.0
     clock_jump_tolerance_s: float = 0.5
     trajectory_action: str = "stretch_controller/follow_joint_trajectory"
+    camera_timeout_s: float = 1.0
+    runstop_timeout_s: float = 1.0
+    mode_switch_timeout_s: float = 3.0
+    goal_timeout_margin_s: float = 5.0
+    image_reliability: str = "reliable"
+    check_rate_hz: float = 20.0
 
     def __post_init__(self) -> None:
-        """Validate. Raises: ValueError on a non-positive age or tolerance."""
-        _positive(self, "max_action_age_s", "clock_jump_tolerance_s")
+        """Validate. Raises: ValueError on a non-positive age, timeout, tolerance or rate."""
+        _positive(self, "max_action_age_s", "clock_jump_tolerance_s", "camera_timeout_s",
+                  "runstop_timeout_s", "mode_switch_timeout_s", "goal_timeout_margin_s",
+                  "check_rate_hz")
+        if self.image_reliability not in IMAGE_RELIABILITIES:
+            raise ValueError(f"image_reliability must be one of {IMAGE_RELIABILITIES}")
 
 
 @dataclass(frozen=True)
@@ -244,29 +326,142 @@ def build_config(cls: type, values: dict[str, Any]) -> Any:
     return from_dict(cls, unflatten(cleaned))
 
 
-def declare_dataclass(node: Any, cls: type) -> Any:
+def field_docs(cls: type, prefix: str = "") -> dict[str, str]:
+    """Dotted parameter name -> its description, from the ``Attributes:`` docstring sections.
+
+    Nested dataclasses contribute their own fields' descriptions under their prefix.
+    """
+    out: dict[str, str] = {}
+    doc = inspect.getdoc(cls) or ""
+    current = None
+    in_attrs = False
+    for line in doc.splitlines():
+        if line.strip() == "Attributes:":
+            in_attrs = True
+            continue
+        if not in_attrs:
+            continue
+        if line and not line.startswith(" "):
+            break  # next section
+        m = re.match(r"^    (\w+)(?: \([^)]*\))?: ?(.*)$", line)
+        if m:
+            current = prefix + m.group(1)
+            out[current] = m.group(2).strip()
+        elif current and line.strip():
+            out[current] += " " + line.strip()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(field_docs(hints[f.name], prefix + f.name + "."))
+    return out
+
+
+#: Parameter ranges declared in the descriptors (rclpy refuses values outside them), by name
+#: suffix; the settings dataclasses validate the rest. Ours: generous bounds of sane values.
+PARAM_RANGES: dict[str, tuple[float, float]] = {
+    "check_rate_hz": (0.1, 100.0),
+    "control_rate_hz": (0.1, 100.0),
+    "camera_timeout_s": (0.01, 60.0),
+    "proposal_timeout_s": (0.01, 60.0),
+    "max_proposal_age_s": (0.01, 60.0),
+    "world_state_timeout_s": (0.01, 60.0),
+    "scan_timeout_s": (0.01, 60.0),
+    "runstop_timeout_s": (0.01, 60.0),
+    "joint_state_timeout_s": (0.01, 60.0),
+    "clock_jump_tolerance_s": (0.001, 60.0),
+    "sweep_margin_m": (0.0, 1.0),
+    "sweep_margin_rad": (0.0, 1.0),
+    "max_action_cost": (0.0, 5.0),
+    "max_invalid_scan_fraction": (0.0, 1.0),
+    "hazard_margin_m": (0.0, 2.0),
+    "robot_radius_m": (0.0, 2.0),
+    "reachable_tolerance_m": (0.0, 5.0),
+    "stamp_tolerance_s": (0.0, 1.0),
+}
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(name == p or (p.endswith(".") and name.startswith(p)) for p in patterns)
+
+
+def declare_dataclass(node: Any, cls: type, live: tuple[str, ...] = (),
+                      on_change: Callable[[Any], None] | None = None,
+                      fixed: tuple[str, ...] = ()) -> Any:
     """Declare one ROS parameter per field of ``cls`` and build it from their values.
 
-    Parameters are declared with dynamic typing so that ``5`` in a YAML file may set a float.
+    Every parameter gets a descriptor with its description (from the dataclass docstring) and,
+    for the names in :data:`PARAM_RANGES`, a floating-point range. Parameters named in ``live``
+    (exact names, or prefixes ending in ``"."``) can be changed at run time: a validating
+    callback rebuilds the settings with the new values, refuses a wrong type or any value the
+    dataclass rejects with the reason, and passes the new settings to ``on_change``. All other
+    parameters are read-only (a change could not take effect). Parameters are declared with
+    dynamic typing so that ``5`` in a YAML file may set a float; the callback checks types.
 
     Args:
         node: The ``rclpy.node.Node``.
         cls: The settings dataclass.
+        live: Names of the parameters that may change at run time.
+        on_change: Called with the new settings after an accepted change.
+        fixed: Names excluded from ``live`` (read-only although a prefix matches).
 
     Returns:
         The validated settings instance.
 
     Raises:
-        ValueError: On an invalid value (the node should log it and stop).
+        ValueError: On an invalid value at start-up (the node should log it and stop).
     """
-    from rcl_interfaces.msg import ParameterDescriptor
+    from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 
-    desc = ParameterDescriptor(dynamic_typing=True)
     defaults = flatten_defaults(cls)
+    docs = field_docs(cls)
     for name, default in defaults.items():
+        desc = ParameterDescriptor(name=name, description=docs.get(name, ""),
+                                   dynamic_typing=True,
+                                   read_only=not _matches(name, live) or name in fixed)
+        bounds = PARAM_RANGES.get(name.rsplit(".", 1)[-1])
+        if bounds is not None and isinstance(default, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=bounds[0],
+                                                            to_value=bounds[1], step=0.0)]
         node.declare_parameter(name, default, desc)
     values = {name: node.get_parameter(name).value for name in defaults}
-    return build_config(cls, values)
+    for name, value in values.items():
+        if not _type_ok(defaults[name], value):
+            raise ValueError(f"parameter {name}: expected {type(defaults[name]).__name__}, "
+                             f"got {value!r}")
+    cfg = build_config(cls, values)
+
+    def validate(params: list) -> Any:
+        new = {name: node.get_parameter(name).value for name in defaults}
+        for p in params:
+            if p.name not in defaults:
+                continue  # not ours (use_sim_time, ...)
+            if not _type_ok(defaults[p.name], p.value):
+                return SetParametersResult(
+                    successful=False, reason=f"{p.name}: expected "
+                    f"{type(defaults[p.name]).__name__}, got {p.value!r}")
+            new[p.name] = p.value
+        try:
+            built = build_config(cls, new)
+        except (ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if any(p.name in defaults for p in params) and on_change is not None:
+            on_change(built)
+            node.get_logger().info("parameters changed: " + ", ".join(
+                f"{p.name}={p.value!r}" for p in params if p.name in defaults))
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(validate)
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -276,7 +471,10 @@ class RecorderNodeConfig:
     Attributes:
         output_dir: rosbag2 folder to create (must not exist yet).
         topics: Comma-separated topic names to record; ``""`` records every safevla_ros topic.
+        flush_period_s: The open chunk is written to disk this often, seconds (a SIGKILL loses
+            at most that much).
     """
 
     output_dir: str = "runs/bags/safevla"
     topics: str = ""
+    flush_period_s: float = 1.0

@@ -1,39 +1,45 @@
-"""Policy node: both cameras + the instruction -> the proposed discrete action at a control rate.
+"""Policy node: both cameras + the instruction -> the proposed discrete action, one step at a time.
 
-Pairs the navigation and manipulation images by stamp (within ``pair_tolerance_s``), acts once
-per new pair with the policy's KV cache (:class:`safevla_core.agent.PolicyAgent`), and publishes
-the proposal stamped with the images' stamp and the cost critic's prediction. Every received
-instruction message starts a new episode (history reset), as does the ``policy/reset`` service.
-A missing or corrupt checkpoint is reported and the node stays up publishing nothing.
+Pairs the navigation and manipulation frames by stamp (within ``pair_tolerance_s``) and acts once
+per new pair with the policy's KV cache (:class:`safevla_core.agent.PolicyAgent`), publishing the
+proposal stamped with the frames' stamp (the monitor matches it to the state it answers).
+Step-synchronous (``step_synchronous``, the default): after a proposal the node waits until the
+monitor vetoed it (``safety/decisions``) or the executor reported it finished
+(``executor/status``: any state but BUSY), then acts on the first pair stamped at or after the
+finish, so actions never pile up on the robot. After ``step_timeout_s`` without an answer it
+warns and goes on (the monitor still judges every proposal).
 
-The policy's object-in-hand input (REFERENCE.md, Policy) comes from ``in_hand_source``: the
-simulator's world state (``held_object_id`` not empty), a ``std_msgs/Bool`` on ``in_hand`` (on the
-robot, from whatever detects a grasp), or nowhere (always False); it is False until the first
-message arrives.
+Images: subscribed reliable keep-last-1 by default (``image_reliability``; see
+:data:`safevla_ros.qos.IMAGE_QOS` for why: large best-effort frames were lost on this machine),
+raw or JPEG/PNG-compressed (``image_transport``). Every dropped frame (undecodable, stale, stamped
+in the future, unpaired) is counted by reason and warned about at a limited rate. Frames are
+cropped to the policy's aspect ratio (:func:`safevla_core.policy.preprocess.
+center_crop_to_aspect`); the policy's own encoder then resizes them exactly as in training.
 
-A vetoed proposal still enters the policy's history: :class:`~safevla_core.agent.PolicyAgent`
-appends every step it acts on to its KV cache and uses the chosen action as the next step's
-previous action, and the node cannot take a step back out (the agent has no such API). After a
-veto the robot has not moved, so the policy next sees the same scene with "previous action = the
-vetoed one", which is what it also sees in training after an action that the simulator blocked
-(a collision). The history thus counts proposals, not executed actions.
+Every received instruction message starts a new episode (history reset), as does the
+``policy/reset`` service. A missing or corrupt checkpoint is reported and the node stays up
+publishing nothing. A vetoed proposal still enters the policy's history (the agent cannot take a
+step back out): after a veto the robot has not moved, as after a blocked action in training.
+The object-in-hand input comes from ``in_hand_source`` (simulator world state, a ``std_msgs/Bool``
+on ``in_hand``, or nowhere); False until the first message arrives.
 """
 
 from __future__ import annotations
 
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Bool, String
 
+from safevla_core.policy.preprocess import center_crop_to_aspect
 from safevla_ros import conversions as conv
-from safevla_ros.msg import DiscreteAction, WorldStateStamped
+from safevla_ros.msg import ActionStatus, DiscreteAction, WorldStateStamped
 from safevla_ros.params import (
     IN_HAND_TOPIC,
     IN_HAND_WORLD_STATE,
     PolicyNodeConfig,
     declare_dataclass,
 )
-from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, Topics
+from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, STATE_QOS, Topics, image_qos
 from safevla_ros.spin import spin_node
 
 
@@ -55,6 +61,11 @@ class PolicyNode(Node):
         self._latest: dict[str, tuple[float, object]] = {}
         self._last_pair_stamp = -1.0
         self._instruction: str | None = None
+        self._waiting: tuple[int, float] | None = None  # (proposal stamp key, since s)
+        self._min_stamp_s = -1.0  # act only on frames stamped at or after this
+        self.dropped: dict[str, int] = {}
+        self._warned: dict[str, float] = {}
+        self.proposals = 0
         self.in_hand = False
         if self.cfg.in_hand_source == IN_HAND_WORLD_STATE:
             self.create_subscription(WorldStateStamped, Topics.WORLD_STATE, self._on_world,
@@ -62,10 +73,14 @@ class PolicyNode(Node):
         elif self.cfg.in_hand_source == IN_HAND_TOPIC:
             self.create_subscription(Bool, Topics.IN_HAND, self._on_in_hand, STATE_QOS)
         self.pub = self.create_publisher(DiscreteAction, Topics.PROPOSED_ACTION, COMMAND_QOS)
-        self.create_subscription(Image, Topics.NAV_IMAGE, lambda m: self._on_image("nav", m),
-                                 SENSOR_QOS)
-        self.create_subscription(Image, Topics.MANIP_IMAGE, lambda m: self._on_image("manip", m),
-                                 SENSOR_QOS)
+        qos = image_qos(self.cfg.image_reliability)
+        compressed = self.cfg.image_transport == "compressed"
+        for which, topic in (("nav", Topics.NAV_IMAGE), ("manip", Topics.MANIP_IMAGE)):
+            self.create_subscription(CompressedImage if compressed else Image,
+                                     topic + "/compressed" if compressed else topic,
+                                     lambda m, w=which: self._on_image(w, m), qos)
+        self.create_subscription(DiscreteAction, Topics.DECISIONS, self._on_decision, STATE_QOS)
+        self.create_subscription(ActionStatus, Topics.ACTION_STATUS, self._on_status, STATE_QOS)
         self.create_subscription(String, Topics.INSTRUCTION, self._on_instruction, LATCHED_QOS)
         self._make_reset_service()
         if self.cfg.instruction:
@@ -109,6 +124,7 @@ class PolicyNode(Node):
 
     def _reset(self, instruction: str | None) -> bool:
         self._last_pair_stamp = -1.0
+        self._waiting = None
         if self.agent is None or instruction is None:
             return False
         try:
@@ -130,46 +146,99 @@ class PolicyNode(Node):
     def _on_in_hand(self, msg: Bool) -> None:
         self.in_hand = bool(msg.data)
 
-    def _on_image(self, which: str, msg: Image) -> None:
+    # -- step-synchronous handshake ---------------------------------------------------------
+    def _answered(self, stamp, finished_s: float) -> None:
+        if self._waiting is not None and conv.stamp_key(stamp) == self._waiting[0]:
+            self._waiting = None
+            self._min_stamp_s = max(self._min_stamp_s, finished_s)
+
+    def _on_decision(self, msg: DiscreteAction) -> None:
+        if not msg.approved:  # vetoed: nothing moves; act on frames newer than the proposal
+            self._answered(msg.header.stamp, conv.stamp_to_s(msg.header.stamp) + 1e-9)
+
+    def _on_status(self, msg: ActionStatus) -> None:
+        if msg.state != ActionStatus.BUSY:
+            self._answered(msg.header.stamp, conv.stamp_to_s(msg.finished))
+
+    # -- images ------------------------------------------------------------------------------
+    def _drop(self, reason: str, detail: str) -> None:
+        """Count a dropped frame and warn at most every 5 s per reason."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        now = self._now_s()
+        if abs(now - self._warned.get(reason, -1e18)) >= 5.0:
+            self._warned[reason] = now
+            self.get_logger().warning(f"dropped frame ({reason}, {self.dropped[reason]} so far):"
+                                      f" {detail}")
+
+    def _on_image(self, which: str, msg) -> None:
         try:
-            rgb = conv.image_to_rgb(msg)
+            t = conv.checked_stamp_s(msg.header.stamp)
+            if isinstance(msg, Image):
+                conv.check_image(msg)  # cheap; decoding waits until the frame is acted on
         except ValueError as exc:
-            self.get_logger().warning(f"dropped {which} image: {exc}", throttle_duration_sec=5.0)
-            return
-        self._latest[which] = (conv.stamp_to_s(msg.header.stamp), rgb, msg.header.stamp)
+            return self._drop("invalid", f"{which}: {exc}")
+        age = self._now_s() - t
+        if age > self.cfg.max_image_age_s:
+            return self._drop("stale", f"{which} frame {age:.2f} s old")
+        if age < -self.cfg.max_image_age_s:
+            return self._drop("future", f"{which} frame stamped {-age:.2f} s in the future")
+        self._latest[which] = (t, msg)
         if self._now_s() - self._last_act_s >= self._period_s:
             self._tick()  # a complete new pair acts at once; the timer catches rate-limited ones
+
+    def _decode(self, msg):
+        rgb = conv.image_to_rgb(msg) if isinstance(msg, Image) else conv.compressed_to_rgb(msg)
+        return center_crop_to_aspect(rgb, self.agent.cfg.image_width, self.agent.cfg.image_height)
 
     def _pair(self):
         """Newest nav/manip pair not yet acted on, or None."""
         if "nav" not in self._latest or "manip" not in self._latest:
             return None
-        (t_nav, nav, stamp), (t_manip, manip, _) = self._latest["nav"], self._latest["manip"]
-        if abs(t_nav - t_manip) > self.cfg.pair_tolerance_s or t_nav == self._last_pair_stamp:
+        (t_nav, nav), (t_manip, manip) = self._latest["nav"], self._latest["manip"]
+        if t_nav == self._last_pair_stamp or t_nav < self._min_stamp_s:
+            return None
+        if abs(t_nav - t_manip) > self.cfg.pair_tolerance_s:
             return None
         now = self._now_s()
         if not (-self.cfg.max_image_age_s <= now - t_nav <= self.cfg.max_image_age_s):
-            return None  # stale images, or stamped in the future (clock jump)
-        return t_nav, nav, manip, stamp
+            return None  # stale by now, or stamped in the future (clock jump)
+        return t_nav, nav, manip
 
     def _tick(self) -> None:
         if self.agent is None or self._instruction is None:
             return
+        if self._waiting is not None:
+            waited = self._now_s() - self._waiting[1]
+            if waited < self.cfg.step_timeout_s and waited >= 0:
+                return
+            self.get_logger().warning(f"no veto or executor report for the last proposal after "
+                                      f"{waited:.1f} s; going on")
+            self._waiting = None
         pair = self._pair()
         if pair is None:
             return
-        t_nav, nav, manip, stamp = pair
+        t_nav, nav_msg, manip_msg = pair
         self._last_pair_stamp = t_nav
         self._last_act_s = self._now_s()
-        w, h = self.agent.cfg.image_width, self.agent.cfg.image_height
         try:
-            step = self.agent.act(conv.resize_nearest(nav, w, h),
-                                  conv.resize_nearest(manip, w, h), in_hand=self.in_hand)
+            nav, manip = self._decode(nav_msg), self._decode(manip_msg)
+        except (ValueError, ImportError) as exc:
+            return self._drop("undecodable", str(exc))
+        try:
+            step = self.agent.act(nav, manip, in_hand=self.in_hand)
         except (ValueError, RuntimeError) as exc:
             self.get_logger().error(f"policy step failed: {exc}", throttle_duration_sec=5.0)
             return
+        stamp = nav_msg.header.stamp
+        if self.cfg.step_synchronous:
+            self._waiting = (conv.stamp_key(stamp), self._now_s())
+        self.proposals += 1
+        # A learned per-action one-step cost head Q_c(s, .) (float[20], per-step cost units),
+        # when the agent provides one, goes along as the shield's second opinion.
+        q = getattr(step, "action_costs", None)
         self.pub.publish(conv.action_to_msg(step.action, stamp, "policy_node",
-                                            predicted_cost=step.value_cost))
+                                            predicted_cost=step.value_cost,
+                                            action_costs=() if q is None else q))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -15,9 +15,38 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
-#: Camera images: the newest frame matters, a lost frame does not (ROS 2 sensor-data profile:
-#: best effort, keep last 5, volatile).
+#: Small sensor streams (laser scans, the monitor's arrival-only checks): the newest sample
+#: matters, a lost one does not (ROS 2 sensor-data profile: best effort, keep last 5, volatile).
+#: A best-effort subscription matches reliable and best-effort publishers.
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
+
+#: Camera images, the default: reliable, keep last 1, volatile. Measured on this machine
+#: (ENVIRONMENT.md): best-effort rgb8 frames above ~0.4 MB (640x480 and up: every Stretch camera)
+#: were not delivered at all over Fast DDS on loopback (a lost UDP fragment loses the whole
+#: sample); reliable delivery repairs fragments, and keep-last-1 means a slow subscriber gets the
+#: newest frame instead of a queue (the writer never blocks on KEEP_LAST). Needs a reliable
+#: publisher (realsense2_camera's default; our simulator). For a best-effort camera driver set the
+#: node parameter ``image_reliability: best_effort`` (then large frames need shared memory or a
+#: larger socket buffer: docs/ros.md).
+IMAGE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+#: Camera images from a best-effort driver (``image_reliability: best_effort``): keep last 1.
+IMAGE_BEST_EFFORT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+
+def image_qos(reliability: str) -> QoSProfile:
+    """The camera subscription profile for an ``image_reliability`` parameter value."""
+    return IMAGE_BEST_EFFORT_QOS if reliability == "best_effort" else IMAGE_QOS
 
 #: Instruction, episode target ids, reachable grid: few messages that late joiners must receive
 #: (latched: reliable, transient local, keep last 1).
@@ -98,6 +127,14 @@ class Topics:
     STRETCH_CMD_VEL = "stretch/cmd_vel"
     STRETCH_JOINT_STATES = "stretch/joint_states"
     STRETCH_RUNSTOP = "is_runstopped"
+    STRETCH_MODE = "mode"
+    SCAN = "scan"
+    NAV_CAMERA_INFO = "nav_camera/camera_info"
+    MANIP_CAMERA_INFO = "manip_camera/camera_info"
+    ACTION_STATUS = "executor/status"
+    DIAGNOSTICS = "/diagnostics"  # absolute by convention (diagnostic_aggregator reads it)
+    TF = "/tf"
+    TF_STATIC = "/tf_static"
     IN_HAND = "in_hand"
     BRIDGE_COMMANDS = "stretch_bridge/commands"
     RESET_EPISODE_SRV = "sim/reset_episode"

@@ -2,12 +2,17 @@
 
 Uses ``rosbags`` (pure Python; rosbag2 itself is not installable from PyPI, ENVIRONMENT.md) and
 ``raw=True`` subscriptions, so messages are stored exactly as serialised on the wire. The bag opens
-in ``ros2 bag play``, Foxglove and Lichtblick. The custom safevla_ros message definitions are
-registered from ``msg/*.msg`` so that the MCAP file carries their schemas.
+in ``ros2 bag play`` (Humble, Jazzy, Kilted: the metadata is rewritten as version 5 on close,
+:func:`safevla_ros.bag.downgrade_metadata`), Foxglove and Lichtblick. The custom safevla_ros
+message definitions come from the installed ``share/safevla_ros/msg`` (ament index, then
+``AMENT_PREFIX_PATH``, then the Python prefix; the source tree last), so the MCAP file carries
+their schemas. The open chunk is flushed to disk every ``flush_period_s``; after a SIGKILL,
+``python -m safevla_ros.bag repair BAG`` recovers everything flushed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -45,12 +50,30 @@ RECORDED = {
 
 
 def msg_dir() -> Path:
-    """Folder of the safevla_ros ``.msg`` files (installed share/ or the source tree)."""
-    for candidate in (Path(sys.prefix) / "share" / "safevla_ros" / "msg",
-                      Path(__file__).resolve().parents[1] / "msg"):
-        if candidate.is_dir():
+    """Folder of the installed safevla_ros ``.msg`` files.
+
+    Searched in order: the ament index (``get_package_share_directory``, a colcon install),
+    every prefix of ``AMENT_PREFIX_PATH``, the Python prefix (the pip venv, where
+    scripts/build_msgs.sh installs them), and last the source tree.
+
+    Raises:
+        FileNotFoundError: If none holds them.
+    """
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("safevla_ros")) / "msg")
+    except (ImportError, LookupError, ValueError, OSError):
+        pass  # not a colcon install (OSError: AMENT_PREFIX_PATH unset)
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        candidates.append(Path(prefix) / "share" / "safevla_ros" / "msg")
+    candidates += [Path(sys.prefix) / "share" / "safevla_ros" / "msg",
+                   Path(__file__).resolve().parents[1] / "msg"]
+    for candidate in candidates:
+        if any(candidate.glob("*.msg")):
             return candidate
-    raise FileNotFoundError("safevla_ros msg/*.msg definitions not found")
+    raise FileNotFoundError(f"safevla_ros msg/*.msg definitions not found in {candidates}")
 
 
 def make_typestore():
@@ -83,7 +106,9 @@ class RecorderNode(Node):
         if unknown:
             raise ValueError(f"cannot record {unknown}: known topics are {sorted(RECORDED)}")
         store = make_typestore()
-        self.writer = Writer(Path(self.cfg.output_dir), version=9,
+        # Version 8 keeps the QoS profiles as the string versions 4..8 use; close() rewrites
+        # the metadata as version 5 (Humble).
+        self.writer = Writer(Path(self.cfg.output_dir), version=8,
                              storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
         ns = self.get_namespace().rstrip("/")
@@ -92,14 +117,28 @@ class RecorderNode(Node):
             conn = self.writer.add_connection(f"{ns}/{topic}", type_name, typestore=store)
             self.create_subscription(cls, topic, lambda data, c=conn: self._write(c, data), qos,
                                      raw=True)
+        self.create_timer(self.cfg.flush_period_s, self._flush)
         self.get_logger().info(f"recording {len(names)} topics to {self.cfg.output_dir}")
+
+    def _flush(self) -> None:
+        """Write the open chunk to disk, so a SIGKILL loses at most one flush period."""
+        storage = getattr(self.writer, "storage", None)  # rosbags' MCAP writer
+        chunk = getattr(storage, "chunk", None)
+        if chunk is not None and chunk.msgs and hasattr(storage, "close_chunk"):
+            storage.close_chunk()
+            bio = getattr(storage, "bio", None)
+            if bio is not None:
+                bio.flush()
 
     def _write(self, connection, data: bytes) -> None:
         self.writer.write(connection, self.get_clock().now().nanoseconds, data)
 
     def close(self) -> None:
-        """Finish the bag (writes the metadata.yaml that players need)."""
+        """Finish the bag: metadata.yaml (version 5) that players of every distribution read."""
+        from safevla_ros.bag import downgrade_metadata
+
         self.writer.close()
+        downgrade_metadata(self.cfg.output_dir)
 
 
 def main(args: list[str] | None = None) -> None:

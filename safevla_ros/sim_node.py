@@ -1,34 +1,62 @@
 """Simulator node: the embedded simulator (:class:`safevla_core.env.SafetyChoresEnv`) on ROS.
 
-Publishes both cameras, the world state for the monitor, odometry and the path in ``map``, object
-markers (fragile / hazardous / disturbed) and cost-event markers; executes approved actions; ends
-and (optionally) restarts episodes; resets on the ``sim/reset_episode`` service. The environment
-computes the same costs as training, so markers and episode summaries match the trained metrics.
-An approved action is executed only if it was decided on the current state (its stamp is not older
-than the first publication of that state); without actions the frames are republished every
+Publishes both cameras with their ``camera_info``, the simulated laser scan (``scan``: MuJoCo ray
+casts, :mod:`safevla_core.sim.laser`, the same check as on the robot's RPLidar), the world state
+for the monitor, odometry in ``odom`` (REP-105; ``map`` -> ``odom`` is the identity in simulation,
+where odometry does not drift), TF ``map`` -> ``odom`` -> ``base_link`` -> camera optical frames
+(when ``tf2_msgs`` is installed), the path, object markers and cost-event markers; executes
+approved actions; ends and (optionally) restarts episodes; resets on ``sim/reset_episode``.
+
+Every camera frame, scan and world state of one publication carries the same stamp, which the
+policy copies into its proposal and the monitor matches. An approved action is executed only if
+(1) its publisher is the safety monitor (:class:`safevla_ros.approval.ApprovalGate`), (2) its stamp
+is one under which the current state was published (it was decided on this state, not an older
+one, and is not from the future), and (3) the simulator is healthy. Each outcome is reported on
+``executor/status`` (``ActionStatus``: DONE, FAILED or REJECTED with the reason): the policy's
+step-synchronous handshake. Without actions the frames are republished every
 ``idle_republish_s`` with a new stamp, so a veto never stalls the loop.
+
+A reset request is validated (task, split, house index, target type) before anything changes; a
+reset that fails later leaves the node up and silent (no state published, every action
+rejected) until a reset succeeds, so nothing acts on a world that is not there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 from geometry_msgs.msg import PoseArray
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from safevla_core.config import load_config
-from safevla_core.env import SafetyChoresEnv
+from safevla_core.env import SafetyChoresEnv, split_size
+from safevla_core.objects import OBJECT_TYPES
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
+from safevla_core.sim.laser import LaserSpec
 from safevla_ros import conversions as conv
-from safevla_ros.msg import DiscreteAction, WorldStateStamped
+from safevla_ros.approval import ApprovalGate
+from safevla_ros.msg import ActionStatus, DiscreteAction, WorldStateStamped
 from safevla_ros.params import SimNodeConfig, declare_dataclass
-from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, MARKER_QOS, SENSOR_QOS, STATE_QOS, Topics
+from safevla_ros.qos import (
+    COMMAND_QOS,
+    IMAGE_QOS,
+    LATCHED_QOS,
+    MARKER_QOS,
+    SENSOR_QOS,
+    STATE_QOS,
+    Topics,
+)
 from safevla_ros.spin import spin_node
 from safevla_ros.srv import ResetEpisode
+
+TASK_NAMES = ("objnav", "pickup", "fetch")
+SPLITS = ("train", "val", "test")
 
 
 class SimNode(Node):
@@ -45,10 +73,17 @@ class SimNode(Node):
         self.env: SafetyChoresEnv | None = None
         self.obs: dict | None = None
         self.episode = 0
+        self.laser = LaserSpec()
+        self._state_stamps: set[int] = set()
+        self._warned: dict[str, float] = {}
+        self.last_publish_s = -math.inf
         pub = self.create_publisher
         self.pubs = {
-            "nav": pub(Image, Topics.NAV_IMAGE, SENSOR_QOS),
-            "manip": pub(Image, Topics.MANIP_IMAGE, SENSOR_QOS),
+            "nav": pub(Image, Topics.NAV_IMAGE, IMAGE_QOS),
+            "manip": pub(Image, Topics.MANIP_IMAGE, IMAGE_QOS),
+            "nav_info": pub(CameraInfo, Topics.NAV_CAMERA_INFO, STATE_QOS),
+            "manip_info": pub(CameraInfo, Topics.MANIP_CAMERA_INFO, STATE_QOS),
+            "scan": pub(LaserScan, Topics.SCAN, SENSOR_QOS),
             "world": pub(WorldStateStamped, Topics.WORLD_STATE, STATE_QOS),
             "odom": pub(Odometry, Topics.ODOM, STATE_QOS),
             "path": pub(Path, Topics.PATH, STATE_QOS),
@@ -58,39 +93,69 @@ class SimNode(Node):
             "targets": pub(String, Topics.EPISODE_TARGETS, LATCHED_QOS),
             "reachable": pub(PoseArray, Topics.REACHABLE, LATCHED_QOS),
             "summary": pub(String, Topics.EPISODE_SUMMARY, LATCHED_QOS),
+            "status": pub(ActionStatus, Topics.ACTION_STATUS, STATE_QOS),
         }
-        self.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, self._on_action,
-                                 COMMAND_QOS)
+        self.tf_pub = self._make_tf_publisher()
+        sub = self.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, self._on_action,
+                                       COMMAND_QOS)
+        self.gate = ApprovalGate(self, sub.topic_name)
         self.create_service(ResetEpisode, Topics.RESET_EPISODE_SRV, self._on_reset)
         self.create_timer(self.cfg.idle_republish_s / 2, self._idle_tick)
+        self.create_timer(2.0, self._check_foreign_publishers)
         self._start(self.cfg.task, self.cfg.split, self.cfg.house_index, self.cfg.seed,
                     self.cfg.target_type)
 
+    def _make_tf_publisher(self):
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().warning("tf2_msgs not installed: no TF published (a ROS 2 install "
+                                      "has it; odometry and frame ids are still published)")
+            return None
+        return self.create_publisher(TFMessage, Topics.TF, STATE_QOS)
+
     # -- episodes --------------------------------------------------------------------------
-    def _make_env(self, task: str, split: str) -> SafetyChoresEnv:
-        if self.env is not None and (self.env.cfg.task.name, self.env.split) == (task, split):
-            return self.env
-        if self.env is not None:
-            self.env.close()
+    def _check_reset_args(self, task: str, split: str, house_index: int, target: str):
+        """Validate a reset request before anything changes; return the core config.
+
+        Raises:
+            ValueError: On an unknown task, split or target type, or a house index outside
+                the split.
+        """
+        if task not in TASK_NAMES:
+            raise ValueError(f"unknown task {task!r}; known: {list(TASK_NAMES)}")
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
+        if target and target not in OBJECT_TYPES:
+            raise ValueError(f"unknown target type {target!r}")
         core = load_config(self.cfg.config_file or None,
                            {"task": {"name": task, "max_steps_eval": self.cfg.max_steps}})
-        self.env = SafetyChoresEnv(core, split, eval_mode=True,
-                                   image_size=(self.cfg.image_width, self.cfg.image_height))
-        return self.env
+        n = split_size(core, split)
+        if not -1 <= house_index < n:
+            raise ValueError(f"house_index {house_index} outside split {split!r} (0..{n - 1}, "
+                             "or -1 to sample)")
+        return core
 
     def _start(self, task: str, split: str, house_index: int, seed: int, target: str) -> str:
-        env = self._make_env(task, split)
+        core = self._check_reset_args(task, split, house_index, target)
+        if self.env is None or (self.env.cfg.task.name, self.env.split) != (task, split):
+            old, self.env = self.env, None
+            if old is not None:
+                old.close()
+            self.env = SafetyChoresEnv(core, split, eval_mode=True,
+                                       image_size=(self.cfg.image_width, self.cfg.image_height))
         options = {"house_index": house_index if house_index >= 0 else None,
                    "target_type": target or None}
-        self.obs, info = env.reset(seed=seed if seed >= 0 else None, options=options)
+        self.obs = None  # until the reset succeeded: nothing is published, nothing executed
+        self.obs, info = self.env.reset(seed=seed if seed >= 0 else None, options=options)
         self.disturbed: set[str] = set()
         self.path = Path()
         self.path.header.frame_id = self.cfg.map_frame
         self.cost_markers = MarkerArray()
         stamp = self.get_clock().now().to_msg()
-        self.pubs["targets"].publish(String(data=conv.ids_to_json(env.spec_.target_ids)))
+        self.pubs["targets"].publish(String(data=conv.ids_to_json(self.env.spec_.target_ids)))
         self.pubs["reachable"].publish(conv.reachable_to_pose_array(
-            env.backend.reachable_positions(), stamp, self.cfg.map_frame))
+            self.env.backend.reachable_positions(), stamp, self.cfg.map_frame))
         self.pubs["instruction"].publish(String(data=info["instruction"]))
         self.get_logger().info(f"episode {self.episode}: {info['instruction']!r} in "
                                f"{info['house_id']}")
@@ -98,34 +163,80 @@ class SimNode(Node):
         return info["instruction"]
 
     def _on_reset(self, request, response):
+        current = (self.env.cfg.task.name, self.env.split) if self.env is not None else \
+            (self.cfg.task, self.cfg.split)
         try:
-            response.instruction = self._start(request.task or self.env.cfg.task.name,
-                                               request.house_split or self.env.split,
-                                               request.house_index, request.seed,
+            response.instruction = self._start(request.task or current[0],
+                                               request.house_split or current[1],
+                                               int(request.house_index), int(request.seed),
                                                request.target_type)
             response.success, response.message = True, ""
-        except (ValueError, KeyError, FileNotFoundError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a service call must never kill the simulator
             response.success, response.message = False, f"reset failed: {exc}"
-            self.get_logger().error(response.message)
+            state = "unchanged" if self.obs is not None else \
+                "no episode running until a reset succeeds"
+            self.get_logger().error(f"{response.message} ({state})")
         return response
 
     # -- actions ---------------------------------------------------------------------------
-    def _on_action(self, msg: DiscreteAction) -> None:
+    def _status(self, msg: DiscreteAction, state: int, detail: str, finished=None) -> None:
+        finished = finished if finished is not None else self.get_clock().now().to_msg()
+        try:
+            out = conv.action_status_msg(int(msg.action), msg.header.stamp, state, finished,
+                                         detail, "sim_node")
+        except ValueError:
+            return
+        self.pubs["status"].publish(out)
+
+    def _reject(self, msg: DiscreteAction, why: str) -> None:
+        """Report a rejected action; log at most once a second per kind of reason."""
+        kind = why.split(":", 1)[0][:40]
+        now = conv.stamp_to_s(self.get_clock().now().to_msg())
+        if abs(now - self._warned.get(kind, -1e18)) >= 1.0:
+            self._warned[kind] = now
+            self.get_logger().warning(f"rejected action {msg.name[:32] or msg.action}: {why}")
+        self._status(msg, ActionStatus.REJECTED, why)
+
+    def _on_action(self, msg: DiscreteAction, info) -> None:
+        ok, why = self.gate.check(info)
+        if not ok:
+            return self._reject(msg, f"unauthenticated: {why}")
         try:
             action = conv.msg_to_action(msg)
+            conv.checked_stamp_s(msg.header.stamp)
         except ValueError as exc:
-            self.get_logger().error(f"dropped action: {exc}")
-            return
+            return self._reject(msg, str(exc))
         if not msg.approved:
-            self.get_logger().error(f"dropped unapproved action {action.name}")
-            return
-        if conv.stamp_to_s(msg.header.stamp) < self.state_since_s - 1e-6:
-            return  # decided on an older state: the policy will act on the current one
-        self.obs, _r, _c, terminated, truncated, info = self.env.step(action)
-        self._mark_costs(info["cost_breakdown"])
-        self._publish_state(self.get_clock().now().to_msg(), new_state=True)
+            return self._reject(msg, "not approved")
+        if self.obs is None or self.env is None:
+            return self._reject(msg, "no episode running")
+        if conv.stamp_key(msg.header.stamp) not in self._state_stamps:
+            return self._reject(msg, "not decided on the current state (older, newer or "
+                                     "unknown stamp)")
+        try:
+            self.obs, _r, _c, terminated, truncated, info_ = self.env.step(action)
+        except Exception as exc:  # noqa: BLE001 - keep the node alive, report, stop acting
+            self.obs = None
+            self.get_logger().error(f"simulator step failed: {exc}; no episode until a reset")
+            return self._status(msg, ActionStatus.FAILED, f"simulator error: {exc}")
+        ws = self.env.world_state
+        self._mark_costs(info_["cost_breakdown"])
+        stamp = self.get_clock().now().to_msg()  # the new state's stamp = when the step finished
+        self._publish_state(stamp, new_state=True)
+        detail = "ok" if ws.last_action_success else "blocked"
+        if ws.collided_ids:
+            detail += "; touched " + ", ".join(sorted(ws.collided_ids)[:5])
+        self._status(msg, ActionStatus.DONE if ws.last_action_success else ActionStatus.FAILED,
+                     detail, finished=stamp)
         if terminated or truncated:
-            self._end_episode(info["episode"])
+            self._end_episode(info_["episode"])
+
+    def _check_foreign_publishers(self) -> None:
+        others = self.gate.foreign_publishers()
+        if others:
+            self.get_logger().warning(f"publishers other than the safety monitor on "
+                                      f"{self.gate.topic}: {others} (their actions are "
+                                      "rejected)", throttle_duration_sec=10.0)
 
     def _mark_costs(self, breakdown: dict) -> None:
         self.disturbed.update(breakdown["disturbed_ids"])
@@ -143,31 +254,63 @@ class SimNode(Node):
         self.episode += 1
         if self.cfg.auto_reset:
             seed = self.cfg.seed + self.episode if self.cfg.seed >= 0 else -1
-            self._start(self.env.cfg.task.name, self.env.split, -1, seed, self.cfg.target_type)
+            try:
+                self._start(self.env.cfg.task.name, self.env.split, -1, seed,
+                            self.cfg.target_type)
+            except Exception as exc:  # noqa: BLE001
+                self.obs = None
+                self.get_logger().error(f"automatic reset failed: {exc}")
         else:
             self.obs = None
 
     # -- publishing ------------------------------------------------------------------------
     def _publish_state(self, stamp, new_state: bool) -> None:
-        if self.obs is None:
+        if self.obs is None or self.env is None:
             return
         if new_state:
-            self.state_since_s = conv.stamp_to_s(stamp)
+            self._state_stamps = set()
+        self._state_stamps.add(conv.stamp_key(stamp))
         self.last_publish_s = conv.stamp_to_s(stamp)
         ws = self.env.world_state
-        self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, self.cfg.map_frame))
-        self.pubs["nav"].publish(conv.rgb_to_image(self.obs[NAV_CAMERA], stamp,
-                                                   self.cfg.nav_camera_frame))
-        self.pubs["manip"].publish(conv.rgb_to_image(self.obs[MANIP_CAMERA], stamp,
-                                                     self.cfg.manip_camera_frame))
-        self.pubs["odom"].publish(conv.pose_to_odometry(ws.robot_pose, stamp, self.cfg.map_frame,
-                                                        self.cfg.base_frame))
+        c = self.cfg
+        self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, c.map_frame))
+        self.pubs["scan"].publish(conv.scan_to_msg(self.env.backend.laser_scan(), self.laser,
+                                                   stamp, c.laser_frame))
+        for key, cam, frame in (("nav", NAV_CAMERA, c.nav_camera_frame),
+                                ("manip", MANIP_CAMERA, c.manip_camera_frame)):
+            rgb = self.obs[cam]
+            self.pubs[key].publish(conv.rgb_to_image(rgb, stamp, frame))
+            self.pubs[key + "_info"].publish(conv.camera_info(
+                rgb.shape[1], rgb.shape[0], self.env.cfg.sim.vertical_fov_deg, stamp, frame))
+        self.pubs["odom"].publish(conv.pose_to_odometry(ws.robot_pose, stamp, c.odom_frame,
+                                                        c.base_frame))
+        self._publish_tf(stamp, ws.robot_pose)
         if new_state:
             self.path.header.stamp = stamp
-            self.path.poses.append(conv.pose_stamped(ws.robot_pose, stamp, self.cfg.map_frame))
+            self.path.poses.append(conv.pose_stamped(ws.robot_pose, stamp, c.map_frame))
             self.pubs["path"].publish(self.path)
             self.pubs["objects"].publish(conv.object_markers(ws, self.disturbed, stamp,
-                                                             self.cfg.map_frame))
+                                                             c.map_frame))
+
+    def _publish_tf(self, stamp, robot_pose: np.ndarray) -> None:
+        if self.tf_pub is None:
+            return
+        from tf2_msgs.msg import TFMessage
+
+        c = self.cfg
+        tfs = [conv.transform(stamp, c.map_frame, c.odom_frame, (0.0, 0.0, 0.0), (1.0, 0, 0, 0)),
+               conv.transform(stamp, c.odom_frame, c.base_frame,
+                              (float(robot_pose[0]), float(robot_pose[1]), 0.0),
+                              conv.yaw_quat_wxyz(float(robot_pose[2])))]
+        for frame, (pos, quat) in self.env.backend.camera_poses_in_base().items():
+            name = c.nav_camera_frame if frame == NAV_CAMERA else c.manip_camera_frame
+            tfs.append(conv.transform(stamp, c.base_frame, name, pos, quat))
+        from safevla_core.shield import LASER_HEIGHT_M, LASER_POSE_IN_BASE
+
+        lx, ly, lyaw = LASER_POSE_IN_BASE
+        tfs.append(conv.transform(stamp, c.base_frame, c.laser_frame, (lx, ly, LASER_HEIGHT_M),
+                                  conv.yaw_quat_wxyz(lyaw)))
+        self.tf_pub.publish(TFMessage(transforms=tfs))
 
     def _idle_tick(self) -> None:
         now = self.get_clock().now().to_msg()

@@ -4,8 +4,11 @@
 Phase 1 (latency): starts the simulator, the policy node (pinned to one core with ``taskset``)
 and the safety monitor as processes on localhost with the config/ parameter files, and records for
 each approved action ``arrival time - header.stamp`` (the stamp is the camera stamp the action was
-decided from, carried unchanged by policy and shield). It includes the wait for the policy's next
-control tick (up to ``1 / control_rate_hz``).
+decided from, carried unchanged by policy and shield). The loop is step-synchronous: the simulator
+publishes a state, the policy acts on it at once (if its control period has elapsed), the monitor
+judges it against that state's scan and world state, the simulator executes it and publishes the
+next state. It includes any wait for the policy's next control tick (up to
+``1 / control_rate_hz``; 50 Hz by default, as issue 10 measures).
 Phase 2 (rate): the policy node alone, pinned to one core, fed 160x96 image pairs at ``--feed-hz``
 with its control rate set to the same value; reports proposals per second it sustains.
 
@@ -90,11 +93,27 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
     """Phase 1: latencies (s) of ``n_actions`` approved actions in the closed loop."""
     from safevla_ros import conversions as conv
     from safevla_ros.msg import DiscreteAction
-    from safevla_ros.qos import COMMAND_QOS, Topics
+    from safevla_ros.qos import Topics
 
     lat: list[float] = []
-    node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, lambda m: lat.append(
-        node.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_s(m.header.stamp)), COMMAND_QOS)
+    stages: dict[str, list[float]] = {"frame": [], "proposal": []}
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from safevla_ros.qos import IMAGE_QOS
+
+    deep = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+    def age(m) -> float:
+        return node.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_s(m.header.stamp)
+
+    node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION,
+                             lambda m: lat.append(age(m)), deep)
+    node.create_subscription(DiscreteAction, Topics.PROPOSED_ACTION,
+                             lambda m: stages["proposal"].append(age(m)), deep)
+    node.create_subscription(Image, Topics.NAV_IMAGE,
+                             lambda m: stages["frame"].append(age(m)), IMAGE_QOS)
+    measure_latency.stages = stages
     procs = [start("sim_node", "sim_node.yaml", {"split": "train", "seed": 1}, logdir / "sim.log"),
              start("policy_node", "policy_node.yaml", {"checkpoint": ckpt, "deterministic": False,
                                                         "control_rate_hz": rate_hz},
@@ -103,6 +122,8 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
     try:
         spin_for(node, 120.0, lambda: len(lat) >= 1)
         lat.clear()  # drop the first (warm-up) action
+        for v in stages.values():
+            v.clear()
         spin_for(node, 300.0, lambda: len(lat) >= n_actions)
     finally:
         stop(procs)
@@ -116,14 +137,14 @@ def measure_rate(node, ckpt: Path, feed_hz: float, seconds: float, logdir: Path)
 
     from safevla_ros import conversions as conv
     from safevla_ros.msg import DiscreteAction
-    from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
+    from safevla_ros.qos import COMMAND_QOS, IMAGE_QOS, LATCHED_QOS
 
     ns = "/rate"
     count = [0]
     node.create_subscription(DiscreteAction, f"{ns}/policy/proposed_action",
                              lambda _m: count.__setitem__(0, count[0] + 1), COMMAND_QOS)
-    nav = node.create_publisher(Image, f"{ns}/nav_camera/image_raw", SENSOR_QOS)
-    manip = node.create_publisher(Image, f"{ns}/manip_camera/image_raw", SENSOR_QOS)
+    nav = node.create_publisher(Image, f"{ns}/nav_camera/image_raw", IMAGE_QOS)
+    manip = node.create_publisher(Image, f"{ns}/manip_camera/image_raw", IMAGE_QOS)
     instr = node.create_publisher(String, f"{ns}/instruction", LATCHED_QOS)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (96, 160, 3), dtype=np.uint8) for _ in range(2)]
@@ -136,7 +157,9 @@ def measure_rate(node, ckpt: Path, feed_hz: float, seconds: float, logdir: Path)
     node.create_timer(1.0 / feed_hz, feed)
     instr.publish(String(data="find a mug"))
     proc = start_ns("policy_node", "policy_node.yaml",
-                    {"checkpoint": ckpt, "control_rate_hz": feed_hz}, logdir / "rate.log", ns)
+                    {"checkpoint": ckpt, "control_rate_hz": feed_hz,
+                     "step_synchronous": "false"},  # alone: nobody answers its proposals
+                    logdir / "rate.log", ns)
     try:
         spin_for(node, 120.0, lambda: count[0] >= 5)
         c0, t0 = count[0], time.monotonic()
@@ -164,8 +187,9 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--actions", type=int, default=100)
     ap.add_argument("--feed-hz", type=float, default=30.0)
-    ap.add_argument("--control-rate", type=float, default=5.0,
-                    help="policy control rate in phase 1 (5 Hz = config/policy_node.yaml)")
+    ap.add_argument("--control-rate", type=float, default=50.0,
+                    help="policy control rate in phase 1 (issue 10 measures at 50 Hz; "
+                         "config/policy_node.yaml runs 5 Hz)")
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
     import rclpy
@@ -184,6 +208,11 @@ def main() -> None:
         p50, p99 = 1e3 * np.percentile(lat, 50), 1e3 * np.percentile(lat, 99)
         print(f"camera stamp -> approved action: n={lat.size} p50={p50:.1f} ms p99={p99:.1f} ms "
               f"(policy control rate {args.control_rate} Hz)")
+        for name, values in measure_latency.stages.items():
+            v = 1e3 * np.array(values)
+            if v.size:
+                print(f"  camera stamp -> {name} arrival: n={v.size} p50="
+                      f"{np.percentile(v, 50):.1f} ms p99={np.percentile(v, 99):.1f} ms")
     else:
         print(f"no approved action observed; logs in {workdir}")
     print(f"policy node on 1 core, fed {args.feed_hz:.0f} Hz: {rate:.1f} actions/s")

@@ -802,6 +802,45 @@ class MujocoBackend:
             raise RuntimeError("call reset() before reachable_positions()")
         return self._reachable.copy()
 
+    def laser_scan(self) -> np.ndarray:
+        """Ranges of the simulated base laser (:func:`safevla_core.sim.laser.cast_scan`).
+
+        Raises:
+            RuntimeError: Before the first :meth:`reset`.
+        """
+        if self.model is None:
+            raise RuntimeError("call reset() before laser_scan()")
+        from safevla_core.sim.laser import cast_scan
+
+        return cast_scan(self.model, self.data, self.data.qpos[self._base_qadr])
+
+    def camera_poses_in_base(self) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
+        """Each camera's optical frame in ``base_link`` (for TF): position and quaternion.
+
+        Returns:
+            ``{"nav_rgb" / "manip_rgb": ((x_m, y_m, z_m), (w, x, y, z))}``; optical frame as in
+            REP-103 (z forward, x right, y down): MuJoCo's camera frame (looking along -z, y up)
+            turned by pi about x.
+
+        Raises:
+            RuntimeError: Before the first :meth:`reset`.
+        """
+        import mujoco
+
+        if self.model is None:
+            raise RuntimeError("call reset() before camera_poses_in_base()")
+        d = self.data
+        base = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "base_link")
+        rb, pb = d.xmat[base].reshape(3, 3), d.xpos[base]
+        out = {}
+        for cam, cid in self._cam_ids.items():
+            rot = rb.T @ d.cam_xmat[cid].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+            quat = np.zeros(4)
+            mujoco.mju_mat2Quat(quat, rot.reshape(-1))
+            out[cam] = (tuple(float(v) for v in rb.T @ (d.cam_xpos[cid] - pb)),
+                        tuple(float(v) for v in quat))
+        return out
+
     def render(self) -> dict[str, np.ndarray]:
         """Render both cameras: ``{"nav_rgb", "manip_rgb"}`` -> ``(H, W, 3)`` uint8.
 

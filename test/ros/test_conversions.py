@@ -207,11 +207,11 @@ def test_command_report():
 
 def test_params_flatten_and_build():
     flat = flatten_defaults(MonitorNodeConfig)
-    assert flat["shield.max_predicted_cost"] == 0.5 and flat["mode"] == "sim"
+    assert flat["shield.max_action_cost"] == 0.5 and flat["mode"] == "sim"
     assert flat["costs.disturb_position_m"] == 0.05
-    cfg = build_config(MonitorNodeConfig, {**flat, "shield.max_predicted_cost": 1,
+    cfg = build_config(MonitorNodeConfig, {**flat, "shield.max_action_cost": 1,
                                            "mode": "hardware"})
-    assert cfg.shield.max_predicted_cost == 1.0 and cfg.mode == "hardware"
+    assert cfg.shield.max_action_cost == 1.0 and cfg.mode == "hardware"
     with pytest.raises(ValueError, match="mode"):
         build_config(MonitorNodeConfig, {**flat, "mode": "dream"})
     with pytest.raises(ValueError, match="control_rate_hz"):
@@ -221,3 +221,48 @@ def test_params_flatten_and_build():
     with pytest.raises(ValueError, match="in_hand_source"):
         build_config(PolicyNodeConfig, {"in_hand_source": "telepathy"})
     assert flat["shield.enabled"] is True
+
+
+def test_checked_stamp_refuses_impossible_stamps():
+    from builtin_interfaces.msg import Time
+
+    assert conv.checked_stamp_s(Time(sec=10, nanosec=500_000_000)) == 10.5
+    for bad in (Time(sec=10, nanosec=3_000_000_000), Time(sec=0, nanosec=0)):
+        with pytest.raises(ValueError):
+            conv.checked_stamp_s(bad)
+    assert conv.stamp_key(Time(sec=2, nanosec=7)) == 2_000_000_007
+
+
+def test_check_image_rejects_what_cannot_be_decoded():
+    ok = _image("rgb8", np.zeros((2, 3, 3), dtype=np.uint8))
+    conv.check_image(ok)
+    for enc, w, h, data in (("rgb8", 0, 0, b""), ("16UC1", 8, 8, b""), ("rgb8", 3, 2, bytes(5))):
+        msg = Image(encoding=enc, width=w, height=h, step=3 * w, data=data)
+        with pytest.raises(ValueError):
+            conv.check_image(msg)
+
+
+def test_camera_info_is_an_ideal_pinhole():
+    # 160x96, vertical fov 59 deg: f = 48 / tan(29.5 deg) = 84.7; c = (79.5, 47.5).
+    info = conv.camera_info(160, 96, 59.0, conv.s_to_stamp(1.0), "nav_camera")
+    f = 48.0 / math.tan(math.radians(29.5))
+    assert info.k[0] == pytest.approx(f) and info.k[4] == pytest.approx(f)
+    assert (info.k[2], info.k[5]) == (79.5, 47.5) and info.header.frame_id == "nav_camera"
+    assert info.p[0] == pytest.approx(f) and list(info.d) == [0.0] * 5
+
+
+def test_scan_round_trip_to_base_link_points():
+    from safevla_core.shield import LASER_POSE_IN_BASE
+    from safevla_core.sim.laser import LaserSpec
+
+    spec = LaserSpec(num_beams=4)  # beams at -pi, -pi/2, 0, pi/2 in the laser frame
+    msg = conv.scan_to_msg(np.array([1.0, np.inf, 2.0, np.nan]), spec, conv.s_to_stamp(1.0),
+                           "laser")
+    assert msg.angle_max == pytest.approx(math.pi / 2)
+    pts, invalid = conv.scan_msg_to_points(msg, LASER_POSE_IN_BASE)
+    # Laser turned by pi at (0.004, 0): beam -pi looks forward (1 m), beam 0 backward (2 m).
+    np.testing.assert_allclose(pts, [[1.004, 0.0], [-1.996, 0.0]], atol=1e-6)
+    assert invalid == 0.25
+    msg.angle_max = 6.0  # inconsistent with 4 beams from -pi in pi/2 steps (by > 1 step)
+    with pytest.raises(ValueError, match="angle_max"):
+        conv.scan_msg_to_points(msg, LASER_POSE_IN_BASE)

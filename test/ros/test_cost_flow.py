@@ -5,8 +5,8 @@ Two simulator + monitor pairs run side by side in the namespaces ``/open`` (moni
 episode: train house 1, seed 2, where the robot starts five 0.2 m moves from a wall. A peer node
 plays the policy: it proposes MOVE_AHEAD eight times (each stamped with the current world state,
 one proposal per executed step) and then ``end``. Without the shield moves 6-8 hit the wall (robot
-cost 1 each); with it move 6 is vetoed (``leaves_free_space``: its predicted position is 0.42 m
-from the reachable grid, tolerance 0.25 m) before the first collision, and so are the repeats.
+cost 1 each); with it the simulated laser scan shows the wall inside the footprint swept by the
+move (``scan_obstacle``) before the first collision, and the repeats are vetoed as well.
 In both runs the monitor's cumulative costs must equal the simulator's own episode summary.
 The episode was picked by stepping the core environment with the core shield (same decisions).
 """
@@ -59,8 +59,9 @@ class Driver:
     def propose(self, name: str):
         """Propose ``name`` on the newest state; return the monitor's decision.
 
-        Waits for the decision and, if approved, for the next state. Stale-input vetoes (the
-        monitor has not seen every input yet) are retried.
+        Waits for the decision and, if approved, for the next state. Stale-input and
+        no-evidence vetoes (the monitor has not seen every input of that stamp yet: they travel
+        on other topics than the proposal) are retried.
         """
         from safevla_ros import conversions as conv
 
@@ -71,8 +72,8 @@ class Driver:
             self.proposal.publish(conv.action_to_msg(name, state.header.stamp, "probe"))
             assert self._spin(lambda n=n: len(self.decisions) > n), f"{self.ns}: no decision"
             decision = self.decisions[-1]
-            if decision.verdict.startswith("stale_input"):
-                self._spin(lambda: False, 0.3)
+            if decision.verdict.startswith(("stale_input", "no_evidence")):
+                self._spin(lambda s=state: self.states[-1] is not s, 0.3)
                 continue
             if decision.approved:
                 assert self._spin(lambda s=state: self.states[-1].step != s.step), \
@@ -142,10 +143,11 @@ def test_collisions_cost_without_shield_and_are_vetoed_with_it(ros_context, tmp_
     check_costs_match(open_, open_summary)
 
     # Shield on: the same proposals; the move that would collide first is vetoed before it is
-    # executed (leaves the reachable grid), and so are the repeats; end is approved.
+    # executed (the scan shows the wall in its swept footprint), and so are the repeats; end is
+    # approved.
     verdicts = [d.verdict for d in shielded_decisions]
     vetoed = [i for i, d in enumerate(shielded_decisions) if not d.approved]
-    assert vetoed and all(v.startswith("leaves_free_space") for v in (verdicts[i] for i in vetoed))
+    assert vetoed and all(v.startswith("scan_obstacle") for v in (verdicts[i] for i in vetoed))
     first_veto_step = vetoed[0] + 1  # 1-based proposal index
     assert first_veto_step <= min(robot_steps), (verdicts, robot_steps)
     assert shielded_decisions[-1].approved  # end
@@ -153,4 +155,4 @@ def test_collisions_cost_without_shield_and_are_vetoed_with_it(ros_context, tmp_
     assert shielded_summary["robot_cost"] < open_summary["robot_cost"]
     assert shielded_summary["cumulative_cost"] < open_summary["cumulative_cost"]
     check_costs_match(shielded, shielded_summary)
-    assert "veto m: leaves_free_space" in (tmp_path / "monitor_shielded.log").read_text()
+    assert "veto m: scan_obstacle" in (tmp_path / "monitor_shielded.log").read_text()

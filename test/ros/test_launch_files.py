@@ -100,7 +100,7 @@ def test_rviz_config_uses_map_frame_and_published_topics():
     from safevla_ros.qos import Topics
 
     expected = {Topics.NAV_IMAGE, Topics.MANIP_IMAGE, Topics.PATH, Topics.ODOM,
-                Topics.OBJECT_MARKERS, Topics.COST_MARKERS}
+                Topics.OBJECT_MARKERS, Topics.COST_MARKERS, Topics.SCAN}
     assert topics == {"/" + t for t in expected}
 
 
@@ -138,3 +138,20 @@ def test_parameter_files_apply_in_a_namespace(name, tmp_path):
         node.destroy_node()
     finally:
         context.try_shutdown()
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_arguments_reach_parameters_as_strings(path):
+    # A bare LaunchConfiguration as a parameter value is YAML-parsed by launch_ros
+    # (instruction:="task: bring the mug" aborts the launch, instruction:=yes becomes True);
+    # every parameter value built from an argument must be a ParameterValue with an explicit
+    # value_type (str; bool for the true/false `resume`).
+    tree = ast.parse(path.read_text(), filename=str(path))
+    bare = [ast.unparse(v) for n in ast.walk(tree) if isinstance(n, ast.Dict) for v in n.values
+            if isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
+            and v.func.id == "LaunchConfiguration"]
+    assert not bare, f"{path.name}: parameters from bare launch arguments: {bare}"
+    wrapped = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+               and isinstance(n.func, ast.Name) and n.func.id == "ParameterValue"]
+    assert wrapped and all(any(kw.arg == "value_type" and ast.unparse(kw.value) in ("str", "bool")
+                               for kw in n.keywords) for n in wrapped)

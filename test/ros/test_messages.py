@@ -49,7 +49,7 @@ def test_fields_match_the_interface_contract():
     hdr = {"header": "std_msgs/Header"}
     assert DiscreteAction.get_fields_and_field_types() == {
         **hdr, "action": "uint8", "name": "string", "source": "string", "approved": "boolean",
-        "verdict": "string", "predicted_cost": "float",
+        "verdict": "string", "predicted_cost": "float", "action_costs": "sequence<float>",
     }  # fmt: skip
     flags = ("dangerous_equipment", "corner", "blind_spot", "fragile_collection", "critical_point")
     assert SafetyCost.get_fields_and_field_types() == {

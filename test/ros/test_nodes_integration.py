@@ -163,11 +163,15 @@ def test_closed_loop_episode_finishes(ros_context, tmp_path):
 
 def check_recording(bag: Path, min_actions: int) -> None:
     """The recorder's MCAP rosbag2 holds the approved actions and decodable cost reports."""
+    import yaml
     from rosbags.rosbag2 import Reader
 
     from safevla_ros.recorder_node import make_typestore
 
     assert list(bag.glob("*.mcap")) and (bag / "metadata.yaml").is_file()
+    # Version 5: the newest Humble reads; Jazzy and Kilted read it too.
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 5 and "ros_distro" not in meta
     store = make_typestore()
     with Reader(bag) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}

@@ -43,12 +43,13 @@ def test_in_hand_comes_from_world_state_or_bool_topic(ros_context, tmp_path):
     from safevla_ros import conversions as conv
     from safevla_ros.msg import DiscreteAction, WorldStateStamped
     from safevla_ros.policy_node import PolicyNode
-    from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, Topics
+    from safevla_ros.qos import COMMAND_QOS, IMAGE_QOS, LATCHED_QOS, STATE_QOS, Topics
 
     ckpt = str(write_untrained_checkpoint(tmp_path / "untrained.pt"))
     nodes = {
         src: PolicyNode(context=ros_context, namespace=ns, parameter_overrides=[
-            Parameter("checkpoint", value=ckpt), Parameter("in_hand_source", value=src)])
+            Parameter("checkpoint", value=ckpt), Parameter("in_hand_source", value=src),
+            Parameter("step_synchronous", value=False)])  # no monitor/executor here
         for src, ns in (("world_state", "/ws"), ("topic", "/topic"))
     }
     probe = rclpy.create_node("in_hand_probe", context=ros_context)
@@ -59,8 +60,8 @@ def test_in_hand_comes_from_world_state_or_bool_topic(ros_context, tmp_path):
     for ns in ("ws", "topic"):
         t = lambda name, ns=ns: f"/{ns}/{name}"  # noqa: E731
         pubs[ns] = {
-            "nav": probe.create_publisher(Image, t(Topics.NAV_IMAGE), SENSOR_QOS),
-            "manip": probe.create_publisher(Image, t(Topics.MANIP_IMAGE), SENSOR_QOS),
+            "nav": probe.create_publisher(Image, t(Topics.NAV_IMAGE), IMAGE_QOS),
+            "manip": probe.create_publisher(Image, t(Topics.MANIP_IMAGE), IMAGE_QOS),
             "instruction": probe.create_publisher(String, t(Topics.INSTRUCTION), LATCHED_QOS),
         }
         proposals[ns] = []

@@ -1,0 +1,114 @@
+"""A stand-in for the Stretch driver's ROS 2 interface (stretch_core), for the bridge tests.
+
+Not a simulator: it only does what the driver's interface promises (REFERENCE.md), so that the
+bridge is tested against the same handshakes. It offers ``switch_to_navigation_mode`` and
+``switch_to_position_mode`` (std_srvs/Trigger; the mode changes ``SWITCH_DELAY_S`` after the call
+and is then published on ``mode``), drops ``stretch/cmd_vel`` twists unless in navigation mode
+(as the driver does), publishes ``is_runstopped`` and ``stretch/joint_states`` at 20 Hz, and takes
+the runstop from ``fake_driver/set_runstop`` (std_msgs/Bool). It integrates the commanded travel
+of accepted twists (``linear.x / twist_rate_hz`` per twist: the commanded distance, the quantity
+under test) and publishes its state as JSON on ``fake_driver/state`` after every twist:
+``{"mode", "travel_m", "turn_rad", "accepted", "dropped", "runstopped", "twists": [[v, w], ...]}``.
+
+Run: ``python test/ros/fake_stretch_driver.py [twist_rate_hz]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import rclpy
+from geometry_msgs.msg import Twist
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
+
+from safevla_ros.qos import COMMAND_QOS, STATE_QOS, Topics
+
+SWITCH_DELAY_S = 0.3  # the real driver takes a moment to switch modes
+
+
+class FakeStretchDriver(Node):
+    """The driver's topics and services, with commanded-travel bookkeeping."""
+
+    def __init__(self, twist_rate_hz: float) -> None:
+        """Create the interfaces; start in position mode (the driver's default at start-up)."""
+        super().__init__("stretch_driver")
+        self.period_s = 1.0 / twist_rate_hz
+        self.mode = "position"
+        self.runstopped = False
+        self.state = {"travel_m": 0.0, "turn_rad": 0.0, "accepted": 0, "dropped": 0,
+                      "twists": []}
+        self.mode_pub = self.create_publisher(String, Topics.STRETCH_MODE, STATE_QOS)
+        self.runstop_pub = self.create_publisher(Bool, Topics.STRETCH_RUNSTOP, STATE_QOS)
+        self.joints_pub = self.create_publisher(JointState, Topics.STRETCH_JOINT_STATES,
+                                                STATE_QOS)
+        self.state_pub = self.create_publisher(String, "fake_driver/state", STATE_QOS)
+        self.create_subscription(Twist, Topics.STRETCH_CMD_VEL, self._on_twist, COMMAND_QOS)
+        self.create_subscription(Bool, "fake_driver/set_runstop", self._on_set_runstop,
+                                 STATE_QOS)
+        for mode in ("navigation", "position"):
+            self.create_service(Trigger, f"switch_to_{mode}_mode",
+                                lambda req, res, m=mode: self._on_switch(m, res))
+        self.create_timer(0.05, self._publish_status)
+        self._pending = None
+
+    def _on_switch(self, mode: str, res):
+        if self.runstopped:
+            res.success, res.message = False, "runstopped"
+            return res
+        self._pending = self.create_timer(SWITCH_DELAY_S, lambda: self._switched(mode))
+        res.success, res.message = True, f"switching to {mode}"
+        return res
+
+    def _switched(self, mode: str) -> None:
+        self.mode = mode
+        if self._pending is not None:
+            self._pending.cancel()
+            self.destroy_timer(self._pending)
+            self._pending = None
+        self.mode_pub.publish(String(data=mode))
+
+    def _on_set_runstop(self, msg: Bool) -> None:
+        self.runstopped = bool(msg.data)
+        self._publish_status()
+
+    def _on_twist(self, msg: Twist) -> None:
+        moving = msg.linear.x != 0.0 or msg.angular.z != 0.0
+        if self.mode != "navigation" or (self.runstopped and moving):
+            self.state["dropped"] += 1
+        else:
+            self.state["accepted"] += 1
+            self.state["travel_m"] += msg.linear.x * self.period_s
+            self.state["turn_rad"] += msg.angular.z * self.period_s
+        self.state["twists"].append([msg.linear.x, msg.angular.z])
+        self.state_pub.publish(String(data=json.dumps(
+            {"mode": self.mode, "runstopped": self.runstopped, **self.state})))
+
+    def _publish_status(self) -> None:
+        self.mode_pub.publish(String(data=self.mode))
+        self.runstop_pub.publish(Bool(data=self.runstopped))
+        self.joints_pub.publish(JointState(
+            name=["joint_lift", "wrist_extension", "joint_wrist_yaw"],
+            position=[0.5, 0.1, 0.0]))
+
+
+def main() -> None:
+    """Spin until Ctrl-C."""
+    rate = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
+    rclpy.init()
+    node = FakeStretchDriver(rate)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
