@@ -36,8 +36,17 @@ import numpy as np
 
 from safevla_core.actions import ACTION_EFFECTS, NUM_ACTIONS, Action, parse_action
 from safevla_core.objects import OBJECT_TYPES
-from safevla_core.sim.free_space import ROBOT_RADIUS_M
 from safevla_core.stretch_commands import ARM_RANGE_M, WRIST_YAW_RANGE_RAD
+from safevla_core.stretch_constants import (
+    BASE_TURN_RADIUS_M as ROBOT_RADIUS_M,
+)
+from safevla_core.stretch_constants import (
+    BASE_X_MAX_M,
+    BASE_X_MIN_M,
+    BASE_Y_MAX_M,
+    BASE_Y_MIN_M,
+    LASER_POSE_IN_BASE,
+)
 from safevla_core.world import WorldState
 
 # -- Stretch geometry in base_link (x forward, y left), metres -------------------------------------
@@ -46,8 +55,8 @@ from safevla_core.world import WorldState
 # projections of every robot collision geom onto the floor at arm extension 0 and 0.52 m, wrist
 # yaw 0 and 90 deg (2026-11-30; the numbers in the comments are the measured extremes).
 #: Base rectangle: x -0.286..0.058 (the base reaches 0.286 m behind base_link), y -0.181..0.181.
-BASE_X_RANGE_M = (-0.286, 0.058)
-BASE_Y_RANGE_M = (-0.181, 0.181)
+BASE_X_RANGE_M = (BASE_X_MIN_M, BASE_X_MAX_M)
+BASE_Y_RANGE_M = (BASE_Y_MIN_M, BASE_Y_MAX_M)
 #: Telescoping arm: x -0.142..0.001; its outer end at y = ARM_ROOT_Y_M - extension (it points to
 #: the robot's right, -y).
 ARM_X_RANGE_M = (-0.142, 0.001)
@@ -59,10 +68,6 @@ WRIST_AXIS_XY_M = (-0.021, -0.145)
 GRIPPER_LENGTH_M = 0.28
 GRIPPER_BACK_M = 0.03
 GRIPPER_HALF_WIDTH_M = 0.065
-#: Laser (RPLidar) pose in base_link (x_m, y_m, yaw_rad): joint_laser of the same URDF
-#: (xyz 0.004 0 0.1664, rpy 0 0 3.1416).
-LASER_POSE_IN_BASE = (0.004, 0.0, math.pi)
-LASER_HEIGHT_M = 0.1664
 #: Plausible range of the policy's reported state-value cost V_c(s): a discounted sum of per-step
 #: costs of 0..5 (REFERENCE.md) with gamma 0.99 lies in 0..500; a critic's estimate may stray a
 #: little outside (ours: 10%), anything beyond (-1e9, inf) is a broken model.
@@ -94,7 +99,7 @@ class ShieldLimits:
 
     Attributes:
         robot_radius_m: Radius of a circle containing the base for the hazard clearance, metres
-            (:data:`safevla_core.sim.free_space.ROBOT_RADIUS_M`, 0.34 m: the base rectangle's
+            (:data:`safevla_core.stretch_constants.BASE_TURN_RADIUS_M`, 0.34 m: the base rectangle's
             circumscribed circle about base_link).
         hazard_margin_m: Extra clearance kept between that circle and the centre of a fragile or
             hazardous object, metres (ours).

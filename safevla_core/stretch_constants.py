@@ -71,6 +71,14 @@ WRIST_YAW_RANGE_RAD: tuple[float, float] = (-1.75, 4.0)
 LIFT_MAX_M: float = LIFT_RANGE_M[1]
 ARM_MAX_M: float = ARM_RANGE_M[1]
 
+# --- laser ---------------------------------------------------------------------------------------
+
+#: Laser (RPLidar A1) pose in ``base_link`` (x_m, y_m, yaw_rad): ``joint_laser`` of the SE3 URDF
+#: (xyz 0.004 0 0.1664, rpy 0 0 3.1416).
+LASER_POSE_IN_BASE: tuple[float, float, float] = (0.004, 0.0, math.pi)
+#: Height of the laser's scan plane above the floor, metres (the same joint's z).
+LASER_HEIGHT_M: float = 0.1664
+
 # --- gripper -----------------------------------------------------------------------------------
 
 #: Gripper aperture open / closed, metres (``GripperConversion``: open_aperture_m 0.09,

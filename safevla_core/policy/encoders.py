@@ -23,9 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 (conventional alias)
 
 from safevla_core.config import PolicyConfig
+from safevla_core.policy.preprocess import resize_bilinear
 
 #: Channels of EfficientNet-Lite0's head convolution (the ``extract_features`` output).
 VISUAL_CHANNELS = 1280
@@ -202,14 +202,8 @@ class FrozenVisualEncoder(torch.nn.Module):
         device = next(self.net.parameters()).device
         with torch.no_grad():
             x = x.to(device).permute(0, 3, 1, 2).float()  # (B, 3, H, W), 0..255; a new tensor
-            if x.shape[-2:] != (self.image_height, self.image_width):
-                x = F.interpolate(
-                    x,
-                    size=(self.image_height, self.image_width),
-                    mode="bilinear",
-                    align_corners=False,
-                    antialias=True,
-                )
+            # the one resize shared with the ROS policy node (policy/preprocess.py)
+            x = resize_bilinear(x, self.image_height, self.image_width)
             x = (x - PIXEL_MEAN) / PIXEL_STD
             return self._fast(device)(x).float()
 

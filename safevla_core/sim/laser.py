@@ -1,9 +1,9 @@
 """A planar laser scanner in MuJoCo: the simulated twin of the Stretch's RPLidar (``/scan``).
 
-One horizontal fan of rays from the laser's pose on the robot (:data:`safevla_core.shield.
-LASER_POSE_IN_BASE`, :data:`safevla_core.shield.LASER_HEIGHT_M`: ``joint_laser`` of the SE3
-URDF) cast with ``mujoco.mj_multiRay`` against the house's structure and objects (the robot's own
-geoms and the hidden floor are not in the ray's geom groups). The ranges follow the
+One horizontal fan of rays from the laser's pose on the robot
+(:data:`safevla_core.stretch_constants.LASER_POSE_IN_BASE` and ``LASER_HEIGHT_M``: ``joint_laser``
+of the SE3 URDF) cast with ``mujoco.mj_multiRay`` against the house's structure and objects
+(the robot's own geoms and the hidden floor are not in the ray's geom groups). The ranges follow the
 ``sensor_msgs/LaserScan`` conventions of REP-117 (``+inf``: no return within ``range_max_m``;
 ``-inf``: closer than ``range_min_m``), so the shield reads simulated and real scans with the same
 code (:func:`safevla_core.shield.scan_to_points`).
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from safevla_core.shield import LASER_HEIGHT_M, LASER_POSE_IN_BASE
+from safevla_core.stretch_constants import LASER_HEIGHT_M, LASER_POSE_IN_BASE
 
 
 @dataclass(frozen=True)

@@ -149,8 +149,9 @@ def test_learned_action_cost_is_a_second_opinion_only():
 
 def test_footprint_polygons_hand_worked():
     base, arm, grip = footprint_polygons(0.3, 0.0)
-    assert base.min(axis=0) == pytest.approx([-0.286, -0.181])
-    assert base.max(axis=0) == pytest.approx([0.058, 0.181])
+    # the base_link collision mesh's extremes (safevla_core/stretch_constants.py)
+    assert base.min(axis=0) == pytest.approx([-0.2865, -0.1805])
+    assert base.max(axis=0) == pytest.approx([0.0585, 0.1815])
     # Arm end at -0.170 - 0.3 = -0.470; gripper axis at (-0.021, -0.445), pointing -y:
     # fingertips at -0.445 - 0.28 = -0.725, back edge at -0.445 + 0.03 = -0.415.
     assert arm.min(axis=0)[1] == pytest.approx(-0.470)
