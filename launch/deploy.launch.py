@@ -56,11 +56,14 @@ def generate_launch_description() -> LaunchDescription:
     # Strings stay strings: without value_type=str launch parses an argument as YAML
     # (instruction:="task: bring the mug" aborts, instruction:=yes becomes True).
     policy_params = [_config("policy_node.yaml"),
-                     {"checkpoint": _string("checkpoint"), "instruction": _string("instruction")}]
+                     {"checkpoint": _string("checkpoint"), "instruction": _string("instruction"),
+                      "task": _string("task")}]
     robot_policy_params = [*policy_params, {"in_hand_source": "topic"}]
     robot_remaps = [*STRETCH_CAMERAS, ("in_hand", LaunchConfiguration("in_hand_topic"))]
     return LaunchDescription([
-        DeclareLaunchArgument("checkpoint", description="training checkpoint (.pt)"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="training checkpoint (.pt); default: the shipped "
+                              "SafeVLA policy of the task (checkpoints/<task>/safevla.pt)"),
         DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "stretch"]),
         DeclareLaunchArgument("task", default_value="objnav",
                               choices=["objnav", "pickup", "fetch"]),

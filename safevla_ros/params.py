@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from safevla_core.config import CostConfig, from_dict
+from safevla_core.config import TASKS, CostConfig, from_dict
 from safevla_core.shield import LASER_POSE_IN_BASE, ShieldLimits, WatchdogConfig
 from safevla_core.stretch_commands import StretchCommandConfig
 
@@ -45,7 +45,9 @@ class PolicyNodeConfig:
     """Policy node settings.
 
     Attributes:
-        checkpoint: Path of the training checkpoint to act with.
+        checkpoint: Path of the training checkpoint to act with; ``""`` = the shipped policy
+            of ``task`` (``checkpoints/<task>/safevla.pt``, else ``il.pt``).
+        task: Task whose shipped policy an empty ``checkpoint`` selects.
         instruction: Instruction to start with (on the robot); ``""`` waits for the
             ``instruction`` topic (the simulator publishes its task's instruction there).
         control_rate_hz: Rate of the control loop, Hz (ours: 5 Hz, SPOC-like step rate).
@@ -71,6 +73,7 @@ class PolicyNodeConfig:
     """
 
     checkpoint: str = ""
+    task: str = "objnav"
     instruction: str = ""
     control_rate_hz: float = 5.0
     pair_tolerance_s: float = 0.05
@@ -101,6 +104,8 @@ class PolicyNodeConfig:
         if self.in_hand_source not in IN_HAND_SOURCES:
             raise ValueError(f"in_hand_source must be one of {IN_HAND_SOURCES}, "
                              f"got {self.in_hand_source!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
 
 
 @dataclass(frozen=True)

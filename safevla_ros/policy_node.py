@@ -101,8 +101,14 @@ class PolicyNode(Node):
             torch.set_num_threads(self.cfg.torch_threads)
             from safevla_core.agent import PolicyAgent
 
-            return PolicyAgent.from_checkpoint(self.cfg.checkpoint, self.cfg.deterministic,
-                                               self.cfg.seed)
+            path = self.cfg.checkpoint
+            if not path:
+                from safevla_core.shipped import default_eval_checkpoint
+
+                shipped = default_eval_checkpoint(self.cfg.task)
+                path = str(shipped) if shipped is not None else ""
+                self.get_logger().info(f"no checkpoint given: the shipped policy {path!r}")
+            return PolicyAgent.from_checkpoint(path, self.cfg.deterministic, self.cfg.seed)
         except (CheckpointError, ValueError, OSError, RuntimeError) as exc:
             self.get_logger().error(f"cannot load checkpoint {self.cfg.checkpoint!r}: {exc}; "
                                     "publishing nothing")

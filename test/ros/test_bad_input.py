@@ -412,9 +412,12 @@ def test_sim_monitor_survives_mismatched_world_state_pairs(rig):
     d = rig.decide_when_ready("simmon", t0, 1)  # b: clear scan; sets the previous action
     assert d.approved, d.verdict
     t1 = rig.now()
-    # Step 1 with a different object set and a collision with an unknown id.
-    rig.sim_state(t1, 1, None, objects=(("cup9", "Cup", (3.0, 0.0, 0.8)),), collided=("ghost",))
+    # Step 1 with a different object set: the pair's costs cannot be computed.
+    rig.sim_state(t1, 1, None, objects=(("cup9", "Cup", (3.0, 0.0, 0.8)),))
     assert rig.log_says("monitor_sim", "rejected world state pair")
+    # Step 2 reports a collision with an unknown id: the state itself is malformed.
+    rig.sim_state(rig.now(), 2, None, collided=("ghost",))
+    assert rig.log_says("monitor_sim", "neither objects nor structure: ['ghost']")
     rig.alive()
 
 
