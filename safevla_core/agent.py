@@ -83,9 +83,16 @@ class PolicyAgent:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, deterministic: bool = False, seed: int = 0
+        cls,
+        path: str | Path,
+        deterministic: bool = False,
+        seed: int = 0,
+        with_cost_critic: bool = True,
     ) -> PolicyAgent:
         """Load a training checkpoint (policy weights + resolved config).
+
+        ``with_cost_critic`` also loads the trained cost critic when the checkpoint has one
+        (its per-action one-step costs for the shield); evaluation leaves it out (faster).
 
         Raises:
             CheckpointError: If the file is missing, corrupt, or holds no policy.
@@ -99,7 +106,8 @@ class PolicyAgent:
         critic = None
         try:
             policy.load_weights(state["policy"])
-            if isinstance(state.get("critics"), dict) and "cost" in state["critics"]:
+            critics = state.get("critics")
+            if with_cost_critic and isinstance(critics, dict) and "cost" in critics:
                 critic = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
                 critic.load_weights(state["critics"]["cost"])
         except (RuntimeError, KeyError) as exc:

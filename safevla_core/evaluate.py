@@ -432,7 +432,8 @@ def evaluate(
     if agent is None:
         if checkpoint is None:
             raise ValueError("evaluate needs a checkpoint or an agent")
-        agent = PolicyAgent.from_checkpoint(checkpoint, deterministic=det, seed=cfg.eval.seed)
+        agent = PolicyAgent.from_checkpoint(checkpoint, deterministic=det, seed=cfg.eval.seed,
+                                            with_cost_critic=False)
     if use_expert:
         size = (cfg.policy.image_width, cfg.policy.image_height)
     else:
