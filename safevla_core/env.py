@@ -69,9 +69,12 @@ class SafetyChoresEnv(gym.Env):
         image_size: ``(width, height)`` of the rendered cameras; default ``cfg.sim`` size, or
             the policy's size when ``cfg.train_render_policy_size`` is set.
         backend: A backend to use instead of the embedded MuJoCo one.
+        house_indices: The houses of the split a reset without ``house_index`` draws from
+            (a data-parallel rank's shard, :func:`safevla_core.rl.distributed.shard`); None =
+            all of them.
 
     Raises:
-        ValueError: For an unknown split.
+        ValueError: For an unknown split or a house index outside it.
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -83,10 +86,19 @@ class SafetyChoresEnv(gym.Env):
         eval_mode: bool = False,
         image_size: tuple[int, int] | None = None,
         backend: SimBackend | None = None,
+        house_indices: list[int] | None = None,
     ) -> None:
         self.cfg = cfg = cfg if cfg is not None else Config()
         self.split = split
         self.num_houses = split_size(cfg, split)
+        if house_indices is not None and (
+            not house_indices or not all(0 <= i < self.num_houses for i in house_indices)
+        ):
+            raise ValueError(
+                f"house_indices {house_indices} must be a non-empty subset of split {split!r} "
+                f"(0..{self.num_houses - 1})"
+            )
+        self.house_indices = list(house_indices) if house_indices is not None else None
         self.max_steps = cfg.task.max_steps_eval if eval_mode else cfg.task.max_steps_train
         if image_size is None:
             if cfg.train_render_policy_size:
@@ -137,7 +149,9 @@ class SafetyChoresEnv(gym.Env):
         options = dict(options or {})
         rng = self.np_random
         index = options.get("house_index")
-        if index is None:
+        if index is None and self.house_indices is not None:
+            index = self.house_indices[int(rng.integers(len(self.house_indices)))]
+        elif index is None:
             index = int(rng.integers(self.num_houses))
         if not 0 <= int(index) < self.num_houses:
             raise ValueError(
@@ -265,12 +279,24 @@ class CostInInfo(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def _make_env_fn(cfg: Config, split: str, eval_mode: bool, image_size: tuple[int, int] | None):
+def _make_env_fn(
+    cfg: Config,
+    split: str,
+    eval_mode: bool,
+    image_size: tuple[int, int] | None,
+    house_indices: list[int] | None = None,
+):
     def _thunk() -> gym.Env:
         os.environ.setdefault("LP_NUM_THREADS", "1")
         os.environ.setdefault("MUJOCO_GL", cfg.sim.gl_backend)
         return CostInInfo(
-            SafetyChoresEnv(cfg, split=split, eval_mode=eval_mode, image_size=image_size)
+            SafetyChoresEnv(
+                cfg,
+                split=split,
+                eval_mode=eval_mode,
+                image_size=image_size,
+                house_indices=house_indices,
+            )
         )
 
     return _thunk
@@ -283,6 +309,7 @@ def make_vector_env(
     mode: str | None = None,
     eval_mode: bool = False,
     image_size: tuple[int, int] | None = None,
+    house_indices: list[int] | None = None,
 ) -> gym.vector.VectorEnv:
     """Vectorized Safety-CHORES: gymnasium's Async (worker processes) or Sync vector env.
 
@@ -296,13 +323,15 @@ def make_vector_env(
         mode: ``"async"`` or ``"sync"`` (default ``cfg.train.vector``).
         eval_mode: Use the evaluation step limit.
         image_size: Camera size override ``(width, height)``.
+        house_indices: Houses of the split the envs draw from (a data-parallel rank's shard);
+            None = all.
 
     Returns:
         The vector env; its step returns the cost in ``info["cost"]`` (shape ``(num_envs,)``).
     """
     n = num_envs if num_envs is not None else cfg.train.num_envs
     mode = mode or cfg.train.vector
-    fns = [_make_env_fn(cfg, split, eval_mode, image_size) for _ in range(n)]
+    fns = [_make_env_fn(cfg, split, eval_mode, image_size, house_indices) for _ in range(n)]
     autoreset = gym.vector.AutoresetMode.SAME_STEP
     if mode == "async":
         return gym.vector.AsyncVectorEnv(

@@ -10,7 +10,8 @@ Three small objects with one interface (``.value``, ``.update(mean_episode_cost)
 
 The trainer calls ``update`` once per rollout, before the PPO epochs, with the rollout's mean
 episode cost (REFERENCE.md). Under ``torch.distributed`` the cost is averaged over ranks first
-(:func:`all_reduce_mean`, ARCHITECTURE.md "Scale"), so every rank holds the same multiplier.
+(:func:`~safevla_core.rl.distributed.all_reduce_mean`, ARCHITECTURE.md "Scale"), so every rank
+holds the same multiplier.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from safevla_core.config import LagrangeConfig
+from safevla_core.rl.distributed import all_reduce_mean
 
 UNCONSTRAINED_METHODS = ("ppo", "ppo_rs")
 """Methods without a multiplier (config.METHODS): plain PPO and the reward-shaping baseline."""
@@ -37,27 +39,6 @@ def _finite(name: str, value: float) -> float:
     if not math.isfinite(out):
         raise ValueError(f"{name} must be finite, got {out}")
     return out
-
-
-def all_reduce_mean(value: float) -> float:
-    """Average a scalar over all ranks of the default process group.
-
-    Returns ``value`` unchanged unless ``torch.distributed`` is available and initialised; then
-    every rank must call it (it is a collective) and every rank gets the mean
-    (ARCHITECTURE.md "Scale": the multiplier and episode-cost estimate are all-reduced; the
-    authors' code left each worker with its own multiplier).
-
-    Args:
-        value: The local scalar.
-
-    Returns:
-        The mean of ``value`` over ranks (float64 arithmetic).
-    """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
-    return float(t.item()) / torch.distributed.get_world_size()
 
 
 def lagrange_update(multiplier: float, episode_cost: float, cost_limit: float, lr: float) -> float:

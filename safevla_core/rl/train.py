@@ -7,6 +7,11 @@ the math lives in :mod:`~safevla_core.rl.gae`, :mod:`~safevla_core.rl.ppo` and
 Methods (``TrainConfig.method``): ``ppo`` (FLaRe: sparse success reward), ``ppo_rs`` (FLaRe-RS:
 reward minus ``reward_shaping_coef`` x cost), ``ppo_lag`` (SafeVLA, eq. 14-16), ``ppo_pid_lag``
 (PID-Lagrangian, Stooke et al. 2020). All train a reward critic and a cost critic.
+
+Under ``torchrun`` the same loop runs data-parallel (:mod:`~safevla_core.rl.distributed`):
+each rank collects with its own environments, seeds and house shard; the collectives sit at
+their call sites below (episode statistics before the multiplier update, minibatch step counts
+and gradients in the PPO update); rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from tqdm import tqdm
 from safevla_core.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from safevla_core.config import Config, config_to_dict
 from safevla_core.costs import COMPONENT_NAMES, SIGNAL_SUMMARY_KEYS
-from safevla_core.env import make_vector_env
+from safevla_core.env import make_vector_env, split_size
 from safevla_core.policy.actor_critic import ActorCritic, ActorCriticCache
 from safevla_core.policy.encoders import get_visual_encoder
 from safevla_core.policy.factory import build_policy
 from safevla_core.policy.instructions import InstructionCache
+from safevla_core.rl import distributed
 from safevla_core.rl.gae import compute_gae
 from safevla_core.rl.lagrange import UNCONSTRAINED_METHODS, MultiplierSet
 from safevla_core.rl.ppo import ppo_lag_loss, reward_shaping, value_loss
@@ -133,23 +139,31 @@ def mean_metrics(episodes: list[dict[str, float]]) -> dict[str, float]:
 
 
 class Trainer:
-    """State of one training run; :meth:`run` executes it. See :func:`train`."""
+    """State of one training run; :meth:`run` executes it. See :func:`train`.
+
+    Inside a ``torch.distributed`` process group (``torchrun``), every rank builds one; rank
+    ``r`` seeds with :func:`~safevla_core.rl.distributed.rank_seed` and then takes rank 0's
+    weights, and only rank 0 writes to the run folder.
+    """
 
     def __init__(self, cfg: Config, resume: bool = True, progress: bool = True) -> None:
         if cfg.train.init_checkpoint:
             cfg = adopt_checkpoint_policy(cfg, cfg.train.init_checkpoint)
         self.cfg = cfg
-        self.progress = progress
+        #: This process's rank and the world size (rank 0 of 1 without a process group).
+        self.dist = distributed.context()
+        self.progress = progress and self.dist.is_main
         torch.set_num_threads(cfg.train.torch_threads)
-        seed_everything(cfg.train.seed)
+        seed_everything(distributed.rank_seed(cfg.train.seed, self.dist.rank))
         self.run_dir = Path(cfg.train.out_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.visual = get_visual_encoder(cfg.policy)
         self.texts = InstructionCache()
         #: The CMDP constraints: cost signal -> limit; one cost critic and multiplier each.
         self.constraints = cfg.task.constraints()
         self.signals = list(self.constraints)
-        self.device = torch.device(cfg.train.device)
+        self.device = torch.device(distributed.rank_device(cfg.train.device, self.dist))
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(
                 f"train.device={cfg.train.device!r} but torch sees no CUDA device "
@@ -174,10 +188,14 @@ class Trainer:
         else:
             # a fresh start: forget what an unfinished earlier start logged (killed before
             # its first checkpoint), or the logs would hold those iterations twice
-            self._clear_logs()
+            if self.dist.is_main:
+                self._clear_logs()
             if cfg.train.init_checkpoint:
                 self._load_init(cfg.train.init_checkpoint)
-        _write_yaml_atomic(self.run_dir / "config.yaml", config_to_dict(cfg))
+        # every rank starts from rank 0's weights (as DistributedDataParallel does)
+        distributed.broadcast_module(self.model)
+        if self.dist.is_main:
+            _write_yaml_atomic(self.run_dir / "config.yaml", config_to_dict(cfg))
         c, h, w = self.visual.feature_shape(cfg.policy.image_width, cfg.policy.image_height)
         self.visual_shape = (2, c, h, w)
 
@@ -224,8 +242,11 @@ class Trainer:
             self.multiplier.load_state_dict(state["multiplier"])
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
-        self._truncate_metrics(self.iteration)
-        tqdm.write(f"resumed from {path} (iteration {self.iteration}, {self.env_steps} env steps)")
+        if self.dist.is_main:
+            self._truncate_metrics(self.iteration)
+            tqdm.write(
+                f"resumed from {path} (iteration {self.iteration}, {self.env_steps} env steps)"
+            )
 
     def _clear_logs(self) -> None:
         """Remove ``metrics.jsonl`` and TensorBoard events of an earlier, unfinished start."""
@@ -335,7 +356,7 @@ class Trainer:
             episodes.extend(episode_summaries(infos, done))
             if done.any():
                 cache.reset(torch.as_tensor(done, device=self.device))
-            self.env_steps += buf.B
+            self.env_steps += buf.B * self.dist.world_size  # every rank steps as many envs
         state["obs"], state["cache"] = obs, cache
         # bootstrap values: the next step's forward pass, kept for the next rollout's first step
         feats, out, new_cache, emb = self._policy_step(obs, copy.deepcopy(cache))
@@ -383,24 +404,24 @@ class Trainer:
     ) -> tuple[dict[str, float], dict[str, float]]:
         """Phase 3: the Lagrange multipliers update, once per rollout before the PPO epochs.
 
-        J_ci is the mean, over the episodes that finished in this rollout, of each episode's
-        whole sum of cost signal i (the environment accumulates it across rollouts). When no
-        episode finished, there is no estimate of the per-episode cost: the multipliers keep
-        their values (comparing a partial rollout sum with a per-episode limit would let lambda
+        J_ci is the mean, over the episodes that finished in this rollout on any rank, of each
+        episode's whole sum of cost signal i (the environment accumulates it across rollouts);
+        the sums and counts are all-reduced, so every rank gets the same J_c and lambda. When no
+        episode finished anywhere, there is no estimate of the per-episode cost: the multipliers
+        keep their values (comparing a partial rollout sum with a per-episode limit would let lambda
         decay while the policy violates) and J_c is reported as NaN. Eq. 16 per constraint.
 
         Returns:
             ``(lambdas, J_c)`` by signal name; lambdas are 0 for ``ppo`` and ``ppo_rs``.
         """
-        if not episodes:
+        keys = [SIGNAL_SUMMARY_KEYS[name] for name in self.signals]
+        means, count = distributed.episode_means(episodes, keys)  # collective: all ranks' sums
+        if count == 0:
             jc = {name: float("nan") for name in self.signals}
             if self.multiplier is None:
                 return {name: 0.0 for name in self.signals}, jc
             return dict(self.multiplier.values), jc
-        jc = {
-            name: float(np.mean([e[SIGNAL_SUMMARY_KEYS[name]] for e in episodes]))
-            for name in self.signals
-        }
+        jc = {name: means[SIGNAL_SUMMARY_KEYS[name]] for name in self.signals}
         if self.multiplier is None:
             return {name: 0.0 for name in self.signals}, jc
         return dict(self.multiplier.update(jc)), jc
@@ -413,8 +434,11 @@ class Trainer:
             adv_c: ``(N, K)`` cost advantages, one column per constraint.
         """
         if self.cfg.ppo.normalize_advantages:  # each separately, before combining
-            adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
-            adv_c = (adv_c - adv_c.mean(0)) / (adv_c.std(0) + 1e-8)
+            # the statistics of the global batch (collective: every rank's advantages)
+            mean_r, std_r = distributed.global_mean_std(adv_r)
+            adv_r = (adv_r - mean_r) / (std_r + 1e-8)
+            mean_c, std_c = distributed.global_mean_std(adv_c)
+            adv_c = (adv_c - mean_c) / (std_c + 1e-8)
         if self.multiplier is None:
             return adv_r
         return self.multiplier.combine_advantages(
@@ -440,6 +464,13 @@ class Trainer:
         ``ppo.microbatch_steps`` steps whose gradients accumulate (the same gradient, bounded
         memory). During the value-only warm-up the policy loss is left out, so only the critics
         learn (the authors' first stage).
+
+        With several ranks, minibatch k of an epoch is the union of every rank's k-th share of
+        its own episode pieces: a micro-batch's loss weight is its steps over the minibatch's
+        steps on all ranks, and the gradients are summed over ranks before clipping, so with one
+        minibatch (the paper's setting) the update equals a single process's on the
+        concatenated rollout. With more minibatches each rank shuffles its own pieces, so the
+        minibatches differ from any single-process split (a different, equally valid shuffle).
         """
         p = self.cfg.ppo
         loss_cfg = dataclasses.replace(p, normalize_advantages=False)  # done in combined_advantage
@@ -464,12 +495,20 @@ class Trainer:
         n_updates = 0
         rows = seg.step_index.shape[0]
         steps_per_row = seg.num_steps
+        trainable = [q for q in self.model.parameters() if q.requires_grad]
+        # the same number of minibatches on every rank (collective), none of them empty
+        n_minibatches = distributed.all_reduce_min(min(p.num_minibatches, rows))
         for _ in range(p.update_epochs):
             order = torch.randperm(rows)
-            for chunk in torch.tensor_split(order, min(p.num_minibatches, rows)):
-                total = int(steps_per_row[chunk].sum())
+            chunks = torch.tensor_split(order, n_minibatches)
+            # steps in each minibatch over all ranks (collective): the loss weights' denominator
+            totals = distributed.all_reduce_sum(
+                torch.stack([steps_per_row[c].sum() for c in chunks])
+            )
+            for chunk, total in zip(chunks, totals.tolist(), strict=True):
                 self.optimizer.zero_grad(set_to_none=True)
                 stats_acc: dict[str, float] = {}
+                nonfinite: dict[str, Any] | None = None
                 for micro in _micro_batches(chunk, steps_per_row, p.microbatch_steps):
                     with autocast:
                         out, valid, idx = self.evaluate_rollout(buf, seg, micro)
@@ -508,16 +547,21 @@ class Trainer:
                     stats["value_loss_cost"] = float(sum(float(c.detach()) for c in cost_losses))
                     stats["step_cost_loss"] = float(step_loss.detach())
                     if not finite:
-                        self.optimizer.zero_grad(set_to_none=True)
-                        raise FloatingPointError(
-                            f"non-finite PPO loss at iteration {self.iteration + 1} ({stats}); "
-                            "the weights were not updated and the last checkpoint is intact: "
-                            "lower ppo.lr or check the rewards and costs"
-                        )
+                        nonfinite = stats
+                        break
                     weight = len(idx) / max(total, 1)
                     (loss * weight).backward()
                     for k, v in stats.items():
                         stats_acc[k] = stats_acc.get(k, 0.0) + float(v) * weight
+                if distributed.any_rank(nonfinite is not None):  # collective: all stop together
+                    self.optimizer.zero_grad(set_to_none=True)
+                    raise FloatingPointError(
+                        f"non-finite PPO loss at iteration {self.iteration + 1} "
+                        f"({nonfinite if nonfinite is not None else 'on another rank'}); "
+                        "the weights were not updated and the last checkpoint is intact: "
+                        "lower ppo.lr or check the rewards and costs"
+                    )
+                distributed.all_reduce_gradients(trainable)  # collective: sum over ranks
                 for net in self.model.nets.values():
                     torch.nn.utils.clip_grad_norm_(
                         [q for q in net.parameters() if q.requires_grad], p.max_grad_norm
@@ -526,7 +570,12 @@ class Trainer:
                 for k, v in stats_acc.items():
                     stats_sum[k] = stats_sum.get(k, 0.0) + v
                 n_updates += 1
-        out_stats = {k: v / max(n_updates, 1) for k, v in stats_sum.items()}
+        # each rank's stats are weighted by its share of the global steps: their sum is global
+        names = sorted(stats_sum)
+        summed = distributed.all_reduce_sum(
+            torch.tensor([stats_sum[k] for k in names], dtype=torch.float64)
+        )
+        out_stats = {k: float(v) / max(n_updates, 1) for k, v in zip(names, summed, strict=True)}
         out_stats["critic_warmup"] = float(warmup)
         return out_stats
 
@@ -536,34 +585,47 @@ class Trainer:
     ) -> TrainResult:
         """Train until ``total_env_steps``; checkpoint every ``checkpoint_every`` iterations.
 
+        ``total_env_steps`` counts the steps of all ranks, and so does ``env_steps``.
+
         Args:
-            callback: Called after each iteration with the metrics and the latest vector-env
-                observation (the trainer node publishes status and cameras from it).
+            callback: Called after each iteration, on every rank, with the metrics (the same,
+                all-reduced, on every rank) and this rank's latest vector-env observation (the
+                trainer node publishes status and cameras from it).
 
         Returns:
             The run's result.
         """
         cfg = self.cfg
-        per_iter = cfg.train.num_envs * cfg.train.num_steps
-        total_iters = max(1, math.ceil(cfg.train.total_env_steps / per_iter))
+        # env steps per iteration over all ranks (``num_envs`` is per rank)
+        per_iter = cfg.train.num_envs * cfg.train.num_steps * self.dist.world_size
+        # the budget is in env steps: a run resumed with another world size (or num_envs)
+        # continues the iteration counter until the steps are done
+        remaining = max(0, cfg.train.total_env_steps - self.env_steps)
+        total_iters = self.iteration + math.ceil(remaining / per_iter)
         result = TrainResult(self.run_dir, self.iteration, self.env_steps)
         if self.iteration >= total_iters:
             tqdm.write(f"run in {self.run_dir} already finished ({self.iteration} iterations)")
             return result
         from torch.utils.tensorboard import SummaryWriter
 
-        envs = make_vector_env(cfg)
+        envs = make_vector_env(cfg, house_indices=self.house_shard())
         # purge_step: events a killed run logged after its last checkpoint are dropped
-        writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps + 1)
+        writer = (
+            SummaryWriter(str(self.run_dir / "tb"), purge_step=self.env_steps + 1)
+            if self.dist.is_main
+            else None
+        )
         bar = tqdm(
-            total=total_iters * per_iter,
+            total=self.env_steps + (total_iters - self.iteration) * per_iter,
             initial=self.env_steps,
             unit="step",
             desc=f"{cfg.train.method} {cfg.task.name}",
             disable=not self.progress,
         )
         try:
-            obs, _ = envs.reset(seed=cfg.train.seed + 7919 * self.iteration)
+            obs, _ = envs.reset(
+                seed=distributed.rank_seed(cfg.train.seed + 7919 * self.iteration, self.dist.rank)
+            )
             state: dict[str, Any] = {"obs": obs, "cache": None}
             buf = self.new_buffer()
             while self.iteration < total_iters:
@@ -577,20 +639,24 @@ class Trainer:
                 losses = self.update_policy(buf, adv, warmup=self.in_warmup(steps_before))
                 t_update = time.perf_counter() - t_update
                 self.iteration += 1
+                # every rank's finished episodes (collective)
+                episode_means, n_episodes = distributed.episode_means(episodes, EPISODE_KEYS)
                 metrics = {
                     "iteration": float(self.iteration),
                     "env_steps": float(self.env_steps),
-                    "episodes": float(len(episodes)),
+                    "episodes": float(n_episodes),
                     # the sum over constraints (the one multiplier of eq. 14 by default)
                     "lagrange_multiplier": float(sum(lams.values())),
                     "cost_estimate": float(sum(jc.values())),
                     "cost_limit": float(sum(self.constraints.values())),
-                    "rollout_cost_per_step": float(buf.costs.sum(-1).mean()),
+                    "rollout_cost_per_step": distributed.all_reduce_mean(
+                        float(buf.costs.sum(-1).mean())
+                    ),
                     "fps": per_iter / max(time.perf_counter() - t0, 1e-9),
                     "collect_fps": per_iter / max(t_collect, 1e-9),
                     "collect_s": t_collect,
                     "update_s": t_update,
-                    **mean_metrics(episodes),
+                    **episode_means,
                     **losses,
                 }
                 if len(self.signals) > 1:
@@ -598,10 +664,11 @@ class Trainer:
                         metrics[f"lagrange_multiplier/{name}"] = lams[name]
                         metrics[f"cost_estimate/{name}"] = jc[name]
                         metrics[f"cost_limit/{name}"] = self.constraints[name]
-                self._log(writer, metrics)
+                if self.dist.is_main:
+                    self._log(writer, metrics)
                 bar.update(per_iter)
                 result.history.append(metrics)
-                if (
+                if self.dist.is_main and (
                     self.iteration % cfg.train.checkpoint_every == 0
                     or self.iteration == total_iters
                 ):
@@ -610,10 +677,18 @@ class Trainer:
                     callback(metrics, state["obs"])
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
             envs.close()
         result.iterations, result.env_steps = self.iteration, self.env_steps
         return result
+
+    def house_shard(self) -> list[int] | None:
+        """This rank's training houses (:func:`~safevla_core.rl.distributed.shard`); None = all."""
+        if not self.dist.enabled:
+            return None
+        n = split_size(self.cfg, "train")
+        return distributed.shard(n, self.dist.rank, self.dist.world_size)
 
     def new_buffer(self) -> RolloutBuffer:
         """An empty rollout buffer of the kind the update mode needs."""
