@@ -26,6 +26,8 @@ _EPILOG = """examples:
   safevla compare --out-dir runs/compare                               # IL + 4 methods
   safevla render --split test --house-index 0 --out-dir out/frames
   safevla bench
+  torchrun --standalone --nproc-per-node 8 -m safevla_core.cli train --set train.device=cuda
+                                                  # data-parallel: 8 ranks (docs/scaling.md)
 """
 
 
@@ -69,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         help="train a policy (default: ppo_lag on Safety-ObjNav)",
         description="Train with PPO / PPO-RS / PPO-Lagrangian / PID-Lagrangian in "
         "the embedded simulator. Writes checkpoints, config.yaml, metrics.jsonl and "
-        "TensorBoard events to --out-dir; rerunning the same command resumes.",
+        "TensorBoard events to --out-dir; rerunning the same command resumes. Under "
+        "torchrun it trains data-parallel: --num-envs and the rest are per rank, "
+        "--total-env-steps counts all ranks, rank 0 writes the files (docs/scaling.md).",
     )
     _add_common(p)
     p.add_argument("--method", choices=["ppo", "ppo_rs", "ppo_lag", "ppo_pid_lag"], default=None)
@@ -304,7 +308,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``safevla train``."""
+    """``safevla train`` (data-parallel when launched by torchrun)."""
+    from safevla_core.rl import distributed
     from safevla_core.rl.train import train
 
     cfg = _config(
@@ -322,15 +327,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             "task": {"name": args.task, "cost_limit": args.cost_limit},
         },
     )
+    ctx = distributed.init_distributed(cfg.train.device)  # torchrun's ranks, else rank 0 of 1
     if cfg.train.init_checkpoint is None and not args.from_scratch:
         from safevla_core.shipped import shipped_checkpoint
 
         il = shipped_checkpoint(cfg.task.name, "il")
         if il is not None:
-            print(f"fine-tuning the shipped IL policy {il} (--from-scratch: random weights)")
+            if ctx.is_main:
+                print(f"fine-tuning the shipped IL policy {il} (--from-scratch: random weights)")
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
                                                                      init_checkpoint=str(il)))
-    result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    try:
+        result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    finally:
+        distributed.shutdown()
+    if not ctx.is_main:
+        return 0
     print(
         f"done: {result.iterations} iterations, {result.env_steps} env steps; run folder "
         f"{result.run_dir} (tensorboard --logdir {result.run_dir / 'tb'})"
@@ -380,50 +392,62 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    """``safevla collect``."""
+    """``safevla collect`` (under torchrun each rank collects its share of the shards)."""
     from safevla_core.il import collect
+    from safevla_core.rl import distributed
 
     cfg = _config(args, {"task": {"name": args.task}})
-    info = collect(
-        cfg,
-        args.out_dir,
-        args.episodes,
-        split=args.split,
-        episodes_per_shard=args.episodes_per_shard,
-        seed=args.seed,
-        keep_failures=args.keep_failures,
-        progress=not args.no_progress,
-    )
-    print(json.dumps(info))
+    ctx = distributed.init_distributed("cpu")  # the simulator and the expert run on the CPU
+    try:
+        info = collect(
+            cfg,
+            args.out_dir,
+            args.episodes,
+            split=args.split,
+            episodes_per_shard=args.episodes_per_shard,
+            seed=args.seed,
+            keep_failures=args.keep_failures,
+            progress=not args.no_progress,
+        )
+    finally:
+        distributed.shutdown()
+    if ctx.is_main:
+        print(json.dumps(info))
     return 0
 
 
 def cmd_il(args: argparse.Namespace) -> int:
-    """``safevla il``."""
+    """``safevla il`` (under torchrun: DDP behaviour cloning, sharded DAgger collection)."""
     import torch
 
     from safevla_core.il import imitation
+    from safevla_core.rl import distributed
 
     cfg = _config(args)
     torch.set_num_threads(cfg.train.torch_threads)
-    path = imitation(
-        cfg,
-        args.data,
-        args.out_dir,
-        epochs=args.epochs,
-        dagger_rounds=args.dagger_rounds,
-        dagger_episodes=args.dagger_episodes,
-        dagger_epochs=args.dagger_epochs,
-        expert_share=args.expert_share,
-        val_data=args.val_data or None,
-        progress=not args.no_progress,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        patience=args.patience,
-        feature_dropout=args.feature_dropout,
-    )
-    print(f"wrote {path} (start RL with: safevla train --init-checkpoint {path})")
+    ctx = distributed.init_distributed("cpu")  # behaviour cloning runs on the CPU (gloo)
+    try:
+        path = imitation(
+            cfg,
+            args.data,
+            args.out_dir,
+            epochs=args.epochs,
+            dagger_rounds=args.dagger_rounds,
+            dagger_episodes=args.dagger_episodes,
+            dagger_epochs=args.dagger_epochs,
+            expert_share=args.expert_share,
+            val_data=args.val_data or None,
+            progress=not args.no_progress,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            patience=args.patience,
+            feature_dropout=args.feature_dropout,
+        )
+    finally:
+        distributed.shutdown()
+    if ctx.is_main:
+        print(f"wrote {path} (start RL with: safevla train --init-checkpoint {path})")
     return 0
 
 

@@ -8,7 +8,8 @@ SafeVLA fine-tunes with RL from an IL policy trained on shortest-path expert tra
   list (house ``i mod n``, seed ``seed + i``): both cameras as uint8 at the policy's training
   resolution, the instruction, actions, rewards, costs, and the policy's step inputs. Each shard is
   written to a temporary file then renamed (atomic); a rerun skips the shards that exist, so an
-  interrupted collection resumes where it stopped.
+  interrupted collection resumes where it stopped. Under ``torchrun`` each rank collects the
+  shards ``k`` with ``k mod world_size == rank`` (the same files a single process writes).
 * :func:`behaviour_cloning` encodes the images once with the frozen visual encoder (cached beside
   each shard as ``.feat.pt``), then trains :class:`~safevla_core.policy.model.SafeVLAPolicy` with
   cross-entropy on the expert's actions over episode windows of ``context_steps`` steps, and
@@ -43,6 +44,7 @@ from safevla_core.expert import ShortestPathExpert, run_expert_episode
 from safevla_core.policy.encoders import get_visual_encoder
 from safevla_core.policy.factory import build_policy
 from safevla_core.policy.instructions import InstructionCache
+from safevla_core.rl import distributed
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 
 #: Shard file name pattern.
@@ -101,9 +103,13 @@ def collect(
             behaviour cloning should copy solutions).
         progress: Show a progress bar (episodes).
 
+    Under ``torch.distributed`` (``torchrun``), rank r collects the shards ``k`` with
+    ``k mod world_size == r``, rank 0 writes ``meta.json``, and the summary is summed over
+    ranks (a collective: every rank returns once all shards are written).
+
     Returns:
         Summary: ``shards`` written now, ``skipped`` (already present), ``episodes_kept``,
-        ``steps`` and ``expert_success_rate`` over the episodes run now.
+        ``steps`` and ``expert_success_rate`` over the episodes run now (all ranks).
 
     Raises:
         ValueError: On a non-positive count.
@@ -117,16 +123,19 @@ def collect(
     meta = {"task": cfg.task.name, "split": split, "episodes": episodes, "seed": seed,
             "episodes_per_shard": episodes_per_shard, "image_size": list(size),
             "keep_failures": keep_failures, "config": config_to_dict(cfg)}  # fmt: skip
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    ctx = distributed.context()
+    if ctx.is_main:
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
     n_shards = math.ceil(episodes / episodes_per_shard)
-    todo = [k for k in range(n_shards) if not shard_path(out, k).is_file()]
+    mine = [k for k in range(n_shards) if k % ctx.world_size == ctx.rank]  # this rank's shards
+    todo = [k for k in mine if not shard_path(out, k).is_file()]
     env = SafetyChoresEnv(cfg, split=split, eval_mode=False, image_size=size)
     expert = ShortestPathExpert(cfg.task.success_distance_m)
     run = kept = steps = 0
     successes = 0.0
     bar = tqdm(total=sum(min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard
                          for k in todo), unit="ep", desc=f"collect {cfg.task.name}",
-               disable=not progress)  # fmt: skip
+               disable=not (progress and ctx.is_main))  # fmt: skip
     try:
         for k in todo:
             rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
@@ -171,8 +180,12 @@ def collect(
     finally:
         bar.close()
         env.close()
-    return {"shards": len(todo), "skipped": n_shards - len(todo), "episodes_run": run,
-            "episodes_kept": kept, "steps": steps,
+    # summed over ranks (collective; every rank's shards are on disk once it returns)
+    total = distributed.all_reduce_sum(torch.tensor(
+        [len(todo), len(mine) - len(todo), run, kept, steps, successes], dtype=torch.float64))
+    shards, skipped, run, kept, steps, successes = (float(x) for x in total)
+    return {"shards": int(shards), "skipped": int(skipped), "episodes_run": int(run),
+            "episodes_kept": int(kept), "steps": int(steps),
             "expert_success_rate": successes / run if run else float("nan")}  # fmt: skip
 
 
@@ -255,7 +268,7 @@ def shard_features(path: Path, cfg: Config, encoder: Any = None) -> torch.Tensor
     for cam, key in enumerate((NAV_CAMERA, MANIP_CAMERA)):
         for s in range(0, n, ENCODE_BATCH):
             feats[s:s + ENCODE_BATCH, cam] = enc(data[key][s:s + ENCODE_BATCH]).half()
-    tmp = cache.with_name(cache.name + ".tmp")
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # ranks never share a temp file
     torch.save(feats, tmp)
     os.replace(tmp, cache)
     return feats
@@ -266,6 +279,10 @@ def load_episodes(
 ) -> list[Episode]:
     """All episodes of one or several shard folders, with cached frozen features.
 
+    Under ``torchrun`` each rank first encodes every ``world_size``-th shard into the cache
+    (the frozen CNN is the costly part), then all ranks wait for each other (a collective) and
+    load every shard from the cache.
+
     Raises:
         FileNotFoundError: If a folder holds no shard.
         ValueError: On an inconsistent shard.
@@ -274,7 +291,12 @@ def load_episodes(
     encoder = get_visual_encoder(cfg.policy)
     episodes: list[Episode] = []
     shards = [path for d in dirs for path in list_shards(d)]
-    for path in tqdm(shards, desc="features", unit="shard", disable=not progress):
+    ctx = distributed.context()
+    if ctx.enabled:
+        for path in shards[ctx.rank :: ctx.world_size]:
+            shard_features(path, cfg, encoder)
+        distributed.barrier()
+    for path in tqdm(shards, desc="features", unit="shard", disable=not (progress and ctx.is_main)):
         data = load_shard(path)
         feats = shard_features(path, cfg, encoder)
         idx = data["episode_index"]
@@ -450,6 +472,13 @@ def behaviour_cloning(
         feature_dropout: Probability of zeroing a camera's patch feature during training.
         name: Checkpoint file name in ``out_dir``.
 
+    Under ``torchrun`` (gloo; BC runs on the CPU) the policy is wrapped in
+    ``DistributedDataParallel``: each epoch every rank trains on an equal, disjoint share of the
+    shuffled windows (``batch_size`` windows per rank and step, so the global batch is
+    ``world_size x batch_size``; up to ``world_size - 1`` windows an epoch are left out), DDP
+    averages the gradients, the epoch's metrics are summed over ranks (so early stopping
+    decides the same everywhere), and rank 0 writes the log and the checkpoint.
+
     Returns:
         Path of the checkpoint.
 
@@ -474,6 +503,14 @@ def behaviour_cloning(
     if init_checkpoint is not None:
         init = load_checkpoint(init_checkpoint, required_keys=("policy",))
         policy.load_weights(init["policy"])
+    ctx = distributed.context()
+    learner: Any = policy
+    if ctx.enabled:
+        # value and cost heads are computed but not in the BC loss: unused parameters
+        learner = torch.nn.parallel.DistributedDataParallel(
+            policy, find_unused_parameters=True, broadcast_buffers=False
+        )
+        torch.manual_seed(distributed.rank_seed(seed, ctx.rank))  # per-rank feature dropout
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     w = cfg.policy.context_steps
@@ -495,37 +532,45 @@ def behaviour_cloning(
         start, stale = int(st["epoch"]), int(st["stale"])
         rng.setstate((st["rng"][0], tuple(st["rng"][1]), None))
         torch.set_rng_state(st["torch_rng"])
+        if ctx.enabled:  # rank 0's saved stream: each rank its own again
+            torch.manual_seed(distributed.rank_seed(seed + start, ctx.rank))
         if st.get("best"):
             best = (float(st["best"]["val_loss"]), st["best"]["policy"], st["best"]["metrics"])
-        if log.is_file():  # rows of epochs after the partial checkpoint are logged again
+        if ctx.is_main and log.is_file():  # rows of epochs after the partial are logged again
             rows = [r for r in log.read_text().splitlines() if r.strip()]
             log.write_text("".join(r + "\n" for r in rows if json.loads(r)["epoch"] <= start))
-        tqdm.write(f"resuming behaviour cloning after epoch {start} ({partial})")
-    elif log.is_file():
+        if ctx.is_main:
+            tqdm.write(f"resuming behaviour cloning after epoch {start} ({partial})")
+    elif ctx.is_main and log.is_file():
         log.unlink()  # a fresh start
     for epoch in tqdm(range(start, epochs), desc="behaviour cloning", unit="epoch",
-                      disable=not progress, initial=start, total=epochs):
+                      disable=not (progress and ctx.is_main), initial=start, total=epochs):
         if stale >= patience:
             break
         windows = episode_windows(lengths, w, [rng.randint(1, w) for _ in lengths])
-        rng.shuffle(windows)
+        rng.shuffle(windows)  # the same order on every rank (same seed)
+        share = len(windows) // ctx.world_size  # equal shares: DDP needs the same step count
+        windows = windows[ctx.rank :: ctx.world_size][:share] if ctx.enabled else windows
         policy.train()
-        tr = _bc_pass(policy, episodes, windows, texts, batch_size, optimizer,
-                      cfg.ppo.max_grad_norm, feature_dropout, progress)
+        tr = _reduce_pass(_bc_pass(learner, episodes, windows, texts, batch_size, optimizer,
+                                   cfg.ppo.max_grad_norm, feature_dropout, progress))
         schedule.step()
         policy.eval()
         metrics = {"epoch": float(epoch + 1), "bc_loss": tr["loss"],
                    "bc_accuracy": tr["accuracy"], "steps": tr["steps"],
                    "episodes": float(len(episodes)), "lr": optimizer.param_groups[0]["lr"]}
-        if val_eps:
-            va = _bc_pass(policy, val_eps, val_windows, texts, batch_size)
+        if val_eps:  # each rank its share of the windows, without DDP (no gradient)
+            va = _reduce_pass(_bc_pass(policy, val_eps, val_windows[ctx.rank :: ctx.world_size],
+                                       texts, batch_size))
             metrics.update(val_loss=va["loss"], val_accuracy=va["accuracy"])
-        with open(log, "a") as fh:
-            fh.write(json.dumps(metrics) + "\n")
-        tqdm.write(f"epoch {epoch + 1}: loss {metrics['bc_loss']:.4f}, accuracy "
-                   f"{metrics['bc_accuracy']:.3f}"
-                   + (f" | val loss {metrics['val_loss']:.4f}, accuracy "
-                      f"{metrics['val_accuracy']:.3f}" if val_eps else ""))
+        if ctx.is_main:
+            with open(log, "a") as fh:
+                fh.write(json.dumps(metrics) + "\n")
+        if ctx.is_main:
+            tqdm.write(f"epoch {epoch + 1}: loss {metrics['bc_loss']:.4f}, accuracy "
+                       f"{metrics['bc_accuracy']:.3f}"
+                       + (f" | val loss {metrics['val_loss']:.4f}, accuracy "
+                          f"{metrics['val_accuracy']:.3f}" if val_eps else ""))
         if val_eps:
             if best is None or metrics["val_loss"] < best[0]:
                 best = (metrics["val_loss"], copy.deepcopy(policy.state_dict()), dict(metrics))
@@ -538,9 +583,11 @@ def behaviour_cloning(
                  "torch_rng": torch.get_rng_state(),
                  "best": ({"val_loss": best[0], "policy": best[1], "metrics": best[2]}
                           if best is not None else {})}
-        save_checkpoint(partial, state)  # atomic: a kill loses at most the running epoch
+        if ctx.is_main:
+            save_checkpoint(partial, state)  # atomic: a kill loses at most the running epoch
         if stale >= patience:
-            tqdm.write(f"early stop: no validation improvement for {patience} epochs")
+            if ctx.is_main:
+                tqdm.write(f"early stop: no validation improvement for {patience} epochs")
             break
     if best is not None:
         policy.load_state_dict(best[1])
@@ -550,17 +597,30 @@ def behaviour_cloning(
     # the BC learning rate or moments (Trainer._restore loads "optimizer").
     rl_opt = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.lr, eps=1e-5)
     path = out / name
-    save_checkpoint(path, {
-        "policy": policy.state_dict(),
-        "optimizer": rl_opt.state_dict(),
-        "multiplier": {},
-        "iteration": 0,
-        "env_steps": 0,
-        "config": config_to_dict(cfg),
-        "metrics": metrics,
-    })  # fmt: skip
-    partial.unlink(missing_ok=True)
+    if ctx.is_main:
+        save_checkpoint(path, {
+            "policy": policy.state_dict(),
+            "optimizer": rl_opt.state_dict(),
+            "multiplier": {},
+            "iteration": 0,
+            "env_steps": 0,
+            "config": config_to_dict(cfg),
+            "metrics": metrics,
+        })  # fmt: skip
+        partial.unlink(missing_ok=True)
+    distributed.barrier()  # no rank goes on (DAgger, RL) before the checkpoint is on disk
     return path
+
+
+def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
+    """:func:`_bc_pass` figures over every rank's steps (collective; identity alone)."""
+    n = float(stats["steps"])
+    total = distributed.all_reduce_sum(
+        torch.tensor([stats["loss"] * n, stats["accuracy"] * n, n], dtype=torch.float64)
+    )
+    steps = float(total[2])
+    return {"loss": float(total[0]) / max(steps, 1.0),
+            "accuracy": float(total[1]) / max(steps, 1.0), "steps": steps}  # fmt: skip
 
 
 def dagger_collect(
@@ -593,6 +653,9 @@ def dagger_collect(
         expert_share: beta, probability of executing the expert's action.
         progress: Show a progress bar.
 
+    Under ``torchrun`` rank r runs the shards ``k mod world_size == r`` with its own sampling
+    seed (:func:`~safevla_core.rl.distributed.rank_seed`) and the figures are summed over ranks.
+
     Returns:
         ``shards``, ``skipped``, ``steps``, ``learner_success_rate`` (over the episodes run now)
         and ``expert_agreement`` (share of steps where the learner chose the expert's action).
@@ -611,20 +674,24 @@ def dagger_collect(
     size = (cfg.policy.image_width, cfg.policy.image_height)
     n_houses = split_size(cfg, split)
     n_shards = math.ceil(episodes / episodes_per_shard)
-    todo = [k for k in range(n_shards) if not shard_path(out, k).is_file()]
-    (out / "meta.json").write_text(json.dumps({
-        "kind": "dagger", "checkpoint": str(checkpoint), "task": cfg.task.name, "split": split,
-        "episodes": episodes, "seed": seed, "expert_share": expert_share,
-        "image_size": list(size)}, indent=1))  # fmt: skip
+    ctx = distributed.context()
+    mine = [k for k in range(n_shards) if k % ctx.world_size == ctx.rank]  # this rank's shards
+    todo = [k for k in mine if not shard_path(out, k).is_file()]
+    if ctx.is_main:
+        (out / "meta.json").write_text(json.dumps({
+            "kind": "dagger", "checkpoint": str(checkpoint), "task": cfg.task.name,
+            "split": split, "episodes": episodes, "seed": seed, "expert_share": expert_share,
+            "image_size": list(size)}, indent=1))  # fmt: skip
     env = SafetyChoresEnv(cfg, split=split, eval_mode=False, image_size=size)
     expert = ShortestPathExpert(cfg.task.success_distance_m)
-    agent = PolicyAgent.from_checkpoint(checkpoint, deterministic=False, seed=seed)
-    rng = random.Random(seed)
+    sample_seed = distributed.rank_seed(seed, ctx.rank)
+    agent = PolicyAgent.from_checkpoint(checkpoint, deterministic=False, seed=sample_seed)
+    rng = random.Random(sample_seed)
     run = steps = agree = 0
     successes = 0.0
     bar = tqdm(total=sum(min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard
                          for k in todo), unit="ep", desc=f"dagger {cfg.task.name}",
-               disable=not progress)  # fmt: skip
+               disable=not (progress and ctx.is_main))  # fmt: skip
     try:
         for k in todo:
             rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
@@ -673,7 +740,11 @@ def dagger_collect(
     finally:
         bar.close()
         env.close()
-    return {"shards": len(todo), "skipped": n_shards - len(todo), "steps": steps,
+    # summed over ranks (collective; every rank's shards are on disk once it returns)
+    total = distributed.all_reduce_sum(torch.tensor(
+        [len(todo), len(mine) - len(todo), run, steps, agree, successes], dtype=torch.float64))
+    n_todo, skipped, run, steps, agree, successes = (float(x) for x in total)
+    return {"shards": int(n_todo), "skipped": int(skipped), "steps": int(steps),
             "learner_success_rate": successes / run if run else float("nan"),
             "expert_agreement": agree / steps if steps else float("nan")}
 
@@ -715,18 +786,21 @@ def imitation(
             stats = dagger_collect(cfg, ckpt, ddir, dagger_episodes,
                                    seed=10_000_000 * r + int(bc_kwargs.get("seed", 0)),
                                    expert_share=expert_share, progress=progress)
-            tqdm.write(f"DAgger round {r}: learner SR {stats['learner_success_rate']:.2f}, "
-                       f"agreement with the expert {stats['expert_agreement']:.2f}")
-            with open(out / "dagger.jsonl", "a") as fh:
-                fh.write(json.dumps({"round": r, **stats}) + "\n")
+            if distributed.context().is_main:
+                tqdm.write(f"DAgger round {r}: learner SR {stats['learner_success_rate']:.2f}, "
+                           f"agreement with the expert {stats['expert_agreement']:.2f}")
+                with open(out / "dagger.jsonl", "a") as fh:
+                    fh.write(json.dumps({"round": r, **stats}) + "\n")
             behaviour_cloning(cfg, [*dirs, *(out / f"dagger_r{j}" for j in range(1, r + 1))],
                               out, epochs=dagger_epochs, val_data=val_data, progress=progress,
                               init_checkpoint=ckpt, name=nxt.name, **bc_kwargs)
         ckpt = nxt
     final = out / "il.pt"
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.copyfile(ckpt, tmp)
-    os.replace(tmp, final)
+    if distributed.context().is_main:
+        tmp = final.with_name(final.name + ".tmp")
+        shutil.copyfile(ckpt, tmp)
+        os.replace(tmp, final)
+    distributed.barrier()
     return final
 
 

@@ -331,6 +331,12 @@ def all_reduce_gradients(
             offset += g.numel()
 
 
+def barrier() -> None:
+    """Wait until every rank gets here (no-op without a process group)."""
+    if is_initialized():
+        dist.barrier()
+
+
 def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
     """Copy rank ``src``'s parameters and buffers into every rank's ``module`` (in place).
 
@@ -353,6 +359,7 @@ __all__ = [
     "all_reduce_min",
     "all_reduce_sum",
     "any_rank",
+    "barrier",
     "backend_for",
     "broadcast_module",
     "collective_device",

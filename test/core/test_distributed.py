@@ -16,6 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed
@@ -392,3 +393,45 @@ def test_two_gloo_ranks_train_as_one_process_on_the_union_of_their_rollouts(tmp_
     assert again["history"] == [4]
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1.0, 2.0, 3.0, 4.0]
+
+
+# -- two ranks: imitation learning --------------------------------------------------------------
+_SMALL = ["--set", "houses.num_train=3", "--set", "houses.num_val=1", "--set", "houses.num_test=1",
+          "--set", "task.max_steps_train=8", "--set", "policy.d_model=32",
+          "--set", "policy.num_heads=4", "--set", "policy.encoder_layers=1",
+          "--set", "policy.decoder_layers=1", "--set", "train.torch_threads=1"]  # fmt: skip
+
+
+def _cli(args: list[str], nproc: int | None) -> None:
+    """``safevla ARGS`` in a fresh process, or on ``nproc`` ranks with torchrun."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable]
+    if nproc is not None:
+        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    proc = subprocess.run([*launch, "-m", "safevla_core.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=JOB_TIMEOUT_S)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@needs_gloo
+def test_two_ranks_collect_the_single_process_shards_and_clone_with_ddp(tmp_path):
+    from safevla_core.il import load_shard
+
+    collect = ["collect", "--episodes", "3", "--episodes-per-shard", "1", "--keep-failures",
+               "--no-progress", *_SMALL]  # fmt: skip
+    _cli([*collect, "--out-dir", str(tmp_path / "two")], nproc=2)
+    _cli([*collect, "--out-dir", str(tmp_path / "one"), "--episodes", "1"], nproc=None)
+    # rank 0 wrote shards 0 and 2, rank 1 shard 1: the episode list a single process runs
+    two = sorted(p.name for p in (tmp_path / "two").glob("shard_*.npz"))
+    assert two == ["shard_00000.npz", "shard_00001.npz", "shard_00002.npz"]
+    a, b = load_shard(tmp_path / "two" / two[0]), load_shard(tmp_path / "one" / two[0])
+    assert set(a) == set(b)
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+
+    _cli(["il", "--data", str(tmp_path / "two"), "--epochs", "2", "--batch-size", "1",
+          "--out-dir", str(tmp_path / "il"), "--no-progress", *_SMALL], nproc=2)  # fmt: skip
+    rows = [json.loads(x) for x in (tmp_path / "il" / "il_metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1.0, 2.0]  # rank 0 alone logs
+    state = load_checkpoint(tmp_path / "il" / "il.pt", required_keys=("policy",))
+    assert state["iteration"] == 0
