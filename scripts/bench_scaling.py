@@ -38,6 +38,12 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _env() -> dict[str, str]:
+    """This process's environment with the repository first on ``PYTHONPATH``."""
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def run_train(
     out_dir: Path, ranks: int, envs: int, threads: int, args: argparse.Namespace
 ) -> dict[str, float]:
@@ -63,9 +69,7 @@ def run_train(
     launch = [sys.executable]
     if ranks > 1:
         launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([*launch, *cli], env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run([*launch, *cli], env=_env(), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{ranks} x {envs} run failed:\n{proc.stderr[-3000:]}")
     rows = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines()][1:]
@@ -108,9 +112,7 @@ def bench_allreduce(numel: int, repeats: int = 5) -> float:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node=2", __file__, "--allreduce-worker", str(numel),
                "--repeats", str(repeats), "--json", str(out)]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT),
-                                                           os.environ.get("PYTHONPATH", "")])}
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"all-reduce measurement failed:\n{proc.stderr[-3000:]}")
         return float(json.loads(out.read_text())["seconds"])
@@ -173,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     sim = bench_sim(cfg, w, h, args.sim_steps)
     fig["sim_step_ms"] = 1000.0 / sim["actions_per_s"]
     fig["sim_physics_ms"] = 1000.0 / sim["physics_actions_per_s"]
-    fig["sim_step_ms_paper_size"] = 1000.0 / bench_sim(cfg, 384, 224, args.sim_steps // 2)[
-        "actions_per_s"
-    ]
+    fig["sim_step_ms_paper_size"] = (
+        1000.0 / bench_sim(cfg, 384, 224, args.sim_steps // 2)["actions_per_s"]
+    )
     torch.set_num_threads(max(1, args.threads // 2))
     fig.update(bench_encoder(cfg))  # encoder_ms_per_image_b1, _batched, encoder_batch
     paper = load_config(CONFIG_DIR / "paper.yaml", {"train": {"num_envs": 4}})

@@ -734,6 +734,9 @@ def train(
 
     Resumes from the newest checkpoint in ``cfg.train.out_dir`` when ``resume`` is set (weights,
     optimizer, multiplier, iteration and step counters; environments start new episodes).
+    Data-parallel when a process group is initialised (under ``torchrun``, call
+    :func:`~safevla_core.rl.distributed.init_distributed` first, as ``safevla train`` does;
+    docs/scaling.md).
 
     Args:
         cfg: Resolved configuration.
