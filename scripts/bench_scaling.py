@@ -57,7 +57,7 @@ def run_train(
         RuntimeError: If the training command fails.
     """
     per_iter = ranks * envs * args.num_steps
-    cli = ["-m", "safevla_core.cli", "train", "--no-progress", "--no-resume",
+    cli = ["-m", "safevla_core.cli", "train", "--no-progress", "--no-resume", "--from-scratch",
            "--out-dir", str(out_dir), "--num-envs", str(envs), "--num-steps", str(args.num_steps),
            "--total-env-steps", str(per_iter * args.iterations),
            "--set", f"train.torch_threads={threads}", "--set", "train.critic_warmup_env_steps=0",

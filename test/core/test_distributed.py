@@ -21,10 +21,10 @@ import pytest
 import torch
 import torch.distributed
 
+from safevla_core.checkpoint import latest_checkpoint, load_checkpoint
 from safevla_core.config import load_config
 from safevla_core.costs import SIGNAL_SUMMARY_KEYS
 from safevla_core.rl import distributed
-from safevla_core.rl.checkpoint import latest_checkpoint, load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Seconds to wait for a torchrun job (2 shared cores; the trainer job loads the simulator).
