@@ -418,7 +418,10 @@ class TrainConfig:
         out_dir: Run folder for checkpoints, TensorBoard events and the resolved config.
         checkpoint_every: Iterations between checkpoints.
         init_checkpoint: Optional IL checkpoint to start RL from.
-        torch_threads: ``torch.set_num_threads`` for the learner.
+        torch_threads: ``torch.set_num_threads`` for the learner. 1 by default: with the
+            environments in worker processes (one core each), more learner threads than the
+            cores left over oversubscribe the CPU (measured on 2 cores with 2 async envs: 2
+            threads ran 10x slower than 1; docs/scaling.md).
         device: Learner device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` (bfloat16 autocast in
             the PPO update on CUDA only). Environments always run on the CPU.
         separate_critics: Separate actor, reward-critic and cost-critic networks, the critics
@@ -446,7 +449,7 @@ class TrainConfig:
     out_dir: str = "runs/default"
     checkpoint_every: int = 1
     init_checkpoint: str | None = None
-    torch_threads: int = 2
+    torch_threads: int = 1
     device: str = "cpu"
     separate_critics: bool = True
     critic_warmup_env_steps: int | None = None

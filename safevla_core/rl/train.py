@@ -154,12 +154,14 @@ class Trainer:
         self.dist = distributed.context()
         self.progress = progress and self.dist.is_main
         torch.set_num_threads(cfg.train.torch_threads)
-        seed_everything(distributed.rank_seed(cfg.train.seed, self.dist.rank))
         self.run_dir = Path(cfg.train.out_dir)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.visual = get_visual_encoder(cfg.policy)
         self.texts = InstructionCache()
+        # seeded after the encoders loaded: their first load draws random numbers, so a run's
+        # stream would otherwise depend on what loaded them before in the same process
+        seed_everything(distributed.rank_seed(cfg.train.seed, self.dist.rank))
         #: The CMDP constraints: cost signal -> limit; one cost critic and multiplier each.
         self.constraints = cfg.task.constraints()
         self.signals = list(self.constraints)
