@@ -422,6 +422,8 @@ class TrainConfig:
             environments in worker processes (one core each), more learner threads than the
             cores left over oversubscribe the CPU (measured on 2 cores with 2 async envs: 2
             threads ran 10x slower than 1; docs/scaling.md).
+        encoder_threads: Threads of the frozen visual encoder during acting, when the
+            environment workers are idle waiting for actions; 0 = one per core of the machine.
         device: Learner device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` (bfloat16 autocast in
             the PPO update on CUDA only). Environments always run on the CPU.
         separate_critics: Separate actor, reward-critic and cost-critic networks, the critics
@@ -450,6 +452,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     init_checkpoint: str | None = None
     torch_threads: int = 1
+    encoder_threads: int = 0
     device: str = "cpu"
     separate_critics: bool = True
     critic_warmup_env_steps: int | None = None
@@ -482,6 +485,7 @@ class TrainConfig:
         _check(self.total_env_steps > 0, "total_env_steps must be > 0")
         _check(self.checkpoint_every > 0, "checkpoint_every must be > 0")
         _check(self.torch_threads > 0, "torch_threads must be > 0")
+        _check(self.encoder_threads >= 0, "encoder_threads must be >= 0 (0: one per core)")
         _check(
             self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None,
             f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}",

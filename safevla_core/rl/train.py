@@ -154,6 +154,8 @@ class Trainer:
         self.dist = distributed.context()
         self.progress = progress and self.dist.is_main
         torch.set_num_threads(cfg.train.torch_threads)
+        #: Threads of the frozen CNN while the workers wait (0 = one per core).
+        self.encoder_threads = cfg.train.encoder_threads or max(1, os.cpu_count() or 1)
         self.run_dir = Path(cfg.train.out_dir)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -302,8 +304,15 @@ class Trainer:
         """
         nav, manip = np.asarray(obs[NAV_CAMERA]), np.asarray(obs[MANIP_CAMERA])
         b = nav.shape[0]
-        with torch.inference_mode():
-            feats = self.visual(np.concatenate([nav, manip], axis=0))  # (2B, C, h, w)
+        # The environment workers wait for actions while the frozen CNN runs: it may use every
+        # core (train.encoder_threads); the rest of the learner keeps train.torch_threads.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.encoder_threads)
+        try:
+            with torch.inference_mode():
+                feats = self.visual(np.concatenate([nav, manip], axis=0))  # (2B, C, h, w)
+        finally:
+            torch.set_num_threads(threads)
         # (B, 2, C, h, w), rounded to the buffer's float16 so PPO's first epoch sees ratio 1
         feats = torch.stack([feats[:b], feats[b:]], dim=1).half().float().to(self.device)
         text, mask = self.texts.batch(list(obs["instruction"]))
