@@ -23,9 +23,10 @@ msgs:
 test:
 	$(PYTHON) -m pytest -q $(TESTS)
 
-## lint: ruff (rules and line length in pyproject.toml)
+## lint: ruff rules and formatting (pyproject.toml)
 lint:
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 ## train: the main job with the default config
 train:

@@ -49,11 +49,14 @@ def main() -> None:
             t1 = time.perf_counter()
             text, mask = tr.texts.batch(list(obs["instruction"]))
             out, cache, _ = tr.model.act(
-                feats, text, mask,
+                feats,
+                text,
+                mask,
                 torch.as_tensor(np.asarray(obs["prev_action"]), dtype=torch.long),
                 torch.as_tensor(np.asarray(obs["in_hand"]), dtype=torch.bool),
-                torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long), cache,
-            )  # fmt: skip
+                torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long),
+                cache,
+            )
             t2 = time.perf_counter()
             actions = torch.distributions.Categorical(logits=out.logits).sample()
             t3 = time.perf_counter()
@@ -69,8 +72,10 @@ def main() -> None:
         envs.close()
     total = sum(parts.values())
     n = cfg.train.num_envs
-    print(f"{args.config}: {total / args.steps * 1e3:.1f} ms per vector step of {n} envs "
-          f"= {n * args.steps / total:.1f} env steps/s (acting only, no PPO update)")
+    print(
+        f"{args.config}: {total / args.steps * 1e3:.1f} ms per vector step of {n} envs "
+        f"= {n * args.steps / total:.1f} env steps/s (acting only, no PPO update)"
+    )
     for k, v in parts.items():
         print(f"  {k:<20} {v / args.steps * 1e3:7.2f} ms  {100 * v / total:5.1f}%")
 

@@ -55,40 +55,92 @@ def generate_launch_description() -> LaunchDescription:
     is_sim = PythonExpression(["'", robot, "' == 'sim'"])
     # Strings stay strings: without value_type=str launch parses an argument as YAML
     # (instruction:="task: bring the mug" aborts, instruction:=yes becomes True).
-    policy_params = [_config("policy_node.yaml"),
-                     {"checkpoint": _string("checkpoint"), "instruction": _string("instruction"),
-                      "task": _string("task")}]
+    policy_params = [
+        _config("policy_node.yaml"),
+        {
+            "checkpoint": _string("checkpoint"),
+            "instruction": _string("instruction"),
+            "task": _string("task"),
+        },
+    ]
     robot_policy_params = [*policy_params, {"in_hand_source": "topic"}]
     robot_remaps = [*STRETCH_CAMERAS, ("in_hand", LaunchConfiguration("in_hand_topic"))]
-    return LaunchDescription([
-        DeclareLaunchArgument("checkpoint", default_value="",
-                              description="training checkpoint (.pt); default: the shipped "
-                              "SafeVLA policy of the task (checkpoints/<task>/safevla.pt)"),
-        DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "stretch"]),
-        DeclareLaunchArgument("task", default_value="objnav",
-                              choices=["objnav", "pickup", "fetch"]),
-        DeclareLaunchArgument("instruction", default_value="",
-                              description="instruction for the robot (sim: from the task)"),
-        DeclareLaunchArgument("in_hand_topic", default_value="in_hand",
-                              description="robot: std_msgs/Bool topic saying an object is held"),
-        Node(package=PACKAGE, executable="safevla_policy_node", name="safevla_policy_node",
-             parameters=policy_params, condition=IfCondition(is_sim), output="screen"),
-        Node(package=PACKAGE, executable="safevla_policy_node", name="safevla_policy_node",
-             parameters=robot_policy_params, remappings=robot_remaps,
-             condition=UnlessCondition(is_sim), output="screen"),
-        Node(package=PACKAGE, executable="safevla_safety_monitor", name="safevla_safety_monitor",
-             parameters=[_config("safety_monitor.yaml"), {"mode": "sim"}],
-             condition=IfCondition(is_sim), output="screen"),
-        Node(package=PACKAGE, executable="safevla_safety_monitor", name="safevla_safety_monitor",
-             parameters=[_config("safety_monitor.yaml"), {"mode": "hardware"},
-                         {"watchdog.scan_timeout_s": 0.5}],
-             remappings=[*STRETCH_CAMERAS, *STRETCH_DRIVER], condition=UnlessCondition(is_sim),
-             output="screen"),
-        Node(package=PACKAGE, executable="safevla_sim_node", name="safevla_sim_node",
-             parameters=[_config("sim_node.yaml"), {"task": _string("task")}],
-             condition=IfCondition(is_sim), output="screen"),
-        Node(package=PACKAGE, executable="safevla_stretch_bridge", name="safevla_stretch_bridge",
-             parameters=[_config("stretch_bridge.yaml")],
-             remappings=[*STRETCH_CAMERAS, *STRETCH_DRIVER], condition=UnlessCondition(is_sim),
-             output="screen"),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "checkpoint",
+                default_value="",
+                description="training checkpoint (.pt); default: the shipped "
+                "SafeVLA policy of the task (checkpoints/<task>/safevla.pt)",
+            ),
+            DeclareLaunchArgument("robot", default_value="sim", choices=["sim", "stretch"]),
+            DeclareLaunchArgument(
+                "task", default_value="objnav", choices=["objnav", "pickup", "fetch"]
+            ),
+            DeclareLaunchArgument(
+                "instruction",
+                default_value="",
+                description="instruction for the robot (sim: from the task)",
+            ),
+            DeclareLaunchArgument(
+                "in_hand_topic",
+                default_value="in_hand",
+                description="robot: std_msgs/Bool topic saying an object is held",
+            ),
+            Node(
+                package=PACKAGE,
+                executable="safevla_policy_node",
+                name="safevla_policy_node",
+                parameters=policy_params,
+                condition=IfCondition(is_sim),
+                output="screen",
+            ),
+            Node(
+                package=PACKAGE,
+                executable="safevla_policy_node",
+                name="safevla_policy_node",
+                parameters=robot_policy_params,
+                remappings=robot_remaps,
+                condition=UnlessCondition(is_sim),
+                output="screen",
+            ),
+            Node(
+                package=PACKAGE,
+                executable="safevla_safety_monitor",
+                name="safevla_safety_monitor",
+                parameters=[_config("safety_monitor.yaml"), {"mode": "sim"}],
+                condition=IfCondition(is_sim),
+                output="screen",
+            ),
+            Node(
+                package=PACKAGE,
+                executable="safevla_safety_monitor",
+                name="safevla_safety_monitor",
+                parameters=[
+                    _config("safety_monitor.yaml"),
+                    {"mode": "hardware"},
+                    {"watchdog.scan_timeout_s": 0.5},
+                ],
+                remappings=[*STRETCH_CAMERAS, *STRETCH_DRIVER],
+                condition=UnlessCondition(is_sim),
+                output="screen",
+            ),
+            Node(
+                package=PACKAGE,
+                executable="safevla_sim_node",
+                name="safevla_sim_node",
+                parameters=[_config("sim_node.yaml"), {"task": _string("task")}],
+                condition=IfCondition(is_sim),
+                output="screen",
+            ),
+            Node(
+                package=PACKAGE,
+                executable="safevla_stretch_bridge",
+                name="safevla_stretch_bridge",
+                parameters=[_config("stretch_bridge.yaml")],
+                remappings=[*STRETCH_CAMERAS, *STRETCH_DRIVER],
+                condition=UnlessCondition(is_sim),
+                output="screen",
+            ),
+        ]
+    )

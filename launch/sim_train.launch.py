@@ -52,26 +52,55 @@ def _string(name: str) -> ParameterValue:
 
 def generate_launch_description() -> LaunchDescription:
     """Trainer, simulator and monitor with their parameter files."""
-    return LaunchDescription([
-        DeclareLaunchArgument("train_config", default_value="",
-                              description="core training YAML (safevla_core.config)"),
-        DeclareLaunchArgument("overrides", default_value="",
-                              description="comma-separated section.key=value overrides"),
-        DeclareLaunchArgument("task", default_value="objnav",
-                              choices=["objnav", "pickup", "fetch"]),
-        DeclareLaunchArgument("resume", default_value="true", choices=["true", "false"],
-                              description="continue from the newest checkpoint in train.out_dir"),
-        OpaqueFunction(function=_resolve_train_config),
-        Node(package=PACKAGE, executable="safevla_trainer_node", name="safevla_trainer_node",
-             parameters=[_config("trainer_node.yaml"),
-                         {"config_file": _string("train_config"),
-                          "overrides": _string("overrides"),
-                          "resume": ParameterValue(LaunchConfiguration("resume"),
-                                                   value_type=bool)}],
-             output="screen"),
-        Node(package=PACKAGE, executable="safevla_sim_node", name="safevla_sim_node",
-             parameters=[_config("sim_node.yaml"), {"task": _string("task")}],
-             output="screen"),
-        Node(package=PACKAGE, executable="safevla_safety_monitor", name="safevla_safety_monitor",
-             parameters=[_config("safety_monitor.yaml")], output="screen"),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "train_config",
+                default_value="",
+                description="core training YAML (safevla_core.config)",
+            ),
+            DeclareLaunchArgument(
+                "overrides",
+                default_value="",
+                description="comma-separated section.key=value overrides",
+            ),
+            DeclareLaunchArgument(
+                "task", default_value="objnav", choices=["objnav", "pickup", "fetch"]
+            ),
+            DeclareLaunchArgument(
+                "resume",
+                default_value="true",
+                choices=["true", "false"],
+                description="continue from the newest checkpoint in train.out_dir",
+            ),
+            OpaqueFunction(function=_resolve_train_config),
+            Node(
+                package=PACKAGE,
+                executable="safevla_trainer_node",
+                name="safevla_trainer_node",
+                parameters=[
+                    _config("trainer_node.yaml"),
+                    {
+                        "config_file": _string("train_config"),
+                        "overrides": _string("overrides"),
+                        "resume": ParameterValue(LaunchConfiguration("resume"), value_type=bool),
+                    },
+                ],
+                output="screen",
+            ),
+            Node(
+                package=PACKAGE,
+                executable="safevla_sim_node",
+                name="safevla_sim_node",
+                parameters=[_config("sim_node.yaml"), {"task": _string("task")}],
+                output="screen",
+            ),
+            Node(
+                package=PACKAGE,
+                executable="safevla_safety_monitor",
+                name="safevla_safety_monitor",
+                parameters=[_config("safety_monitor.yaml")],
+                output="screen",
+            ),
+        ]
+    )

@@ -43,9 +43,27 @@ class Action(enum.IntEnum):
 
 #: Short names, index-aligned with :class:`Action` (SPOC's vocabulary; REFERENCE.md).
 ACTION_NAMES: tuple[str, ...] = (
-    "m", "b", "r", "l", "rs", "ls", "yp", "ym", "yps", "yms",
-    "zp", "zm", "zps", "zms", "wp", "wm", "p", "d", "end", "sub_done",
-)  # fmt: skip
+    "m",
+    "b",
+    "r",
+    "l",
+    "rs",
+    "ls",
+    "yp",
+    "ym",
+    "yps",
+    "yms",
+    "zp",
+    "zm",
+    "zps",
+    "zms",
+    "wp",
+    "wm",
+    "p",
+    "d",
+    "end",
+    "sub_done",
+)
 
 NUM_ACTIONS: int = len(ACTION_NAMES)
 assert NUM_ACTIONS == 20 == len(Action)

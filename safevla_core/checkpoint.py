@@ -21,8 +21,18 @@ import torch
 CHECKPOINT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
 """Final checkpoint names; temp files (``.ckpt_*.tmp``) never match (ours)."""
 
-_ALLOWED_SCALARS = (bool, int, float, str, bytes, type(None), torch.Tensor, torch.Size,
-                    torch.dtype, torch.device)
+_ALLOWED_SCALARS = (
+    bool,
+    int,
+    float,
+    str,
+    bytes,
+    type(None),
+    torch.Tensor,
+    torch.Size,
+    torch.dtype,
+    torch.device,
+)
 
 
 class CheckpointError(ValueError):

@@ -86,9 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init-checkpoint", default=None, help="start from this (IL) checkpoint")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out-dir")
-    p.add_argument("--from-scratch", action="store_true",
-                   help="random initial weights instead of the shipped IL policy "
-                   "(checkpoints/<task>/il.pt), which `safevla train` fine-tunes by default")
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="random initial weights instead of the shipped IL policy "
+        "(checkpoints/<task>/il.pt), which `safevla train` fine-tunes by default",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -335,8 +338,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if il is not None:
             if ctx.is_main:
                 print(f"fine-tuning the shipped IL policy {il} (--from-scratch: random weights)")
-            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
-                                                                     init_checkpoint=str(il)))
+            cfg = dataclasses.replace(
+                cfg, train=dataclasses.replace(cfg.train, init_checkpoint=str(il))
+            )
     try:
         result = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
     finally:

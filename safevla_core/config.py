@@ -25,9 +25,15 @@ METHODS: tuple[str, ...] = ("ppo", "ppo_rs", "ppo_lag", "ppo_pid_lag")
 #: section 4.1), ``robot`` (RC), ``object`` (OC) and the five safety-critical components
 #: (names as ``safevla_core.costs.COMPONENT_NAMES``; a test keeps the two in step).
 COST_SIGNALS: tuple[str, ...] = (
-    "total", "robot", "object",
-    "dangerous_equipment", "corner", "blind_spot", "fragile_collection", "critical_point",
-)  # fmt: skip
+    "total",
+    "robot",
+    "object",
+    "dangerous_equipment",
+    "corner",
+    "blind_spot",
+    "fragile_collection",
+    "critical_point",
+)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -152,28 +158,44 @@ class CostConfig:
             "critical_point_m",
         ):
             v = getattr(self, name)
-            _check(_is_number(v) and math.isfinite(v) and v > 0,
-                   f"{name} must be a finite number > 0, got {v!r}")  # fmt: skip
-        _check(self.disturb_rotation_deg < 180.0,
-               f"disturb_rotation_deg must be in (0, 180) deg (no rotation exceeds 180 deg), "
-               f"got {self.disturb_rotation_deg!r}")  # fmt: skip
+            _check(
+                _is_number(v) and math.isfinite(v) and v > 0,
+                f"{name} must be a finite number > 0, got {v!r}",
+            )
+        _check(
+            self.disturb_rotation_deg < 180.0,
+            f"disturb_rotation_deg must be in (0, 180) deg (no rotation exceeds 180 deg), "
+            f"got {self.disturb_rotation_deg!r}",
+        )
         for name in ("settle_ignore_radius_early_m", "settle_ignore_radius_m"):
             v = getattr(self, name)
-            _check(_is_number(v) and v >= MIN_SETTLE_RADIUS_M,
-                   f"{name} must be >= {MIN_SETTLE_RADIUS_M:.3f} m (the gripper's reach; a "
-                   f"smaller radius ignores what the arm disturbs), got {v!r}")  # fmt: skip
-        for name, lo in (("settle_steps", 0), ("corner_samples", 1),
-                         ("blind_spot_memory_steps", 1), ("fragile_cluster_size", 2)):  # fmt: skip
+            _check(
+                _is_number(v) and v >= MIN_SETTLE_RADIUS_M,
+                f"{name} must be >= {MIN_SETTLE_RADIUS_M:.3f} m (the gripper's reach; a "
+                f"smaller radius ignores what the arm disturbs), got {v!r}",
+            )
+        for name, lo in (
+            ("settle_steps", 0),
+            ("corner_samples", 1),
+            ("blind_spot_memory_steps", 1),
+            ("fragile_cluster_size", 2),
+        ):
             v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and v >= lo,
-                   f"{name} must be an integer >= {lo}, got {v!r}")  # fmt: skip
+            _check(
+                isinstance(v, int) and not isinstance(v, bool) and v >= lo,
+                f"{name} must be an integer >= {lo}, got {v!r}",
+            )
         v = self.corner_free_fraction
-        _check(_is_number(v) and 0.0 < v <= 1.0,
-               f"corner_free_fraction must be in (0, 1] (at 0 the corner component never "
-               f"fires), got {v!r}")  # fmt: skip
+        _check(
+            _is_number(v) and 0.0 < v <= 1.0,
+            f"corner_free_fraction must be in (0, 1] (at 0 the corner component never "
+            f"fires), got {v!r}",
+        )
         for name in ("forbidden_structure", "forbidden_objects"):
-            _check(isinstance(getattr(self, name), bool),
-                   f"{name} must be true or false, got {getattr(self, name)!r}")  # fmt: skip
+            _check(
+                isinstance(getattr(self, name), bool),
+                f"{name} must be true or false, got {getattr(self, name)!r}",
+            )
 
 
 @dataclass(frozen=True)
@@ -211,19 +233,29 @@ class TaskConfig:
         """
         _check(self.name in TASKS, f"task must be one of {TASKS}, got {self.name!r}")
         if self.cost_limits is not None:
-            _check(isinstance(self.cost_limits, dict) and len(self.cost_limits) > 0,
-                   "cost_limits must map at least one cost signal to a limit")  # fmt: skip
+            _check(
+                isinstance(self.cost_limits, dict) and len(self.cost_limits) > 0,
+                "cost_limits must map at least one cost signal to a limit",
+            )
             for k, v in self.cost_limits.items():
                 _check(k in COST_SIGNALS, f"unknown cost signal {k!r}; known: {COST_SIGNALS}")
-                _check(isinstance(v, int | float) and math.isfinite(v) and v >= 0,
-                       f"cost limit of {k!r} must be a finite number >= 0, got {v!r}")  # fmt: skip
+                _check(
+                    isinstance(v, int | float) and math.isfinite(v) and v >= 0,
+                    f"cost limit of {k!r} must be a finite number >= 0, got {v!r}",
+                )
         _check(self.max_steps_train > 0 and self.max_steps_eval > 0, "max steps must be > 0")
-        _check(math.isfinite(self.success_distance_m) and self.success_distance_m > 0,
-               f"success_distance_m must be a finite number > 0, got {self.success_distance_m!r}")
-        _check(math.isfinite(self.success_reward),
-               f"success_reward must be finite, got {self.success_reward!r}")
-        _check(math.isfinite(self.cost_limit) and self.cost_limit >= 0,
-               f"cost_limit must be a finite number >= 0, got {self.cost_limit!r}")
+        _check(
+            math.isfinite(self.success_distance_m) and self.success_distance_m > 0,
+            f"success_distance_m must be a finite number > 0, got {self.success_distance_m!r}",
+        )
+        _check(
+            math.isfinite(self.success_reward),
+            f"success_reward must be finite, got {self.success_reward!r}",
+        )
+        _check(
+            math.isfinite(self.cost_limit) and self.cost_limit >= 0,
+            f"cost_limit must be a finite number >= 0, got {self.cost_limit!r}",
+        )
 
     def constraints(self) -> dict[str, float]:
         """The CMDP constraints: cost signal -> limit (``{"total": cost_limit}`` by default)."""

@@ -325,9 +325,7 @@ def compute_costs(
     move_inf_m = np.max(np.abs(delta), axis=1)  # (N,)
     move_euclid_m = np.linalg.norm(delta, axis=1)  # (N,)
     rot_deg = rotation_change_deg(prev.object_quats, curr.object_quats)  # (N,)
-    moved = (move_inf_m > cfg.disturb_position_m + eps) | (
-        rot_deg > cfg.disturb_rotation_deg + eps
-    )
+    moved = (move_inf_m > cfg.disturb_position_m + eps) | (rot_deg > cfg.disturb_rotation_deg + eps)
     robot_xy = curr.robot_pose[:2]
     dist_robot_m = np.linalg.norm(prev.object_positions[:, :2] - robot_xy, axis=1)  # (N,)
     settle_radius_m = (
@@ -358,9 +356,12 @@ def compute_costs(
     # --- components --------------------------------------------------------------------------
     dangerous_ids = sorted(
         {ids[k] for k in disturbed_idx if curr.object_types[k] in HAZARDOUS_TYPES}
-        | {c for c in forbidden_hits if c not in curr.structure_ids
-           and curr.type_of(c) in HAZARDOUS_TYPES}
-    )  # fmt: skip
+        | {
+            c
+            for c in forbidden_hits
+            if c not in curr.structure_ids and curr.type_of(c) in HAZARDOUS_TYPES
+        }
+    )
     corner = int(bool(contacts) and curr.free_fraction_1m < cfg.corner_free_fraction - eps)
     blind_ids = []
     for c in sorted(contacts):

@@ -85,10 +85,17 @@ def run_episode(
         path_m += float(np.linalg.norm(env.world_state.robot_pose[:2] - prev_xy))
         if terminated or truncated:
             summary = dict(step_info["episode"])
-            summary.update(house_id=info["house_id"], target_type=info["target_type"],
-                           instruction=info["instruction"], seed=seed)  # fmt: skip
-            summary.update(path_length_m=path_m, shortest_path_m=shortest_m,
-                           spl=spl(summary["success"], shortest_m, path_m))  # fmt: skip
+            summary.update(
+                house_id=info["house_id"],
+                target_type=info["target_type"],
+                instruction=info["instruction"],
+                seed=seed,
+            )
+            summary.update(
+                path_length_m=path_m,
+                shortest_path_m=shortest_m,
+                spl=spl(summary["success"], shortest_m, path_m),
+            )
             return summary
 
 
@@ -182,13 +189,27 @@ def cost_distribution(
     def group(c: np.ndarray) -> dict[str, Any]:
         counts = [int(np.sum((c >= a) & (c < b))) for a, b in zip(lo, hi, strict=True)]
         if len(c) == 0:
-            return {"counts": counts, "n": 0, "max": float("nan"), "mean": float("nan"),
-                    "share_above_threshold": float("nan")}  # fmt: skip
-        return {"counts": counts, "n": len(c), "max": float(c.max()), "mean": float(c.mean()),
-                "share_above_threshold": float(np.mean(c > COST_TAIL_THRESHOLD))}  # fmt: skip
+            return {
+                "counts": counts,
+                "n": 0,
+                "max": float("nan"),
+                "mean": float("nan"),
+                "share_above_threshold": float("nan"),
+            }
+        return {
+            "counts": counts,
+            "n": len(c),
+            "max": float(c.max()),
+            "mean": float(c.mean()),
+            "share_above_threshold": float(np.mean(c > COST_TAIL_THRESHOLD)),
+        }
 
-    return {"edges": [float(x) for x in edges], "all": group(costs),
-            "success": group(costs[succ]), "failure": group(costs[~succ])}  # fmt: skip
+    return {
+        "edges": [float(x) for x in edges],
+        "all": group(costs),
+        "success": group(costs[succ]),
+        "failure": group(costs[~succ]),
+    }
 
 
 def logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -256,13 +277,19 @@ def success_cost_correlation(episodes: list[dict[str, Any]]) -> dict[str, float 
         raise ValueError("no episodes")
     cost = np.array([float(e["cumulative_cost"]) for e in episodes])
     succ = np.array([1.0 if float(e["success"]) > 0.5 else 0.0 for e in episodes])
-    out: dict[str, float | str] = {"pearson_r": float("nan"), "p_value": float("nan"),
-                                   "logistic_intercept": float("nan"),
-                                   "logistic_slope": float("nan"), "note": ""}  # fmt: skip
+    out: dict[str, float | str] = {
+        "pearson_r": float("nan"),
+        "p_value": float("nan"),
+        "logistic_intercept": float("nan"),
+        "logistic_slope": float("nan"),
+        "note": "",
+    }
     if len(episodes) < 3 or cost.min() == cost.max() or succ.min() == succ.max():
-        out["note"] = ("undefined: needs >= 3 episodes with both outcomes and varying cost "
-                       f"(n={len(episodes)}, successes={int(succ.sum())}, "
-                       f"distinct costs={len(set(cost.tolist()))})")  # fmt: skip
+        out["note"] = (
+            "undefined: needs >= 3 episodes with both outcomes and varying cost "
+            f"(n={len(episodes)}, successes={int(succ.sum())}, "
+            f"distinct costs={len(set(cost.tolist()))})"
+        )
         return out
     r, p = pearsonr(succ, cost)
     out["pearson_r"], out["p_value"] = float(r), float(p)
@@ -297,8 +324,14 @@ def bootstrap_ci(values: list[float], seed: int = 0) -> list[float]:
         return [float("nan"), float("nan")]
     if np.all(x == x[0]):
         return [float(x[0]), float(x[0])]
-    res = bootstrap((x,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CI_LEVEL,
-                    method="percentile", rng=np.random.default_rng(seed))
+    res = bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=CI_LEVEL,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
@@ -432,8 +465,9 @@ def evaluate(
     if agent is None:
         if checkpoint is None:
             raise ValueError("evaluate needs a checkpoint or an agent")
-        agent = PolicyAgent.from_checkpoint(checkpoint, deterministic=det, seed=cfg.eval.seed,
-                                            with_cost_critic=False)
+        agent = PolicyAgent.from_checkpoint(
+            checkpoint, deterministic=det, seed=cfg.eval.seed, with_cost_critic=False
+        )
     if use_expert:
         size = (cfg.policy.image_width, cfg.policy.image_height)
     else:
@@ -461,27 +495,37 @@ def evaluate(
         def run(house_index: int, seed: int, target_type: str | None) -> dict[str, Any]:
             summary = run_expert_episode(env, expert, house_index, seed, target_type)
             shortest = _shortest_after_reset(env, house_index, seed, target_type)
-            summary.update(shortest_path_m=shortest,
-                           spl=spl(summary["success"], shortest, summary["path_length_m"]))
+            summary.update(
+                shortest_path_m=shortest,
+                spl=spl(summary["success"], shortest, summary["path_length_m"]),
+            )
             return summary
     else:
+
         def run(house_index: int, seed: int, target_type: str | None) -> dict[str, Any]:
             return run_episode(env, agent, house_index, seed, target_type)
+
     results = []
     try:
-        for house_index, seed, target_type in tqdm(items, desc=f"eval {split}", unit="ep",
-                                                   disable=not progress):  # fmt: skip
+        for house_index, seed, target_type in tqdm(
+            items, desc=f"eval {split}", unit="ep", disable=not progress
+        ):
             results.append(run(house_index, seed, target_type))
     finally:
         env.close()
     report = aggregate(results)
-    report.update(checkpoint="expert" if use_expert else str(checkpoint), split=split,
-                  extreme=extreme, ood=ood)  # fmt: skip
+    report.update(
+        checkpoint="expert" if use_expert else str(checkpoint),
+        split=split,
+        extreme=extreme,
+        ood=ood,
+    )
     return report
 
 
-def _shortest_after_reset(env: SafetyChoresEnv, house_index: int, seed: int,
-                          target_type: str | None) -> float:
+def _shortest_after_reset(
+    env: SafetyChoresEnv, house_index: int, seed: int, target_type: str | None
+) -> float:
     """Shortest path of an episode, re-created by resetting with the same seed and options."""
     options: dict[str, Any] = {"house_index": house_index}
     if target_type is not None:
@@ -502,9 +546,16 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
 
 #: The report's headline metrics, in the order tables show them (console and Markdown).
 HEADLINE_KEYS: tuple[str, ...] = (
-    "success_rate", "robot_cost", "object_cost", "cumulative_cost",
-    *COMPONENT_NAMES, "episode_length", "wrong_end_share", "spl", "num_episodes",
-)  # fmt: skip
+    "success_rate",
+    "robot_cost",
+    "object_cost",
+    "cumulative_cost",
+    *COMPONENT_NAMES,
+    "episode_length",
+    "wrong_end_share",
+    "spl",
+    "num_episodes",
+)
 
 
 def format_report(report: dict[str, Any]) -> str:

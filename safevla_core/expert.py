@@ -175,8 +175,15 @@ class GridMap:
 
 
 _NEIGHBOURS: tuple[tuple[int, int], ...] = (
-    (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1),
-)  # fmt: skip
+    (1, 0),
+    (-1, 0),
+    (0, 1),
+    (0, -1),
+    (1, 1),
+    (1, -1),
+    (-1, 1),
+    (-1, -1),
+)
 
 
 def shortest_path(
@@ -260,8 +267,9 @@ def heading_action(pose: np.ndarray, waypoint: np.ndarray) -> Action:
     return turn_action(e) or Action.MOVE_AHEAD
 
 
-def turn_action(error_rad: float, small_threshold_rad: float = SMALL_TURN_THRESHOLD_RAD
-                ) -> Action | None:
+def turn_action(
+    error_rad: float, small_threshold_rad: float = SMALL_TURN_THRESHOLD_RAD
+) -> Action | None:
     """Rotation that reduces a heading error (positive: turn left), or ``None`` if within tolerance.
 
     Args:
@@ -279,8 +287,9 @@ def turn_action(error_rad: float, small_threshold_rad: float = SMALL_TURN_THRESH
     return None
 
 
-def step_action(error_m: float, up: tuple[Action, Action], down: tuple[Action, Action],
-                tol_m: float) -> Action | None:
+def step_action(
+    error_m: float, up: tuple[Action, Action], down: tuple[Action, Action], tol_m: float
+) -> Action | None:
     """Large or small joint step that reduces ``error_m`` (target minus current), or ``None``.
 
     Args:
@@ -316,15 +325,27 @@ class _EpisodeMemory:
     last_action: Action | None = None
 
 
-_ARM_ACTIONS = frozenset({Action.LIFT_UP, Action.LIFT_DOWN, Action.LIFT_UP_SMALL,
-                          Action.LIFT_DOWN_SMALL, Action.ARM_EXTEND, Action.ARM_RETRACT,
-                          Action.ARM_EXTEND_SMALL, Action.ARM_RETRACT_SMALL})
+_ARM_ACTIONS = frozenset(
+    {
+        Action.LIFT_UP,
+        Action.LIFT_DOWN,
+        Action.LIFT_UP_SMALL,
+        Action.LIFT_DOWN_SMALL,
+        Action.ARM_EXTEND,
+        Action.ARM_RETRACT,
+        Action.ARM_EXTEND_SMALL,
+        Action.ARM_RETRACT_SMALL,
+    }
+)
 
 
 _INVERSE: dict[Action, Action] = {
-    Action.LIFT_UP: Action.LIFT_DOWN, Action.LIFT_DOWN: Action.LIFT_UP,
-    Action.LIFT_UP_SMALL: Action.LIFT_DOWN_SMALL, Action.LIFT_DOWN_SMALL: Action.LIFT_UP_SMALL,
-    Action.ARM_EXTEND: Action.ARM_RETRACT, Action.ARM_RETRACT: Action.ARM_EXTEND,
+    Action.LIFT_UP: Action.LIFT_DOWN,
+    Action.LIFT_DOWN: Action.LIFT_UP,
+    Action.LIFT_UP_SMALL: Action.LIFT_DOWN_SMALL,
+    Action.LIFT_DOWN_SMALL: Action.LIFT_UP_SMALL,
+    Action.ARM_EXTEND: Action.ARM_RETRACT,
+    Action.ARM_RETRACT: Action.ARM_EXTEND,
     Action.ARM_EXTEND_SMALL: Action.ARM_RETRACT_SMALL,
     Action.ARM_RETRACT_SMALL: Action.ARM_EXTEND_SMALL,
 }
@@ -428,8 +449,11 @@ class ShortestPathExpert:
             mem.blocked.add(cell)
 
     def _targets(self, state: WorldState) -> list[tuple[str, np.ndarray]]:
-        return [(t, state.object_positions[state.index_of(t)]) for t in self.spec.target_ids
-                if t in state.object_ids]  # fmt: skip
+        return [
+            (t, state.object_positions[state.index_of(t)])
+            for t in self.spec.target_ids
+            if t in state.object_ids
+        ]
 
     def _plan_step(self, state: WorldState, goals: set[Cell]) -> Action | None:
         """One step along the path to the nearest goal cell; ``None`` when at a goal."""
@@ -464,9 +488,10 @@ class ShortestPathExpert:
     # ----------------------------------------------------------------------- ObjNav
     def _visible_target_in_range(self, state: WorldState) -> bool:
         xy = state.robot_pose[:2]
-        return any(t in state.visible_ids
-                   and float(np.linalg.norm(p[:2] - xy)) <= self.success_distance_m
-                   for t, p in self._targets(state))  # fmt: skip
+        return any(
+            t in state.visible_ids and float(np.linalg.norm(p[:2] - xy)) <= self.success_distance_m
+            for t, p in self._targets(state)
+        )
 
     def _act_objnav(self, state: WorldState) -> Action:
         mem, grid = self._mem, self.grid
@@ -474,8 +499,11 @@ class ShortestPathExpert:
             return Action.END
         targets = self._targets(state)
         txy = np.stack([p[:2] for _, p in targets])
-        goals = {c for c in grid.cells
-                 if np.min(np.linalg.norm(txy - grid.xy(c), axis=1)) <= NAV_GOAL_RADIUS_M}
+        goals = {
+            c
+            for c in grid.cells
+            if np.min(np.linalg.norm(txy - grid.xy(c), axis=1)) <= NAV_GOAL_RADIUS_M
+        }
         action = self._plan_step(state, goals)
         if action is not None:
             return action
@@ -490,8 +518,9 @@ class ShortestPathExpert:
         if mem.goal_attempts > MAX_GOAL_ATTEMPTS:
             return Action.END
         here = grid.cell_of(pos)
-        mem.failed_goals |= {c for c in goals
-                             if np.linalg.norm(grid.xy(c) - grid.xy(here)) <= 2 * self.grid_m}
+        mem.failed_goals |= {
+            c for c in goals if np.linalg.norm(grid.xy(c) - grid.xy(here)) <= 2 * self.grid_m
+        }
         return self._plan_step(state, goals) or Action.END
 
     # ----------------------------------------------------------------------- PickUp / Fetch
@@ -503,18 +532,21 @@ class ShortestPathExpert:
         if mem.phase == "navigate":
             cells = sorted(self.grid.cells)
             xy = np.array([self.grid.xy(c) for c in cells])
-            goals = {cells[i] for _, p in targets
-                     for i in arm_start_indices(p[:2], xy, self._walls)}
+            goals = {
+                cells[i] for _, p in targets for i in arm_start_indices(p[:2], xy, self._walls)
+            }
             action = self._plan_step(state, goals)
             if action is not None:
                 return action
             mem.phase = "grasp"
         if mem.target_id is None:
             pos = state.robot_pose[:2]
-            mem.target_id = targets[int(np.argmin([np.linalg.norm(p[:2] - pos)
-                                                   for _, p in targets]))][0]
-        return self._reach(state, mem.target_id, state.object_positions[
-            state.index_of(mem.target_id)])
+            mem.target_id = targets[
+                int(np.argmin([np.linalg.norm(p[:2] - pos) for _, p in targets]))
+            ][0]
+        return self._reach(
+            state, mem.target_id, state.object_positions[state.index_of(mem.target_id)]
+        )
 
     def _reach(self, state: WorldState, target_id: str, tpos: np.ndarray) -> Action:
         """Scripted reach and grasp of one target (arm towards the robot's right)."""
@@ -533,10 +565,15 @@ class ShortestPathExpert:
         #    GRASP_CLEARANCE_M above the object's top.
         if mem.lift_goal_m is None:
             top = tpos[2] + object_height_m(state.type_of(target_id)) / 2
-            mem.lift_goal_m = float(np.clip(top + GRASP_CLEARANCE_M - GRASP_Z_MINUS_LIFT_M,
-                                            0.0, LIFT_MAX_M))
-        lift = step_action(mem.lift_goal_m - state.lift_m, (Action.LIFT_UP, Action.LIFT_UP_SMALL),
-                           (Action.LIFT_DOWN, Action.LIFT_DOWN_SMALL), LIFT_TOL_M)
+            mem.lift_goal_m = float(
+                np.clip(top + GRASP_CLEARANCE_M - GRASP_Z_MINUS_LIFT_M, 0.0, LIFT_MAX_M)
+            )
+        lift = step_action(
+            mem.lift_goal_m - state.lift_m,
+            (Action.LIFT_UP, Action.LIFT_UP_SMALL),
+            (Action.LIFT_DOWN, Action.LIFT_DOWN_SMALL),
+            LIFT_TOL_M,
+        )
         if lift is not None and _INVERSE.get(lift) == mem.last_action:
             lift = None
         if lift is not None and mem.grasp_attempts == 0:
@@ -548,8 +585,11 @@ class ShortestPathExpert:
             e = math.atan2(ty, tx) - math.atan2(-lateral, GRASP_X_M)
             turn = turn_action(e, small_threshold_rad=0.0)
             if state.arm_m > ARM_TOL_M and turn is not None:
-                return Action.ARM_RETRACT if state.arm_m > SMALL_STEP_BELOW_M else (
-                    Action.ARM_RETRACT_SMALL)  # never swing an extended arm
+                return (
+                    Action.ARM_RETRACT
+                    if state.arm_m > SMALL_STEP_BELOW_M
+                    else (Action.ARM_RETRACT_SMALL)
+                )  # never swing an extended arm
             if turn is not None:
                 return turn
         # 2b. Unstow: bring the wrist from its stowed yaw (the robot starts with the gripper tucked
@@ -558,8 +598,12 @@ class ShortestPathExpert:
             return Action.WRIST_POS if state.wrist_yaw_rad > 0 else Action.WRIST_NEG
         # 3. Extend the arm until the grasp point is above the target.
         arm_goal = float(np.clip(lateral - GRASP_LATERAL_AT_ZERO_ARM_M, 0.0, ARM_MAX_M))
-        arm = step_action(arm_goal - state.arm_m, (Action.ARM_EXTEND, Action.ARM_EXTEND_SMALL),
-                          (Action.ARM_RETRACT, Action.ARM_RETRACT_SMALL), ARM_TOL_M)
+        arm = step_action(
+            arm_goal - state.arm_m,
+            (Action.ARM_EXTEND, Action.ARM_EXTEND_SMALL),
+            (Action.ARM_RETRACT, Action.ARM_RETRACT_SMALL),
+            ARM_TOL_M,
+        )
         if arm is not None and _INVERSE.get(arm) == mem.last_action:
             arm = None  # within one small step: stop instead of oscillating
         if arm is not None and mem.grasp_attempts == 0:
@@ -580,14 +624,21 @@ class ShortestPathExpert:
             return Action.DROP
         base = mem.grasp_lift_m if mem.grasp_lift_m is not None else state.lift_m
         goal = min(base + LIFT_AFTER_GRASP_M, LIFT_MAX_M)
-        lift = step_action(goal - state.lift_m, (Action.LIFT_UP, Action.LIFT_UP_SMALL),
-                           (Action.LIFT_DOWN, Action.LIFT_DOWN_SMALL), LIFT_TOL_M)
+        lift = step_action(
+            goal - state.lift_m,
+            (Action.LIFT_UP, Action.LIFT_UP_SMALL),
+            (Action.LIFT_DOWN, Action.LIFT_DOWN_SMALL),
+            LIFT_TOL_M,
+        )
         if lift is not None and mem.phase != "retract":
             return lift
         mem.phase = "retract"
         if state.arm_m > ARM_TOL_M:
-            return Action.ARM_RETRACT if state.arm_m > SMALL_STEP_BELOW_M else (
-                Action.ARM_RETRACT_SMALL)
+            return (
+                Action.ARM_RETRACT
+                if state.arm_m > SMALL_STEP_BELOW_M
+                else (Action.ARM_RETRACT_SMALL)
+            )
         return Action.END
 
 
@@ -619,8 +670,9 @@ def run_expert_episode(
         options["target_type"] = target_type
     obs, info = env.reset(seed=seed, options=options)
     house = load_house(env.split, house_index, env.cfg.houses)
-    expert.reset(env.spec_, env.backend.reachable_positions(), env.world_state,
-                 walls=wall_segments(house))
+    expert.reset(
+        env.spec_, env.backend.reachable_positions(), env.world_state, walls=wall_segments(house)
+    )
     path_m = 0.0
     while True:
         prev_xy = env.world_state.robot_pose[:2].copy()
@@ -632,8 +684,13 @@ def run_expert_episode(
         obs = next_obs
         if terminated or truncated:
             summary = dict(step_info["episode"])
-            summary.update(house_id=info["house_id"], target_type=info["target_type"],
-                           instruction=info["instruction"], seed=seed, path_length_m=path_m)
+            summary.update(
+                house_id=info["house_id"],
+                target_type=info["target_type"],
+                instruction=info["instruction"],
+                seed=seed,
+                path_length_m=path_m,
+            )
             return summary
 
 

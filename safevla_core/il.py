@@ -120,9 +120,16 @@ def collect(
     out.mkdir(parents=True, exist_ok=True)
     n_houses = split_size(cfg, split)
     size = (cfg.policy.image_width, cfg.policy.image_height)
-    meta = {"task": cfg.task.name, "split": split, "episodes": episodes, "seed": seed,
-            "episodes_per_shard": episodes_per_shard, "image_size": list(size),
-            "keep_failures": keep_failures, "config": config_to_dict(cfg)}  # fmt: skip
+    meta = {
+        "task": cfg.task.name,
+        "split": split,
+        "episodes": episodes,
+        "seed": seed,
+        "episodes_per_shard": episodes_per_shard,
+        "image_size": list(size),
+        "keep_failures": keep_failures,
+        "config": config_to_dict(cfg),
+    }
     ctx = distributed.context()
     if ctx.is_main:
         (out / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -133,9 +140,14 @@ def collect(
     expert = ShortestPathExpert(cfg.task.success_distance_m)
     run = kept = steps = 0
     successes = 0.0
-    bar = tqdm(total=sum(min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard
-                         for k in todo), unit="ep", desc=f"collect {cfg.task.name}",
-               disable=not (progress and ctx.is_main))  # fmt: skip
+    bar = tqdm(
+        total=sum(
+            min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard for k in todo
+        ),
+        unit="ep",
+        desc=f"collect {cfg.task.name}",
+        disable=not (progress and ctx.is_main),
+    )
     try:
         for k in todo:
             rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
@@ -144,8 +156,14 @@ def collect(
             for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
                 ep: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
 
-                def on_step(obs: dict[str, Any], action: Action, reward: float, cost: float,
-                            info: dict[str, Any], ep: dict[str, list[Any]] = ep) -> None:
+                def on_step(
+                    obs: dict[str, Any],
+                    action: Action,
+                    reward: float,
+                    cost: float,
+                    info: dict[str, Any],
+                    ep: dict[str, list[Any]] = ep,
+                ) -> None:
                     ep[NAV_CAMERA].append(obs[NAV_CAMERA])
                     ep[MANIP_CAMERA].append(obs[MANIP_CAMERA])
                     ep["action"].append(int(action))
@@ -158,8 +176,9 @@ def collect(
                 summary = run_expert_episode(env, expert, i % n_houses, seed + i, on_step=on_step)
                 run += 1
                 successes += float(summary["success"])
-                summaries.append({k2: (v if isinstance(v, str) else float(v))
-                                  for k2, v in summary.items()})  # fmt: skip
+                summaries.append(
+                    {k2: (v if isinstance(v, str) else float(v)) for k2, v in summary.items()}
+                )
                 bar.update(1)
                 if not keep_failures and not summary["success"]:
                     continue
@@ -181,12 +200,20 @@ def collect(
         bar.close()
         env.close()
     # summed over ranks (collective; every rank's shards are on disk once it returns)
-    total = distributed.all_reduce_sum(torch.tensor(
-        [len(todo), len(mine) - len(todo), run, kept, steps, successes], dtype=torch.float64))
+    total = distributed.all_reduce_sum(
+        torch.tensor(
+            [len(todo), len(mine) - len(todo), run, kept, steps, successes], dtype=torch.float64
+        )
+    )
     shards, skipped, run, kept, steps, successes = (float(x) for x in total)
-    return {"shards": int(shards), "skipped": int(skipped), "episodes_run": int(run),
-            "episodes_kept": int(kept), "steps": int(steps),
-            "expert_success_rate": successes / run if run else float("nan")}  # fmt: skip
+    return {
+        "shards": int(shards),
+        "skipped": int(skipped),
+        "episodes_run": int(run),
+        "episodes_kept": int(kept),
+        "steps": int(steps),
+        "expert_success_rate": successes / run if run else float("nan"),
+    }
 
 
 def load_shard(path: str | Path) -> dict[str, Any]:
@@ -267,7 +294,7 @@ def shard_features(path: Path, cfg: Config, encoder: Any = None) -> torch.Tensor
     feats = torch.zeros(n, 2, c, h, w, dtype=torch.float16)
     for cam, key in enumerate((NAV_CAMERA, MANIP_CAMERA)):
         for s in range(0, n, ENCODE_BATCH):
-            feats[s:s + ENCODE_BATCH, cam] = enc(data[key][s:s + ENCODE_BATCH]).half()
+            feats[s : s + ENCODE_BATCH, cam] = enc(data[key][s : s + ENCODE_BATCH]).half()
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # ranks never share a temp file
     torch.save(feats, tmp)
     os.replace(tmp, cache)
@@ -304,14 +331,16 @@ def load_episodes(
             rows = np.flatnonzero(idx == e)
             if len(rows) == 0:
                 continue
-            episodes.append(Episode(
-                visual=feats[rows],
-                actions=torch.as_tensor(data["action"][rows], dtype=torch.long),
-                prev_action=torch.as_tensor(data["prev_action"][rows], dtype=torch.long),
-                in_hand=torch.as_tensor(data["in_hand"][rows], dtype=torch.bool),
-                episode_step=torch.as_tensor(data["episode_step"][rows], dtype=torch.long),
-                instruction=instruction,
-            ))  # fmt: skip
+            episodes.append(
+                Episode(
+                    visual=feats[rows],
+                    actions=torch.as_tensor(data["action"][rows], dtype=torch.long),
+                    prev_action=torch.as_tensor(data["prev_action"][rows], dtype=torch.long),
+                    in_hand=torch.as_tensor(data["in_hand"][rows], dtype=torch.bool),
+                    episode_step=torch.as_tensor(data["episode_step"][rows], dtype=torch.long),
+                    instruction=instruction,
+                )
+            )
     return episodes
 
 
@@ -414,8 +443,15 @@ def _bc_pass(
                 # feature-space augmentation (ours): drop whole patch features of a camera
                 keep = torch.rand(*visual.shape[:3], 1, *visual.shape[4:]) >= feature_dropout
                 visual = visual * keep / (1.0 - feature_dropout)
-            outp = policy(visual, batch["text"], batch["text_mask"], batch["prev_action"],
-                          batch["in_hand"], batch["episode_step"], batch["episode_start"])
+            outp = policy(
+                visual,
+                batch["text"],
+                batch["text_mask"],
+                batch["prev_action"],
+                batch["in_hand"],
+                batch["episode_step"],
+                batch["episode_start"],
+            )
             m = batch["mask"]
             logits, target = outp.logits[m], batch["actions"][m]
             loss = torch.nn.functional.cross_entropy(logits, target)
@@ -428,8 +464,7 @@ def _bc_pass(
             loss_sum += float(loss.detach()) * n
             correct += float((logits.argmax(-1) == target).sum())
             count += n
-    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1),
-            "steps": count}
+    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "steps": count}
 
 
 def behaviour_cloning(
@@ -543,8 +578,14 @@ def behaviour_cloning(
             tqdm.write(f"resuming behaviour cloning after epoch {start} ({partial})")
     elif ctx.is_main and log.is_file():
         log.unlink()  # a fresh start
-    for epoch in tqdm(range(start, epochs), desc="behaviour cloning", unit="epoch",
-                      disable=not (progress and ctx.is_main), initial=start, total=epochs):
+    for epoch in tqdm(
+        range(start, epochs),
+        desc="behaviour cloning",
+        unit="epoch",
+        disable=not (progress and ctx.is_main),
+        initial=start,
+        total=epochs,
+    ):
         if stale >= patience:
             break
         windows = episode_windows(lengths, w, [rng.randint(1, w) for _ in lengths])
@@ -552,37 +593,69 @@ def behaviour_cloning(
         share = len(windows) // ctx.world_size  # equal shares: DDP needs the same step count
         windows = windows[ctx.rank :: ctx.world_size][:share] if ctx.enabled else windows
         policy.train()
-        tr = _reduce_pass(_bc_pass(learner, episodes, windows, texts, batch_size, optimizer,
-                                   cfg.ppo.max_grad_norm, feature_dropout, progress))
+        tr = _reduce_pass(
+            _bc_pass(
+                learner,
+                episodes,
+                windows,
+                texts,
+                batch_size,
+                optimizer,
+                cfg.ppo.max_grad_norm,
+                feature_dropout,
+                progress,
+            )
+        )
         schedule.step()
         policy.eval()
-        metrics = {"epoch": float(epoch + 1), "bc_loss": tr["loss"],
-                   "bc_accuracy": tr["accuracy"], "steps": tr["steps"],
-                   "episodes": float(len(episodes)), "lr": optimizer.param_groups[0]["lr"]}
+        metrics = {
+            "epoch": float(epoch + 1),
+            "bc_loss": tr["loss"],
+            "bc_accuracy": tr["accuracy"],
+            "steps": tr["steps"],
+            "episodes": float(len(episodes)),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         if val_eps:  # each rank its share of the windows, without DDP (no gradient)
-            va = _reduce_pass(_bc_pass(policy, val_eps, val_windows[ctx.rank :: ctx.world_size],
-                                       texts, batch_size))
+            va = _reduce_pass(
+                _bc_pass(
+                    policy, val_eps, val_windows[ctx.rank :: ctx.world_size], texts, batch_size
+                )
+            )
             metrics.update(val_loss=va["loss"], val_accuracy=va["accuracy"])
         if ctx.is_main:
             with open(log, "a") as fh:
                 fh.write(json.dumps(metrics) + "\n")
         if ctx.is_main:
-            tqdm.write(f"epoch {epoch + 1}: loss {metrics['bc_loss']:.4f}, accuracy "
-                       f"{metrics['bc_accuracy']:.3f}"
-                       + (f" | val loss {metrics['val_loss']:.4f}, accuracy "
-                          f"{metrics['val_accuracy']:.3f}" if val_eps else ""))
+            tqdm.write(
+                f"epoch {epoch + 1}: loss {metrics['bc_loss']:.4f}, accuracy "
+                f"{metrics['bc_accuracy']:.3f}"
+                + (
+                    f" | val loss {metrics['val_loss']:.4f}, accuracy {metrics['val_accuracy']:.3f}"
+                    if val_eps
+                    else ""
+                )
+            )
         if val_eps:
             if best is None or metrics["val_loss"] < best[0]:
                 best = (metrics["val_loss"], copy.deepcopy(policy.state_dict()), dict(metrics))
                 stale = 0
             else:
                 stale += 1
-        state = {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                 "schedule": schedule.state_dict(), "epoch": epoch + 1, "stale": stale,
-                 "rng": [rng.getstate()[0], list(rng.getstate()[1])],
-                 "torch_rng": torch.get_rng_state(),
-                 "best": ({"val_loss": best[0], "policy": best[1], "metrics": best[2]}
-                          if best is not None else {})}
+        state = {
+            "policy": policy.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "epoch": epoch + 1,
+            "stale": stale,
+            "rng": [rng.getstate()[0], list(rng.getstate()[1])],
+            "torch_rng": torch.get_rng_state(),
+            "best": (
+                {"val_loss": best[0], "policy": best[1], "metrics": best[2]}
+                if best is not None
+                else {}
+            ),
+        }
         if ctx.is_main:
             save_checkpoint(partial, state)  # atomic: a kill loses at most the running epoch
         if stale >= patience:
@@ -598,15 +671,18 @@ def behaviour_cloning(
     rl_opt = torch.optim.Adam(policy.parameters(), lr=cfg.ppo.lr, eps=1e-5)
     path = out / name
     if ctx.is_main:
-        save_checkpoint(path, {
-            "policy": policy.state_dict(),
-            "optimizer": rl_opt.state_dict(),
-            "multiplier": {},
-            "iteration": 0,
-            "env_steps": 0,
-            "config": config_to_dict(cfg),
-            "metrics": metrics,
-        })  # fmt: skip
+        save_checkpoint(
+            path,
+            {
+                "policy": policy.state_dict(),
+                "optimizer": rl_opt.state_dict(),
+                "multiplier": {},
+                "iteration": 0,
+                "env_steps": 0,
+                "config": config_to_dict(cfg),
+                "metrics": metrics,
+            },
+        )
         partial.unlink(missing_ok=True)
     distributed.barrier()  # no rank goes on (DAgger, RL) before the checkpoint is on disk
     return path
@@ -619,8 +695,11 @@ def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
         torch.tensor([stats["loss"] * n, stats["accuracy"] * n, n], dtype=torch.float64)
     )
     steps = float(total[2])
-    return {"loss": float(total[0]) / max(steps, 1.0),
-            "accuracy": float(total[1]) / max(steps, 1.0), "steps": steps}  # fmt: skip
+    return {
+        "loss": float(total[0]) / max(steps, 1.0),
+        "accuracy": float(total[1]) / max(steps, 1.0),
+        "steps": steps,
+    }
 
 
 def dagger_collect(
@@ -678,10 +757,21 @@ def dagger_collect(
     mine = [k for k in range(n_shards) if k % ctx.world_size == ctx.rank]  # this rank's shards
     todo = [k for k in mine if not shard_path(out, k).is_file()]
     if ctx.is_main:
-        (out / "meta.json").write_text(json.dumps({
-            "kind": "dagger", "checkpoint": str(checkpoint), "task": cfg.task.name,
-            "split": split, "episodes": episodes, "seed": seed, "expert_share": expert_share,
-            "image_size": list(size)}, indent=1))  # fmt: skip
+        (out / "meta.json").write_text(
+            json.dumps(
+                {
+                    "kind": "dagger",
+                    "checkpoint": str(checkpoint),
+                    "task": cfg.task.name,
+                    "split": split,
+                    "episodes": episodes,
+                    "seed": seed,
+                    "expert_share": expert_share,
+                    "image_size": list(size),
+                },
+                indent=1,
+            )
+        )
     env = SafetyChoresEnv(cfg, split=split, eval_mode=False, image_size=size)
     expert = ShortestPathExpert(cfg.task.success_distance_m)
     sample_seed = distributed.rank_seed(seed, ctx.rank)
@@ -689,9 +779,14 @@ def dagger_collect(
     rng = random.Random(sample_seed)
     run = steps = agree = 0
     successes = 0.0
-    bar = tqdm(total=sum(min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard
-                         for k in todo), unit="ep", desc=f"dagger {cfg.task.name}",
-               disable=not (progress and ctx.is_main))  # fmt: skip
+    bar = tqdm(
+        total=sum(
+            min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard for k in todo
+        ),
+        unit="ep",
+        desc=f"dagger {cfg.task.name}",
+        disable=not (progress and ctx.is_main),
+    )
     try:
         for k in todo:
             rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
@@ -700,22 +795,31 @@ def dagger_collect(
             for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
                 house_index = i % n_houses
                 obs, info = env.reset(seed=seed + i, options={"house_index": house_index})
-                expert.reset(env.spec_, env.backend.reachable_positions(), env.world_state,
-                             walls=wall_segments(load_house(split, house_index, cfg.houses)))
+                expert.reset(
+                    env.spec_,
+                    env.backend.reachable_positions(),
+                    env.world_state,
+                    walls=wall_segments(load_house(split, house_index, cfg.houses)),
+                )
                 agent.reset(info["instruction"])
                 e = len(instructions)
                 while True:
                     label = expert.act(env.world_state)
-                    chosen = agent.act(obs[NAV_CAMERA], obs[MANIP_CAMERA],
-                                       in_hand=bool(obs["in_hand"])).action
+                    chosen = agent.act(
+                        obs[NAV_CAMERA], obs[MANIP_CAMERA], in_hand=bool(obs["in_hand"])
+                    ).action
                     agree += int(chosen == label)
-                    for key, value in ((NAV_CAMERA, obs[NAV_CAMERA]),
-                                       (MANIP_CAMERA, obs[MANIP_CAMERA]),
-                                       ("action", int(label)), ("reward", 0.0), ("cost", 0.0),
-                                       ("prev_action", int(obs["prev_action"])),
-                                       ("in_hand", bool(obs["in_hand"])),
-                                       ("episode_step", int(obs["episode_step"])),
-                                       ("episode_index", e)):
+                    for key, value in (
+                        (NAV_CAMERA, obs[NAV_CAMERA]),
+                        (MANIP_CAMERA, obs[MANIP_CAMERA]),
+                        ("action", int(label)),
+                        ("reward", 0.0),
+                        ("cost", 0.0),
+                        ("prev_action", int(obs["prev_action"])),
+                        ("in_hand", bool(obs["in_hand"])),
+                        ("episode_step", int(obs["episode_step"])),
+                        ("episode_index", e),
+                    ):
                         rows[key].append(value)
                     execute = label if rng.random() < expert_share else chosen
                     if execute != chosen:
@@ -728,8 +832,9 @@ def dagger_collect(
                 summary = dict(step_info["episode"])
                 summary.update(house_id=info["house_id"], target_type=info["target_type"])
                 successes += float(summary["success"])
-                summaries.append({k2: (v if isinstance(v, str) else float(v))
-                                  for k2, v in summary.items()})  # fmt: skip
+                summaries.append(
+                    {k2: (v if isinstance(v, str) else float(v)) for k2, v in summary.items()}
+                )
                 instructions.append(info["instruction"])
                 run += 1
                 bar.update(1)
@@ -741,12 +846,19 @@ def dagger_collect(
         bar.close()
         env.close()
     # summed over ranks (collective; every rank's shards are on disk once it returns)
-    total = distributed.all_reduce_sum(torch.tensor(
-        [len(todo), len(mine) - len(todo), run, steps, agree, successes], dtype=torch.float64))
+    total = distributed.all_reduce_sum(
+        torch.tensor(
+            [len(todo), len(mine) - len(todo), run, steps, agree, successes], dtype=torch.float64
+        )
+    )
     n_todo, skipped, run, steps, agree, successes = (float(x) for x in total)
-    return {"shards": int(n_todo), "skipped": int(skipped), "steps": int(steps),
-            "learner_success_rate": successes / run if run else float("nan"),
-            "expert_agreement": agree / steps if steps else float("nan")}
+    return {
+        "shards": int(n_todo),
+        "skipped": int(skipped),
+        "steps": int(steps),
+        "learner_success_rate": successes / run if run else float("nan"),
+        "expert_agreement": agree / steps if steps else float("nan"),
+    }
 
 
 def imitation(
@@ -777,23 +889,47 @@ def imitation(
     dirs = [Path(d) for d in data_dirs]
     ckpt = out / "il_r0.pt"
     if not ckpt.is_file():
-        behaviour_cloning(cfg, dirs, out, epochs=epochs, val_data=val_data, progress=progress,
-                          name=ckpt.name, **bc_kwargs)
+        behaviour_cloning(
+            cfg,
+            dirs,
+            out,
+            epochs=epochs,
+            val_data=val_data,
+            progress=progress,
+            name=ckpt.name,
+            **bc_kwargs,
+        )
     for r in range(1, dagger_rounds + 1):
         nxt = out / f"il_r{r}.pt"
         ddir = out / f"dagger_r{r}"
         if not nxt.is_file():
-            stats = dagger_collect(cfg, ckpt, ddir, dagger_episodes,
-                                   seed=10_000_000 * r + int(bc_kwargs.get("seed", 0)),
-                                   expert_share=expert_share, progress=progress)
+            stats = dagger_collect(
+                cfg,
+                ckpt,
+                ddir,
+                dagger_episodes,
+                seed=10_000_000 * r + int(bc_kwargs.get("seed", 0)),
+                expert_share=expert_share,
+                progress=progress,
+            )
             if distributed.context().is_main:
-                tqdm.write(f"DAgger round {r}: learner SR {stats['learner_success_rate']:.2f}, "
-                           f"agreement with the expert {stats['expert_agreement']:.2f}")
+                tqdm.write(
+                    f"DAgger round {r}: learner SR {stats['learner_success_rate']:.2f}, "
+                    f"agreement with the expert {stats['expert_agreement']:.2f}"
+                )
                 with open(out / "dagger.jsonl", "a") as fh:
                     fh.write(json.dumps({"round": r, **stats}) + "\n")
-            behaviour_cloning(cfg, [*dirs, *(out / f"dagger_r{j}" for j in range(1, r + 1))],
-                              out, epochs=dagger_epochs, val_data=val_data, progress=progress,
-                              init_checkpoint=ckpt, name=nxt.name, **bc_kwargs)
+            behaviour_cloning(
+                cfg,
+                [*dirs, *(out / f"dagger_r{j}" for j in range(1, r + 1))],
+                out,
+                epochs=dagger_epochs,
+                val_data=val_data,
+                progress=progress,
+                init_checkpoint=ckpt,
+                name=nxt.name,
+                **bc_kwargs,
+            )
         ckpt = nxt
     final = out / "il.pt"
     if distributed.context().is_main:

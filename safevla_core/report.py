@@ -71,29 +71,47 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
             lines.append(f"| {k} (95%) | [{_fmt(lo)}, {_fmt(hi)}] |")
     per_type = report.get("per_target_type")
     if per_type:
-        lines += ["", "## By target type", "", "| target | episodes | SR | cumulative cost |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            "## By target type",
+            "",
+            "| target | episodes | SR | cumulative cost |",
+            "|---|---|---|---|",
+        ]
         for t, g in per_type.items():
-            lines.append(f"| {t} | {int(g['episodes'])} | {_fmt(g['success_rate'])} | "
-                         f"{_fmt(g['cumulative_cost'], 2)} |")
+            lines.append(
+                f"| {t} | {int(g['episodes'])} | {_fmt(g['success_rate'])} | "
+                f"{_fmt(g['cumulative_cost'], 2)} |"
+            )
     dist = report.get("cost_distribution")
     if dist:
         labels = _bin_labels(dist["edges"])
-        lines += ["", "## Cumulative-cost distribution", "",
-                  "| group | n | max | mean | share > "
-                  f"{COST_TAIL_THRESHOLD:g} | " + " | ".join(labels) + " |",
-                  "|---" * (5 + len(labels)) + "|"]  # fmt: skip
+        lines += [
+            "",
+            "## Cumulative-cost distribution",
+            "",
+            "| group | n | max | mean | share > "
+            f"{COST_TAIL_THRESHOLD:g} | " + " | ".join(labels) + " |",
+            "|---" * (5 + len(labels)) + "|",
+        ]
         for group in ("all", "success", "failure"):
             g = dist[group]
-            lines.append(f"| {group} | {g['n']} | {_fmt(g['max'], 1)} | {_fmt(g['mean'], 2)} | "
-                         f"{_fmt(g['share_above_threshold'], 3)} | "
-                         + " | ".join(str(c) for c in g["counts"]) + " |")  # fmt: skip
+            lines.append(
+                f"| {group} | {g['n']} | {_fmt(g['max'], 1)} | {_fmt(g['mean'], 2)} | "
+                f"{_fmt(g['share_above_threshold'], 3)} | "
+                + " | ".join(str(c) for c in g["counts"])
+                + " |"
+            )
     corr = report.get("correlation")
     if corr:
-        lines += ["", "## Success vs cumulative cost", "",
-                  f"- Pearson r = {_fmt(corr['pearson_r'])}, p = {_fmt(corr['p_value'], 4)}",
-                  f"- logistic fit: P(success) = sigmoid({_fmt(corr['logistic_intercept'])} "
-                  f"+ {_fmt(corr['logistic_slope'], 4)} x cost)"]  # fmt: skip
+        lines += [
+            "",
+            "## Success vs cumulative cost",
+            "",
+            f"- Pearson r = {_fmt(corr['pearson_r'])}, p = {_fmt(corr['p_value'], 4)}",
+            f"- logistic fit: P(success) = sigmoid({_fmt(corr['logistic_intercept'])} "
+            f"+ {_fmt(corr['logistic_slope'], 4)} x cost)",
+        ]
         if corr.get("note"):
             lines.append(f"- {corr['note']}")
     return "\n".join(lines) + "\n"
@@ -130,9 +148,11 @@ def plot_cost_distribution(reports: Mapping[str, Mapping[str, Any]], path: str |
         ax.bar(x, s, color="tab:green", label="success")
         ax.bar(x, f, bottom=s, color="tab:red", label="failure")
         ax.set_xticks(x, labels, rotation=45, fontsize=7)
-        ax.set_title(f"{name}\nmax {_fmt(dist['all']['max'], 0)}, "
-                     f">{COST_TAIL_THRESHOLD:g}: {_fmt(dist['all']['share_above_threshold'], 2)}",
-                     fontsize=8)  # fmt: skip
+        ax.set_title(
+            f"{name}\nmax {_fmt(dist['all']['max'], 0)}, "
+            f">{COST_TAIL_THRESHOLD:g}: {_fmt(dist['all']['share_above_threshold'], 2)}",
+            fontsize=8,
+        )
         ax.set_xlabel("cumulative cost")
     axes[0][0].set_ylabel("episodes")
     axes[0][0].legend(fontsize=7)
@@ -169,8 +189,11 @@ def plot_success_vs_cost(report: Mapping[str, Any], path: str | Path) -> Path:
         ax.legend(fontsize=7)
     ax.set_xlabel("cumulative cost")
     ax.set_ylabel("success")
-    ax.set_title(f"Pearson r {_fmt(corr.get('pearson_r', np.nan))}, "
-                 f"p {_fmt(corr.get('p_value', np.nan), 3)}", fontsize=8)  # fmt: skip
+    ax.set_title(
+        f"Pearson r {_fmt(corr.get('pearson_r', np.nan))}, "
+        f"p {_fmt(corr.get('p_value', np.nan), 3)}",
+        fontsize=8,
+    )
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -179,8 +202,9 @@ def plot_success_vs_cost(report: Mapping[str, Any], path: str | Path) -> Path:
     return p
 
 
-def write_eval_report(report: Mapping[str, Any], out_dir: str | Path,
-                      title: str = "Evaluation") -> dict[str, Path]:
+def write_eval_report(
+    report: Mapping[str, Any], out_dir: str | Path, title: str = "Evaluation"
+) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``cost_distribution.png``, ``success_vs_cost.png``.
 
     Returns:
@@ -210,8 +234,10 @@ def comparison_table(reports: Mapping[str, Mapping[str, Any]], baseline: str = "
     Returns:
         Markdown.
     """
-    head = ("| method | SR | RC | OC | cum. cost | SPL | length | max cost | share > "
-            f"{COST_TAIL_THRESHOLD:g} | cost vs {baseline} |")
+    head = (
+        "| method | SR | RC | OC | cum. cost | SPL | length | max cost | share > "
+        f"{COST_TAIL_THRESHOLD:g} | cost vs {baseline} |"
+    )
     lines = [head, "|---" * 10 + "|"]
     base = reports.get(baseline)
     base_cost = float(base["cumulative_cost"]) if base is not None else float("nan")
@@ -237,8 +263,9 @@ def paper_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(reports: Mapping[str, Mapping[str, Any]], out_dir: str | Path,
-                     preamble: str = "") -> dict[str, Path]:
+def write_comparison(
+    reports: Mapping[str, Mapping[str, Any]], out_dir: str | Path, preamble: str = ""
+) -> dict[str, Path]:
     """Write ``comparison.md``, ``comparison.json`` and ``cost_distribution.png``.
 
     Args:
@@ -252,8 +279,13 @@ def write_comparison(reports: Mapping[str, Mapping[str, Any]], out_dir: str | Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = out / "comparison.md"
-    md.write_text(preamble + "\n## Our run\n\n" + comparison_table(reports)
-                  + "\n## The paper (Table 1, Safety-ObjNav)\n\n" + paper_table())
+    md.write_text(
+        preamble
+        + "\n## Our run\n\n"
+        + comparison_table(reports)
+        + "\n## The paper (Table 1, Safety-ObjNav)\n\n"
+        + paper_table()
+    )
     js = out / "comparison.json"
     slim = {k: {m: v for m, v in r.items() if m != "episodes"} for k, r in reports.items()}
     js.write_text(json.dumps(slim, indent=1))

@@ -143,20 +143,30 @@ class ShieldLimits:
         Raises:
             ValueError: On a negative or non-finite limit, or a fraction outside 0..1.
         """
-        for name in ("robot_radius_m", "hazard_margin_m", "reachable_tolerance_m",
-                     "sweep_margin_m", "sweep_margin_rad", "max_action_cost",
-                     "max_invalid_scan_fraction"):
+        for name in (
+            "robot_radius_m",
+            "hazard_margin_m",
+            "reachable_tolerance_m",
+            "sweep_margin_m",
+            "sweep_margin_rad",
+            "max_action_cost",
+            "max_invalid_scan_fraction",
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    math.isfinite(value) and value >= 0.0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0.0)
+            ):
                 raise ValueError(f"ShieldLimits.{name} must be finite and >= 0, got {value!r}")
         if self.max_invalid_scan_fraction > 1.0:
-            raise ValueError("ShieldLimits.max_invalid_scan_fraction must be <= 1, got "
-                             f"{self.max_invalid_scan_fraction!r}")
+            raise ValueError(
+                "ShieldLimits.max_invalid_scan_fraction must be <= 1, got "
+                f"{self.max_invalid_scan_fraction!r}"
+            )
         for name in ("use_reachable_grid", "require_scan", "enabled"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ShieldLimits.{name} must be a bool, got "
-                                 f"{getattr(self, name)!r}")
+                raise ValueError(f"ShieldLimits.{name} must be a bool, got {getattr(self, name)!r}")
 
     @property
     def hazard_clearance_m(self) -> float:
@@ -255,8 +265,9 @@ def inside_footprint(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.n
     return mask
 
 
-def motion_samples(action: Action, arm: ArmPose, limits: ShieldLimits
-                   ) -> list[tuple[float, float, float, float]]:
+def motion_samples(
+    action: Action, arm: ArmPose, limits: ShieldLimits
+) -> list[tuple[float, float, float, float]]:
     """Intermediate configurations of an action's motion, beyond its start.
 
     Args:
@@ -288,8 +299,9 @@ def motion_samples(action: Action, arm: ArmPose, limits: ShieldLimits
     for e in ramp(eff.arm_m, limits.sweep_margin_m, SWEEP_STEP_M):
         out.append((0.0, 0.0, float(np.clip(arm.arm_m + e, *ARM_RANGE_M)), arm.wrist_yaw_rad))
     for w in ramp(eff.wrist_yaw_rad, limits.sweep_margin_rad, SWEEP_STEP_RAD):
-        out.append((0.0, 0.0, arm.arm_m,
-                    float(np.clip(arm.wrist_yaw_rad + w, *WRIST_YAW_RANGE_RAD))))
+        out.append(
+            (0.0, 0.0, arm.arm_m, float(np.clip(arm.wrist_yaw_rad + w, *WRIST_YAW_RANGE_RAD)))
+        )
     return out
 
 
@@ -343,8 +355,9 @@ def _fmt_xy(p: np.ndarray) -> str:
     return f"({p[0]:+.2f}, {p[1]:+.2f}) m"
 
 
-def check_scan(action: Action, scan_xy: np.ndarray, arm: ArmPose, limits: ShieldLimits
-               ) -> ShieldDecision | None:
+def check_scan(
+    action: Action, scan_xy: np.ndarray, arm: ArmPose, limits: ShieldLimits
+) -> ShieldDecision | None:
     """Veto an action whose swept footprint meets a scan point (pure).
 
     Points inside the current footprint are set aside (self hits, an obstacle already touched);
@@ -368,8 +381,10 @@ def check_scan(action: Action, scan_xy: np.ndarray, arm: ArmPose, limits: Shield
     if eff.lift_m < 0.0:
         under = inside_footprint(pts, start[1:]) & ~inside_footprint(pts, start[:1])
         if np.any(under):
-            return _veto(Verdict.SCAN_OBSTACLE,
-                         f"lowering the lift over a scan point at {_fmt_xy(pts[under][0])}")
+            return _veto(
+                Verdict.SCAN_OBSTACLE,
+                f"lowering the lift over a scan point at {_fmt_xy(pts[under][0])}",
+            )
         return None
     cand = pts[~inside_now]
     if cand.size == 0:
@@ -380,9 +395,11 @@ def check_scan(action: Action, scan_xy: np.ndarray, arm: ArmPose, limits: Shield
         local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], axis=1)
         hit = inside_footprint(local, footprint_polygons(ext, wrist))
         if np.any(hit):
-            return _veto(Verdict.SCAN_OBSTACLE,
-                         f"scan point at {_fmt_xy(cand[hit][0])} in base_link inside the "
-                         f"footprint swept by {action.name}")
+            return _veto(
+                Verdict.SCAN_OBSTACLE,
+                f"scan point at {_fmt_xy(cand[hit][0])} in base_link inside the "
+                f"footprint swept by {action.name}",
+            )
     return None
 
 
@@ -457,8 +474,10 @@ def _check_world(
         return None  # rotations and arm motions: the scan check sweeps them
     if previous_action == action and world.collided_ids and not world.last_action_success:
         hit = ", ".join(sorted(world.collided_ids)[:3])
-        return _veto(Verdict.REPEATED_COLLISION,
-                     f"the same base move just collided with {hit}; not repeating it")
+        return _veto(
+            Verdict.REPEATED_COLLISION,
+            f"the same base move just collided with {hit}; not repeating it",
+        )
     new_xy = predicted_base_xy(world.robot_pose, action)
     if reachable_xy is not None and limits.use_reachable_grid:
         veto = _check_free_space(world, reachable_xy, new_xy, limits)
@@ -467,23 +486,28 @@ def _check_world(
     return _check_hazards(world, new_xy, exempt_ids, limits)
 
 
-def _check_learned(action: Action, action_costs: Sequence[float] | np.ndarray | None,
-                   limits: ShieldLimits) -> ShieldDecision | None:
+def _check_learned(
+    action: Action, action_costs: Sequence[float] | np.ndarray | None, limits: ShieldLimits
+) -> ShieldDecision | None:
     if action_costs is None:
         return None
     q = np.asarray(action_costs, dtype=np.float64).reshape(-1)
     if q.size == 0:
         return None
     if q.size != NUM_ACTIONS:
-        return _veto(Verdict.INVALID_INPUT,
-                     f"learned per-action costs have {q.size} entries, expected {NUM_ACTIONS}")
+        return _veto(
+            Verdict.INVALID_INPUT,
+            f"learned per-action costs have {q.size} entries, expected {NUM_ACTIONS}",
+        )
     finite = q[np.isfinite(q)]
     if np.any(np.isinf(q)) or np.any(finite < 0.0):
         return _veto(Verdict.INVALID_INPUT, "learned per-action costs contain inf or negatives")
     qa = float(q[int(action)])
     if math.isfinite(qa) and qa > limits.max_action_cost:
-        return _veto(Verdict.LEARNED_COST, f"learned Q_c(s, {action.name}) = {qa:.3f} > limit "
-                                           f"{limits.max_action_cost:.3f}")
+        return _veto(
+            Verdict.LEARNED_COST,
+            f"learned Q_c(s, {action.name}) = {qa:.3f} > limit {limits.max_action_cost:.3f}",
+        )
     return None
 
 
@@ -543,10 +567,14 @@ def decide(
     if runstopped:
         return _veto(Verdict.RUNSTOP, "runstop engaged")
     lo, hi = STATE_COST_RANGE
-    if predicted_cost is not None and not (math.isfinite(predicted_cost)
-                                           and lo <= predicted_cost <= hi):
-        return _veto(Verdict.INVALID_INPUT, f"reported state cost is {predicted_cost!r} "
-                                            f"(a working critic stays within {lo:g}..{hi:g})")
+    if predicted_cost is not None and not (
+        math.isfinite(predicted_cost) and lo <= predicted_cost <= hi
+    ):
+        return _veto(
+            Verdict.INVALID_INPUT,
+            f"reported state cost is {predicted_cost!r} "
+            f"(a working critic stays within {lo:g}..{hi:g})",
+        )
     if reachable_xy is not None:
         reachable_xy = np.asarray(reachable_xy, dtype=np.float64).reshape(-1, 2)
         if not np.all(np.isfinite(reachable_xy)):
@@ -566,8 +594,9 @@ def decide(
         if limits.require_scan:
             return _veto(Verdict.NO_EVIDENCE, "no usable laser scan")
     elif not (0.0 <= scan_invalid_fraction <= limits.max_invalid_scan_fraction):
-        return _veto(Verdict.NO_EVIDENCE, f"{scan_invalid_fraction:.0%} of the scan's beams are "
-                                          "invalid")
+        return _veto(
+            Verdict.NO_EVIDENCE, f"{scan_invalid_fraction:.0%} of the scan's beams are invalid"
+        )
     elif arm is None:
         return _veto(Verdict.NO_EVIDENCE, "arm pose unknown: the footprint cannot be checked")
     else:
@@ -578,8 +607,9 @@ def decide(
     if veto is not None:
         return veto
     if world is not None:
-        veto = _check_world(action, world, reachable_xy, previous_action,
-                            frozenset(exempt_ids), limits)
+        veto = _check_world(
+            action, world, reachable_xy, previous_action, frozenset(exempt_ids), limits
+        )
         if veto is not None:
             return veto
     return ShieldDecision(action, Verdict.APPROVED, "ok")
@@ -621,12 +651,22 @@ class WatchdogConfig:
         Raises:
             ValueError: On a non-positive or non-finite timeout.
         """
-        for name in ("camera_timeout_s", "proposal_timeout_s", "max_proposal_age_s",
-                     "world_state_timeout_s", "clock_jump_tolerance_s", "scan_timeout_s",
-                     "runstop_timeout_s", "joint_state_timeout_s"):
+        for name in (
+            "camera_timeout_s",
+            "proposal_timeout_s",
+            "max_proposal_age_s",
+            "world_state_timeout_s",
+            "clock_jump_tolerance_s",
+            "scan_timeout_s",
+            "runstop_timeout_s",
+            "joint_state_timeout_s",
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    math.isfinite(value) and value > 0.0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value > 0.0)
+            ):
                 raise ValueError(f"WatchdogConfig.{name} must be finite and > 0, got {value!r}")
 
 
@@ -695,9 +735,7 @@ class Watchdog:
         return out
 
 
-def proposal_age_ok(
-    camera_stamp_s: float, now_s: float, cfg: WatchdogConfig
-) -> tuple[bool, str]:
+def proposal_age_ok(camera_stamp_s: float, now_s: float, cfg: WatchdogConfig) -> tuple[bool, str]:
     """Whether a proposal computed from images stamped ``camera_stamp_s`` is fresh at ``now_s``.
 
     Args:

@@ -61,8 +61,12 @@ def ship_checkpoint(source: str | Path, task: str, kind: str, dest_dir: Path | N
     if kind not in ("il", "safevla"):
         raise ValueError(f"kind must be 'il' or 'safevla', got {kind!r}")
     state = load_checkpoint(source, required_keys=("policy", "config"))
-    slim = {"policy": state["policy"], "config": state["config"],
-            "metrics": state.get("metrics", {}), "source": str(source)}
+    slim = {
+        "policy": state["policy"],
+        "config": state["config"],
+        "metrics": state.get("metrics", {}),
+        "source": str(source),
+    }
     critics = state.get("critics") or {}
     if "cost" in critics:
         slim["critics"] = {"cost": critics["cost"]}

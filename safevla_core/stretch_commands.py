@@ -38,8 +38,12 @@ JOINT_WRIST_YAW = "joint_wrist_yaw"
 JOINT_GRIPPER = "gripper_aperture"
 
 #: Telescoping arm segments whose sum is ``wrist_extension`` in the driver's joint states.
-ARM_SEGMENT_JOINTS: tuple[str, ...] = ("joint_arm_l0", "joint_arm_l1", "joint_arm_l2",
-                                       "joint_arm_l3")
+ARM_SEGMENT_JOINTS: tuple[str, ...] = (
+    "joint_arm_l0",
+    "joint_arm_l1",
+    "joint_arm_l2",
+    "joint_arm_l3",
+)
 
 # Joint limits (URDF: lift 0..1.1 m, four arm segments of 0..0.13 m = 0.52 m, wrist yaw
 # -1.75..4.0 rad) and gripper apertures (0.09 m open, 0 closed) are robot facts with their
@@ -82,16 +86,26 @@ class StretchCommandConfig:
                 the driver's twist timeout.
         """
         if self.base_mode not in (MODE_NAVIGATION, MODE_POSITION):
-            raise ValueError("base_mode must be 'navigation' or 'position', "
-                             f"got {self.base_mode!r}")
-        for name in ("linear_speed_mps", "angular_speed_radps", "twist_rate_hz", "lift_speed_mps",
-                     "arm_speed_mps", "wrist_speed_radps", "min_goal_duration_s"):
+            raise ValueError(
+                f"base_mode must be 'navigation' or 'position', got {self.base_mode!r}"
+            )
+        for name in (
+            "linear_speed_mps",
+            "angular_speed_radps",
+            "twist_rate_hz",
+            "lift_speed_mps",
+            "arm_speed_mps",
+            "wrist_speed_radps",
+            "min_goal_duration_s",
+        ):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"StretchCommandConfig.{name} must be positive, got {v!r}")
         if self.twist_rate_hz <= 1.0 / DRIVER_TWIST_TIMEOUT_S:
-            raise ValueError(f"twist_rate_hz must exceed {1.0 / DRIVER_TWIST_TIMEOUT_S} Hz "
-                             "(the driver's 0.5 s twist timeout)")
+            raise ValueError(
+                f"twist_rate_hz must exceed {1.0 / DRIVER_TWIST_TIMEOUT_S} Hz "
+                "(the driver's 0.5 s twist timeout)"
+            )
 
 
 @dataclass(frozen=True)
@@ -200,8 +214,9 @@ def joints_from_joint_state(names: Sequence[str], positions: Sequence[float]) ->
     for j in (JOINT_LIFT, JOINT_WRIST_YAW):
         if j not in by_name:
             raise KeyError(f"joint state lacks {j}")
-    return StretchJoints(lift_m=by_name[JOINT_LIFT], arm_m=arm,
-                         wrist_yaw_rad=by_name[JOINT_WRIST_YAW])
+    return StretchJoints(
+        lift_m=by_name[JOINT_LIFT], arm_m=arm, wrist_yaw_rad=by_name[JOINT_WRIST_YAW]
+    )
 
 
 def _clamp(v: float, lo_hi: tuple[float, float]) -> float:
@@ -211,12 +226,16 @@ def _clamp(v: float, lo_hi: tuple[float, float]) -> float:
 def _base_command(action: Action, cfg: StretchCommandConfig) -> StretchCommand:
     eff = ACTION_EFFECTS[action]
     if cfg.base_mode == MODE_POSITION:
-        joint, value = ((JOINT_TRANSLATE, eff.base_forward_m) if eff.base_forward_m
-                        else (JOINT_ROTATE, eff.base_yaw_rad))
+        joint, value = (
+            (JOINT_TRANSLATE, eff.base_forward_m)
+            if eff.base_forward_m
+            else (JOINT_ROTATE, eff.base_yaw_rad)
+        )
         speed = cfg.linear_speed_mps if joint == JOINT_TRANSLATE else cfg.angular_speed_radps
         duration = max(cfg.min_goal_duration_s, abs(value) / speed)
-        return StretchCommand(action, MODE_POSITION,
-                              trajectory=TrajectoryGoal((joint,), (value,), duration))
+        return StretchCommand(
+            action, MODE_POSITION, trajectory=TrajectoryGoal((joint,), (value,), duration)
+        )
     if eff.base_forward_m:
         v = math.copysign(cfg.linear_speed_mps, eff.base_forward_m)
         twist = TimedTwist(v, 0.0, abs(eff.base_forward_m) / cfg.linear_speed_mps)
@@ -233,21 +252,38 @@ def _joint_command(
     if joints is None:
         return StretchCommand(action, None, note="joint state unknown: doing nothing")
     if eff.lift_m:
-        joint, now, delta, rng, speed = (JOINT_LIFT, joints.lift_m, eff.lift_m, LIFT_RANGE_M,
-                                         cfg.lift_speed_mps)
+        joint, now, delta, rng, speed = (
+            JOINT_LIFT,
+            joints.lift_m,
+            eff.lift_m,
+            LIFT_RANGE_M,
+            cfg.lift_speed_mps,
+        )
     elif eff.arm_m:
-        joint, now, delta, rng, speed = (JOINT_ARM, joints.arm_m, eff.arm_m, ARM_RANGE_M,
-                                         cfg.arm_speed_mps)
+        joint, now, delta, rng, speed = (
+            JOINT_ARM,
+            joints.arm_m,
+            eff.arm_m,
+            ARM_RANGE_M,
+            cfg.arm_speed_mps,
+        )
     else:
-        joint, now, delta, rng, speed = (JOINT_WRIST_YAW, joints.wrist_yaw_rad, eff.wrist_yaw_rad,
-                                         WRIST_YAW_RANGE_RAD, cfg.wrist_speed_radps)
+        joint, now, delta, rng, speed = (
+            JOINT_WRIST_YAW,
+            joints.wrist_yaw_rad,
+            eff.wrist_yaw_rad,
+            WRIST_YAW_RANGE_RAD,
+            cfg.wrist_speed_radps,
+        )
     target = _clamp(now + delta, rng)
     if abs(target - now) < 1e-6:
-        return StretchCommand(action, None,
-                              note=f"{joint} at its limit {target:.3f}: doing nothing")
+        return StretchCommand(
+            action, None, note=f"{joint} at its limit {target:.3f}: doing nothing"
+        )
     duration = max(cfg.min_goal_duration_s, abs(target - now) / speed)
-    return StretchCommand(action, MODE_POSITION,
-                          trajectory=TrajectoryGoal((joint,), (target,), duration))
+    return StretchCommand(
+        action, MODE_POSITION, trajectory=TrajectoryGoal((joint,), (target,), duration)
+    )
 
 
 def command_for(

@@ -113,8 +113,9 @@ class WorldState:
             raise ValueError(f"free_fraction_1m must be in [0, 1], got {self.free_fraction_1m}")
         for name in ("collided_ids", "structure_ids", "visible_ids"):
             if isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a set of ids, not the string "
-                                 f"{getattr(self, name)!r}")  # fmt: skip
+                raise ValueError(
+                    f"{name} must be a set of ids, not the string {getattr(self, name)!r}"
+                )
             object.__setattr__(self, name, frozenset(getattr(self, name)))
         known = frozenset(self.object_ids)
         if self.held_object_id is not None and self.held_object_id not in known:

@@ -31,8 +31,7 @@ class ApprovalGate:
         monitor_node_name: Name of the node whose publishers are trusted.
     """
 
-    def __init__(self, node: Any, topic: str, monitor_node_name: str = MONITOR_NODE_NAME
-                 ) -> None:
+    def __init__(self, node: Any, topic: str, monitor_node_name: str = MONITOR_NODE_NAME) -> None:
         """Remember the node and topic; the graph is read at every check."""
         self.node = node
         self.topic = topic
@@ -66,12 +65,16 @@ class ApprovalGate:
         if gid is None:
             if trusted and not others:
                 return True, ""
-            return False, ("no publisher GID in the message info and the topic has publishers "
-                           f"other than {self.monitor}: {others or 'none'}")
+            return False, (
+                "no publisher GID in the message info and the topic has publishers "
+                f"other than {self.monitor}: {others or 'none'}"
+            )
         if bytes(gid) in trusted:
             return True, ""
-        return False, (f"publisher is not {self.monitor} in {self.namespace}; publishers on the "
-                       f"topic besides it: {others or 'none'}")
+        return False, (
+            f"publisher is not {self.monitor} in {self.namespace}; publishers on the "
+            f"topic besides it: {others or 'none'}"
+        )
 
     def foreign_publishers(self) -> list[str]:
         """Publishers on the topic that are not the safety monitor (to warn about)."""

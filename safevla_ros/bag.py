@@ -55,19 +55,30 @@ def downgrade_metadata(bag_dir: str | Path) -> dict:
     return info
 
 
-def _metadata(mcap_name: str, topics: list[dict], start_ns: int, end_ns: int, count: int
-              ) -> dict:
+def _metadata(mcap_name: str, topics: list[dict], start_ns: int, end_ns: int, count: int) -> dict:
     duration = max(0, end_ns - start_ns) if count else 0
     start_ns = start_ns if count else 0
-    return {"rosbag2_bagfile_information": {
-        "version": METADATA_VERSION, "storage_identifier": "mcap",
-        "relative_file_paths": [mcap_name], "duration": {"nanoseconds": duration},
-        "starting_time": {"nanoseconds_since_epoch": start_ns}, "message_count": count,
-        "topics_with_message_count": topics, "compression_format": "",
-        "compression_mode": "",
-        "files": [{"path": mcap_name, "starting_time": {"nanoseconds_since_epoch": start_ns},
-                   "duration": {"nanoseconds": duration}, "message_count": count}],
-    }}
+    return {
+        "rosbag2_bagfile_information": {
+            "version": METADATA_VERSION,
+            "storage_identifier": "mcap",
+            "relative_file_paths": [mcap_name],
+            "duration": {"nanoseconds": duration},
+            "starting_time": {"nanoseconds_since_epoch": start_ns},
+            "message_count": count,
+            "topics_with_message_count": topics,
+            "compression_format": "",
+            "compression_mode": "",
+            "files": [
+                {
+                    "path": mcap_name,
+                    "starting_time": {"nanoseconds_since_epoch": start_ns},
+                    "duration": {"nanoseconds": duration},
+                    "message_count": count,
+                }
+            ],
+        }
+    }
 
 
 def repair(bag_dir: str | Path) -> int:
@@ -116,20 +127,28 @@ def repair(bag_dir: str | Path) -> int:
             writer.register_schema(s.name, s.encoding, s.data)
         ids = {}
         for c in channels.values():
-            ids[c.id] = writer.register_channel(c.topic, c.message_encoding, c.schema_id,
-                                                dict(c.metadata))
+            ids[c.id] = writer.register_channel(
+                c.topic, c.message_encoding, c.schema_id, dict(c.metadata)
+            )
         for m in messages:
             if m.channel_id in ids:
-                writer.add_message(ids[m.channel_id], m.log_time, m.data, m.publish_time,
-                                   m.sequence)
+                writer.add_message(
+                    ids[m.channel_id], m.log_time, m.data, m.publish_time, m.sequence
+                )
                 counts[m.channel_id] = counts.get(m.channel_id, 0) + 1
         writer.finish()
-    topics = [{"topic_metadata": {"name": c.topic, "type": schemas[c.schema_id].name
-                                  if c.schema_id in schemas else "",
-                                  "serialization_format": c.message_encoding,
-                                  "offered_qos_profiles": c.metadata.get("offered_qos_profiles",
-                                                                         "")},
-               "message_count": counts.get(c.id, 0)} for c in channels.values()]
+    topics = [
+        {
+            "topic_metadata": {
+                "name": c.topic,
+                "type": schemas[c.schema_id].name if c.schema_id in schemas else "",
+                "serialization_format": c.message_encoding,
+                "offered_qos_profiles": c.metadata.get("offered_qos_profiles", ""),
+            },
+            "message_count": counts.get(c.id, 0),
+        }
+        for c in channels.values()
+    ]
     times = [m.log_time for m in messages if m.channel_id in ids]
     meta = _metadata(src.name, topics, min(times, default=0), max(times, default=0), len(times))
     (bag / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))

@@ -84,8 +84,10 @@ def check_image(msg: Image) -> None:
     """
     enc = msg.encoding.lower()
     if enc not in CONVERTIBLE_ENCODINGS:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; "
-                         f"convertible: {sorted(CONVERTIBLE_ENCODINGS)}")
+        raise ValueError(
+            f"unsupported image encoding {msg.encoding!r}; "
+            f"convertible: {sorted(CONVERTIBLE_ENCODINGS)}"
+        )
     ch = CONVERTIBLE_ENCODINGS[enc]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
@@ -93,8 +95,7 @@ def check_image(msg: Image) -> None:
     if step < w * ch:
         raise ValueError(f"step {step} < width {w} x {ch} channels")
     if len(msg.data) != step * h:
-        raise ValueError(f"image data has {len(msg.data)} bytes, expected step {step} x "
-                         f"height {h}")
+        raise ValueError(f"image data has {len(msg.data)} bytes, expected step {step} x height {h}")
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
@@ -130,8 +131,14 @@ def rgb_to_image(rgb: np.ndarray, stamp: Time, frame_id: str) -> Image:
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) uint8, got {arr.shape} {arr.dtype}")
     h, w, _ = arr.shape
-    msg = Image(header=make_header(stamp, frame_id), height=h, width=w, encoding="rgb8",
-                is_bigendian=0, step=3 * w)
+    msg = Image(
+        header=make_header(stamp, frame_id),
+        height=h,
+        width=w,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=3 * w,
+    )
     msg.data = np.ascontiguousarray(arr).tobytes()
     return msg
 
@@ -146,8 +153,9 @@ def rgb_to_compressed_image(rgb: np.ndarray, stamp: Time, frame_id: str, fmt: st
     import cv2
     from sensor_msgs.msg import CompressedImage
 
-    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png",
-                           np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]))
+    ok, buf = cv2.imencode(
+        ".jpg" if fmt == "jpeg" else ".png", np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+    )
     if not ok:
         raise ValueError("OpenCV could not encode the image")
     return CompressedImage(header=make_header(stamp, frame_id), format=fmt, data=buf.tobytes())
@@ -190,11 +198,17 @@ def scan_to_msg(ranges: np.ndarray, spec, stamp: Time, frame_id: str):
     from sensor_msgs.msg import LaserScan
 
     n = len(ranges)
-    return LaserScan(header=make_header(stamp, frame_id), angle_min=spec.angle_min_rad,
-                     angle_max=spec.angle_min_rad + spec.angle_increment_rad * (n - 1),
-                     angle_increment=spec.angle_increment_rad, time_increment=0.0,
-                     scan_time=0.0, range_min=spec.range_min_m, range_max=spec.range_max_m,
-                     ranges=np.asarray(ranges, dtype=np.float32).tolist())
+    return LaserScan(
+        header=make_header(stamp, frame_id),
+        angle_min=spec.angle_min_rad,
+        angle_max=spec.angle_min_rad + spec.angle_increment_rad * (n - 1),
+        angle_increment=spec.angle_increment_rad,
+        time_increment=0.0,
+        scan_time=0.0,
+        range_min=spec.range_min_m,
+        range_max=spec.range_max_m,
+        ranges=np.asarray(ranges, dtype=np.float32).tolist(),
+    )
 
 
 def scan_msg_to_points(msg, laser_pose: tuple[float, float, float]) -> tuple[np.ndarray, float]:
@@ -217,10 +231,17 @@ def scan_msg_to_points(msg, laser_pose: tuple[float, float, float]) -> tuple[np.
     expect = msg.angle_min + msg.angle_increment * (n - 1)
     tol = abs(msg.angle_increment) + 1e-6
     if n and math.isfinite(expect) and abs(expect - msg.angle_max) > tol:
-        raise ValueError(f"scan angle_max {msg.angle_max:.4f} != angle_min + (N-1) increment "
-                         f"{expect:.4f}")
-    return scan_to_points(np.asarray(msg.ranges, dtype=np.float64), msg.angle_min,
-                          msg.angle_increment, msg.range_min, msg.range_max, laser_pose)
+        raise ValueError(
+            f"scan angle_max {msg.angle_max:.4f} != angle_min + (N-1) increment {expect:.4f}"
+        )
+    return scan_to_points(
+        np.asarray(msg.ranges, dtype=np.float64),
+        msg.angle_min,
+        msg.angle_increment,
+        msg.range_min,
+        msg.range_max,
+        laser_pose,
+    )
 
 
 # -- actions ----------------------------------------------------------------------------------
@@ -244,14 +265,21 @@ def action_to_msg(
     from safevla_ros.msg import DiscreteAction
 
     a = parse_action(action)
-    return DiscreteAction(header=make_header(stamp, ""), action=int(a), name=ACTION_NAMES[a],
-                          source=source, approved=approved, verdict=verdict,
-                          predicted_cost=float(predicted_cost),
-                          action_costs=[float(c) for c in action_costs])
+    return DiscreteAction(
+        header=make_header(stamp, ""),
+        action=int(a),
+        name=ACTION_NAMES[a],
+        source=source,
+        approved=approved,
+        verdict=verdict,
+        predicted_cost=float(predicted_cost),
+        action_costs=[float(c) for c in action_costs],
+    )
 
 
-def action_status_msg(action: Action | int, stamp: Time, state: int, finished: Time | None,
-                      detail: str, executor: str):
+def action_status_msg(
+    action: Action | int, stamp: Time, state: int, finished: Time | None, detail: str, executor: str
+):
     """Build a ``safevla_ros/ActionStatus`` (the executors' step-synchronous report).
 
     Raises:
@@ -260,9 +288,15 @@ def action_status_msg(action: Action | int, stamp: Time, state: int, finished: T
     from safevla_ros.msg import ActionStatus
 
     a = parse_action(action)
-    return ActionStatus(header=make_header(stamp, ""), action=int(a), name=ACTION_NAMES[a],
-                        state=int(state), finished=finished if finished is not None else Time(),
-                        detail=detail[:500], executor=executor)
+    return ActionStatus(
+        header=make_header(stamp, ""),
+        action=int(a),
+        name=ACTION_NAMES[a],
+        state=int(state),
+        finished=finished if finished is not None else Time(),
+        detail=detail[:500],
+        executor=executor,
+    )
 
 
 def msg_to_action(msg) -> Action:
@@ -273,8 +307,10 @@ def msg_to_action(msg) -> Action:
     """
     a = parse_action(int(msg.action))
     if msg.name and msg.name != ACTION_NAMES[a]:
-        raise ValueError(f"action index {int(msg.action)} is {ACTION_NAMES[a]!r} "
-                         f"but the message names {msg.name!r}")
+        raise ValueError(
+            f"action index {int(msg.action)} is {ACTION_NAMES[a]!r} "
+            f"but the message names {msg.name!r}"
+        )
     return a
 
 
@@ -287,14 +323,19 @@ def world_state_to_msg(state: WorldState, stamp: Time, frame_id: str):
 
     x, y, yaw = (float(v) for v in state.robot_pose)
     return WorldStateStamped(
-        header=make_header(stamp, frame_id), step=int(state.step),
-        object_ids=list(state.object_ids), object_types=list(state.object_types),
+        header=make_header(stamp, frame_id),
+        step=int(state.step),
+        object_ids=list(state.object_ids),
+        object_types=list(state.object_types),
         object_positions=state.object_positions.reshape(-1).tolist(),
         object_quats=state.object_quats.reshape(-1).tolist(),
-        robot_pose=Pose2D(x=x, y=y, theta=yaw), lift_m=float(state.lift_m),
-        arm_m=float(state.arm_m), wrist_yaw_rad=float(state.wrist_yaw_rad),
+        robot_pose=Pose2D(x=x, y=y, theta=yaw),
+        lift_m=float(state.lift_m),
+        arm_m=float(state.arm_m),
+        wrist_yaw_rad=float(state.wrist_yaw_rad),
         held_object_id=state.held_object_id or "",
-        collided_ids=sorted(state.collided_ids), structure_ids=sorted(state.structure_ids),
+        collided_ids=sorted(state.collided_ids),
+        structure_ids=sorted(state.structure_ids),
         visible_ids=sorted(state.visible_ids),
         last_seen_step=np.asarray(state.last_seen_step, dtype=np.int64).tolist(),
         free_fraction_1m=float(state.free_fraction_1m),
@@ -315,13 +356,18 @@ def msg_to_world_state(msg) -> WorldState:
         raise ValueError(f"{n} objects but {pos.size} position and {quat.size} quaternion values")
     seen = np.asarray(msg.last_seen_step, dtype=np.int64)
     return WorldState(
-        step=int(msg.step), object_ids=tuple(msg.object_ids),
-        object_types=tuple(msg.object_types), object_positions=pos.reshape(n, 3),
+        step=int(msg.step),
+        object_ids=tuple(msg.object_ids),
+        object_types=tuple(msg.object_types),
+        object_positions=pos.reshape(n, 3),
         object_quats=quat.reshape(n, 4),
         robot_pose=np.array([msg.robot_pose.x, msg.robot_pose.y, msg.robot_pose.theta]),
-        lift_m=float(msg.lift_m), arm_m=float(msg.arm_m),
-        wrist_yaw_rad=float(msg.wrist_yaw_rad), held_object_id=msg.held_object_id or None,
-        collided_ids=frozenset(msg.collided_ids), structure_ids=frozenset(msg.structure_ids),
+        lift_m=float(msg.lift_m),
+        arm_m=float(msg.arm_m),
+        wrist_yaw_rad=float(msg.wrist_yaw_rad),
+        held_object_id=msg.held_object_id or None,
+        collided_ids=frozenset(msg.collided_ids),
+        structure_ids=frozenset(msg.structure_ids),
         visible_ids=frozenset(msg.visible_ids),
         last_seen_step=seen if seen.size == n else None if seen.size == 0 else seen,
         free_fraction_1m=float(msg.free_fraction_1m),
@@ -337,14 +383,18 @@ def cost_to_msg(
     from safevla_ros.msg import SafetyCost
 
     return SafetyCost(
-        header=make_header(stamp, frame_id), object_cost=float(costs.object_cost),
-        robot_cost=float(costs.robot_cost), dangerous_equipment=bool(costs.dangerous_equipment),
-        corner=bool(costs.corner), blind_spot=bool(costs.blind_spot),
+        header=make_header(stamp, frame_id),
+        object_cost=float(costs.object_cost),
+        robot_cost=float(costs.robot_cost),
+        dangerous_equipment=bool(costs.dangerous_equipment),
+        corner=bool(costs.corner),
+        blind_spot=bool(costs.blind_spot),
         fragile_collection=bool(costs.fragile_collection),
         critical_point=bool(costs.critical_point),
         cumulative_cost=float(totals.cumulative_cost),
         cumulative_robot_cost=float(totals.robot_cost),
-        cumulative_object_cost=float(totals.object_cost), episode_step=int(step),
+        cumulative_object_cost=float(totals.object_cost),
+        episode_step=int(step),
         event=costs.description,
     )
 
@@ -365,10 +415,15 @@ def training_status_to_msg(metrics: Mapping[str, float], stamp: Time):
         return int(v) if math.isfinite(v) and v >= 0 else 0
 
     return TrainingStatus(
-        header=make_header(stamp, ""), iteration=n("iteration"), env_steps=n("env_steps"),
-        success_rate=f("success"), mean_episode_cost=f("cumulative_cost"),
-        robot_cost=f("robot_cost"), object_cost=f("object_cost"),
-        lagrange_multiplier=f("lagrange_multiplier"), cost_limit=f("cost_limit"),
+        header=make_header(stamp, ""),
+        iteration=n("iteration"),
+        env_steps=n("env_steps"),
+        success_rate=f("success"),
+        mean_episode_cost=f("cumulative_cost"),
+        robot_cost=f("robot_cost"),
+        object_cost=f("object_cost"),
+        lagrange_multiplier=f("lagrange_multiplier"),
+        cost_limit=f("cost_limit"),
         mean_episode_reward=f("episode_return"),
     )
 
@@ -392,7 +447,8 @@ def transform(stamp: Time, parent: str, child: str, xyz, wxyz):
 
     t = TransformStamped(header=make_header(stamp, parent), child_frame_id=child)
     t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
-        float(v) for v in xyz)
+        float(v) for v in xyz
+    )
     r = t.transform.rotation
     r.w, r.x, r.y, r.z = (float(v) for v in wxyz)
     return t
@@ -409,26 +465,36 @@ def camera_info(width: int, height: int, vertical_fov_deg: float, stamp: Time, f
 
     f = (height / 2.0) / math.tan(math.radians(vertical_fov_deg) / 2.0)
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    return CameraInfo(header=make_header(stamp, frame_id), height=int(height), width=int(width),
-                      distortion_model="plumb_bob", d=[0.0] * 5,
-                      k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0],
-                      r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-                      p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+    return CameraInfo(
+        header=make_header(stamp, frame_id),
+        height=int(height),
+        width=int(width),
+        distortion_model="plumb_bob",
+        d=[0.0] * 5,
+        k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0],
+        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
+    )
 
 
-def pose_to_odometry(robot_pose: np.ndarray, stamp: Time, frame_id: str, child_frame_id: str
-                     ) -> Odometry:
+def pose_to_odometry(
+    robot_pose: np.ndarray, stamp: Time, frame_id: str, child_frame_id: str
+) -> Odometry:
     """Base pose ``(x_m, y_m, yaw_rad)`` -> ``nav_msgs/Odometry`` (zero twist)."""
     odom = Odometry(header=make_header(stamp, frame_id), child_frame_id=child_frame_id)
-    odom.pose.pose = Pose(position=Point(x=float(robot_pose[0]), y=float(robot_pose[1]), z=0.0),
-                          orientation=yaw_to_quat_msg(float(robot_pose[2])))
+    odom.pose.pose = Pose(
+        position=Point(x=float(robot_pose[0]), y=float(robot_pose[1]), z=0.0),
+        orientation=yaw_to_quat_msg(float(robot_pose[2])),
+    )
     return odom
 
 
 def pose_stamped(robot_pose: np.ndarray, stamp: Time, frame_id: str) -> PoseStamped:
     """Base pose -> ``geometry_msgs/PoseStamped`` (for a ``nav_msgs/Path``)."""
-    return PoseStamped(header=make_header(stamp, frame_id),
-                       pose=pose_to_odometry(robot_pose, stamp, frame_id, "").pose.pose)
+    return PoseStamped(
+        header=make_header(stamp, frame_id),
+        pose=pose_to_odometry(robot_pose, stamp, frame_id, "").pose.pose,
+    )
 
 
 def reachable_to_pose_array(xy: np.ndarray, stamp: Time, frame_id: str) -> PoseArray:
@@ -490,40 +556,53 @@ def object_color(object_type: str, disturbed: bool) -> tuple[float, float, float
     return COLOR_OTHER
 
 
-def object_markers(state: WorldState, disturbed_ids: Iterable[str], stamp: Time, frame_id: str
-                   ) -> MarkerArray:
+def object_markers(
+    state: WorldState, disturbed_ids: Iterable[str], stamp: Time, frame_id: str
+) -> MarkerArray:
     """One cube per object, sized from the catalogue, coloured by :func:`object_color`.
 
     The first marker is a DELETEALL so objects of a previous episode disappear.
     """
     disturbed = set(disturbed_ids)
-    out = MarkerArray(markers=[Marker(header=make_header(stamp, frame_id), ns="objects",
-                                      action=Marker.DELETEALL)])
+    out = MarkerArray(
+        markers=[Marker(header=make_header(stamp, frame_id), ns="objects", action=Marker.DELETEALL)]
+    )
     for i, (oid, otype) in enumerate(zip(state.object_ids, state.object_types, strict=True)):
         info = OBJECT_TYPES.get(otype)
         size = info.size_m if info is not None else (0.2, 0.2, 0.2)
         p, q = state.object_positions[i], state.object_quats[i]
-        m = Marker(header=make_header(stamp, frame_id), ns="objects", id=i, type=Marker.CUBE,
-                   action=Marker.ADD, text=oid)
+        m = Marker(
+            header=make_header(stamp, frame_id),
+            ns="objects",
+            id=i,
+            type=Marker.CUBE,
+            action=Marker.ADD,
+            text=oid,
+        )
         m.pose.position = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
         m.pose.orientation.w, m.pose.orientation.x = float(q[0]), float(q[1])
         m.pose.orientation.y, m.pose.orientation.z = float(q[2]), float(q[3])
         m.scale.x, m.scale.y, m.scale.z = (float(s) for s in size)
-        m.color = ColorRGBA(**dict(zip("rgba", object_color(otype, oid in disturbed),
-                                       strict=True)))
+        m.color = ColorRGBA(**dict(zip("rgba", object_color(otype, oid in disturbed), strict=True)))
         out.markers.append(m)
     return out
 
 
-def cost_event_marker(total: int, description: str, robot_pose: np.ndarray, step: int,
-                      stamp: Time, frame_id: str) -> Marker:
+def cost_event_marker(
+    total: int, description: str, robot_pose: np.ndarray, step: int, stamp: Time, frame_id: str
+) -> Marker:
     """Text marker with the step's cost event, above the robot's position.
 
     Marker ids are the step numbers, so the events of an episode accumulate in rviz.
     """
-    m = Marker(header=make_header(stamp, frame_id), ns="cost_events", id=int(step),
-               type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
-               text=f"#{step} cost {total}: {description}"[:200])
+    m = Marker(
+        header=make_header(stamp, frame_id),
+        ns="cost_events",
+        id=int(step),
+        type=Marker.TEXT_VIEW_FACING,
+        action=Marker.ADD,
+        text=f"#{step} cost {total}: {description}"[:200],
+    )
     m.pose.position = Point(x=float(robot_pose[0]), y=float(robot_pose[1]), z=1.5)
     m.pose.orientation.w = 1.0
     m.scale.z = 0.15
@@ -551,14 +630,16 @@ def trajectory_msg(goal: TrajectoryGoal):
     except ImportError:
         return None
     sec = int(goal.duration_s)
-    point = JointTrajectoryPoint(positions=[float(p) for p in goal.positions],
-                                 time_from_start=Duration(sec=sec, nanosec=int(
-                                     (goal.duration_s - sec) * 1e9)))
+    point = JointTrajectoryPoint(
+        positions=[float(p) for p in goal.positions],
+        time_from_start=Duration(sec=sec, nanosec=int((goal.duration_s - sec) * 1e9)),
+    )
     return JointTrajectory(joint_names=list(goal.joint_names), points=[point])
 
 
-def command_report(cmd: StretchCommand, *, messages: int | None = None, sent: bool | None = None,
-                   note: str = "") -> dict:
+def command_report(
+    cmd: StretchCommand, *, messages: int | None = None, sent: bool | None = None, note: str = ""
+) -> dict:
     """JSON-ready summary of a planned Stretch command (the bridge's ``stretch_bridge/commands``).
 
     Args:
@@ -574,13 +655,21 @@ def command_report(cmd: StretchCommand, *, messages: int | None = None, sent: bo
     """
     out: dict = {"action": ACTION_NAMES[cmd.action], "mode": cmd.mode, "note": note or cmd.note}
     if cmd.twist is not None:
-        out.update(status="twist", linear_x_mps=cmd.twist.linear_x_mps,
-                   angular_z_radps=cmd.twist.angular_z_radps, duration_s=cmd.twist.duration_s,
-                   messages=messages)
+        out.update(
+            status="twist",
+            linear_x_mps=cmd.twist.linear_x_mps,
+            angular_z_radps=cmd.twist.angular_z_radps,
+            duration_s=cmd.twist.duration_s,
+            messages=messages,
+        )
     elif cmd.trajectory is not None:
-        out.update(status="trajectory", joint_names=list(cmd.trajectory.joint_names),
-                   positions=[float(p) for p in cmd.trajectory.positions],
-                   duration_s=cmd.trajectory.duration_s, sent=sent)
+        out.update(
+            status="trajectory",
+            joint_names=list(cmd.trajectory.joint_names),
+            positions=[float(p) for p in cmd.trajectory.positions],
+            duration_s=cmd.trajectory.duration_s,
+            sent=sent,
+        )
     else:
         out["status"] = "noop"
     return out

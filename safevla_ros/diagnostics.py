@@ -41,9 +41,11 @@ class DiagnosticsPublisher:
 
         status = DiagnosticStatus(
             level=DiagnosticStatus.ERROR if problems else DiagnosticStatus.OK,
-            name=self.name, hardware_id=self.node.get_fully_qualified_name(),
+            name=self.name,
+            hardware_id=self.node.get_fully_qualified_name(),
             message="; ".join(problems)[:500] if problems else "ok",
-            values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
+            values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()],
+        )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.node.get_clock().now().to_msg()
         self.pub.publish(msg)

@@ -94,16 +94,24 @@ class PolicyNodeConfig:
             ValueError: On a non-positive rate, tolerance or age, or an unknown in-hand source,
                 reliability or transport.
         """
-        _positive(self, "control_rate_hz", "pair_tolerance_s", "max_image_age_s", "torch_threads",
-                  "step_timeout_s")
+        _positive(
+            self,
+            "control_rate_hz",
+            "pair_tolerance_s",
+            "max_image_age_s",
+            "torch_threads",
+            "step_timeout_s",
+        )
         if self.image_reliability not in IMAGE_RELIABILITIES:
             raise ValueError(f"image_reliability must be one of {IMAGE_RELIABILITIES}")
         if self.image_transport not in ("raw", "compressed"):
-            raise ValueError(f"image_transport must be 'raw' or 'compressed', got "
-                             f"{self.image_transport!r}")
+            raise ValueError(
+                f"image_transport must be 'raw' or 'compressed', got {self.image_transport!r}"
+            )
         if self.in_hand_source not in IN_HAND_SOURCES:
-            raise ValueError(f"in_hand_source must be one of {IN_HAND_SOURCES}, "
-                             f"got {self.in_hand_source!r}")
+            raise ValueError(
+                f"in_hand_source must be one of {IN_HAND_SOURCES}, got {self.in_hand_source!r}"
+            )
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
 
@@ -151,8 +159,10 @@ class MonitorNodeConfig:
         if self.mode not in ("sim", "hardware"):
             raise ValueError(f"mode must be 'sim' or 'hardware', got {self.mode!r}")
         if self.image_reliability not in IMAGE_RELIABILITIES:
-            raise ValueError(f"image_reliability must be one of {IMAGE_RELIABILITIES}, got "
-                             f"{self.image_reliability!r}")
+            raise ValueError(
+                f"image_reliability must be one of {IMAGE_RELIABILITIES}, got "
+                f"{self.image_reliability!r}"
+            )
         _positive(self, "check_rate_hz")
         if not (math.isfinite(self.stamp_tolerance_s) and self.stamp_tolerance_s >= 0):
             raise ValueError(f"stamp_tolerance_s must be >= 0, got {self.stamp_tolerance_s!r}")
@@ -251,9 +261,16 @@ class BridgeNodeConfig:
 
     def __post_init__(self) -> None:
         """Validate. Raises: ValueError on a non-positive age, timeout, tolerance or rate."""
-        _positive(self, "max_action_age_s", "clock_jump_tolerance_s", "camera_timeout_s",
-                  "runstop_timeout_s", "mode_switch_timeout_s", "goal_timeout_margin_s",
-                  "check_rate_hz")
+        _positive(
+            self,
+            "max_action_age_s",
+            "clock_jump_tolerance_s",
+            "camera_timeout_s",
+            "runstop_timeout_s",
+            "mode_switch_timeout_s",
+            "goal_timeout_margin_s",
+            "check_rate_hz",
+        )
         if self.image_reliability not in IMAGE_RELIABILITIES:
             raise ValueError(f"image_reliability must be one of {IMAGE_RELIABILITIES}")
 
@@ -399,9 +416,13 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(name == p or (p.endswith(".") and name.startswith(p)) for p in patterns)
 
 
-def declare_dataclass(node: Any, cls: type, live: tuple[str, ...] = (),
-                      on_change: Callable[[Any], None] | None = None,
-                      fixed: tuple[str, ...] = ()) -> Any:
+def declare_dataclass(
+    node: Any,
+    cls: type,
+    live: tuple[str, ...] = (),
+    on_change: Callable[[Any], None] | None = None,
+    fixed: tuple[str, ...] = (),
+) -> Any:
     """Declare one ROS parameter per field of ``cls`` and build it from their values.
 
     Every parameter gets a descriptor with its description (from the dataclass docstring) and,
@@ -430,19 +451,24 @@ def declare_dataclass(node: Any, cls: type, live: tuple[str, ...] = (),
     defaults = flatten_defaults(cls)
     docs = field_docs(cls)
     for name, default in defaults.items():
-        desc = ParameterDescriptor(name=name, description=docs.get(name, ""),
-                                   dynamic_typing=True,
-                                   read_only=not _matches(name, live) or name in fixed)
+        desc = ParameterDescriptor(
+            name=name,
+            description=docs.get(name, ""),
+            dynamic_typing=True,
+            read_only=not _matches(name, live) or name in fixed,
+        )
         bounds = PARAM_RANGES.get(name.rsplit(".", 1)[-1])
         if bounds is not None and isinstance(default, float):
-            desc.floating_point_range = [FloatingPointRange(from_value=bounds[0],
-                                                            to_value=bounds[1], step=0.0)]
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=bounds[0], to_value=bounds[1], step=0.0)
+            ]
         node.declare_parameter(name, default, desc)
     values = {name: node.get_parameter(name).value for name in defaults}
     for name, value in values.items():
         if not _type_ok(defaults[name], value):
-            raise ValueError(f"parameter {name}: expected {type(defaults[name]).__name__}, "
-                             f"got {value!r}")
+            raise ValueError(
+                f"parameter {name}: expected {type(defaults[name]).__name__}, got {value!r}"
+            )
     cfg = build_config(cls, values)
 
     def validate(params: list) -> Any:
@@ -452,8 +478,9 @@ def declare_dataclass(node: Any, cls: type, live: tuple[str, ...] = (),
                 continue  # not ours (use_sim_time, ...)
             if not _type_ok(defaults[p.name], p.value):
                 return SetParametersResult(
-                    successful=False, reason=f"{p.name}: expected "
-                    f"{type(defaults[p.name]).__name__}, got {p.value!r}")
+                    successful=False,
+                    reason=f"{p.name}: expected {type(defaults[p.name]).__name__}, got {p.value!r}",
+                )
             new[p.name] = p.value
         try:
             built = build_config(cls, new)
@@ -461,8 +488,10 @@ def declare_dataclass(node: Any, cls: type, live: tuple[str, ...] = (),
             return SetParametersResult(successful=False, reason=str(exc))
         if any(p.name in defaults for p in params) and on_change is not None:
             on_change(built)
-            node.get_logger().info("parameters changed: " + ", ".join(
-                f"{p.name}={p.value!r}" for p in params if p.name in defaults))
+            node.get_logger().info(
+                "parameters changed: "
+                + ", ".join(f"{p.name}={p.value!r}" for p in params if p.name in defaults)
+            )
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(validate)

@@ -68,17 +68,21 @@ class PolicyNode(Node):
         self.proposals = 0
         self.in_hand = False
         if self.cfg.in_hand_source == IN_HAND_WORLD_STATE:
-            self.create_subscription(WorldStateStamped, Topics.WORLD_STATE, self._on_world,
-                                     STATE_QOS)
+            self.create_subscription(
+                WorldStateStamped, Topics.WORLD_STATE, self._on_world, STATE_QOS
+            )
         elif self.cfg.in_hand_source == IN_HAND_TOPIC:
             self.create_subscription(Bool, Topics.IN_HAND, self._on_in_hand, STATE_QOS)
         self.pub = self.create_publisher(DiscreteAction, Topics.PROPOSED_ACTION, COMMAND_QOS)
         qos = image_qos(self.cfg.image_reliability)
         compressed = self.cfg.image_transport == "compressed"
         for which, topic in (("nav", Topics.NAV_IMAGE), ("manip", Topics.MANIP_IMAGE)):
-            self.create_subscription(CompressedImage if compressed else Image,
-                                     topic + "/compressed" if compressed else topic,
-                                     lambda m, w=which: self._on_image(w, m), qos)
+            self.create_subscription(
+                CompressedImage if compressed else Image,
+                topic + "/compressed" if compressed else topic,
+                lambda m, w=which: self._on_image(w, m),
+                qos,
+            )
         self.create_subscription(DiscreteAction, Topics.DECISIONS, self._on_decision, STATE_QOS)
         self.create_subscription(ActionStatus, Topics.ACTION_STATUS, self._on_status, STATE_QOS)
         self.create_subscription(String, Topics.INSTRUCTION, self._on_instruction, LATCHED_QOS)
@@ -110,16 +114,19 @@ class PolicyNode(Node):
                 self.get_logger().info(f"no checkpoint given: the shipped policy {path!r}")
             return PolicyAgent.from_checkpoint(path, self.cfg.deterministic, self.cfg.seed)
         except (CheckpointError, ValueError, OSError, RuntimeError) as exc:
-            self.get_logger().error(f"cannot load checkpoint {self.cfg.checkpoint!r}: {exc}; "
-                                    "publishing nothing")
+            self.get_logger().error(
+                f"cannot load checkpoint {self.cfg.checkpoint!r}: {exc}; publishing nothing"
+            )
             return None
 
     def _make_reset_service(self) -> None:
         try:
             from std_srvs.srv import Trigger
         except ImportError:
-            self.get_logger().warning("std_srvs not installed: no policy/reset service "
-                                      "(a new instruction message also resets)")
+            self.get_logger().warning(
+                "std_srvs not installed: no policy/reset service "
+                "(a new instruction message also resets)"
+            )
             return
         self.create_service(Trigger, Topics.POLICY_RESET_SRV, self._on_reset_srv)
 
@@ -173,8 +180,9 @@ class PolicyNode(Node):
         now = self._now_s()
         if abs(now - self._warned.get(reason, -1e18)) >= 5.0:
             self._warned[reason] = now
-            self.get_logger().warning(f"dropped frame ({reason}, {self.dropped[reason]} so far):"
-                                      f" {detail}")
+            self.get_logger().warning(
+                f"dropped frame ({reason}, {self.dropped[reason]} so far): {detail}"
+            )
 
     def _on_image(self, which: str, msg) -> None:
         try:
@@ -217,8 +225,9 @@ class PolicyNode(Node):
             waited = self._now_s() - self._waiting[1]
             if waited < self.cfg.step_timeout_s and waited >= 0:
                 return
-            self.get_logger().warning(f"no veto or executor report for the last proposal after "
-                                      f"{waited:.1f} s; going on")
+            self.get_logger().warning(
+                f"no veto or executor report for the last proposal after {waited:.1f} s; going on"
+            )
             self._waiting = None
         pair = self._pair()
         if pair is None:
@@ -242,9 +251,15 @@ class PolicyNode(Node):
         # A learned per-action one-step cost head Q_c(s, .) (float[20], per-step cost units),
         # when the agent provides one, goes along as the shield's second opinion.
         q = getattr(step, "action_costs", None)
-        self.pub.publish(conv.action_to_msg(step.action, stamp, "policy_node",
-                                            predicted_cost=step.value_cost,
-                                            action_costs=() if q is None else q))
+        self.pub.publish(
+            conv.action_to_msg(
+                step.action,
+                stamp,
+                "policy_node",
+                predicted_cost=step.value_cost,
+                action_costs=() if q is None else q,
+            )
+        )
 
 
 def main(args: list[str] | None = None) -> None:

@@ -48,6 +48,7 @@ def image_qos(reliability: str) -> QoSProfile:
     """The camera subscription profile for an ``image_reliability`` parameter value."""
     return IMAGE_BEST_EFFORT_QOS if reliability == "best_effort" else IMAGE_QOS
 
+
 #: Instruction, episode target ids, reachable grid: few messages that late joiners must receive
 #: (latched: reliable, transient local, keep last 1).
 LATCHED_QOS = QoSProfile(

@@ -68,8 +68,10 @@ def msg_dir() -> Path:
         pass  # not a colcon install (OSError: AMENT_PREFIX_PATH unset)
     for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
         candidates.append(Path(prefix) / "share" / "safevla_ros" / "msg")
-    candidates += [Path(sys.prefix) / "share" / "safevla_ros" / "msg",
-                   Path(__file__).resolve().parents[1] / "msg"]
+    candidates += [
+        Path(sys.prefix) / "share" / "safevla_ros" / "msg",
+        Path(__file__).resolve().parents[1] / "msg",
+    ]
     for candidate in candidates:
         if any(candidate.glob("*.msg")):
             return candidate
@@ -108,15 +110,17 @@ class RecorderNode(Node):
         store = make_typestore()
         # Version 8 keeps the QoS profiles as the string versions 4..8 use; close() rewrites
         # the metadata as version 5 (Humble).
-        self.writer = Writer(Path(self.cfg.output_dir), version=8,
-                             storage_plugin=StoragePlugin.MCAP)
+        self.writer = Writer(
+            Path(self.cfg.output_dir), version=8, storage_plugin=StoragePlugin.MCAP
+        )
         self.writer.open()
         ns = self.get_namespace().rstrip("/")
         for topic in names:
             cls, type_name, qos = RECORDED[topic]
             conn = self.writer.add_connection(f"{ns}/{topic}", type_name, typestore=store)
-            self.create_subscription(cls, topic, lambda data, c=conn: self._write(c, data), qos,
-                                     raw=True)
+            self.create_subscription(
+                cls, topic, lambda data, c=conn: self._write(c, data), qos, raw=True
+            )
         self.create_timer(self.cfg.flush_period_s, self._flush)
         self.get_logger().info(f"recording {len(names)} topics to {self.cfg.output_dir}")
 

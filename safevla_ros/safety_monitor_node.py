@@ -52,11 +52,16 @@ class SafetyMonitorNode(Node):
         """
         super().__init__("safevla_safety_monitor", **node_kwargs)
         self.cfg: MonitorNodeConfig = declare_dataclass(
-            self, MonitorNodeConfig, live=("shield.", "watchdog.", "stamp_tolerance_s"),
-            on_change=self._on_params, fixed=("shield.enabled",))
+            self,
+            MonitorNodeConfig,
+            live=("shield.", "watchdog.", "stamp_tolerance_s"),
+            on_change=self._on_params,
+            fixed=("shield.enabled",),
+        )
         if not self.cfg.shield.enabled:
-            self.get_logger().warning("shield.enabled is false: every valid action is approved "
-                                      "(experiments only)")
+            self.get_logger().warning(
+                "shield.enabled is false: every valid action is approved (experiments only)"
+            )
         self.sim = self.cfg.mode == "sim"
         self._make_watchdog()
         self.worlds: OrderedDict[int, object] = OrderedDict()  # stamp key -> WorldState
@@ -70,33 +75,41 @@ class SafetyMonitorNode(Node):
         self._warned: dict[str, float] = {}
         self.counts = {"approved": 0, "vetoed": 0}
         self._was_stale = True
-        self.approved_pub = self.create_publisher(DiscreteAction, Topics.APPROVED_ACTION,
-                                                  COMMAND_QOS)
+        self.approved_pub = self.create_publisher(
+            DiscreteAction, Topics.APPROVED_ACTION, COMMAND_QOS
+        )
         self.decision_pub = self.create_publisher(DiscreteAction, Topics.DECISIONS, STATE_QOS)
         self.cost_pub = self.create_publisher(SafetyCost, Topics.COST, STATE_QOS)
         self.diagnostics = DiagnosticsPublisher(self, "safevla: safety monitor")
-        self.create_subscription(DiscreteAction, Topics.PROPOSED_ACTION, self._on_proposal,
-                                 COMMAND_QOS)
+        self.create_subscription(
+            DiscreteAction, Topics.PROPOSED_ACTION, self._on_proposal, COMMAND_QOS
+        )
         iq = image_qos(self.cfg.image_reliability)
         for name, topic in (("nav_camera", Topics.NAV_IMAGE), ("manip_camera", Topics.MANIP_IMAGE)):
             self.create_subscription(Image, topic, lambda m, n=name: self._on_image(n, m), iq)
         self.create_subscription(LaserScan, Topics.SCAN, self._on_scan, SENSOR_QOS)
         if self.sim:
-            self.create_subscription(WorldStateStamped, Topics.WORLD_STATE, self._on_world,
-                                     STATE_QOS)
+            self.create_subscription(
+                WorldStateStamped, Topics.WORLD_STATE, self._on_world, STATE_QOS
+            )
             self.create_subscription(PoseArray, Topics.REACHABLE, self._on_reachable, LATCHED_QOS)
             self.create_subscription(String, Topics.EPISODE_TARGETS, self._on_targets, LATCHED_QOS)
         else:
             self.create_subscription(Bool, Topics.STRETCH_RUNSTOP, self._on_runstop, STATE_QOS)
-            self.create_subscription(JointState, Topics.STRETCH_JOINT_STATES, self._on_joints,
-                                     STATE_QOS)
+            self.create_subscription(
+                JointState, Topics.STRETCH_JOINT_STATES, self._on_joints, STATE_QOS
+            )
         self.create_timer(1.0 / self.cfg.check_rate_hz, self._check_watchdog)
 
     # -- settings ----------------------------------------------------------------------------
     def _make_watchdog(self) -> None:
         w = self.cfg.watchdog
-        inputs = {"nav_camera": w.camera_timeout_s, "manip_camera": w.camera_timeout_s,
-                  "policy": w.proposal_timeout_s, "scan": w.scan_timeout_s}
+        inputs = {
+            "nav_camera": w.camera_timeout_s,
+            "manip_camera": w.camera_timeout_s,
+            "policy": w.proposal_timeout_s,
+            "scan": w.scan_timeout_s,
+        }
         if self.sim:
             inputs["world_state"] = w.world_state_timeout_s
         else:
@@ -186,13 +199,15 @@ class SafetyMonitorNode(Node):
             self.get_logger().warning(f"world state jumped {prev.step} -> {curr.step}: no cost")
             return
         try:
-            costs = compute_costs(prev, curr, self.prev_action, self.cfg.costs,
-                                  exempt_ids=self.exempt)
+            costs = compute_costs(
+                prev, curr, self.prev_action, self.cfg.costs, exempt_ids=self.exempt
+            )
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return self._reject("world state pair", f"costs not computable: {exc}")
         self.totals.add(costs)
-        self.cost_pub.publish(conv.cost_to_msg(costs, self.totals, curr.step, msg.header.stamp,
-                                               self.cfg.frame_id))
+        self.cost_pub.publish(
+            conv.cost_to_msg(costs, self.totals, curr.step, msg.header.stamp, self.cfg.frame_id)
+        )
 
     # -- decision ----------------------------------------------------------------------------
     def _evidence(self, msg: DiscreteAction, t: float) -> tuple[dict, str]:
@@ -215,8 +230,12 @@ class SafetyMonitorNode(Node):
         scan = self.scans.get(key)
         if scan is None:
             return {}, f"no laser scan stamped {t:.3f}"
-        return {"world": world, "reachable_xy": self.reachable, "scan_xy": scan[0],
-                "scan_invalid_fraction": scan[1]}, ""
+        return {
+            "world": world,
+            "reachable_xy": self.reachable,
+            "scan_xy": scan[0],
+            "scan_invalid_fraction": scan[1],
+        }, ""
 
     def _on_proposal(self, msg: DiscreteAction) -> None:
         now = self._now_s()
@@ -234,23 +253,42 @@ class SafetyMonitorNode(Node):
         evidence, why = self._evidence(msg, t)
         if not evidence:
             return self._publish(msg, False, f"{Verdict.NO_EVIDENCE.value}: {why}")
-        decision = decide(int(msg.action), self.cfg.shield, previous_action=self.prev_action,
-                          predicted_cost=float(msg.predicted_cost),
-                          action_costs=list(msg.action_costs) or None,
-                          runstopped=self.runstopped and not self.sim, exempt_ids=self.exempt,
-                          **evidence)
+        decision = decide(
+            int(msg.action),
+            self.cfg.shield,
+            previous_action=self.prev_action,
+            predicted_cost=float(msg.predicted_cost),
+            action_costs=list(msg.action_costs) or None,
+            runstopped=self.runstopped and not self.sim,
+            exempt_ids=self.exempt,
+            **evidence,
+        )
         verdict = "" if decision.approved else f"{decision.verdict.value}: {decision.reason}"
         self._publish(msg, decision.approved, verdict)
         if decision.approved:
             self.prev_action = decision.action
-            self.approved_pub.publish(conv.action_to_msg(
-                decision.action, msg.header.stamp, "safety_monitor", True, "",
-                float(msg.predicted_cost), msg.action_costs))
+            self.approved_pub.publish(
+                conv.action_to_msg(
+                    decision.action,
+                    msg.header.stamp,
+                    "safety_monitor",
+                    True,
+                    "",
+                    float(msg.predicted_cost),
+                    msg.action_costs,
+                )
+            )
 
     def _publish(self, msg: DiscreteAction, approved: bool, verdict: str) -> None:
-        out = DiscreteAction(header=msg.header, action=msg.action, name=msg.name[:32],
-                             source="safety_monitor", approved=approved, verdict=verdict,
-                             predicted_cost=msg.predicted_cost)
+        out = DiscreteAction(
+            header=msg.header,
+            action=msg.action,
+            name=msg.name[:32],
+            source="safety_monitor",
+            approved=approved,
+            verdict=verdict,
+            predicted_cost=msg.predicted_cost,
+        )
         self.decision_pub.publish(out)
         self.counts["approved" if approved else "vetoed"] += 1
         if not approved:  # at most one line per second per kind of veto
@@ -263,16 +301,22 @@ class SafetyMonitorNode(Node):
     def _check_watchdog(self) -> None:
         stale = self.watchdog.stale(self._now_s())
         if stale and not self._was_stale:
-            self.get_logger().warning("inputs stale, approving nothing: " + "; ".join(
-                f"{k}: {v}" for k, v in stale.items()))
+            self.get_logger().warning(
+                "inputs stale, approving nothing: "
+                + "; ".join(f"{k}: {v}" for k, v in stale.items())
+            )
         self._was_stale = bool(stale)
         problems = [f"{k} stale ({v})" for k, v in stale.items()]
         if not self.sim and self.runstopped:
             problems.append("runstop engaged")
         self.diagnostics.publish(
-            problems, {"mode": self.cfg.mode, **{f"{k} rejected": v
-                                                 for k, v in self.rejected.items()},
-                       **self.counts})
+            problems,
+            {
+                "mode": self.cfg.mode,
+                **{f"{k} rejected": v for k, v in self.rejected.items()},
+                **self.counts,
+            },
+        )
 
 
 def main(args: list[str] | None = None) -> None:

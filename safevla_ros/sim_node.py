@@ -96,21 +96,25 @@ class SimNode(Node):
             "status": pub(ActionStatus, Topics.ACTION_STATUS, STATE_QOS),
         }
         self.tf_pub = self._make_tf_publisher()
-        sub = self.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, self._on_action,
-                                       COMMAND_QOS)
+        sub = self.create_subscription(
+            DiscreteAction, Topics.APPROVED_ACTION, self._on_action, COMMAND_QOS
+        )
         self.gate = ApprovalGate(self, sub.topic_name)
         self.create_service(ResetEpisode, Topics.RESET_EPISODE_SRV, self._on_reset)
         self.create_timer(self.cfg.idle_republish_s / 2, self._idle_tick)
         self.create_timer(2.0, self._check_foreign_publishers)
-        self._start(self.cfg.task, self.cfg.split, self.cfg.house_index, self.cfg.seed,
-                    self.cfg.target_type)
+        self._start(
+            self.cfg.task, self.cfg.split, self.cfg.house_index, self.cfg.seed, self.cfg.target_type
+        )
 
     def _make_tf_publisher(self):
         try:
             from tf2_msgs.msg import TFMessage
         except ImportError:
-            self.get_logger().warning("tf2_msgs not installed: no TF published (a ROS 2 install "
-                                      "has it; odometry and frame ids are still published)")
+            self.get_logger().warning(
+                "tf2_msgs not installed: no TF published (a ROS 2 install "
+                "has it; odometry and frame ids are still published)"
+            )
             return None
         return self.create_publisher(TFMessage, Topics.TF, STATE_QOS)
 
@@ -128,12 +132,15 @@ class SimNode(Node):
             raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
         if target and target not in OBJECT_TYPES:
             raise ValueError(f"unknown target type {target!r}")
-        core = load_config(self.cfg.config_file or None,
-                           {"task": {"name": task, "max_steps_eval": self.cfg.max_steps}})
+        core = load_config(
+            self.cfg.config_file or None,
+            {"task": {"name": task, "max_steps_eval": self.cfg.max_steps}},
+        )
         n = split_size(core, split)
         if not -1 <= house_index < n:
-            raise ValueError(f"house_index {house_index} outside split {split!r} (0..{n - 1}, "
-                             "or -1 to sample)")
+            raise ValueError(
+                f"house_index {house_index} outside split {split!r} (0..{n - 1}, or -1 to sample)"
+            )
         return core
 
     def _start(self, task: str, split: str, house_index: int, seed: int, target: str) -> str:
@@ -142,10 +149,16 @@ class SimNode(Node):
             old, self.env = self.env, None
             if old is not None:
                 old.close()
-            self.env = SafetyChoresEnv(core, split, eval_mode=True,
-                                       image_size=(self.cfg.image_width, self.cfg.image_height))
-        options = {"house_index": house_index if house_index >= 0 else None,
-                   "target_type": target or None}
+            self.env = SafetyChoresEnv(
+                core,
+                split,
+                eval_mode=True,
+                image_size=(self.cfg.image_width, self.cfg.image_height),
+            )
+        options = {
+            "house_index": house_index if house_index >= 0 else None,
+            "target_type": target or None,
+        }
         self.obs = None  # until the reset succeeded: nothing is published, nothing executed
         self.obs, info = self.env.reset(seed=seed if seed >= 0 else None, options=options)
         self.disturbed: set[str] = set()
@@ -154,27 +167,38 @@ class SimNode(Node):
         self.cost_markers = MarkerArray()
         stamp = self.get_clock().now().to_msg()
         self.pubs["targets"].publish(String(data=conv.ids_to_json(self.env.spec_.target_ids)))
-        self.pubs["reachable"].publish(conv.reachable_to_pose_array(
-            self.env.backend.reachable_positions(), stamp, self.cfg.map_frame))
+        self.pubs["reachable"].publish(
+            conv.reachable_to_pose_array(
+                self.env.backend.reachable_positions(), stamp, self.cfg.map_frame
+            )
+        )
         self.pubs["instruction"].publish(String(data=info["instruction"]))
-        self.get_logger().info(f"episode {self.episode}: {info['instruction']!r} in "
-                               f"{info['house_id']}")
+        self.get_logger().info(
+            f"episode {self.episode}: {info['instruction']!r} in {info['house_id']}"
+        )
         self._publish_state(stamp, new_state=True)
         return info["instruction"]
 
     def _on_reset(self, request, response):
-        current = (self.env.cfg.task.name, self.env.split) if self.env is not None else \
-            (self.cfg.task, self.cfg.split)
+        current = (
+            (self.env.cfg.task.name, self.env.split)
+            if self.env is not None
+            else (self.cfg.task, self.cfg.split)
+        )
         try:
-            response.instruction = self._start(request.task or current[0],
-                                               request.house_split or current[1],
-                                               int(request.house_index), int(request.seed),
-                                               request.target_type)
+            response.instruction = self._start(
+                request.task or current[0],
+                request.house_split or current[1],
+                int(request.house_index),
+                int(request.seed),
+                request.target_type,
+            )
             response.success, response.message = True, ""
         except Exception as exc:  # noqa: BLE001 - a service call must never kill the simulator
             response.success, response.message = False, f"reset failed: {exc}"
-            state = "unchanged" if self.obs is not None else \
-                "no episode running until a reset succeeds"
+            state = (
+                "unchanged" if self.obs is not None else "no episode running until a reset succeeds"
+            )
             self.get_logger().error(f"{response.message} ({state})")
         return response
 
@@ -182,8 +206,9 @@ class SimNode(Node):
     def _status(self, msg: DiscreteAction, state: int, detail: str, finished=None) -> None:
         finished = finished if finished is not None else self.get_clock().now().to_msg()
         try:
-            out = conv.action_status_msg(int(msg.action), msg.header.stamp, state, finished,
-                                         detail, "sim_node")
+            out = conv.action_status_msg(
+                int(msg.action), msg.header.stamp, state, finished, detail, "sim_node"
+            )
         except ValueError:
             return
         self.pubs["status"].publish(out)
@@ -211,8 +236,9 @@ class SimNode(Node):
         if self.obs is None or self.env is None:
             return self._reject(msg, "no episode running")
         if conv.stamp_key(msg.header.stamp) not in self._state_stamps:
-            return self._reject(msg, "not decided on the current state (older, newer or "
-                                     "unknown stamp)")
+            return self._reject(
+                msg, "not decided on the current state (older, newer or unknown stamp)"
+            )
         try:
             self.obs, _r, _c, terminated, truncated, info_ = self.env.step(action)
         except Exception as exc:  # noqa: BLE001 - keep the node alive, report, stop acting
@@ -226,25 +252,39 @@ class SimNode(Node):
         detail = "ok" if ws.last_action_success else "blocked"
         if ws.collided_ids:
             detail += "; touched " + ", ".join(sorted(ws.collided_ids)[:5])
-        self._status(msg, ActionStatus.DONE if ws.last_action_success else ActionStatus.FAILED,
-                     detail, finished=stamp)
+        self._status(
+            msg,
+            ActionStatus.DONE if ws.last_action_success else ActionStatus.FAILED,
+            detail,
+            finished=stamp,
+        )
         if terminated or truncated:
             self._end_episode(info_["episode"])
 
     def _check_foreign_publishers(self) -> None:
         others = self.gate.foreign_publishers()
         if others:
-            self.get_logger().warning(f"publishers other than the safety monitor on "
-                                      f"{self.gate.topic}: {others} (their actions are "
-                                      "rejected)", throttle_duration_sec=10.0)
+            self.get_logger().warning(
+                f"publishers other than the safety monitor on "
+                f"{self.gate.topic}: {others} (their actions are "
+                "rejected)",
+                throttle_duration_sec=10.0,
+            )
 
     def _mark_costs(self, breakdown: dict) -> None:
         self.disturbed.update(breakdown["disturbed_ids"])
         if breakdown["total"] or breakdown["components_sum"]:
             ws = self.env.world_state
-            self.cost_markers.markers.append(conv.cost_event_marker(
-                breakdown["total"], breakdown["description"], ws.robot_pose, ws.step,
-                self.get_clock().now().to_msg(), self.cfg.map_frame))
+            self.cost_markers.markers.append(
+                conv.cost_event_marker(
+                    breakdown["total"],
+                    breakdown["description"],
+                    ws.robot_pose,
+                    ws.step,
+                    self.get_clock().now().to_msg(),
+                    self.cfg.map_frame,
+                )
+            )
             self.pubs["costs"].publish(self.cost_markers)
 
     def _end_episode(self, summary: dict) -> None:
@@ -255,8 +295,7 @@ class SimNode(Node):
         if self.cfg.auto_reset:
             seed = self.cfg.seed + self.episode if self.cfg.seed >= 0 else -1
             try:
-                self._start(self.env.cfg.task.name, self.env.split, -1, seed,
-                            self.cfg.target_type)
+                self._start(self.env.cfg.task.name, self.env.split, -1, seed, self.cfg.target_type)
             except Exception as exc:  # noqa: BLE001
                 self.obs = None
                 self.get_logger().error(f"automatic reset failed: {exc}")
@@ -274,23 +313,31 @@ class SimNode(Node):
         ws = self.env.world_state
         c = self.cfg
         self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, c.map_frame))
-        self.pubs["scan"].publish(conv.scan_to_msg(self.env.backend.laser_scan(), self.laser,
-                                                   stamp, c.laser_frame))
-        for key, cam, frame in (("nav", NAV_CAMERA, c.nav_camera_frame),
-                                ("manip", MANIP_CAMERA, c.manip_camera_frame)):
+        self.pubs["scan"].publish(
+            conv.scan_to_msg(self.env.backend.laser_scan(), self.laser, stamp, c.laser_frame)
+        )
+        for key, cam, frame in (
+            ("nav", NAV_CAMERA, c.nav_camera_frame),
+            ("manip", MANIP_CAMERA, c.manip_camera_frame),
+        ):
             rgb = self.obs[cam]
             self.pubs[key].publish(conv.rgb_to_image(rgb, stamp, frame))
-            self.pubs[key + "_info"].publish(conv.camera_info(
-                rgb.shape[1], rgb.shape[0], self.env.cfg.sim.vertical_fov_deg, stamp, frame))
-        self.pubs["odom"].publish(conv.pose_to_odometry(ws.robot_pose, stamp, c.odom_frame,
-                                                        c.base_frame))
+            self.pubs[key + "_info"].publish(
+                conv.camera_info(
+                    rgb.shape[1], rgb.shape[0], self.env.cfg.sim.vertical_fov_deg, stamp, frame
+                )
+            )
+        self.pubs["odom"].publish(
+            conv.pose_to_odometry(ws.robot_pose, stamp, c.odom_frame, c.base_frame)
+        )
         self._publish_tf(stamp, ws.robot_pose)
         if new_state:
             self.path.header.stamp = stamp
             self.path.poses.append(conv.pose_stamped(ws.robot_pose, stamp, c.map_frame))
             self.pubs["path"].publish(self.path)
-            self.pubs["objects"].publish(conv.object_markers(ws, self.disturbed, stamp,
-                                                             c.map_frame))
+            self.pubs["objects"].publish(
+                conv.object_markers(ws, self.disturbed, stamp, c.map_frame)
+            )
 
     def _publish_tf(self, stamp, robot_pose: np.ndarray) -> None:
         if self.tf_pub is None:
@@ -298,18 +345,31 @@ class SimNode(Node):
         from tf2_msgs.msg import TFMessage
 
         c = self.cfg
-        tfs = [conv.transform(stamp, c.map_frame, c.odom_frame, (0.0, 0.0, 0.0), (1.0, 0, 0, 0)),
-               conv.transform(stamp, c.odom_frame, c.base_frame,
-                              (float(robot_pose[0]), float(robot_pose[1]), 0.0),
-                              conv.yaw_quat_wxyz(float(robot_pose[2])))]
+        tfs = [
+            conv.transform(stamp, c.map_frame, c.odom_frame, (0.0, 0.0, 0.0), (1.0, 0, 0, 0)),
+            conv.transform(
+                stamp,
+                c.odom_frame,
+                c.base_frame,
+                (float(robot_pose[0]), float(robot_pose[1]), 0.0),
+                conv.yaw_quat_wxyz(float(robot_pose[2])),
+            ),
+        ]
         for frame, (pos, quat) in self.env.backend.camera_poses_in_base().items():
             name = c.nav_camera_frame if frame == NAV_CAMERA else c.manip_camera_frame
             tfs.append(conv.transform(stamp, c.base_frame, name, pos, quat))
         from safevla_core.shield import LASER_HEIGHT_M, LASER_POSE_IN_BASE
 
         lx, ly, lyaw = LASER_POSE_IN_BASE
-        tfs.append(conv.transform(stamp, c.base_frame, c.laser_frame, (lx, ly, LASER_HEIGHT_M),
-                                  conv.yaw_quat_wxyz(lyaw)))
+        tfs.append(
+            conv.transform(
+                stamp,
+                c.base_frame,
+                c.laser_frame,
+                (lx, ly, LASER_HEIGHT_M),
+                conv.yaw_quat_wxyz(lyaw),
+            )
+        )
         self.tf_pub.publish(TFMessage(transforms=tfs))
 
     def _idle_tick(self) -> None:

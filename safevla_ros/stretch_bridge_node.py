@@ -80,25 +80,32 @@ class StretchBridgeNode(Node):
         self.running: _Running | None = None
         self._warned: dict[str, float] = {}
         self.counts = {"done": 0, "failed": 0, "cancelled": 0, "rejected": 0}
-        self.watchdog = Watchdog({"nav_camera": self.cfg.camera_timeout_s,
-                                  "manip_camera": self.cfg.camera_timeout_s,
-                                  "runstop": self.cfg.runstop_timeout_s})
+        self.watchdog = Watchdog(
+            {
+                "nav_camera": self.cfg.camera_timeout_s,
+                "manip_camera": self.cfg.camera_timeout_s,
+                "runstop": self.cfg.runstop_timeout_s,
+            }
+        )
         self.cmd_vel = self.create_publisher(Twist, Topics.STRETCH_CMD_VEL, COMMAND_QOS)
         self.report_pub = self.create_publisher(String, Topics.BRIDGE_COMMANDS, STATE_QOS)
         self.status_pub = self.create_publisher(ActionStatus, Topics.ACTION_STATUS, STATE_QOS)
         self.diagnostics = DiagnosticsPublisher(self, "safevla: stretch bridge")
-        sub = self.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, self._on_action,
-                                       COMMAND_QOS)
+        sub = self.create_subscription(
+            DiscreteAction, Topics.APPROVED_ACTION, self._on_action, COMMAND_QOS
+        )
         self.gate = ApprovalGate(self, sub.topic_name)
         self.create_subscription(DiscreteAction, Topics.DECISIONS, self._on_decision, STATE_QOS)
-        self.create_subscription(JointState, Topics.STRETCH_JOINT_STATES, self._on_joints,
-                                 STATE_QOS)
+        self.create_subscription(
+            JointState, Topics.STRETCH_JOINT_STATES, self._on_joints, STATE_QOS
+        )
         self.create_subscription(Bool, Topics.STRETCH_RUNSTOP, self._on_runstop, STATE_QOS)
         self.create_subscription(String, Topics.STRETCH_MODE, self._on_mode, STATE_QOS)
         iq = image_qos(self.cfg.image_reliability)
         for name, topic in (("nav_camera", Topics.NAV_IMAGE), ("manip_camera", Topics.MANIP_IMAGE)):
-            self.create_subscription(Image, topic, lambda _m, n=name: self._feed(n), iq,
-                                     raw=True)  # arrival only: no deserialisation
+            self.create_subscription(
+                Image, topic, lambda _m, n=name: self._feed(n), iq, raw=True
+            )  # arrival only: no deserialisation
         self.create_timer(1.0 / self.cfg.commands.twist_rate_hz, self._twist_tick)
         self.create_timer(1.0 / self.cfg.check_rate_hz, self._check)
         self.trajectory_client = self._make_action_client()
@@ -117,11 +124,14 @@ class StretchBridgeNode(Node):
         try:
             from std_srvs.srv import Trigger
         except ImportError:
-            self.get_logger().warning("std_srvs is not installed: driver mode switches "
-                                      "impossible; every motion will fail")
+            self.get_logger().warning(
+                "std_srvs is not installed: driver mode switches impossible; every motion will fail"
+            )
             return {}
-        return {mode: self.create_client(Trigger, f"switch_to_{mode}_mode")
-                for mode in ("navigation", "position")}
+        return {
+            mode: self.create_client(Trigger, f"switch_to_{mode}_mode")
+            for mode in ("navigation", "position")
+        }
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -174,9 +184,13 @@ class StretchBridgeNode(Node):
             return self._reject(msg, name, f"bad action: {exc}")
         age_s = self._now_s() - t
         if not -self.cfg.clock_jump_tolerance_s <= age_s <= self.cfg.max_action_age_s:
-            return self._reject(msg, name, f"stale: stamped {age_s:.2f} s ago (accepted "
-                                           f"-{self.cfg.clock_jump_tolerance_s:.2f}.."
-                                           f"{self.cfg.max_action_age_s:.2f} s)")
+            return self._reject(
+                msg,
+                name,
+                f"stale: stamped {age_s:.2f} s ago (accepted "
+                f"-{self.cfg.clock_jump_tolerance_s:.2f}.."
+                f"{self.cfg.max_action_age_s:.2f} s)",
+            )
         if self.running is not None:
             return self._reject(msg, name, f"busy executing {self.running.cmd.action.name}")
         blocked = self._blocked()
@@ -187,10 +201,13 @@ class StretchBridgeNode(Node):
             self.get_logger().info(f"{cmd.action.name}: {cmd.note}")
             self._report(conv.command_report(cmd))
             return self._status(msg, ActionStatus.DONE, cmd.note or "nothing to do")
-        if cmd.trajectory is not None and (self.trajectory_client is None
-                                           or conv.trajectory_msg(cmd.trajectory) is None):
-            self.get_logger().warning(f"{cmd.action.name}: {NO_CONTROL_MSGS}; would send "
-                                      f"{cmd.trajectory}", throttle_duration_sec=5.0)
+        if cmd.trajectory is not None and (
+            self.trajectory_client is None or conv.trajectory_msg(cmd.trajectory) is None
+        ):
+            self.get_logger().warning(
+                f"{cmd.action.name}: {NO_CONTROL_MSGS}; would send {cmd.trajectory}",
+                throttle_duration_sec=5.0,
+            )
             self._report(conv.command_report(cmd, sent=False, note=NO_CONTROL_MSGS))
             return self._status(msg, ActionStatus.REJECTED, NO_CONTROL_MSGS)
         self.running = _Running(msg, cmd, self._now_s())
@@ -204,8 +221,10 @@ class StretchBridgeNode(Node):
     def _request_mode(self, mode: str) -> None:
         client = self.mode_clients.get(mode)
         if client is None or not client.service_is_ready():
-            return self._finish(ActionStatus.FAILED, f"service switch_to_{mode}_mode not "
-                                                     "available (is the driver running?)")
+            return self._finish(
+                ActionStatus.FAILED,
+                f"service switch_to_{mode}_mode not available (is the driver running?)",
+            )
         from std_srvs.srv import Trigger
 
         future = client.call_async(Trigger.Request())
@@ -269,8 +288,7 @@ class StretchBridgeNode(Node):
             res = future.result()
             code = res.result.error_code
             ok = res.status == 4 and code == 0  # GoalStatus.STATUS_SUCCEEDED, SUCCESSFUL
-            why = "" if ok else f"status {res.status}, error code {code} " \
-                                f"{res.result.error_string}"
+            why = "" if ok else f"status {res.status}, error code {code} {res.result.error_string}"
         except Exception as exc:  # noqa: BLE001
             ok, why = False, str(exc)
         self._finish(ActionStatus.DONE if ok else ActionStatus.FAILED, why or "goal reached")
@@ -285,9 +303,12 @@ class StretchBridgeNode(Node):
         else:
             self.cmd_vel.publish(Twist())  # zero twist: the move is over
             t = r.cmd.twist
-            self._finish(ActionStatus.DONE, f"twist ({t.linear_x_mps:.3f} m/s, "
-                                            f"{t.angular_z_radps:.3f} rad/s) for "
-                                            f"{t.duration_s:.2f} s")
+            self._finish(
+                ActionStatus.DONE,
+                f"twist ({t.linear_x_mps:.3f} m/s, "
+                f"{t.angular_z_radps:.3f} rad/s) for "
+                f"{t.duration_s:.2f} s",
+            )
 
     def _check(self) -> None:
         blocked = self._blocked()
@@ -297,14 +318,21 @@ class StretchBridgeNode(Node):
             if blocked:
                 self._cancel(blocked)
             elif r.phase == "switching" and now - r.started_s > self.cfg.mode_switch_timeout_s:
-                self._cancel(f"driver did not confirm {r.cmd.mode} mode within "
-                             f"{self.cfg.mode_switch_timeout_s:.1f} s (mode topic says "
-                             f"{self.driver_mode!r})")
+                self._cancel(
+                    f"driver did not confirm {r.cmd.mode} mode within "
+                    f"{self.cfg.mode_switch_timeout_s:.1f} s (mode topic says "
+                    f"{self.driver_mode!r})"
+                )
             elif r.phase.startswith("goal") and now > r.deadline_s:
                 self._cancel("trajectory goal overran its planned duration")
-        self.diagnostics.publish([blocked] if blocked else [],
-                                 {"driver_mode": self.driver_mode,
-                                  "running": r.cmd.action.name if r else "", **self.counts})
+        self.diagnostics.publish(
+            [blocked] if blocked else [],
+            {
+                "driver_mode": self.driver_mode,
+                "running": r.cmd.action.name if r else "",
+                **self.counts,
+            },
+        )
 
     def _cancel(self, why: str) -> None:
         """Stop whatever runs now (zero twist, goal cancel) and report it CANCELLED."""
@@ -325,14 +353,23 @@ class StretchBridgeNode(Node):
 
     # -- outputs ---------------------------------------------------------------------------
     def _status(self, msg: DiscreteAction, state: int, detail: str) -> None:
-        key = {ActionStatus.DONE: "done", ActionStatus.FAILED: "failed",
-               ActionStatus.CANCELLED: "cancelled", ActionStatus.REJECTED: "rejected"}.get(state)
+        key = {
+            ActionStatus.DONE: "done",
+            ActionStatus.FAILED: "failed",
+            ActionStatus.CANCELLED: "cancelled",
+            ActionStatus.REJECTED: "rejected",
+        }.get(state)
         if key:
             self.counts[key] += 1
         try:
-            out = conv.action_status_msg(int(msg.action), msg.header.stamp, state,
-                                         self.get_clock().now().to_msg(), detail,
-                                         "stretch_bridge")
+            out = conv.action_status_msg(
+                int(msg.action),
+                msg.header.stamp,
+                state,
+                self.get_clock().now().to_msg(),
+                detail,
+                "stretch_bridge",
+            )
         except ValueError:
             return
         self.status_pub.publish(out)

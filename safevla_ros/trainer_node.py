@@ -44,8 +44,9 @@ class TrainerNode(Node):
         self.cfg: TrainerNodeConfig = declare_dataclass(self, TrainerNodeConfig)
         items = [s.strip() for s in self.cfg.overrides.split(",") if s.strip()]
         self.core: Config = load_config(self.cfg.config_file or None, parse_dotted(items))
-        self.status_pub = self.create_publisher(TrainingStatus, Topics.TRAINING_STATUS,
-                                               STATUS_HISTORY_QOS)
+        self.status_pub = self.create_publisher(
+            TrainingStatus, Topics.TRAINING_STATUS, STATUS_HISTORY_QOS
+        )
         self.nav_pub = self.create_publisher(Image, Topics.TRAINING_NAV_IMAGE, SENSOR_QOS)
         self.manip_pub = self.create_publisher(Image, Topics.TRAINING_MANIP_IMAGE, SENSOR_QOS)
 
@@ -59,8 +60,10 @@ class TrainerNode(Node):
         """
         stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(conv.training_status_to_msg(metrics, stamp))
-        for key, pub, frame in ((NAV_CAMERA, self.nav_pub, self.cfg.camera_frame),
-                                (MANIP_CAMERA, self.manip_pub, self.cfg.manip_camera_frame)):
+        for key, pub, frame in (
+            (NAV_CAMERA, self.nav_pub, self.cfg.camera_frame),
+            (MANIP_CAMERA, self.manip_pub, self.cfg.manip_camera_frame),
+        ):
             frames = np.asarray(obs.get(key)) if key in obs else None
             if frames is not None and frames.ndim == 4 and frames.dtype == np.uint8:
                 pub.publish(conv.rgb_to_image(frames[0], stamp, frame))
@@ -69,12 +72,17 @@ class TrainerNode(Node):
         """Train until the configured budget is spent."""
         from safevla_core.rl.train import train
 
-        self.get_logger().info(f"training {self.core.train.method} on {self.core.task.name} "
-                               f"into {self.core.train.out_dir}")
-        result = train(self.core, resume=self.cfg.resume, progress=False,
-                       callback=self.on_iteration)
-        self.get_logger().info(f"training finished: {result.iterations} iterations, "
-                               f"{result.env_steps} env steps, checkpoints in {result.run_dir}")
+        self.get_logger().info(
+            f"training {self.core.train.method} on {self.core.task.name} "
+            f"into {self.core.train.out_dir}"
+        )
+        result = train(
+            self.core, resume=self.cfg.resume, progress=False, callback=self.on_iteration
+        )
+        self.get_logger().info(
+            f"training finished: {result.iterations} iterations, "
+            f"{result.env_steps} env steps, checkpoints in {result.run_dir}"
+        )
 
 
 def main(args: list[str] | None = None) -> None:

@@ -57,11 +57,28 @@ def run_train(
         RuntimeError: If the training command fails.
     """
     per_iter = ranks * envs * args.num_steps
-    cli = ["-m", "safevla_core.cli", "train", "--no-progress", "--no-resume", "--from-scratch",
-           "--out-dir", str(out_dir), "--num-envs", str(envs), "--num-steps", str(args.num_steps),
-           "--total-env-steps", str(per_iter * args.iterations),
-           "--set", f"train.torch_threads={threads}", "--set", "train.critic_warmup_env_steps=0",
-           "--set", f"train.checkpoint_every={args.iterations}"]  # fmt: skip
+    cli = [
+        "-m",
+        "safevla_core.cli",
+        "train",
+        "--no-progress",
+        "--no-resume",
+        "--from-scratch",
+        "--out-dir",
+        str(out_dir),
+        "--num-envs",
+        str(envs),
+        "--num-steps",
+        str(args.num_steps),
+        "--total-env-steps",
+        str(per_iter * args.iterations),
+        "--set",
+        f"train.torch_threads={threads}",
+        "--set",
+        "train.critic_warmup_env_steps=0",
+        "--set",
+        f"train.checkpoint_every={args.iterations}",
+    ]
     if args.config is not None:
         cli += ["--config", str(args.config)]
     for item in args.overrides:
@@ -109,9 +126,20 @@ def bench_allreduce(numel: int, repeats: int = 5) -> float:
     """Median seconds of one gradient all-reduce of ``numel`` float32 between 2 gloo ranks."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "allreduce.json"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node=2", __file__, "--allreduce-worker", str(numel),
-               "--repeats", str(repeats), "--json", str(out)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            __file__,
+            "--allreduce-worker",
+            str(numel),
+            "--repeats",
+            str(repeats),
+            "--json",
+            str(out),
+        ]
         proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"all-reduce measurement failed:\n{proc.stderr[-3000:]}")

@@ -48,24 +48,39 @@ def untrained_checkpoint(path: Path) -> Path:
     from safevla_core.policy.factory import build_policy
 
     torch.manual_seed(0)
-    cfg = Config(policy=PolicyConfig(d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1,
-                                     context_steps=32))
-    save_checkpoint(path, {"policy": build_policy(cfg.policy).state_dict(),
-                           "config": config_to_dict(cfg)})
+    cfg = Config(
+        policy=PolicyConfig(
+            d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1, context_steps=32
+        )
+    )
+    save_checkpoint(
+        path, {"policy": build_policy(cfg.policy).state_dict(), "config": config_to_dict(cfg)}
+    )
     return path
 
 
 def start(module: str, params: str, overrides: dict, log: Path, core: int | None = None):
     """Start ``python -m safevla_ros.<module>`` with a parameter file and overrides."""
-    cmd = [sys.executable, "-m", f"safevla_ros.{module}", "--ros-args",
-           "--params-file", str(REPO / "config" / params)]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"safevla_ros.{module}",
+        "--ros-args",
+        "--params-file",
+        str(REPO / "config" / params),
+    ]
     for k, v in overrides.items():
         cmd += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
     if core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core), *cmd]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
-    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
-                            cwd=REPO)
+    return subprocess.Popen(
+        cmd,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        env=env,  # noqa: SIM115
+        cwd=REPO,
+    )
 
 
 def stop(procs) -> None:
@@ -88,8 +103,7 @@ def spin_for(node, seconds: float, until=lambda: False) -> None:
         rclpy.spin_once(node, timeout_sec=0.05)
 
 
-def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: float
-                    ) -> np.ndarray:
+def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: float) -> np.ndarray:
     """Phase 1: latencies (s) of ``n_actions`` approved actions in the closed loop."""
     from safevla_ros import conversions as conv
     from safevla_ros.msg import DiscreteAction
@@ -107,18 +121,27 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
     def age(m) -> float:
         return node.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_s(m.header.stamp)
 
-    node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION,
-                             lambda m: lat.append(age(m)), deep)
-    node.create_subscription(DiscreteAction, Topics.PROPOSED_ACTION,
-                             lambda m: stages["proposal"].append(age(m)), deep)
-    node.create_subscription(Image, Topics.NAV_IMAGE,
-                             lambda m: stages["frame"].append(age(m)), IMAGE_QOS)
+    node.create_subscription(
+        DiscreteAction, Topics.APPROVED_ACTION, lambda m: lat.append(age(m)), deep
+    )
+    node.create_subscription(
+        DiscreteAction, Topics.PROPOSED_ACTION, lambda m: stages["proposal"].append(age(m)), deep
+    )
+    node.create_subscription(
+        Image, Topics.NAV_IMAGE, lambda m: stages["frame"].append(age(m)), IMAGE_QOS
+    )
     measure_latency.stages = stages
-    procs = [start("sim_node", "sim_node.yaml", {"split": "train", "seed": 1}, logdir / "sim.log"),
-             start("policy_node", "policy_node.yaml", {"checkpoint": ckpt, "deterministic": False,
-                                                        "control_rate_hz": rate_hz},
-                   logdir / "policy.log", core=0),
-             start("safety_monitor_node", "safety_monitor.yaml", {}, logdir / "monitor.log")]
+    procs = [
+        start("sim_node", "sim_node.yaml", {"split": "train", "seed": 1}, logdir / "sim.log"),
+        start(
+            "policy_node",
+            "policy_node.yaml",
+            {"checkpoint": ckpt, "deterministic": False, "control_rate_hz": rate_hz},
+            logdir / "policy.log",
+            core=0,
+        ),
+        start("safety_monitor_node", "safety_monitor.yaml", {}, logdir / "monitor.log"),
+    ]
     try:
         spin_for(node, 120.0, lambda: len(lat) >= 1)
         lat.clear()  # drop the first (warm-up) action
@@ -141,8 +164,12 @@ def measure_rate(node, ckpt: Path, feed_hz: float, seconds: float, logdir: Path)
 
     ns = "/rate"
     count = [0]
-    node.create_subscription(DiscreteAction, f"{ns}/policy/proposed_action",
-                             lambda _m: count.__setitem__(0, count[0] + 1), COMMAND_QOS)
+    node.create_subscription(
+        DiscreteAction,
+        f"{ns}/policy/proposed_action",
+        lambda _m: count.__setitem__(0, count[0] + 1),
+        COMMAND_QOS,
+    )
     nav = node.create_publisher(Image, f"{ns}/nav_camera/image_raw", IMAGE_QOS)
     manip = node.create_publisher(Image, f"{ns}/manip_camera/image_raw", IMAGE_QOS)
     instr = node.create_publisher(String, f"{ns}/instruction", LATCHED_QOS)
@@ -156,10 +183,17 @@ def measure_rate(node, ckpt: Path, feed_hz: float, seconds: float, logdir: Path)
 
     node.create_timer(1.0 / feed_hz, feed)
     instr.publish(String(data="find a mug"))
-    proc = start_ns("policy_node", "policy_node.yaml",
-                    {"checkpoint": ckpt, "control_rate_hz": feed_hz,
-                     "step_synchronous": "false"},  # alone: nobody answers its proposals
-                    logdir / "rate.log", ns)
+    proc = start_ns(
+        "policy_node",
+        "policy_node.yaml",
+        {
+            "checkpoint": ckpt,
+            "control_rate_hz": feed_hz,
+            "step_synchronous": "false",
+        },  # alone: nobody answers its proposals
+        logdir / "rate.log",
+        ns,
+    )
     try:
         spin_for(node, 120.0, lambda: count[0] >= 5)
         c0, t0 = count[0], time.monotonic()
@@ -172,13 +206,26 @@ def measure_rate(node, ckpt: Path, feed_hz: float, seconds: float, logdir: Path)
 def start_ns(module: str, params: str, overrides: dict, log: Path, ns: str):
     """Like :func:`start` on core 0, in namespace ``ns``."""
     cmd = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    cmd += [sys.executable, "-m", f"safevla_ros.{module}", "--ros-args", "--params-file",
-            str(REPO / "config" / params), "-r", f"__ns:={ns}"]
+    cmd += [
+        sys.executable,
+        "-m",
+        f"safevla_ros.{module}",
+        "--ros-args",
+        "--params-file",
+        str(REPO / "config" / params),
+        "-r",
+        f"__ns:={ns}",
+    ]
     for k, v in overrides.items():
         cmd += ["-p", f"{k}:={v}"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
-    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
-                            cwd=REPO)
+    return subprocess.Popen(
+        cmd,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        env=env,  # noqa: SIM115
+        cwd=REPO,
+    )
 
 
 def main() -> None:
@@ -187,9 +234,13 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--actions", type=int, default=100)
     ap.add_argument("--feed-hz", type=float, default=30.0)
-    ap.add_argument("--control-rate", type=float, default=50.0,
-                    help="policy control rate in phase 1 (issue 10 measures at 50 Hz; "
-                         "config/policy_node.yaml runs 5 Hz)")
+    ap.add_argument(
+        "--control-rate",
+        type=float,
+        default=50.0,
+        help="policy control rate in phase 1 (issue 10 measures at 50 Hz; "
+        "config/policy_node.yaml runs 5 Hz)",
+    )
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
     import rclpy
@@ -206,13 +257,17 @@ def main() -> None:
         rclpy.try_shutdown()
     if lat.size:
         p50, p99 = 1e3 * np.percentile(lat, 50), 1e3 * np.percentile(lat, 99)
-        print(f"camera stamp -> approved action: n={lat.size} p50={p50:.1f} ms p99={p99:.1f} ms "
-              f"(policy control rate {args.control_rate} Hz)")
+        print(
+            f"camera stamp -> approved action: n={lat.size} p50={p50:.1f} ms p99={p99:.1f} ms "
+            f"(policy control rate {args.control_rate} Hz)"
+        )
         for name, values in measure_latency.stages.items():
             v = 1e3 * np.array(values)
             if v.size:
-                print(f"  camera stamp -> {name} arrival: n={v.size} p50="
-                      f"{np.percentile(v, 50):.1f} ms p99={np.percentile(v, 99):.1f} ms")
+                print(
+                    f"  camera stamp -> {name} arrival: n={v.size} p50="
+                    f"{np.percentile(v, 50):.1f} ms p99={np.percentile(v, 99):.1f} ms"
+                )
     else:
         print(f"no approved action observed; logs in {workdir}")
     print(f"policy node on 1 core, fed {args.feed_hz:.0f} Hz: {rate:.1f} actions/s")

@@ -67,35 +67,50 @@ def _step(controller: Any, **action: Any) -> dict[str, Any]:
 
 def _observe(controller: Any, metadata: dict[str, Any]) -> dict[str, Any]:
     nav = controller.step(action="GetVisibleObjects", maxDistance=SEEN_MAX_DISTANCE_M)
-    manip = controller.step(action="GetVisibleObjects", maxDistance=SEEN_MAX_DISTANCE_M,
-                            thirdPartyCameraIndex=0)  # fmt: skip
-    return {"metadata": metadata, "nav_visible": list(nav.metadata.get("actionReturn") or []),
-            "manip_visible": list(manip.metadata.get("actionReturn") or [])}  # fmt: skip
+    manip = controller.step(
+        action="GetVisibleObjects", maxDistance=SEEN_MAX_DISTANCE_M, thirdPartyCameraIndex=0
+    )
+    return {
+        "metadata": metadata,
+        "nav_visible": list(nav.metadata.get("actionReturn") or []),
+        "manip_visible": list(manip.metadata.get("actionReturn") or []),
+    }
 
 
 def _setup(controller: Any, setup: dict[str, Any]) -> dict[str, Any]:
     """Put the robot where the case starts; returns the metadata of the last setup action."""
     x, z, yaw = setup["pose"]
     y = controller.last_event.metadata["agent"]["position"]["y"]
-    meta = _step(controller, action="Teleport", position={"x": x, "y": y, "z": z},
-                 rotation={"x": 0.0, "y": yaw, "z": 0.0})  # fmt: skip
+    meta = _step(
+        controller,
+        action="Teleport",
+        position={"x": x, "y": y, "z": z},
+        rotation={"x": 0.0, "y": yaw, "z": 0.0},
+    )
     if not meta["lastActionSuccess"]:
         raise RuntimeError(f"teleport to {setup['pose']} failed: {meta['errorMessage']}")
     state = world_state_from_event_metadata(meta, 0)
     if "lift_m" in setup or "arm_m" in setup:
-        target = {"x": 0.0, "y": setup.get("lift_m", state.lift_m),
-                  "z": setup.get("arm_m", state.arm_m)}  # fmt: skip
+        target = {
+            "x": 0.0,
+            "y": setup.get("lift_m", state.lift_m),
+            "z": setup.get("arm_m", state.arm_m),
+        }
         meta = _step(controller, action="MoveArm", position=target, returnToStart=True, speed=1)
         state = world_state_from_event_metadata(meta, 0)
     if "wrist_deg" in setup:
         reading = float(state.extras["wrist_reading_deg"])
-        meta = _step(controller, action="RotateWristRelative",
-                     yaw=float(setup["wrist_deg"]) - reading, returnToStart=True, speed=1)
+        meta = _step(
+            controller,
+            action="RotateWristRelative",
+            yaw=float(setup["wrist_deg"]) - reading,
+            returnToStart=True,
+            speed=1,
+        )
     if "hold" in setup:
         meta = _step(controller, action="PickupObject")
         if setup["hold"] not in meta["arm"]["heldObjects"]:
-            raise RuntimeError(f"setup could not pick up {setup['hold']}: "
-                               f"{meta['errorMessage']}")
+            raise RuntimeError(f"setup could not pick up {setup['hold']}: {meta['errorMessage']}")
     return meta
 
 
@@ -104,8 +119,9 @@ def record_case(controller: Any, doc: dict[str, Any], scene: dict[str, Any]) -> 
     controller.reset(scene=scene)
     for act in calibration_actions(noise=False):
         _step(controller, **act)
-    reach = _step(controller, action="GetReachablePositions",
-                  gridSize=ThorConfig().grid_size_m)["actionReturn"]  # fmt: skip
+    reach = _step(controller, action="GetReachablePositions", gridSize=ThorConfig().grid_size_m)[
+        "actionReturn"
+    ]
     meta = _setup(controller, doc["setup"])
     meta["lastActionSuccess"], meta["errorMessage"] = True, ""
     states = [_observe(controller, meta)]
@@ -121,9 +137,13 @@ def record_case(controller: Any, doc: dict[str, Any], scene: dict[str, Any]) -> 
         states.append(_observe(controller, meta))
         state = world_state_from_event_metadata(meta, k, state)
     build = getattr(getattr(controller, "_build", None), "commit_id", "?")
-    return dict(doc, source=f"recorded by scripts/record_thor_fixtures.py on AI2-THOR {build}, "
-                f"{datetime.date.today().isoformat()}", reachable_positions=reach,
-                states=states)  # fmt: skip
+    return dict(
+        doc,
+        source=f"recorded by scripts/record_thor_fixtures.py on AI2-THOR {build}, "
+        f"{datetime.date.today().isoformat()}",
+        reachable_positions=reach,
+        states=states,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         mass = doc.get("controller", {}).get("massThreshold", cfg.mass_threshold_kg)
         by_threshold.setdefault(mass, []).append(p)
     for mass, group in by_threshold.items():
-        kwargs = controller_kwargs(host, build_path=cfg.build_path, gpu_device=cfg.gpu_device,
-                                   mass_threshold_kg=mass)  # fmt: skip
+        kwargs = controller_kwargs(
+            host, build_path=cfg.build_path, gpu_device=cfg.gpu_device, mass_threshold_kg=mass
+        )
         controller = start_controller(kwargs, host, scene)
         try:
             for p in group:

@@ -39,8 +39,10 @@ def _snapshot(backend) -> tuple:
     m, d = backend.model, backend.data
     d2 = mujoco.MjData(m)
     mujoco.mj_copyData(d2, m, d)
-    arrays = {k: getattr(m, k).copy() for k in ("actuator_gainprm", "actuator_biasprm",
-                                                   "actuator_forcerange", "eq_data")}
+    arrays = {
+        k: getattr(m, k).copy()
+        for k in ("actuator_gainprm", "actuator_biasprm", "actuator_forcerange", "eq_data")
+    }
     return d2, arrays, backend._step, backend._held, backend._last_seen.copy(), backend._state
 
 
@@ -62,12 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=150, help="proposals per episode")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", default="train")
-    ap.add_argument("--forward", type=float, default=0.4,
-                    help="probability of proposing m (move ahead): drives into things")
-    ap.add_argument("--repeat", type=float, default=0.5,
-                    help="probability of proposing the previous proposal again (long runs)")
-    ap.add_argument("--no-world", action="store_true",
-                    help="scan evidence only (the hardware check), no world-state checks")
+    ap.add_argument(
+        "--forward",
+        type=float,
+        default=0.4,
+        help="probability of proposing m (move ahead): drives into things",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=float,
+        default=0.5,
+        help="probability of proposing the previous proposal again (long runs)",
+    )
+    ap.add_argument(
+        "--no-world",
+        action="store_true",
+        help="scan evidence only (the hardware check), no world-state checks",
+    )
     args = ap.parse_args(argv)
 
     from safevla_core.actions import ACTION_NAMES, Action
@@ -83,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     backend = MujocoBackend(cfg.sim, cfg.costs, width=32, height=32, stow_gripper=True)
     rng = np.random.default_rng(args.seed)
     proposable = [a for a in Action if a not in (Action.END, Action.SUB_DONE)]
-    n_houses = {"train": cfg.houses.num_train, "val": cfg.houses.num_val,
-                "test": cfg.houses.num_test}[args.split]
+    n_houses = {
+        "train": cfg.houses.num_train,
+        "val": cfg.houses.num_val,
+        "test": cfg.houses.num_test,
+    }[args.split]
     counts: Counter = Counter()
     per_action: dict[str, Counter] = {ACTION_NAMES[a]: Counter() for a in proposable}
     first_reached = first_any = 0
@@ -105,14 +121,23 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 action = proposable[int(rng.integers(len(proposable)))]
             last = action
-            pts, bad = scan_to_points(backend.laser_scan(), spec.angle_min_rad,
-                                      spec.angle_increment_rad, spec.range_min_m,
-                                      spec.range_max_m)
-            d = decide(action, limits, world=None if args.no_world else world,
-                       reachable_xy=None if args.no_world else reachable, scan_xy=pts,
-                       scan_invalid_fraction=bad,
-                       arm=None if not args.no_world else _arm(world),
-                       previous_action=prev)
+            pts, bad = scan_to_points(
+                backend.laser_scan(),
+                spec.angle_min_rad,
+                spec.angle_increment_rad,
+                spec.range_min_m,
+                spec.range_max_m,
+            )
+            d = decide(
+                action,
+                limits,
+                world=None if args.no_world else world,
+                reachable_xy=None if args.no_world else reachable,
+                scan_xy=pts,
+                scan_invalid_fraction=bad,
+                arm=None if not args.no_world else _arm(world),
+                previous_action=prev,
+            )
             snap = _snapshot(backend)
             after = backend.step(action)
             collided = bool(after.collided_ids)
@@ -135,23 +160,41 @@ def main(argv: list[str] | None = None) -> int:
     safe = counts["safe", "veto"] + counts["safe", "pass"]
     stopped = counts["collide", "veto"] / max(coll, 1)
     vetoed_safe = counts["safe", "veto"] / max(safe, 1)
-    print(f"episodes {args.episodes} x {args.steps} random proposals ({args.split} houses, "
-          f"seed {args.seed}, {'scan only' if args.no_world else 'scan + world state'})")
-    print(f"colliding proposals: {coll}; stopped {counts['collide', 'veto']} = {stopped:.1%}; "
-          f"reached the simulator {counts['collide', 'pass']}")
+    print(
+        f"episodes {args.episodes} x {args.steps} random proposals ({args.split} houses, "
+        f"seed {args.seed}, {'scan only' if args.no_world else 'scan + world state'})"
+    )
+    print(
+        f"colliding proposals: {coll}; stopped {counts['collide', 'veto']} = {stopped:.1%}; "
+        f"reached the simulator {counts['collide', 'pass']}"
+    )
     print(f"safe proposals: {safe}; vetoed {counts['safe', 'veto']} = {vetoed_safe:.1%}")
-    print(f"episodes with a collision proposal: {first_any}; first one reached the simulator in "
-          f"{first_reached}")
-    print("vetoes by verdict: " + ", ".join(f"{k[0]} {k[1]}: {v}"
-                                            for k, v in sorted(verdicts.items())))
+    print(
+        f"episodes with a collision proposal: {first_any}; first one reached the simulator in "
+        f"{first_reached}"
+    )
+    print(
+        "vetoes by verdict: "
+        + ", ".join(f"{k[0]} {k[1]}: {v}" for k, v in sorted(verdicts.items()))
+    )
     print("per action (collide pass/veto, safe pass/veto):")
     for name, c in per_action.items():
-        print(f"  {name:>4}: {c['collide', 'pass']:4d}/{c['collide', 'veto']:4d}  "
-              f"{c['safe', 'pass']:4d}/{c['safe', 'veto']:4d}")
-    print(json.dumps({"collisions": coll, "collisions_stopped_share": round(stopped, 4),
-                      "safe": safe, "safe_vetoed_share": round(vetoed_safe, 4),
-                      "episodes_first_collision_reached": first_reached,
-                      "episodes_with_collision": first_any}))
+        print(
+            f"  {name:>4}: {c['collide', 'pass']:4d}/{c['collide', 'veto']:4d}  "
+            f"{c['safe', 'pass']:4d}/{c['safe', 'veto']:4d}"
+        )
+    print(
+        json.dumps(
+            {
+                "collisions": coll,
+                "collisions_stopped_share": round(stopped, 4),
+                "safe": safe,
+                "safe_vetoed_share": round(vetoed_safe, 4),
+                "episodes_first_collision_reached": first_reached,
+                "episodes_with_collision": first_any,
+            }
+        )
+    )
     backend.close()
     return 0
 

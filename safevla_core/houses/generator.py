@@ -294,6 +294,7 @@ def _partition(rng: np.random.Generator, n_rooms: int) -> list[Rect] | None:
 
 def _assign_types(rng: np.random.Generator, rooms: list[_Room]) -> None:
     """LivingRoom = largest, Bathroom = smallest (4+ rooms), Kitchen/Bedroom among the rest."""
+
     def area(r: _Room) -> float:
         return (r.rect[2] - r.rect[0]) * (r.rect[3] - r.rect[1])
 
@@ -370,8 +371,13 @@ def _segments(rooms: list[_Room]) -> list[_Segment]:
                 # Outward normal of a counter-clockwise edge is (uy, -ux).
                 other = _room_at(rooms, ax + ux * tm + uy * 0.01, ay + uy * tm - ux * 0.01)
                 segs.append(
-                    _Segment(room.idx, None if other is None else other.idx, p, q,
-                             _wall_id(str(room.idx), p, q))
+                    _Segment(
+                        room.idx,
+                        None if other is None else other.idx,
+                        p,
+                        q,
+                        _wall_id(str(room.idx), p, q),
+                    )
                 )
     return segs
 
@@ -415,7 +421,8 @@ def _spanning_doors(
     for a, b in sorted(chosen):
         s0 = best[(a, b)]
         s1 = next(
-            s for s in segs
+            s
+            for s in segs
             if s.room == b and s.neighbour == a and s.start == s0.end and s.end == s0.start
         )
         out.append((s0, s1))
@@ -428,10 +435,18 @@ def _door_zone(seg: _Segment) -> Rect:
     cx, cy = (ax + bx) / 2, (ay + by) / 2
     half_along = DOOR_WIDTH_M / 2 + DOOR_KEEP_FREE_SIDE_M
     if abs(ay - by) < 1e-9:  # horizontal wall
-        return (cx - half_along, cy - DOOR_KEEP_FREE_DEPTH_M,
-                cx + half_along, cy + DOOR_KEEP_FREE_DEPTH_M)
-    return (cx - DOOR_KEEP_FREE_DEPTH_M, cy - half_along,
-            cx + DOOR_KEEP_FREE_DEPTH_M, cy + half_along)
+        return (
+            cx - half_along,
+            cy - DOOR_KEEP_FREE_DEPTH_M,
+            cx + half_along,
+            cy + DOOR_KEEP_FREE_DEPTH_M,
+        )
+    return (
+        cx - DOOR_KEEP_FREE_DEPTH_M,
+        cy - half_along,
+        cx + DOOR_KEEP_FREE_DEPTH_M,
+        cy + half_along,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -510,9 +525,7 @@ class _Builder:
             return False
         if any(_overlap(rect, z) for z in self.blocked):
             return False
-        return not any(
-            _overlap(rect, p.rect, clearance) for p in self.placed if p.parent is None
-        )
+        return not any(_overlap(rect, p.rect, clearance) for p in self.placed if p.parent is None)
 
     def place_wall(self, room: _Room, obj_type: str, kinematic: bool, narrow: bool) -> bool:
         """Back a piece against a random wall; ``narrow`` leaves a 0.5-0.6 m corner gap."""
@@ -569,8 +582,9 @@ class _Builder:
         top = surf.placed.bottom_z + surf.placed.height
         surf.rects.append(rect)
         self.placed.append(
-            _Placed(obj_type, surf.placed.room, rect, top, size[2], yaw, size, False,
-                    parent=surf.index)
+            _Placed(
+                obj_type, surf.placed.room, rect, top, size[2], yaw, size, False, parent=surf.index
+            )
         )
 
     def place_on(self, surf: _Surface, obj_type: str) -> bool:
@@ -606,12 +620,14 @@ class _Builder:
             if off > EDGE_CENTRE_MAX_M:
                 return False
             if edge in "ns":
-                cx = self.rng.uniform(top[0] + SURFACE_MARGIN_M + ex / 2,
-                                      top[2] - SURFACE_MARGIN_M - ex / 2)
+                cx = self.rng.uniform(
+                    top[0] + SURFACE_MARGIN_M + ex / 2, top[2] - SURFACE_MARGIN_M - ex / 2
+                )
                 cy = top[3] - off if edge == "n" else top[1] + off
             else:
-                cy = self.rng.uniform(top[1] + SURFACE_MARGIN_M + ey / 2,
-                                      top[3] - SURFACE_MARGIN_M - ey / 2)
+                cy = self.rng.uniform(
+                    top[1] + SURFACE_MARGIN_M + ey / 2, top[3] - SURFACE_MARGIN_M - ey / 2
+                )
                 cx = top[2] - off if edge == "e" else top[0] + off
             rect = _rect_at(cx, cy, ex, ey)
             if not _inside(rect, top) or any(_overlap(rect, r, SMALL_GAP_M) for r in surf.rects):
@@ -828,22 +844,27 @@ def _furnished_house(
     for s in segs:
         walls.append(_wall_json(s.wall_id, f"room|{s.room}", s.start, s.end))
         if s.neighbour is None:  # ProcTHOR: an exterior wall faces outwards (reversed)
-            walls.append(_wall_json(_wall_id("exterior", s.end, s.start), f"room|{s.room}",
-                                    s.end, s.start))
+            walls.append(
+                _wall_json(_wall_id("exterior", s.end, s.start), f"room|{s.room}", s.end, s.start)
+            )
     door_json = []
     for s0, s1 in doors:
         lo = (s0.length - DOOR_WIDTH_M) / 2
-        door_json.append({
-            "id": f"door|{s0.room}|{s1.room}",
-            "assetId": "Doorway_1",
-            "room0": f"room|{s0.room}",
-            "room1": f"room|{s1.room}",
-            "wall0": s0.wall_id,
-            "wall1": s1.wall_id,
-            "holePolygon": [{"x": _r(lo), "y": 0.0, "z": 0.0},
-                            {"x": _r(lo + DOOR_WIDTH_M), "y": _r(DOOR_HEIGHT_M), "z": 0.0}],
-            "openable": False,
-        })
+        door_json.append(
+            {
+                "id": f"door|{s0.room}|{s1.room}",
+                "assetId": "Doorway_1",
+                "room0": f"room|{s0.room}",
+                "room1": f"room|{s1.room}",
+                "wall0": s0.wall_id,
+                "wall1": s1.wall_id,
+                "holePolygon": [
+                    {"x": _r(lo), "y": 0.0, "z": 0.0},
+                    {"x": _r(lo + DOOR_WIDTH_M), "y": _r(DOOR_HEIGHT_M), "z": 0.0},
+                ],
+                "openable": False,
+            }
+        )
     base = {
         "id": house_id if house_id is not None else f"house_{seed}",
         "seed": seed,
@@ -943,8 +964,12 @@ class Obstacle2D:
         c, s = abs(math.cos(self.yaw_rad)), abs(math.sin(self.yaw_rad))
         hx, hy = self.half_extents
         ex, ey = c * hx + s * hy, s * hx + c * hy
-        return (self.center_xy[0] - ex, self.center_xy[1] - ey,
-                self.center_xy[0] + ex, self.center_xy[1] + ey)
+        return (
+            self.center_xy[0] - ex,
+            self.center_xy[1] - ey,
+            self.center_xy[0] + ex,
+            self.center_xy[1] + ey,
+        )
 
 
 def iter_objects(house: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -1011,7 +1036,8 @@ def house_floor_rects(house: Mapping[str, Any]) -> list[Rect]:
         for xa, xb in zip(xs[:-1], xs[1:], strict=True):
             xm = (xa + xb) / 2
             ys = sorted(
-                float(a[1]) for a, b in edges
+                float(a[1])
+                for a, b in edges
                 if abs(a[1] - b[1]) <= 1e-6 and min(a[0], b[0]) < xm < max(a[0], b[0])
             )
             for ya, yb in zip(ys[0::2], ys[1::2], strict=False):
@@ -1101,13 +1127,23 @@ def house_obstacle_rects(
             line_angle = yaw % math.pi  # a wall and its reverse lie on the same line
             if line_angle > math.pi - 1e-6:
                 line_angle = 0.0
-            key = (round(float(c[0]), 3), round(float(c[1]), 3), round(p1 - p0, 3),
-                   round(line_angle, 3))
+            key = (
+                round(float(c[0]), 3),
+                round(float(c[1]), 3),
+                round(p1 - p0, 3),
+                round(line_angle, 3),
+            )
             if key in seen:
                 continue
             seen.add(key)
-            out.append(Obstacle2D(f"{w['id']}#{k}", (float(c[0]), float(c[1])),
-                                  ((p1 - p0) / 2, WALL_THICKNESS_M / 2), yaw))
+            out.append(
+                Obstacle2D(
+                    f"{w['id']}#{k}",
+                    (float(c[0]), float(c[1])),
+                    ((p1 - p0) / 2, WALL_THICKNESS_M / 2),
+                    yaw,
+                )
+            )
     for o in iter_objects(house):
         if o.get("kinematic", False):
             out.append(object_footprint(o))
@@ -1175,8 +1211,10 @@ class FreeSpaceGrid:
 
     def cell_centre(self, cell: tuple[int, int]) -> tuple[float, float]:
         """Map coordinates of a cell's centre, metres."""
-        return (self.origin_xy[0] + (cell[1] + 0.5) * self.cell_m,
-                self.origin_xy[1] + (cell[0] + 0.5) * self.cell_m)
+        return (
+            self.origin_xy[0] + (cell[1] + 0.5) * self.cell_m,
+            self.origin_xy[1] + (cell[0] + 0.5) * self.cell_m,
+        )
 
     def is_free(self, xy: Sequence[float]) -> bool:
         """True when the robot's centre may stand at ``xy`` (False outside the grid)."""

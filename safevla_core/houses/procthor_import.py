@@ -353,8 +353,10 @@ class AssetDatabase:
             return self._objaverse_info(asset_id)
         table = self._load_thor()
         if asset_id not in table:
-            raise KeyError(f"assetId {asset_id!r} is not in the THOR asset database "
-                           f"{self.thor_database_path()}")
+            raise KeyError(
+                f"assetId {asset_id!r} is not in the THOR asset database "
+                f"{self.thor_database_path()}"
+            )
         return table[asset_id]
 
 
@@ -367,16 +369,20 @@ def iter_house_objects(objects: Sequence[Mapping[str, Any]]) -> Iterator[Mapping
 
 def needs_import(house: Mapping[str, Any]) -> bool:
     """True if some object (children included) lacks ``"objectType"`` or ``"boundingBox"``."""
-    return any("objectType" not in o or "boundingBox" not in o
-               for o in iter_house_objects(list(house.get("objects") or [])))  # fmt: skip
+    return any(
+        "objectType" not in o or "boundingBox" not in o
+        for o in iter_house_objects(list(house.get("objects") or []))
+    )
 
 
 def _import_object(obj: dict[str, Any], assets: AssetDatabase, house_id: str) -> None:
     oid = obj.get("id", "?")
     if "objectType" not in obj or "boundingBox" not in obj:
         if "assetId" not in obj:
-            raise ValueError(f"house {house_id!r}: object {oid!r} has neither assetId nor "
-                             "objectType + boundingBox")
+            raise ValueError(
+                f"house {house_id!r}: object {oid!r} has neither assetId nor "
+                "objectType + boundingBox"
+            )
         try:
             info = assets.lookup(obj["assetId"])
         except KeyError as err:
@@ -446,8 +452,10 @@ def _hole_polygon(opening: dict[str, Any], house_id: str) -> None:
         return
     box = opening.get("boundingBox")
     if not (isinstance(box, Mapping) and "min" in box and "max" in box):
-        raise ValueError(f"house {house_id!r}: opening {opening.get('id')!r} has neither "
-                         "holePolygon nor boundingBox {min, max}")
+        raise ValueError(
+            f"house {house_id!r}: opening {opening.get('id')!r} has neither "
+            "holePolygon nor boundingBox {min, max}"
+        )
     opening["holePolygon"] = [dict(box["min"]), dict(box["max"])]
 
 
@@ -486,9 +494,11 @@ def export_procthor_house(house: Mapping[str, Any]) -> tuple[dict[str, Any], dic
         obj.pop("objectType")
         prev = seen.setdefault(aid, entry)
         if (prev["objectType"], prev["boundingBox"]) != (entry["objectType"], entry["boundingBox"]):
-            raise ValueError(f"assetId {aid!r} is used with two types/sizes: "
-                             f"{prev['objectType']} {prev['boundingBox']} vs "
-                             f"{entry['objectType']} {entry['boundingBox']}")
+            raise ValueError(
+                f"assetId {aid!r} is used with two types/sizes: "
+                f"{prev['objectType']} {prev['boundingBox']} vs "
+                f"{entry['objectType']} {entry['boundingBox']}"
+            )
     database: dict[str, list] = {}
     for entry in seen.values():
         database.setdefault(entry["objectType"], []).append(entry)
@@ -564,9 +574,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "safevla schema, sizing objects from the asset database / objathor annotations.",
     )
     p.add_argument("house_file", type=Path, help=".json (one house or a list) or .jsonl.gz")
-    p.add_argument("--asset-db", type=Path, default=None,
-                   help=f"asset-database JSON (default: ${ASSET_DATABASE_ENV}, else the "
-                   "installed procthor package's)")  # fmt: skip
+    p.add_argument(
+        "--asset-db",
+        type=Path,
+        default=None,
+        help=f"asset-database JSON (default: ${ASSET_DATABASE_ENV}, else the "
+        "installed procthor package's)",
+    )
     p.add_argument("--index", type=int, default=0, help="house index in a multi-house file")
     p.add_argument("--out", type=Path, default=None, help="output .json (default: stdout)")
     args = p.parse_args(argv)

@@ -59,8 +59,13 @@ LIGHT_BELOW_CEILING_M = 0.2
 #: Agent height in ``metadata.agent.position.y`` when the house gives 0 (the authors' default
 #: agent metadata, ``StretchController.reset``: y 0.95).
 AGENT_Y_M = 0.95
-_SHADOW = {"type": "Soft", "strength": 1, "normalBias": 0, "nearPlane": 0.2,
-           "resolution": "FromQualitySettings"}  # fmt: skip
+_SHADOW = {
+    "type": "Soft",
+    "strength": 1,
+    "normalBias": 0,
+    "nearPlane": 0.2,
+    "resolution": "FromQualitySettings",
+}
 #: Our fields that THOR does not read.
 _OUR_OBJECT_FIELDS = ("objectType", "boundingBox", "thorObjectType", "parentReceptacle")
 
@@ -72,8 +77,9 @@ class ThorExportError(ValueError):
 def _database_file(name: str) -> Path:
     found = procthor_package_asset_database()
     if found is None:
-        raise FileNotFoundError(f"ProcTHOR's {name} ships in the procthor wheel: "
-                                "`pip install --no-deps procthor`")
+        raise FileNotFoundError(
+            f"ProcTHOR's {name} ships in the procthor wheel: `pip install --no-deps procthor`"
+        )
     return found.parent / name
 
 
@@ -109,6 +115,7 @@ def thor_type_for(our_type: str, table: Mapping[str, list]) -> str | None:
 
 def nearest_asset(size: Mapping[str, float], entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     """The entry whose ``boundingBox`` is nearest ``size`` (L1 over x, y, z; ties by id)."""
+
     def key(e: Mapping[str, Any]) -> tuple[float, str]:
         bb = e["boundingBox"]
         # Rounded to 1e-9 m so that float noise does not break ties.
@@ -118,24 +125,37 @@ def nearest_asset(size: Mapping[str, float], entries: list[Mapping[str, Any]]) -
 
 
 def _lights(house: Mapping[str, Any], ceiling_m: float) -> list[dict[str, Any]]:
-    lights: list[dict[str, Any]] = [{
-        "id": "DirectionalLight", "type": "directional",
-        "position": {"x": 0.84, "y": 0.1855, "z": -1.09},
-        "rotation": {"x": 43.375, "y": -3.902, "z": -63.618},
-        "intensity": 0.35, "indirectMultiplier": 1.0, "rgb": {"r": 1.0, "g": 1.0, "b": 1.0},
-        "shadow": dict(_SHADOW, bias=0),
-    }]  # fmt: skip
+    lights: list[dict[str, Any]] = [
+        {
+            "id": "DirectionalLight",
+            "type": "directional",
+            "position": {"x": 0.84, "y": 0.1855, "z": -1.09},
+            "rotation": {"x": 43.375, "y": -3.902, "z": -63.618},
+            "intensity": 0.35,
+            "indirectMultiplier": 1.0,
+            "rgb": {"r": 1.0, "g": 1.0, "b": 1.0},
+            "shadow": dict(_SHADOW, bias=0),
+        }
+    ]
     for room in house["rooms"]:
         pts = np.array([[p["x"], p["z"]] for p in room["floorPolygon"]], dtype=float)
         x, z = pts.mean(axis=0)  # our rooms are rectangles: vertex mean = centroid
         num = str(room["id"]).rsplit("|", 1)[-1]
-        lights.append({
-            "id": f"light_{num}", "type": "point",
-            "position": {"x": round(float(x), 4), "y": round(ceiling_m - LIGHT_BELOW_CEILING_M, 4),
-                         "z": round(float(z), 4)},
-            "intensity": 0.75, "range": 15, "rgb": {"r": 1.0, "g": 0.855, "b": 0.722},
-            "shadow": dict(_SHADOW, bias=0.05),
-        })  # fmt: skip
+        lights.append(
+            {
+                "id": f"light_{num}",
+                "type": "point",
+                "position": {
+                    "x": round(float(x), 4),
+                    "y": round(ceiling_m - LIGHT_BELOW_CEILING_M, 4),
+                    "z": round(float(z), 4),
+                },
+                "intensity": 0.75,
+                "range": 15,
+                "rgb": {"r": 1.0, "g": 0.855, "b": 0.722},
+                "shadow": dict(_SHADOW, bias=0.05),
+            }
+        )
     return lights
 
 
@@ -170,18 +190,25 @@ def export_house_for_thor(
     table = load_asset_table(assets)
     mats = materials if materials is not None else load_materials()
     objs = out["objects"]
-    missing = {str(o["id"]): str(o["objectType"]) for o in objs
-               if thor_type_for(str(o["objectType"]), table) is None}  # fmt: skip
+    missing = {
+        str(o["id"]): str(o["objectType"])
+        for o in objs
+        if thor_type_for(str(o["objectType"]), table) is None
+    }
     if missing and not drop_unavailable:
         raise ThorExportError(
             "no THOR asset in ProcTHOR's asset database for "
             + ", ".join(f"{i} ({t})" for i, t in sorted(missing.items()))
             + "; drop them explicitly (drop_unavailable / --drop-unavailable) or leave the house "
-            "to the MuJoCo backend")
+            "to the MuJoCo backend"
+        )
     dropped = set(missing)
     # Parents first, then what stands on them (ours: parentReceptacle names the support).
-    kept = [o for o in objs if str(o["id"]) not in dropped
-            and str(o.get("parentReceptacle") or "") not in dropped]  # fmt: skip
+    kept = [
+        o
+        for o in objs
+        if str(o["id"]) not in dropped and str(o.get("parentReceptacle") or "") not in dropped
+    ]
     dropped |= {str(o["id"]) for o in objs} - {str(o["id"]) for o in kept}
     tops: dict[str, float] = {}
     for o in sorted(kept, key=lambda o: o.get("parentReceptacle") is not None):

@@ -39,10 +39,10 @@ def center_crop_to_aspect(rgb: np.ndarray, width: int, height: int) -> np.ndarra
     if w * height > h * width:  # too wide: crop columns
         new_w = max(1, round(h * width / height))
         x0 = (w - new_w) // 2
-        return rgb[:, x0:x0 + new_w]
+        return rgb[:, x0 : x0 + new_w]
     new_h = max(1, round(w * height / width))
     y0 = (h - new_h) // 2
-    return rgb[y0:y0 + new_h]
+    return rgb[y0 : y0 + new_h]
 
 
 def resize_bilinear(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -52,5 +52,6 @@ def resize_bilinear(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """
     if tuple(x.shape[-2:]) == (height, width):
         return x
-    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
-                         antialias=True)
+    return F.interpolate(
+        x, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+    )

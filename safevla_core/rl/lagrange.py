@@ -298,8 +298,13 @@ def make_multiplier(method: str, lag_cfg: LagrangeConfig, cost_limit: float) -> 
         return LagrangeMultiplier(lag_cfg.init, lag_cfg.lr, cost_limit, lag_cfg.optimizer)
     if method == "ppo_pid_lag":
         return PIDLagrangeMultiplier(
-            lag_cfg.pid_kp, lag_cfg.pid_ki, lag_cfg.pid_kd, lag_cfg.pid_ema, lag_cfg.pid_delay,
-            cost_limit, init=lag_cfg.init,
+            lag_cfg.pid_kp,
+            lag_cfg.pid_ki,
+            lag_cfg.pid_kd,
+            lag_cfg.pid_ema,
+            lag_cfg.pid_delay,
+            cost_limit,
+            init=lag_cfg.init,
         )
     raise ValueError(
         f"unknown method {method!r}; expected one of ppo, ppo_rs, ppo_lag, ppo_pid_lag"
@@ -333,9 +338,7 @@ class MultiplierSet:
             raise ValueError(f"method {method!r} has no Lagrange multipliers")
         self.cost_limits = {str(k): float(v) for k, v in cost_limits.items()}
         built = {k: make_multiplier(method, lag_cfg, b) for k, b in self.cost_limits.items()}
-        self.multipliers: dict[str, Multiplier] = {
-            k: m for k, m in built.items() if m is not None
-        }
+        self.multipliers: dict[str, Multiplier] = {k: m for k, m in built.items() if m is not None}
 
     @property
     def values(self) -> dict[str, float]:

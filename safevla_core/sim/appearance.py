@@ -75,10 +75,19 @@ class AppearanceDefaults:
 
 #: ``MjModel`` array attributes saved and restored.
 _MODEL_FIELDS: tuple[str, ...] = (
-    "geom_rgba", "geom_matid", "mat_rgba", "mat_specular", "mat_shininess", "mat_reflectance",
-    "mat_emission", "light_active", "light_dir", "light_diffuse", "light_ambient",
+    "geom_rgba",
+    "geom_matid",
+    "mat_rgba",
+    "mat_specular",
+    "mat_shininess",
+    "mat_reflectance",
+    "mat_emission",
+    "light_active",
+    "light_dir",
+    "light_diffuse",
+    "light_ambient",
     "light_specular",
-)  # fmt: skip
+)
 _HEADLIGHT_FIELDS: tuple[str, ...] = ("ambient", "diffuse", "specular", "active")
 
 
@@ -132,8 +141,7 @@ def appearance_rng(house_id: str, seed: int, kind: str) -> np.random.Generator:
         raise ValueError(f"unknown perturbation kind {kind!r}; expected one of {_ALL_KINDS}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return np.random.default_rng([int(seed), zlib.crc32(house_id.encode()),
-                                  _ALL_KINDS.index(kind)])
+    return np.random.default_rng([int(seed), zlib.crc32(house_id.encode()), _ALL_KINDS.index(kind)])
 
 
 def scene_geoms(model: Any) -> np.ndarray:
@@ -166,15 +174,19 @@ def _entities(model: Any, geoms: np.ndarray) -> np.ndarray:
             key_of[int(g)] = ("body", int(model.geom_bodyid[g]))
     for prefix, members in named.items():
         if prefix.startswith("wall"):
-            key = frozenset((tuple(np.round(model.geom_pos[g], 3)),
-                             tuple(np.round(np.sort(model.geom_size[g]), 3))) for g in members)
+            key = frozenset(
+                (
+                    tuple(np.round(model.geom_pos[g], 3)),
+                    tuple(np.round(np.sort(model.geom_size[g]), 3)),
+                )
+                for g in members
+            )
         else:
             key = prefix
         for g in members:
             key_of[g] = key
     index: dict[Any, int] = {}
-    return np.array([index.setdefault(key_of[int(g)], len(index)) for g in geoms],
-                    dtype=np.int64)
+    return np.array([index.setdefault(key_of[int(g)], len(index)) for g in geoms], dtype=np.int64)
 
 
 def perturb_colour(model: Any, rng: np.random.Generator) -> None:
@@ -198,8 +210,9 @@ def perturb_colour(model: Any, rng: np.random.Generator) -> None:
     for g, e in zip(geoms, ent, strict=True):
         r, gr, b = (float(v) for v in model.geom_rgba[g, :3])
         h, s, v = colorsys.rgb_to_hsv(r, gr, b)
-        rgb = colorsys.hsv_to_rgb((h + hue[e]) % 1.0, min(1.0, s + sat[e]),
-                                  float(np.clip(v * val[e], *VALUE_CLIP)))
+        rgb = colorsys.hsv_to_rgb(
+            (h + hue[e]) % 1.0, min(1.0, s + sat[e]), float(np.clip(v * val[e], *VALUE_CLIP))
+        )
         model.geom_rgba[g] = (*rgb, 1.0)
 
 
@@ -275,8 +288,7 @@ def apply_appearance(model: Any, perturbation: str | None, house_id: str, seed: 
     if perturbation is None:
         return
     kinds = _ALL_KINDS if perturbation == "all" else (perturbation,)
-    funcs = {"colour": perturb_colour, "lighting": perturb_lighting,
-             "material": perturb_material}
+    funcs = {"colour": perturb_colour, "lighting": perturb_lighting, "material": perturb_material}
     for kind in kinds:
         funcs[kind](model, appearance_rng(house_id, seed, kind))
 
@@ -288,8 +300,10 @@ def check_perturbation(perturbation: str | None, seed: int) -> None:
         ValueError: On an unknown perturbation or a seed that is not a non-negative int.
     """
     if perturbation is not None and perturbation not in PERTURBATIONS:
-        raise ValueError(f"unknown appearance perturbation {perturbation!r}; expected None or "
-                         f"one of {PERTURBATIONS}")
+        raise ValueError(
+            f"unknown appearance perturbation {perturbation!r}; expected None or "
+            f"one of {PERTURBATIONS}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
@@ -299,5 +313,4 @@ def _prefixed_ids(model: Any, kind: str, count: int, prefix: str) -> list[int]:
     import mujoco
 
     obj = {"light": mujoco.mjtObj.mjOBJ_LIGHT, "material": mujoco.mjtObj.mjOBJ_MATERIAL}[kind]
-    return [i for i in range(count)
-            if (mujoco.mj_id2name(model, obj, i) or "").startswith(prefix)]
+    return [i for i in range(count) if (mujoco.mj_id2name(model, obj, i) or "").startswith(prefix)]

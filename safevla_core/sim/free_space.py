@@ -123,8 +123,9 @@ def reachable_grid(
     return pts[footprint_free(layout, pts, radius_m)]
 
 
-def footprint_free(layout: HouseLayout, points: np.ndarray, radius_m: float = ROBOT_RADIUS_M
-                   ) -> np.ndarray:
+def footprint_free(
+    layout: HouseLayout, points: np.ndarray, radius_m: float = ROBOT_RADIUS_M
+) -> np.ndarray:
     """Whether the robot's footprint circle fits at each point (the test of :func:`reachable_grid`).
 
     Args:

@@ -56,8 +56,9 @@ class LaserSpec:
         return 2.0 * math.pi / self.num_beams
 
 
-def cast_scan(model: Any, data: Any, base_pose: np.ndarray, spec: LaserSpec | None = None
-              ) -> np.ndarray:
+def cast_scan(
+    model: Any, data: Any, base_pose: np.ndarray, spec: LaserSpec | None = None
+) -> np.ndarray:
     """Ranges of one scan from the laser on a base at ``base_pose``.
 
     Args:
@@ -84,8 +85,20 @@ def cast_scan(model: Any, data: Any, base_pose: np.ndarray, spec: LaserSpec | No
     groups[list(spec.geom_groups)] = 1
     geomid = np.full(spec.num_beams, -1, dtype=np.int32)
     dist = np.full(spec.num_beams, -1.0)
-    mujoco.mj_multiRay(model, data, origin, vec.ravel(), groups, True, -1, geomid, dist, None,
-                       spec.num_beams, spec.range_max_m)
+    mujoco.mj_multiRay(
+        model,
+        data,
+        origin,
+        vec.ravel(),
+        groups,
+        True,
+        -1,
+        geomid,
+        dist,
+        None,
+        spec.num_beams,
+        spec.range_max_m,
+    )
     ranges = np.where((geomid >= 0) & (dist >= 0.0), dist, np.inf)
     ranges = np.where(ranges > spec.range_max_m, np.inf, ranges)
     return np.where(ranges < spec.range_min_m, -np.inf, ranges)

@@ -215,8 +215,15 @@ class _OffscreenRenderer:
 
         self._ctx.make_current()  # several backends may share a process (thread)
         self._cam.fixedcamid = camera_id
-        mujoco.mjv_updateScene(self._model, data, self._opt, self._pert, self._cam,
-                               mujoco.mjtCatBit.mjCAT_ALL, self._scene)
+        mujoco.mjv_updateScene(
+            self._model,
+            data,
+            self._opt,
+            self._pert,
+            self._cam,
+            mujoco.mjtCatBit.mjCAT_ALL,
+            self._scene,
+        )
         flags = self._scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
@@ -275,7 +282,9 @@ class MujocoBackend:
         self.width = int(width or sim_cfg.width)
         self.height = int(height or sim_cfg.height)
         self.robot: RobotMjcf = build_robot(
-            sim_cfg.robot_model, sim_cfg.vertical_fov_deg, sim_cfg.nav_pitch_deg,
+            sim_cfg.robot_model,
+            sim_cfg.vertical_fov_deg,
+            sim_cfg.nav_pitch_deg,
             sim_cfg.manip_pitch_deg,
         )
         self._renderer: _OffscreenRenderer | None = None
@@ -311,8 +320,9 @@ class MujocoBackend:
         if robot_pose is not None:
             pose = np.asarray(robot_pose, dtype=np.float64)
             if pose.shape != (3,) or not np.all(np.isfinite(pose)):
-                raise ValueError(f"robot_pose must be 3 finite numbers (x_m, y_m, yaw_rad): "
-                                 f"{robot_pose!r}")
+                raise ValueError(
+                    f"robot_pose must be 3 finite numbers (x_m, y_m, yaw_rad): {robot_pose!r}"
+                )
         layout = parse_house(house)
         xml = layout_scene_xml(layout, self.robot, (self.width, self.height))
         model = mujoco.MjModel.from_xml_string(xml)
@@ -346,8 +356,9 @@ class MujocoBackend:
         self._state = self._make_state(frozenset(), True)
         return self._state
 
-    def _start_candidates(self, layout: HouseLayout, seed: int | None
-                          ) -> list[tuple[float, float, float]]:
+    def _start_candidates(
+        self, layout: HouseLayout, seed: int | None
+    ) -> list[tuple[float, float, float]]:
         """Start poses to try, in order.
 
         ``metadata.agent`` (if its footprint is free), then ``MAX_START_TRIES`` reachable grid
@@ -450,8 +461,9 @@ class MujocoBackend:
         # MuJoCo 4 keeps the inertia in CSR form (data.M, lower triangle): the diagonal is the
         # last entry of each row.
         self._servo_madr = (model.M_rowadr + model.M_rownnz - 1)[servo_dof]
-        self._servo_extra_force = np.where(self._servo_act == self._lift_act,
-                                           LIFT_PAYLOAD_FORCE_N, 0.0)
+        self._servo_extra_force = np.where(
+            self._servo_act == self._lift_act, LIFT_PAYLOAD_FORCE_N, 0.0
+        )
         self._grasp_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, GRASP_BODY)
         self._cam_ids = {
             NAV_CAMERA: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, NAV_CAMERA_NAME),
@@ -460,13 +472,21 @@ class MujocoBackend:
 
         n_obj = len(layout.objects)
         self._obj_body = np.array(
-            [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, object_body_name(i))
-             for i in range(n_obj)], dtype=np.int64)
+            [
+                mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, object_body_name(i))
+                for i in range(n_obj)
+            ],
+            dtype=np.int64,
+        )
         self._obj_geom = np.array([model.body_geomadr[b] for b in self._obj_body], dtype=np.int64)
         self._obj_half = np.array([o.size_m / 2 for o in layout.objects]).reshape(n_obj, 3)
         self._weld = np.array(
-            [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, weld_name(i))
-             for i in range(n_obj)], dtype=np.int64)
+            [
+                mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_EQUALITY, weld_name(i))
+                for i in range(n_obj)
+            ],
+            dtype=np.int64,
+        )
         # Entities: objects 0..N-1, then walls, then doors/windows (never touched: open holes).
         self._entity_ids = [o.object_id for o in layout.objects] + [w.wall_id for w in layout.walls]
         geom_entity = np.full(model.ngeom, -1, dtype=np.int64)
@@ -480,7 +500,8 @@ class MujocoBackend:
                     geom_entity[g] = n_obj + w
         self._geom_entity = geom_entity
         self._robot_geom = (model.geom_group == ROBOT_GEOM_GROUP) & (
-            model.geom_contype == ROBOT_CONTYPE)
+            model.geom_contype == ROBOT_CONTYPE
+        )
         self._structure_ids = layout.structure_ids
 
     # ---------------------------------------------------------- robot state
@@ -584,8 +605,11 @@ class MujocoBackend:
                 other = other[other != held_geom]
                 ent = entity[other]
                 hits[ent[ent >= 0]] = True
-            if (k >= n_ramp and np.abs(d.qvel).max() < SETTLE_SPEED
-                    and np.abs(d.ctrl - d.actuator_length).max() < SETTLE_SERVO_ERROR):
+            if (
+                k >= n_ramp
+                and np.abs(d.qvel).max() < SETTLE_SPEED
+                and np.abs(d.ctrl - d.actuator_length).max() < SETTLE_SERVO_ERROR
+            ):
                 quiet += 1
                 if quiet >= SETTLE_QUIET_SUBSTEPS:
                     return k + 1
@@ -599,11 +623,17 @@ class MujocoBackend:
         # Start from the servo targets: after a successful action they are the exact commanded
         # pose (no drift from settling residue); after a blocked one, the reached pose.
         x0, y0, yaw0 = (float(v) for v in d.ctrl[self._base_act])
-        target = np.array([x0 + forward_m * math.cos(yaw0), y0 + forward_m * math.sin(yaw0),
-                           yaw0 + dyaw_rad])
+        target = np.array(
+            [x0 + forward_m * math.cos(yaw0), y0 + forward_m * math.sin(yaw0), yaw0 + dyaw_rad]
+        )
         start = np.array([x0, y0, yaw0])
-        n = max(1, math.ceil(max(abs(forward_m) / BASE_SPEED_M_S,
-                                 abs(dyaw_rad) / BASE_YAW_SPEED_RAD_S) / self.model.opt.timestep))
+        n = max(
+            1,
+            math.ceil(
+                max(abs(forward_m) / BASE_SPEED_M_S, abs(dyaw_rad) / BASE_YAW_SPEED_RAD_S)
+                / self.model.opt.timestep
+            ),
+        )
         acts = self._base_act
 
         def ramp(f: float) -> None:
@@ -611,8 +641,10 @@ class MujocoBackend:
 
         self._run(n, ramp, hits)
         reached = d.qpos[self._base_qadr]
-        ok = (math.hypot(reached[0] - target[0], reached[1] - target[1]) <= BASE_TOL_M
-              and abs(reached[2] - target[2]) <= YAW_TOL_RAD)
+        ok = (
+            math.hypot(reached[0] - target[0], reached[1] - target[1]) <= BASE_TOL_M
+            and abs(reached[2] - target[2]) <= YAW_TOL_RAD
+        )
         if not ok:
             d.ctrl[acts] = reached
         # Keep the heading within (-pi, pi] without a jump: shift joint and target together.
@@ -635,8 +667,11 @@ class MujocoBackend:
         target = np.clip(want, lo, hi)
         clamped = bool(np.any(np.abs(target - want) > 1e-9))
         start = np.array([lift0, arm0, wrist0])
-        dur = max(abs(target[0] - lift0) / LIFT_SPEED_M_S, abs(target[1] - arm0) / ARM_SPEED_M_S,
-                  abs(target[2] - wrist0) / WRIST_SPEED_RAD_S)
+        dur = max(
+            abs(target[0] - lift0) / LIFT_SPEED_M_S,
+            abs(target[1] - arm0) / ARM_SPEED_M_S,
+            abs(target[2] - wrist0) / WRIST_SPEED_RAD_S,
+        )
         n = math.ceil(dur / self.model.opt.timestep) if dur > 0 else 0
         n_seg = len(ARM_JOINTS)
 
@@ -647,8 +682,9 @@ class MujocoBackend:
             d.ctrl[self._wrist_act] = c[2]
 
         self._run(n, ramp, hits)
-        reached = np.array([d.qpos[self._lift_qadr], d.qpos[self._arm_qadr].sum(),
-                            d.qpos[self._wrist_qadr]])
+        reached = np.array(
+            [d.qpos[self._lift_qadr], d.qpos[self._arm_qadr].sum(), d.qpos[self._wrist_qadr]]
+        )
         err = np.abs(reached - target)
         ok = bool(err[0] <= JOINT_TOL_M and err[1] <= JOINT_TOL_M and err[2] <= WRIST_TOL_RAD)
         if not ok:
@@ -675,8 +711,9 @@ class MujocoBackend:
                 continue  # not pickupable (static furniture or a non-pickupable type)
             b = self._obj_body[i]
             local = d.xmat[b].reshape(3, 3).T @ (p - d.xpos[b])
-            dist = float(np.linalg.norm(local - np.clip(local, -self._obj_half[i],
-                                                        self._obj_half[i])))
+            dist = float(
+                np.linalg.norm(local - np.clip(local, -self._obj_half[i], self._obj_half[i]))
+            )
             if dist <= best_dist:
                 best, best_dist = i, dist
         if best is None:
@@ -718,8 +755,11 @@ class MujocoBackend:
         tan_v = math.tan(math.radians(m.cam_fovy[c]) / 2)
         tan_h = tan_v * self.width / self.height
         with np.errstate(divide="ignore", invalid="ignore"):
-            in_frustum = ((depth > VISIBILITY_NEAR_M) & (np.abs(local[:, 0]) <= tan_h * depth)
-                          & (np.abs(local[:, 1]) <= tan_v * depth))
+            in_frustum = (
+                (depth > VISIBILITY_NEAR_M)
+                & (np.abs(local[:, 0]) <= tan_h * depth)
+                & (np.abs(local[:, 1]) <= tan_v * depth)
+            )
         out = np.zeros(len(points), dtype=bool)
         idx = np.flatnonzero(in_frustum)
         if len(idx) == 0:
@@ -729,8 +769,20 @@ class MujocoBackend:
         vec = vec / length[:, None]
         geomid = np.full(len(idx), -1, dtype=np.int32)
         dist = np.full(len(idx), -1.0)
-        mujoco.mj_multiRay(m, d, pos, vec.ravel(), _GEOMGROUP_VISIBLE, True, -1, geomid, dist,
-                           None, len(idx), float(length.max()) + 1.0)
+        mujoco.mj_multiRay(
+            m,
+            d,
+            pos,
+            vec.ravel(),
+            _GEOMGROUP_VISIBLE,
+            True,
+            -1,
+            geomid,
+            dist,
+            None,
+            len(idx),
+            float(length.max()) + 1.0,
+        )
         hit_body = np.where(geomid >= 0, m.geom_bodyid[np.maximum(geomid, 0)], -1)
         own = self._obj_body[owners[idx]]
         clear = (geomid < 0) | (dist < 0) | (dist >= length - 1e-6)
@@ -774,9 +826,12 @@ class MujocoBackend:
             structure_ids=self._structure_ids,
             visible_ids=frozenset(ids[i] for i in np.flatnonzero(nav)),
             last_seen_step=self._last_seen.copy(),
-            free_fraction_1m=free_fraction(pose[:2], self._reachable,
-                                           k=self.cost_cfg.corner_samples,
-                                           radius_m=self.cost_cfg.corner_radius_m),
+            free_fraction_1m=free_fraction(
+                pose[:2],
+                self._reachable,
+                k=self.cost_cfg.corner_samples,
+                radius_m=self.cost_cfg.corner_radius_m,
+            ),
             last_action_success=success,
             extras={"sim_time_s": float(d.time), "house_id": layout.house_id},
         )
@@ -837,8 +892,10 @@ class MujocoBackend:
             rot = rb.T @ d.cam_xmat[cid].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
             quat = np.zeros(4)
             mujoco.mju_mat2Quat(quat, rot.reshape(-1))
-            out[cam] = (tuple(float(v) for v in rb.T @ (d.cam_xpos[cid] - pb)),
-                        tuple(float(v) for v in quat))
+            out[cam] = (
+                tuple(float(v) for v in rb.T @ (d.cam_xpos[cid] - pb)),
+                tuple(float(v) for v in quat),
+            )
         return out
 
     def render(self) -> dict[str, np.ndarray]:
@@ -917,18 +974,27 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))  # filter type 0 per row
 
     def chunk(tag: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + tag + body
-                + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(body))
+            + tag
+            + body
+            + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        )
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
     Path(path).write_bytes(png)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Render both cameras of a house to ``OUT/nav_rgb.png`` and ``OUT/manip_rgb.png``."""
-    parser = argparse.ArgumentParser(prog="python -m safevla_core.sim.mujoco_backend",
-                                     description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m safevla_core.sim.mujoco_backend", description=main.__doc__
+    )
     parser.add_argument("--house", required=True, help="house JSON file (ProcTHOR schema)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0, help="seed of the start pose")
@@ -943,8 +1009,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = backend.reset(house, seed=args.seed)
         for cam, img in backend.render().items():
             write_png(out / f"{cam}.png", img)
-        print(f"robot pose {np.round(state.robot_pose, 3).tolist()}, "
-              f"visible {sorted(state.visible_ids)} -> {out}")
+        print(
+            f"robot pose {np.round(state.robot_pose, 3).tolist()}, "
+            f"visible {sorted(state.visible_ids)} -> {out}"
+        )
     finally:
         backend.close()
     return 0

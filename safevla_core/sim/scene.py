@@ -73,25 +73,46 @@ WALL_RGBA = (0.88, 0.86, 0.8, 1.0)
 #: Per-type colours (ours): furniture brownish, fragile objects saturated and distinct,
 #: hazardous ones red/orange/steel; other types get a colour hashed from the name.
 TYPE_RGBA: dict[str, tuple[float, float, float, float]] = {
-    "Bed": (0.55, 0.42, 0.36, 1), "Sofa": (0.42, 0.28, 0.22, 1), "ArmChair": (0.5, 0.32, 0.2, 1),
-    "DiningTable": (0.6, 0.4, 0.22, 1), "CoffeeTable": (0.5, 0.33, 0.18, 1),
-    "SideTable": (0.56, 0.38, 0.24, 1), "CounterTop": (0.62, 0.58, 0.52, 1),
-    "Shelf": (0.47, 0.34, 0.22, 1), "Dresser": (0.52, 0.36, 0.26, 1),
-    "Fridge": (0.85, 0.87, 0.9, 1), "Toilet": (0.95, 0.95, 0.97, 1),
-    "Television": (0.08, 0.08, 0.1, 1), "GasStove": (0.3, 0.3, 0.32, 1),
-    "Oven": (0.2, 0.2, 0.22, 1), "SpaceHeater": (0.95, 0.45, 0.1, 1),
-    "Knife": (0.9, 0.05, 0.05, 1), "Drill": (0.95, 0.6, 0.0, 1),
-    "Hammer": (0.7, 0.1, 0.1, 1), "Saw": (0.65, 0.68, 0.72, 1), "Iron": (0.85, 0.25, 0.45, 1),
-    "Vase": (0.15, 0.35, 0.95, 1), "Mug": (0.95, 0.2, 0.6, 1), "Cup": (0.2, 0.85, 0.85, 1),
-    "Bowl": (0.95, 0.85, 0.1, 1), "Plate": (0.97, 0.97, 0.97, 1), "WineGlass": (0.6, 0.9, 1.0, 1),
-    "Bottle": (0.1, 0.7, 0.25, 1), "Statue": (0.6, 0.3, 0.85, 1), "Apple": (0.8, 0.1, 0.15, 1),
-    "Basketball": (0.95, 0.5, 0.1, 1), "Book": (0.2, 0.3, 0.6, 1), "Laptop": (0.3, 0.3, 0.35, 1),
-}  # fmt: skip
+    "Bed": (0.55, 0.42, 0.36, 1),
+    "Sofa": (0.42, 0.28, 0.22, 1),
+    "ArmChair": (0.5, 0.32, 0.2, 1),
+    "DiningTable": (0.6, 0.4, 0.22, 1),
+    "CoffeeTable": (0.5, 0.33, 0.18, 1),
+    "SideTable": (0.56, 0.38, 0.24, 1),
+    "CounterTop": (0.62, 0.58, 0.52, 1),
+    "Shelf": (0.47, 0.34, 0.22, 1),
+    "Dresser": (0.52, 0.36, 0.26, 1),
+    "Fridge": (0.85, 0.87, 0.9, 1),
+    "Toilet": (0.95, 0.95, 0.97, 1),
+    "Television": (0.08, 0.08, 0.1, 1),
+    "GasStove": (0.3, 0.3, 0.32, 1),
+    "Oven": (0.2, 0.2, 0.22, 1),
+    "SpaceHeater": (0.95, 0.45, 0.1, 1),
+    "Knife": (0.9, 0.05, 0.05, 1),
+    "Drill": (0.95, 0.6, 0.0, 1),
+    "Hammer": (0.7, 0.1, 0.1, 1),
+    "Saw": (0.65, 0.68, 0.72, 1),
+    "Iron": (0.85, 0.25, 0.45, 1),
+    "Vase": (0.15, 0.35, 0.95, 1),
+    "Mug": (0.95, 0.2, 0.6, 1),
+    "Cup": (0.2, 0.85, 0.85, 1),
+    "Bowl": (0.95, 0.85, 0.1, 1),
+    "Plate": (0.97, 0.97, 0.97, 1),
+    "WineGlass": (0.6, 0.9, 1.0, 1),
+    "Bottle": (0.1, 0.7, 0.25, 1),
+    "Statue": (0.6, 0.3, 0.85, 1),
+    "Apple": (0.8, 0.1, 0.15, 1),
+    "Basketball": (0.95, 0.5, 0.1, 1),
+    "Book": (0.2, 0.3, 0.6, 1),
+    "Laptop": (0.3, 0.3, 0.35, 1),
+}
 #: Floor colours per ``roomType`` (ours).
 ROOM_RGBA: dict[str, tuple[float, float, float, float]] = {
-    "Kitchen": (0.7, 0.7, 0.66, 1), "LivingRoom": (0.62, 0.5, 0.36, 1),
-    "Bedroom": (0.55, 0.45, 0.4, 1), "Bathroom": (0.78, 0.8, 0.82, 1),
-}  # fmt: skip
+    "Kitchen": (0.7, 0.7, 0.66, 1),
+    "LivingRoom": (0.62, 0.5, 0.36, 1),
+    "Bedroom": (0.55, 0.45, 0.4, 1),
+    "Bathroom": (0.78, 0.8, 0.82, 1),
+}
 DEFAULT_FLOOR_RGBA = (0.6, 0.55, 0.5, 1.0)
 
 #: Out-of-distribution appearance hooks (:mod:`safevla_core.sim.appearance`), invisible by
@@ -204,14 +225,19 @@ class HouseLayout:
     def bounds(self) -> tuple[float, float, float, float]:
         """``(xmin, ymin, xmax, ymax)`` of all room polygons, metres."""
         pts = np.concatenate([r.polygon for r in self.rooms])
-        return (float(pts[:, 0].min()), float(pts[:, 1].min()),
-                float(pts[:, 0].max()), float(pts[:, 1].max()))
+        return (
+            float(pts[:, 0].min()),
+            float(pts[:, 1].min()),
+            float(pts[:, 0].max()),
+            float(pts[:, 1].max()),
+        )
 
     @property
     def structure_ids(self) -> frozenset[str]:
         """Ids of walls, doors, windows and the floor."""
-        return frozenset({*(w.wall_id for w in self.walls), *self.door_ids, *self.window_ids,
-                          FLOOR_ID})
+        return frozenset(
+            {*(w.wall_id for w in self.walls), *self.door_ids, *self.window_ids, FLOOR_ID}
+        )
 
 
 #: Structure id of the collision floor (``WorldState.type_of`` maps the prefix to "Floor").
@@ -287,8 +313,11 @@ def parse_house(house: Mapping[str, Any]) -> HouseLayout:
         start, end = pts[0][:2], pts[1][:2]
         if not np.all(np.isfinite(np.concatenate([start, end]))):
             raise ValueError(f"wall {wall.get('id')!r} has non-finite coordinates")
-        raw_walls[str(wall["id"])] = (start, end, height if height > 1e-6 else
-                                      DEFAULT_WALL_HEIGHT_M)
+        raw_walls[str(wall["id"])] = (
+            start,
+            end,
+            height if height > 1e-6 else DEFAULT_WALL_HEIGHT_M,
+        )
 
     holes: dict[str, list[tuple[float, float, float, float]]] = {w: [] for w in raw_walls}
     door_ids, window_ids = [], []
@@ -333,14 +362,22 @@ def parse_house(house: Mapping[str, Any]) -> HouseLayout:
         if not (np.all(np.isfinite(pos)) and math.isfinite(yaw)):
             raise ValueError(f"object {obj['id']!r}: non-finite position or rotation")
         kinematic = bool(obj.get("kinematic", entry.furniture if entry else False))
-        shape = ("sphere" if otype in SPHERE_TYPES else
-                 "cylinder" if otype in CYLINDER_TYPES else "box")
-        objects.append(SceneObject(
-            object_id=str(obj["id"]), object_type=otype, position=pos, yaw_rad=yaw,
-            size_m=size, kinematic=kinematic,
-            mass_kg=entry.mass_kg if entry else DEFAULT_MASS_KG,
-            shape=shape, rgba=_type_rgba(otype),
-        ))
+        shape = (
+            "sphere" if otype in SPHERE_TYPES else "cylinder" if otype in CYLINDER_TYPES else "box"
+        )
+        objects.append(
+            SceneObject(
+                object_id=str(obj["id"]),
+                object_type=otype,
+                position=pos,
+                yaw_rad=yaw,
+                size_m=size,
+                kinematic=kinematic,
+                mass_kg=entry.mass_kg if entry else DEFAULT_MASS_KG,
+                shape=shape,
+                rgba=_type_rgba(otype),
+            )
+        )
     ids = [o.object_id for o in objects]
     if len(set(ids)) != len(ids):
         raise ValueError(f"house {house.get('id')!r} has duplicate object ids")
@@ -438,8 +475,10 @@ def _object_geom(obj: SceneObject) -> str:
         bits = f'contype="{FREE_CONTYPE}" conaffinity="{FREE_CONAFFINITY}"'
         group = OBJECT_GROUP
     mass = f' mass="{obj.mass_kg:.6g}"' if not obj.kinematic else ""
-    return (f'<geom type="{gtype}" size="{size}" rgba="{_fmt(*obj.rgba)}" {bits} '
-            f'group="{group}"{mass}/>')
+    return (
+        f'<geom type="{gtype}" size="{size}" rgba="{_fmt(*obj.rgba)}" {bits} '
+        f'group="{group}"{mass}/>'
+    )
 
 
 def layout_scene_xml(
@@ -496,8 +535,10 @@ def layout_scene_xml(
         if robot is not None and obj.pickupable:
             from safevla_core.sim.stretch_model import GRASP_BODY
 
-            welds.append(f'<weld name="{weld_name(i)}" body1="{GRASP_BODY}" '
-                         f'body2="{object_body_name(i)}" active="false"/>')
+            welds.append(
+                f'<weld name="{weld_name(i)}" body1="{GRASP_BODY}" '
+                f'body2="{object_body_name(i)}" active="false"/>'
+            )
     if robot is not None:
         world.append(robot.body_xml)
     for k in range(NUM_OOD_LIGHTS):
@@ -508,7 +549,8 @@ def layout_scene_xml(
         )
     materials = "".join(
         f'<material name="{OOD_MATERIAL_PREFIX}{k}" rgba="1 1 1 1" specular="0.5" '
-        'shininess="0.5" reflectance="0" emission="0"/>' for k in range(NUM_OOD_MATERIALS)
+        'shininess="0.5" reflectance="0" emission="0"/>'
+        for k in range(NUM_OOD_MATERIALS)
     )
     w, h = offscreen_size
     return (

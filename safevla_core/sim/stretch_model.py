@@ -104,8 +104,12 @@ SERVO_ACCEL_LIMIT = 60.0
 #: order of magnitude of the Stretch's geared motors): it keeps the light wrist and telescoping
 #: segments from being swung by base accelerations, and it enters ``m_eff``.
 ARMATURE: dict[str, float] = {
-    "joint_lift": 2.0, "joint_arm_l3": 0.5, "joint_arm_l2": 0.5, "joint_arm_l1": 0.5,
-    "joint_arm_l0": 0.5, "joint_wrist_yaw": 0.05,
+    "joint_lift": 2.0,
+    "joint_arm_l3": 0.5,
+    "joint_arm_l2": 0.5,
+    "joint_arm_l1": 0.5,
+    "joint_arm_l0": 0.5,
+    "joint_wrist_yaw": 0.05,
 }
 #: Contact softness of robot geoms, MJCF ``solref`` (time constant s, damping ratio) (ours:
 #: stiffer than MuJoCo's default 0.02 s so the base pushing a wall penetrates ~1 cm, not ~4;
@@ -214,8 +218,12 @@ def urdf_to_mjcf(robot_model: str = "SE3") -> str:
     # The only .dae (the head D435 camera) is visual; give the compiler a box instead.
     text = re.sub(r'<mesh\s+filename="[^"]*\.dae"\s*/>', '<box size="0.09 0.025 0.025"/>', text)
     # ArUco markers are flat stickers (RE1's have coplanar meshes MuJoCo cannot hull): no collision.
-    text = re.sub(r"<collision>(?:(?!</collision>).)*aruco(?:(?!</collision>).)*</collision>", "",
-                  text, flags=re.S)
+    text = re.sub(
+        r"<collision>(?:(?!</collision>).)*aruco(?:(?!</collision>).)*</collision>",
+        "",
+        text,
+        flags=re.S,
+    )
     text = re.sub(r"<inertia\s[^>]*/>", _sanitize_inertia, text)
     # Limits with lower == upper (the SE3 finger joints, welded by build_robot anyway) make
     # MuJoCo write a warning to MUJOCO_LOG.TXT in the working directory: drop them.
@@ -340,11 +348,24 @@ def build_robot(
     ]
     pos = " ".join(str(v) for v in HEAD_CAMERA_POS_M)
     fovy = f"{vertical_fov_deg:.6f}"
-    new.append(ET.Element("camera", name=NAV_CAMERA_NAME, pos=pos, fovy=fovy,
-                          xyaxes=_camera_xyaxes(0.0, math.radians(nav_pitch_deg))))
-    new.append(ET.Element("camera", name=MANIP_CAMERA_NAME, fovy=fovy,
-                          pos=" ".join(str(v) for v in MANIP_CAMERA_POS_M),
-                          xyaxes=_camera_xyaxes(-math.pi / 2, math.radians(manip_pitch_deg))))
+    new.append(
+        ET.Element(
+            "camera",
+            name=NAV_CAMERA_NAME,
+            pos=pos,
+            fovy=fovy,
+            xyaxes=_camera_xyaxes(0.0, math.radians(nav_pitch_deg)),
+        )
+    )
+    new.append(
+        ET.Element(
+            "camera",
+            name=MANIP_CAMERA_NAME,
+            fovy=fovy,
+            pos=" ".join(str(v) for v in MANIP_CAMERA_POS_M),
+            xyaxes=_camera_xyaxes(-math.pi / 2, math.radians(manip_pitch_deg)),
+        )
+    )
     insert_at = 1 if base.find("inertial") is not None else 0
     for i, el in enumerate(new):
         base.insert(insert_at + i, el)
@@ -353,8 +374,10 @@ def build_robot(
     body_xml = ET.tostring(base, encoding="unicode")
 
     # Effective masses at the reference pose from the robot compiled alone (angles in radians).
-    probe = (f'<mujoco><compiler angle="radian"/><asset>{asset_xml}</asset>'
-             f"<worldbody>{body_xml}</worldbody></mujoco>")
+    probe = (
+        f'<mujoco><compiler angle="radian"/><asset>{asset_xml}</asset>'
+        f"<worldbody>{body_xml}</worldbody></mujoco>"
+    )
     model = mujoco.MjModel.from_xml_string(probe)
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
@@ -414,7 +437,7 @@ def horizontal_extent_m(model: Any, data: Any, geoms: np.ndarray, body: int) -> 
         if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH:
             mid = model.geom_dataid[g]
             adr, num = model.mesh_vertadr[mid], model.mesh_vertnum[mid]
-            local = model.mesh_vert[adr:adr + num]
+            local = model.mesh_vert[adr : adr + num]
         else:
             local = corners * model.geom_aabb[g, 3:]
             local = local + model.geom_aabb[g, :3]

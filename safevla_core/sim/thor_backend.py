@@ -97,16 +97,24 @@ AGENT_HORIZON_DEG = 0.0
 #: ``metadata.agent`` for houses without one (authors' ``StretchController.reset``; the horizon
 #: is then overwritten with :data:`AGENT_HORIZON_DEG`).
 DEFAULT_AGENT_METADATA: dict[str, Any] = {
-    "horizon": 30, "position": {"x": 0.0, "y": 0.95, "z": 0.0},
-    "rotation": {"x": 0.0, "y": 270.0, "z": 0.0}, "standing": True,
-}  # fmt: skip
+    "horizon": 30,
+    "position": {"x": 0.0, "y": 0.95, "z": 0.0},
+    "rotation": {"x": 0.0, "y": 270.0, "z": 0.0},
+    "standing": True,
+}
 #: Nav meshes the authors add to every house (``reset``: ``AGENT_RADIUS_LIST`` and
 #: ``base_agent_navmesh``).
 NAV_MESHES: tuple[dict[str, float], ...] = tuple(
-    {"agentHeight": 1.8, "agentSlope": 10, "agentClimb": 0.5, "voxelSize": 0.1666667,
-     "id": i, "agentRadius": r}
+    {
+        "agentHeight": 1.8,
+        "agentSlope": 10,
+        "agentClimb": 0.5,
+        "voxelSize": 0.1666667,
+        "id": i,
+        "agentRadius": r,
+    }
     for i, r in ((0, 0.5), (1, 0.4), (2, 0.3), (3, 0.2))
-)  # fmt: skip
+)
 #: Calibration: camera pitches (degrees down) and vertical FOV (degrees) of ``calibrate_agent``,
 #: and their noise grids ``np.arange(-2, 2, 0.2)`` (pitch) and ``np.arange(-1, 1, 0.1)`` (FOV).
 NAV_PITCH_DEG = 27.0
@@ -189,8 +197,12 @@ class ThorConfig:
                 raise ValueError(f"ThorConfig.{name} must be a positive int, got {v!r}")
         if not (0.0 < self.fov_deg < 180.0):
             raise ValueError(f"ThorConfig.fov_deg must be in (0, 180), got {self.fov_deg}")
-        for name in ("grid_size_m", "visibility_distance_m", "seen_max_distance_m",
-                     "server_timeout_s"):  # fmt: skip
+        for name in (
+            "grid_size_m",
+            "visibility_distance_m",
+            "seen_max_distance_m",
+            "server_timeout_s",
+        ):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"ThorConfig.{name} must be positive, got {getattr(self, name)}")
         m = self.mass_threshold_kg
@@ -221,7 +233,7 @@ def crop_frame(frame: np.ndarray) -> np.ndarray:
     cut = round(frame.shape[1] * CROP_FRACTION)
     if frame.shape[1] <= 2 * cut:
         raise ValueError(f"frame of width {frame.shape[1]} is too narrow to crop")
-    return frame[:, cut:frame.shape[1] - cut] if cut else frame
+    return frame[:, cut : frame.shape[1] - cut] if cut else frame
 
 
 # --------------------------------------------------------------------------- rotations
@@ -417,17 +429,29 @@ def calibration_actions(
         return float(grid[rng.integers(len(grid))]) if noise else 0.0
 
     return [
-        {"action": "RotateCameraMount", "degrees": NAV_PITCH_DEG + pick(PITCH_NOISE_GRID_DEG),
-         "secondary": False},
-        {"action": "RotateCameraMount", "degrees": MANIP_PITCH_DEG + pick(PITCH_NOISE_GRID_DEG),
-         "secondary": True},
-        {"action": "ChangeFOV", "fieldOfView": fov_deg + pick(FOV_NOISE_GRID_DEG),
-         "camera": "FirstPersonCharacter"},
-        {"action": "ChangeFOV", "fieldOfView": fov_deg + pick(FOV_NOISE_GRID_DEG),
-         "camera": "SecondaryCamera"},
+        {
+            "action": "RotateCameraMount",
+            "degrees": NAV_PITCH_DEG + pick(PITCH_NOISE_GRID_DEG),
+            "secondary": False,
+        },
+        {
+            "action": "RotateCameraMount",
+            "degrees": MANIP_PITCH_DEG + pick(PITCH_NOISE_GRID_DEG),
+            "secondary": True,
+        },
+        {
+            "action": "ChangeFOV",
+            "fieldOfView": fov_deg + pick(FOV_NOISE_GRID_DEG),
+            "camera": "FirstPersonCharacter",
+        },
+        {
+            "action": "ChangeFOV",
+            "fieldOfView": fov_deg + pick(FOV_NOISE_GRID_DEG),
+            "camera": "SecondaryCamera",
+        },
         {"action": "SetGripperOpenness", "openness": GRIPPER_OPENNESS},
         dict(HIDE_MAGNET_ACTION),
-    ]  # fmt: skip
+    ]
 
 
 def scene_for_thor(house_procthor: Mapping[str, Any]) -> dict[str, Any]:
@@ -619,26 +643,36 @@ def world_state_from_event_metadata(
         otype = str(o["objectType"])
         if otype in THOR_STRUCTURE_TYPES:
             structure[str(o["objectId"])] = canonical_structure_id(
-                str(o["objectId"]), _STRUCTURE_ALIASES.get(otype, otype))
+                str(o["objectId"]), _STRUCTURE_ALIASES.get(otype, otype)
+            )
         else:
             objects.append(o)
     by_id = {str(o["objectId"]): o for o in objects}
     if prev_state is not None:
         missing = [i for i in prev_state.object_ids if i not in by_id]
         if missing:
-            raise ValueError(f"objects of the previous state are missing from the metadata: "
-                             f"{missing}")
+            raise ValueError(
+                f"objects of the previous state are missing from the metadata: {missing}"
+            )
         ids = prev_state.object_ids
     else:
         ids = tuple(by_id)
-    types = tuple((object_types or {}).get(i) or canonical_object_type(str(by_id[i]["objectType"]))
-                  for i in ids)  # fmt: skip
-    pos = np.array([thor_to_map_position(object_centre(by_id[i])) for i in ids],
-                   dtype=np.float64).reshape(-1, 3)  # fmt: skip
-    pivots = {i: tuple(float(v) for v in thor_to_map_position(
-        _vec(by_id[i]["position"], f"{i} position"))) for i in ids}
-    quat = np.array([thor_euler_to_map_quat(by_id[i]["rotation"]) for i in ids],
-                    dtype=np.float64).reshape(-1, 4)  # fmt: skip
+    types = tuple(
+        (object_types or {}).get(i) or canonical_object_type(str(by_id[i]["objectType"]))
+        for i in ids
+    )
+    pos = np.array(
+        [thor_to_map_position(object_centre(by_id[i])) for i in ids], dtype=np.float64
+    ).reshape(-1, 3)
+    pivots = {
+        i: tuple(
+            float(v) for v in thor_to_map_position(_vec(by_id[i]["position"], f"{i} position"))
+        )
+        for i in ids
+    }
+    quat = np.array(
+        [thor_euler_to_map_quat(by_id[i]["rotation"]) for i in ids], dtype=np.float64
+    ).reshape(-1, 4)
 
     agent = metadata["agent"]
     apos = thor_to_map_position(_vec(agent["position"], "agent position"))
@@ -693,10 +727,15 @@ def world_state_from_event_metadata(
         last_seen_step=last_seen,
         free_fraction_1m=float(free_fraction_1m),
         last_action_success=success,
-        extras={"lastAction": str(metadata.get("lastAction", "")), "errorMessage": error,
-                "held_object_ids": tuple(held), "wrist_reading_deg": reading,
-                "arm_x_m": arm_x, "pivots": pivots,
-                "collided": bool(metadata.get("collided", False))},  # fmt: skip
+        extras={
+            "lastAction": str(metadata.get("lastAction", "")),
+            "errorMessage": error,
+            "held_object_ids": tuple(held),
+            "wrist_reading_deg": reading,
+            "arm_x_m": arm_x,
+            "pivots": pivots,
+            "collided": bool(metadata.get("collided", False)),
+        },
     )
 
 
@@ -752,14 +791,21 @@ class ThorBackend:
                 missing).
         """
         host = host if host is not None else probe_host()
-        kwargs = controller_kwargs(host, build_path=self.cfg.build_path,
-                                   gpu_device=self.cfg.gpu_device,
-                                   mass_threshold_kg=self.cfg.mass_threshold_kg,
-                                   needs_objaverse=needs_objaverse)  # fmt: skip
-        kwargs.update(width=self.cfg.render_width, height=self.cfg.height,
-                      fieldOfView=self.cfg.fov_deg, gridSize=self.cfg.grid_size_m,
-                      visibilityDistance=self.cfg.visibility_distance_m,
-                      server_timeout=self.cfg.server_timeout_s)  # fmt: skip
+        kwargs = controller_kwargs(
+            host,
+            build_path=self.cfg.build_path,
+            gpu_device=self.cfg.gpu_device,
+            mass_threshold_kg=self.cfg.mass_threshold_kg,
+            needs_objaverse=needs_objaverse,
+        )
+        kwargs.update(
+            width=self.cfg.render_width,
+            height=self.cfg.height,
+            fieldOfView=self.cfg.fov_deg,
+            gridSize=self.cfg.grid_size_m,
+            visibilityDistance=self.cfg.visibility_distance_m,
+            server_timeout=self.cfg.server_timeout_s,
+        )
         return kwargs
 
     def _start(self, scene: Mapping[str, Any], needs_objaverse: bool) -> Any:
@@ -771,8 +817,9 @@ class ThorBackend:
         return self.controller.last_event
 
     def _seen_nav(self) -> list[str]:
-        event = self.controller.step(action="GetVisibleObjects",
-                                     maxDistance=self.cfg.seen_max_distance_m)  # fmt: skip
+        event = self.controller.step(
+            action="GetVisibleObjects", maxDistance=self.cfg.seen_max_distance_m
+        )
         return [str(i) for i in (event.metadata.get("actionReturn") or [])]
 
     def _convert(self, metadata: Mapping[str, Any], step: int) -> WorldState:
@@ -780,11 +827,20 @@ class ThorBackend:
 
         nav = self._seen_nav()
         agent = thor_to_map_position(_vec(metadata["agent"]["position"], "agent position"))
-        frac = free_fraction(agent[:2], self._reachable, k=self.cost_cfg.corner_samples,
-                             radius_m=self.cost_cfg.corner_radius_m)  # fmt: skip
+        frac = free_fraction(
+            agent[:2],
+            self._reachable,
+            k=self.cost_cfg.corner_samples,
+            radius_m=self.cost_cfg.corner_radius_m,
+        )
         self._state = world_state_from_event_metadata(
-            metadata, step, self._state if step > 0 else None, structure_ids=self._structure,
-            object_types=self._types, nav_visible_ids=nav, free_fraction_1m=frac,
+            metadata,
+            step,
+            self._state if step > 0 else None,
+            structure_ids=self._structure,
+            object_types=self._types,
+            nav_visible_ids=nav,
+            free_fraction_1m=frac,
         )
         return self._state
 
@@ -830,8 +886,9 @@ class ThorBackend:
                 raise ValueError(f"THOR refused {act}: {event.metadata.get('errorMessage')}")
         event = self.controller.step(action="GetReachablePositions", gridSize=self.cfg.grid_size_m)
         points = event.metadata.get("actionReturn") or []
-        self._reachable = np.array([thor_to_map_position(p)[:2] for p in points],
-                                   dtype=np.float64).reshape(-1, 2)  # fmt: skip
+        self._reachable = np.array(
+            [thor_to_map_position(p)[:2] for p in points], dtype=np.float64
+        ).reshape(-1, 2)
         pose = robot_pose
         if pose is None and not (ours.get("metadata") or {}).get("agent") and len(self._reachable):
             x, y = self._reachable[rng.integers(len(self._reachable))]
@@ -842,12 +899,15 @@ class ThorBackend:
                 raise ValueError(f"robot_pose must be finite, got {pose!r}")
             y_up = float(self.controller.last_event.metadata["agent"]["position"]["y"])
             event = self.controller.step(
-                action="Teleport", position=map_to_thor_position((x, y, y_up)),
+                action="Teleport",
+                position=map_to_thor_position((x, y, y_up)),
                 rotation={"x": 0.0, "y": map_heading_to_thor_yaw(yaw), "z": 0.0},
             )
             if not event.metadata["lastActionSuccess"]:
-                raise ValueError(f"THOR could not place the robot at {pose}: "
-                                 f"{event.metadata.get('errorMessage')}")
+                raise ValueError(
+                    f"THOR could not place the robot at {pose}: "
+                    f"{event.metadata.get('errorMessage')}"
+                )
         meta = dict(self.controller.last_event.metadata)
         meta["lastActionSuccess"], meta["errorMessage"] = True, ""
         meta["collided"], meta["collidedObjects"] = False, []
@@ -863,8 +923,9 @@ class ThorBackend:
         if self._state is None or self.controller is None:
             raise RuntimeError("call reset() before step()")
         a = parse_action(action)
-        event = self.controller.step(**thor_action_for(a, self._state,
-                                                       quick=self.cfg.quick_navigation))
+        event = self.controller.step(
+            **thor_action_for(a, self._state, quick=self.cfg.quick_navigation)
+        )
         if a == Action.DROP:
             self.controller.step(**POST_RELEASE_ACTION)
             # The action's own success and error message are the ones to report.
@@ -886,8 +947,10 @@ class ThorBackend:
         ev = self.controller.last_event
         nav = crop_frame(np.asarray(ev.frame))
         manip = crop_frame(np.asarray(ev.third_party_camera_frames[0])[..., :3])
-        return {NAV_CAMERA: np.ascontiguousarray(nav, dtype=np.uint8),
-                MANIP_CAMERA: np.ascontiguousarray(manip, dtype=np.uint8)}  # fmt: skip
+        return {
+            NAV_CAMERA: np.ascontiguousarray(nav, dtype=np.uint8),
+            MANIP_CAMERA: np.ascontiguousarray(manip, dtype=np.uint8),
+        }
 
     def world_state(self) -> WorldState:
         """The state returned by the last reset/step.

@@ -26,37 +26,78 @@ _NUM = (int, float)
 #: Required keys of every object entry and their JSON types (metadata-schema.json, see module
 #: docstring). ``"xyz"``: an object with numeric x, y, z; ``"strs?"``: null or array of strings.
 REQUIRED_OBJECT_KEYS: dict[str, str] = {
-    "ObjectTemperature": "str", "axisAlignedBoundingBox": "aabb", "breakable": "bool",
-    "canBeUsedUp": "bool", "isColdSource": "bool", "isHeatSource": "bool",
-    "canFillWithLiquid": "bool", "cookable": "bool", "dirtyable": "bool", "distance": "num",
-    "isBroken": "bool", "isCooked": "bool", "isDirty": "bool", "isFilledWithLiquid": "bool",
-    "isMoving": "bool", "isOpen": "bool", "isPickedUp": "bool", "fillLiquid": "str?",
-    "isSliced": "bool", "isToggled": "bool", "isUsedUp": "bool", "mass": "num",
-    "moveable": "bool", "name": "str", "objectId": "str", "objectOrientedBoundingBox": "obb?",
-    "objectType": "str", "obstructed": "bool", "openable": "bool", "parentReceptacles": "strs?",
-    "pickupable": "bool", "position": "xyz", "receptacle": "bool",
-    "receptacleObjectIds": "strs?", "rotation": "xyz", "salientMaterials": "strs?",
-    "sliceable": "bool", "toggleable": "bool", "visible": "bool",
-}  # fmt: skip
+    "ObjectTemperature": "str",
+    "axisAlignedBoundingBox": "aabb",
+    "breakable": "bool",
+    "canBeUsedUp": "bool",
+    "isColdSource": "bool",
+    "isHeatSource": "bool",
+    "canFillWithLiquid": "bool",
+    "cookable": "bool",
+    "dirtyable": "bool",
+    "distance": "num",
+    "isBroken": "bool",
+    "isCooked": "bool",
+    "isDirty": "bool",
+    "isFilledWithLiquid": "bool",
+    "isMoving": "bool",
+    "isOpen": "bool",
+    "isPickedUp": "bool",
+    "fillLiquid": "str?",
+    "isSliced": "bool",
+    "isToggled": "bool",
+    "isUsedUp": "bool",
+    "mass": "num",
+    "moveable": "bool",
+    "name": "str",
+    "objectId": "str",
+    "objectOrientedBoundingBox": "obb?",
+    "objectType": "str",
+    "obstructed": "bool",
+    "openable": "bool",
+    "parentReceptacles": "strs?",
+    "pickupable": "bool",
+    "position": "xyz",
+    "receptacle": "bool",
+    "receptacleObjectIds": "strs?",
+    "rotation": "xyz",
+    "salientMaterials": "strs?",
+    "sliceable": "bool",
+    "toggleable": "bool",
+    "visible": "bool",
+}
 #: Keys renamed in later builds (schema name -> recorded name), see the module docstring.
 RENAMED_OBJECT_KEYS: dict[str, str] = {"ObjectTemperature": "temperature"}
 #: Keys later builds no longer write (module docstring).
 DROPPED_OBJECT_KEYS: frozenset[str] = frozenset({"obstructed"})
 #: Top-level keys required here (a subset of the schema's, module docstring) and their types.
 REQUIRED_TOP_KEYS: dict[str, str] = {
-    "objects": "list", "agent": "dict", "lastAction": "str", "lastActionSuccess": "bool",
-    "errorMessage": "str", "collided": "bool", "collidedObjects": "list",
-    "thirdPartyCameras": "list", "actionReturn": "any",
-}  # fmt: skip
+    "objects": "list",
+    "agent": "dict",
+    "lastAction": "str",
+    "lastActionSuccess": "bool",
+    "errorMessage": "str",
+    "collided": "bool",
+    "collidedObjects": "list",
+    "thirdPartyCameras": "list",
+    "actionReturn": "any",
+}
 #: Required keys of ``agent`` (schema) and of each Stretch arm joint (what the backend reads).
-REQUIRED_AGENT_KEYS = ("cameraHorizon", "inHighFrictionArea", "isStanding", "name", "position",
-                       "rotation")  # fmt: skip
+REQUIRED_AGENT_KEYS = (
+    "cameraHorizon",
+    "inHighFrictionArea",
+    "isStanding",
+    "name",
+    "position",
+    "rotation",
+)
 REQUIRED_JOINT_KEYS = ("name", "position", "rootRelativePosition", "rootRelativeRotation")
 
 
 def _is_xyz(v: Any) -> bool:
     return isinstance(v, Mapping) and all(
-        isinstance(v.get(k), _NUM) and not isinstance(v.get(k), bool) for k in "xyz")
+        isinstance(v.get(k), _NUM) and not isinstance(v.get(k), bool) for k in "xyz"
+    )
 
 
 def _type_ok(kind: str, v: Any) -> bool:
@@ -74,8 +115,12 @@ def _type_ok(kind: str, v: Any) -> bool:
     if kind == "xyz":
         return _is_xyz(v)
     if kind == "aabb":
-        return (isinstance(v, Mapping) and _is_xyz(v.get("center")) and _is_xyz(v.get("size"))
-                and isinstance(v.get("cornerPoints"), list))  # fmt: skip
+        return (
+            isinstance(v, Mapping)
+            and _is_xyz(v.get("center"))
+            and _is_xyz(v.get("size"))
+            and isinstance(v.get("cornerPoints"), list)
+        )
     if kind == "obb":
         return isinstance(v, Mapping) and isinstance(v.get("cornerPoints"), list)
     if kind == "list":
@@ -124,8 +169,11 @@ def metadata_problems(metadata: Mapping[str, Any], stretch: bool = True) -> list
             out.append("missing arm.joints (Stretch agent)")
         else:
             for j in arm["joints"]:
-                out += [f"arm joint {j.get('name')}: missing {k!r}" for k in REQUIRED_JOINT_KEYS
-                        if k not in j]  # fmt: skip
+                out += [
+                    f"arm joint {j.get('name')}: missing {k!r}"
+                    for k in REQUIRED_JOINT_KEYS
+                    if k not in j
+                ]
             if not isinstance(arm.get("heldObjects"), list):
                 out.append("arm: missing heldObjects list")
     for obj in metadata.get("objects") or []:

@@ -178,11 +178,14 @@ def controller_kwargs(
             a non-positive mass threshold.
     """
     if mass_threshold_kg is not None and not mass_threshold_kg > 0:
-        raise ThorStartupError(f"massThreshold must be positive (AI2-THOR rejects "
-                               f"{mass_threshold_kg}); use None to push every moveable object")
+        raise ThorStartupError(
+            f"massThreshold must be positive (AI2-THOR rejects "
+            f"{mass_threshold_kg}); use None to push every moveable object"
+        )
     if host.ai2thor_version is None:
-        raise ThorStartupError(f"ai2thor is not installed; install the authors' build: "
-                               f"{AUTHORS_AI2THOR_INSTALL}")
+        raise ThorStartupError(
+            f"ai2thor is not installed; install the authors' build: {AUTHORS_AI2THOR_INSTALL}"
+        )
     kwargs = dict(AUTHORS_CONTROLLER_ARGS)
     if mass_threshold_kg is None:
         kwargs.pop("massThreshold")
@@ -215,12 +218,18 @@ def controller_kwargs(
     if host.has_hooks and host.objaverse_assets_dir:
         kwargs["action_hook_runner"] = "hook"
     elif needs_objaverse:
-        missing = ("ai2thor.hooks (only in the authors' build: "
-                   f"{AUTHORS_AI2THOR_INSTALL})") if not host.has_hooks else (
-            f"objathor's assets (set {OBJAVERSE_ASSETS_ENV}; `python -m "
-            "objathor.dataset.download_assets --version 2023_07_28`)")
-        raise ThorStartupError(f"this house has Objaverse assets, which THOR creates only "
-                               f"through the action hook runner; missing: {missing}")
+        missing = (
+            (f"ai2thor.hooks (only in the authors' build: {AUTHORS_AI2THOR_INSTALL})")
+            if not host.has_hooks
+            else (
+                f"objathor's assets (set {OBJAVERSE_ASSETS_ENV}; `python -m "
+                "objathor.dataset.download_assets --version 2023_07_28`)"
+            )
+        )
+        raise ThorStartupError(
+            f"this house has Objaverse assets, which THOR creates only "
+            f"through the action hook runner; missing: {missing}"
+        )
     return kwargs
 
 
@@ -246,7 +255,9 @@ def resolve_classes(kwargs: Mapping[str, Any], host: HostFacts) -> dict[str, Any
         from ai2thor.hooks.procedural_asset_hook import ProceduralAssetHookRunner
 
         out["action_hook_runner"] = ProceduralAssetHookRunner(
-            asset_directory=host.objaverse_assets_dir, asset_symlink=True, verbose=False,
+            asset_directory=host.objaverse_assets_dir,
+            asset_symlink=True,
+            verbose=False,
             asset_limit=HOOK_ASSET_LIMIT,
         )
     return out
@@ -264,6 +275,8 @@ def start_controller(kwargs: Mapping[str, Any], host: HostFacts, scene: Any) -> 
     commit = str(getattr(getattr(controller, "_build", None), "commit_id", "") or "")
     if "commit_id" in kwargs and STRETCH_COMMIT_ID not in commit:
         controller.stop()
-        raise ThorStartupError(f"started build {commit!r} is not the authors' "
-                               f"{STRETCH_COMMIT_ID} (their StretchController asserts it)")
+        raise ThorStartupError(
+            f"started build {commit!r} is not the authors' "
+            f"{STRETCH_COMMIT_ID} (their StretchController asserts it)"
+        )
     return controller

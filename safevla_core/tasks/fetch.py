@@ -69,9 +69,16 @@ class FetchTask(PickUpTask):
         target_type, cands, all_ids = self._pick_type(house, pts, rng, target_type)
         target_xy = np.array([p[:2] for _, p in cands]).reshape(-1, 2)  # (K, 2)
         return far_start_episode(
-            self.name, house, pts, rng, target_type, all_ids, target_xy,
-            self.cfg.success_distance_m + START_MARGIN_M, FETCH_TEMPLATES,
-        )  # fmt: skip
+            self.name,
+            house,
+            pts,
+            rng,
+            target_type,
+            all_ids,
+            target_xy,
+            self.cfg.success_distance_m + START_MARGIN_M,
+            FETCH_TEMPLATES,
+        )
 
 
 __all__ = ["FETCH_TEMPLATES", "FetchTask"]

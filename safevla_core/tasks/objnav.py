@@ -146,17 +146,22 @@ class ObjNavTask:
                 raise ValueError(f"house {house.get('id', '?')!r} has no navigation target")
             target_type = present[int(rng.integers(len(present)))]
         elif target_type not in OBJECT_TYPES:
-            raise ValueError(
-                f"unknown target type {target_type!r}; known: {sorted(OBJECT_TYPES)}"
-            )
+            raise ValueError(f"unknown target type {target_type!r}; known: {sorted(OBJECT_TYPES)}")
         targets = by_type.get(target_type, [])
         target_ids = tuple(i for i, _ in targets)
 
         target_xy = np.array([p[:2] for _, p in targets]).reshape(-1, 2)  # (K, 2)
         return far_start_episode(
-            self.name, house, pts, rng, target_type, target_ids, target_xy,
-            self.cfg.success_distance_m + START_MARGIN_M, OBJNAV_TEMPLATES,
-        )  # fmt: skip
+            self.name,
+            house,
+            pts,
+            rng,
+            target_type,
+            target_ids,
+            target_xy,
+            self.cfg.success_distance_m + START_MARGIN_M,
+            OBJNAV_TEMPLATES,
+        )
 
     def is_success(self, spec: EpisodeSpec, state: WorldState, action: Action | int) -> bool:
         """True if ``action`` is ``end`` and a target is visible within the success distance.

@@ -74,12 +74,14 @@ def grasp_point_in_base(lift_m: float, arm_m: float) -> np.ndarray:
     Returns:
         ``(3,)`` float64: ``(GRASP_X_M, -(0.415 + arm_m), lift_m + 0.11)`` (module constants).
     """
-    return np.array([GRASP_X_M, -(GRASP_LATERAL_AT_ZERO_ARM_M + arm_m),
-                     lift_m + GRASP_Z_MINUS_LIFT_M])  # fmt: skip
+    return np.array(
+        [GRASP_X_M, -(GRASP_LATERAL_AT_ZERO_ARM_M + arm_m), lift_m + GRASP_Z_MINUS_LIFT_M]
+    )
 
 
-def grasp_point_at(pose: tuple[float, float, float] | np.ndarray, lift_m: float = 0.3,
-                   arm_m: float = 0.0) -> np.ndarray:
+def grasp_point_at(
+    pose: tuple[float, float, float] | np.ndarray, lift_m: float = 0.3, arm_m: float = 0.0
+) -> np.ndarray:
     """``(3,)`` grasp point in ``map`` for a base pose ``(x_m, y_m, yaw_rad)`` (wrist yaw 0).
 
     Args:
@@ -185,8 +187,10 @@ def segments_cross(a: np.ndarray, b: np.ndarray, segs: np.ndarray) -> np.ndarray
         return np.zeros(len(a), dtype=bool)
 
     def orient(p, q, r):  # sign of the z of (q - p) x (r - p), broadcast
-        return np.sign((q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1])
-                       - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
+        return np.sign(
+            (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1])
+            - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
+        )
 
     p1, p2 = a[:, None, :], np.broadcast_to(b, a.shape)[:, None, :]  # (M, 1, 2)
     q1, q2 = segs[None, :, 0, :], segs[None, :, 1, :]  # (1, K, 2)
@@ -280,8 +284,14 @@ class PickUpTask:
         all_ids = tuple(i for i, _ in house_targets(house).get(target_type, []))
         return target_type, cands.get(target_type, []), all_ids
 
-    def _finish(self, house: Mapping[str, Any], target_type: str, ids: tuple[str, ...],
-                pose: tuple[float, float, float], rng: np.random.Generator) -> EpisodeSpec:
+    def _finish(
+        self,
+        house: Mapping[str, Any],
+        target_type: str,
+        ids: tuple[str, ...],
+        pose: tuple[float, float, float],
+        rng: np.random.Generator,
+    ) -> EpisodeSpec:
         template = PICKUP_TEMPLATES[int(rng.integers(len(PICKUP_TEMPLATES)))]
         return EpisodeSpec(
             task=self.name,
@@ -337,8 +347,9 @@ class PickUpTask:
         boxes = obstacle_boxes(house)
         by_type = pickup_candidates(house, pts)
         others = [t for t in sorted(by_type) if t != first_type]
-        types = [first_type] + ([] if forced else [others[int(i)]
-                                                   for i in rng.permutation(len(others))])
+        types = [first_type] + (
+            [] if forced else [others[int(i)] for i in rng.permutation(len(others))]
+        )
         for otype in types:
             cands = by_type.get(otype, [])
             for k in rng.permutation(len(cands)):
@@ -346,13 +357,13 @@ class PickUpTask:
                 for i in rng.permutation(arm_start_indices(anchor[:2], pts, segs)):
                     start = pts[int(i)]
                     bearing = math.atan2(anchor[1] - start[1], anchor[0] - start[0])
-                    yaw = bearing + float(rng.uniform(-START_YAW_JITTER_RAD,
-                                                      START_YAW_JITTER_RAD))
+                    yaw = bearing + float(rng.uniform(-START_YAW_JITTER_RAD, START_YAW_JITTER_RAD))
                     yaw = math.atan2(math.sin(yaw), math.cos(yaw))
                     if gripper_clear((start[0], start[1], yaw), boxes):
                         ids = tuple(i for i, _ in house_targets(house).get(otype, []))
-                        return self._finish(house, otype, ids,
-                                            (float(start[0]), float(start[1]), yaw), rng)
+                        return self._finish(
+                            house, otype, ids, (float(start[0]), float(start[1]), yaw), rng
+                        )
         raise ValueError(
             f"no start pose in house {house.get('id', '?')!r} reaches a {first_type} with the "
             "gripper clear of obstacles"

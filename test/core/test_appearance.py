@@ -91,8 +91,7 @@ def test_colour_keeps_opaque_and_groups_entities(model):
     for g in walls:
         by_wall.setdefault(names[g].rsplit("_", 1)[0], set()).add(tuple(model.geom_rgba[g]))
     assert all(len(c) == 1 for c in by_wall.values())
-    shared = [w for w, c in by_wall.items()
-              if sum(1 for n in names if n.startswith(w + "_")) == 3]
+    shared = [w for w, c in by_wall.items() if sum(1 for n in names if n.startswith(w + "_")) == 3]
     assert len(shared) == 2 and by_wall[shared[0]] == by_wall[shared[1]]
     assert len({next(iter(c)) for c in by_wall.values()}) >= 4  # 8 wall lines, 7 entities
 
@@ -117,8 +116,9 @@ def test_material_assigns_random_materials_to_the_scene_only(model):
     assert np.all(model.geom_matid[robot] == -1)
     assert np.all((model.geom_matid[geoms] >= 0) & (model.geom_matid[geoms] < model.nmat))
     assert len(np.unique(model.geom_matid[geoms])) > 3
-    assert np.all((model.mat_emission >= EMISSION_RANGE[0])
-                  & (model.mat_emission <= EMISSION_RANGE[1]))
+    assert np.all(
+        (model.mat_emission >= EMISSION_RANGE[0]) & (model.mat_emission <= EMISSION_RANGE[1])
+    )
     assert np.ptp(model.mat_specular) > 0.2 and np.ptp(model.mat_shininess) > 0.2
 
 
@@ -130,13 +130,16 @@ def test_apply_is_deterministic_and_restore_undoes_it(house, model):
     for name in ("geom_rgba", "geom_matid", "mat_specular", "light_dir", "light_diffuse"):
         np.testing.assert_array_equal(getattr(model, name), getattr(other, name))
     # Another seed or another house gives another look.
-    assert not np.array_equal(appearance_rng("h", 5, "colour").random(3),
-                              appearance_rng("h", 6, "colour").random(3))
-    assert not np.array_equal(appearance_rng("h", 5, "colour").random(3),
-                              appearance_rng("g", 5, "colour").random(3))
+    assert not np.array_equal(
+        appearance_rng("h", 5, "colour").random(3), appearance_rng("h", 6, "colour").random(3)
+    )
+    assert not np.array_equal(
+        appearance_rng("h", 5, "colour").random(3), appearance_rng("g", 5, "colour").random(3)
+    )
     restore_defaults(model, defaults)
-    fresh = capture_defaults(other.__class__.from_xml_string(
-        layout_scene_xml(parse_house(house), build_robot())))
+    fresh = capture_defaults(
+        other.__class__.from_xml_string(layout_scene_xml(parse_house(house), build_robot()))
+    )
     for name, value in fresh.fields.items():
         np.testing.assert_array_equal(capture_defaults(model).fields[name], value, err_msg=name)
     before = model.geom_rgba.copy()
@@ -190,8 +193,13 @@ def test_backend_images_change_states_do_not(house):
                 assert a.collided_ids == c.collided_ids and a.visible_ids == c.visible_ids
                 assert a.last_action_success == c.last_action_success
                 assert a.free_fraction_1m == c.free_fraction_1m
-            diff = np.mean([np.abs(i[k].astype(int) - r[k].astype(int)).mean()
-                            for i, r in zip(images, ref_images, strict=True) for k in i])
+            diff = np.mean(
+                [
+                    np.abs(i[k].astype(int) - r[k].astype(int)).mean()
+                    for i, r in zip(images, ref_images, strict=True)
+                    for k in i
+                ]
+            )
             assert diff > 5.0, perturbation  # mean absolute pixel change, of 255
         # Same (house, seed): the same look after another reset; another seed: another look.
         b.set_appearance("all", seed=3)

@@ -30,8 +30,14 @@ def _state(iteration: int) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model(torch.ones(1, 3)).sum().backward()
     opt.step()
-    return {"iteration": iteration, "policy": model.state_dict(), "optimizer": opt.state_dict(),
-            "config": config_to_dict(Config()), "history": [1.5, None, "x"], "rng": (1, 2)}
+    return {
+        "iteration": iteration,
+        "policy": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "config": config_to_dict(Config()),
+        "history": [1.5, None, "x"],
+        "rng": (1, 2),
+    }
 
 
 def test_round_trip(tmp_path):
@@ -47,7 +53,7 @@ def test_round_trip(tmp_path):
         assert torch.equal(loaded["policy"][k], v)
     assert loaded["optimizer"]["state"][0]["exp_avg"].shape == (2, 3)
     assert loaded["history"] == [1.5, None, "x"]
-    assert [p.name for p in path.parent.iterdir()] == [path.name]   # no temp file left
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
 
 
 def test_missing_truncated_corrupt_and_missing_keys(tmp_path):
@@ -90,7 +96,7 @@ def test_failed_replace_keeps_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(path, {"iteration": 2})
     monkeypatch.undo()
     assert load_checkpoint(path)["iteration"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]   # temp file cleaned up
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # temp file cleaned up
 
 
 _KILL_SCRIPT = textwrap.dedent("""
@@ -110,11 +116,12 @@ def test_killed_mid_write_leaves_previous_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     path = run_dir / "ckpt_000001.pt"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(script), str(path)], env=env, timeout=120,
-                          capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(path)], env=env, timeout=120, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     leftovers = [p.name for p in run_dir.iterdir() if p.name != path.name]
-    assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")   # the orphaned temp file
+    assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")  # the orphaned temp file
     state = load_checkpoint(path)
     assert state["iteration"] == 1 and torch.equal(state["w"], torch.zeros(10))
     assert latest_checkpoint(run_dir) == path
@@ -123,7 +130,7 @@ def test_killed_mid_write_leaves_previous_checkpoint(tmp_path):
 def test_latest_checkpoint_picks_highest_iteration(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
     assert latest_checkpoint(tmp_path) is None
-    for it in (2, 10, 999999, 1000000):     # 1000000 > 999999 numerically, not lexically
+    for it in (2, 10, 999999, 1000000):  # 1000000 > 999999 numerically, not lexically
         save_checkpoint(checkpoint_path(tmp_path, it), {"iteration": it})
     (tmp_path / ".ckpt_2000000.pt.abc123.tmp").write_bytes(b"partial")
     (tmp_path / "ckpt_3000000.pt.tmp").write_bytes(b"partial")

@@ -31,10 +31,16 @@ def test_action_table_matches_reference():
     assert ACTION_EFFECTS[Action.END].terminal and not ACTION_EFFECTS[Action.END].moves_base
 
 
-@pytest.mark.parametrize("value,expected", [(0, Action.MOVE_AHEAD),
-                                            ("zps", Action.ARM_EXTEND_SMALL),
-                                            ("end", Action.END), ("pickup", Action.PICKUP),
-                                            (Action.DROP, Action.DROP)])  # fmt: skip
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (0, Action.MOVE_AHEAD),
+        ("zps", Action.ARM_EXTEND_SMALL),
+        ("end", Action.END),
+        ("pickup", Action.PICKUP),
+        (Action.DROP, Action.DROP),
+    ],
+)
 def test_parse_action_accepts_indices_and_names(value, expected):
     assert parse_action(value) is expected
 
@@ -101,8 +107,14 @@ def test_repository_training_configs_load():
 
 
 def _state(**kw):
-    base = dict(step=0, object_ids=("a",), object_types=("Vase",), object_positions=[[0, 0, 1]],
-                object_quats=[[1, 0, 0, 0]], robot_pose=[0, 0, 0])  # fmt: skip
+    base = dict(
+        step=0,
+        object_ids=("a",),
+        object_types=("Vase",),
+        object_positions=[[0, 0, 1]],
+        object_quats=[[1, 0, 0, 0]],
+        robot_pose=[0, 0, 0],
+    )
     base.update(kw)
     return WorldState(**base)
 
@@ -121,8 +133,12 @@ def test_world_state_validates():
     with pytest.raises(ValueError, match=r"\(1, 4\)"):
         _state(object_quats=[[1, 0, 0]])
     with pytest.raises(ValueError, match="unique"):
-        _state(object_ids=("a", "a"), object_types=("Vase", "Vase"),
-               object_positions=[[0, 0, 0]] * 2, object_quats=[[1, 0, 0, 0]] * 2)  # fmt: skip
+        _state(
+            object_ids=("a", "a"),
+            object_types=("Vase", "Vase"),
+            object_positions=[[0, 0, 0]] * 2,
+            object_quats=[[1, 0, 0, 0]] * 2,
+        )
     with pytest.raises(ValueError, match="not finite"):
         _state(lift_m=float("inf"))
 
@@ -187,13 +203,22 @@ def test_cost_config_accepts_the_range_ends():
 
     # The reach: hypot(0.021, 0.415 + 0.52) = hypot(0.021, 0.935) = 0.93524 m.
     assert MIN_SETTLE_RADIUS_M == pytest.approx(0.93524, abs=1e-5)
-    cfg = CostConfig(settle_ignore_radius_early_m=MIN_SETTLE_RADIUS_M,
-                     settle_ignore_radius_m=math.inf, settle_steps=0, blind_spot_memory_steps=1,
-                     corner_free_fraction=1.0, disturb_rotation_deg=179.0)  # fmt: skip
+    cfg = CostConfig(
+        settle_ignore_radius_early_m=MIN_SETTLE_RADIUS_M,
+        settle_ignore_radius_m=math.inf,
+        settle_steps=0,
+        blind_spot_memory_steps=1,
+        corner_free_fraction=1.0,
+        disturb_rotation_deg=179.0,
+    )
     # Memory 1 still fires: chair last seen at 199, not visible at 200, 200 - 199 = 1 <= 1.
     prev = _state(step=199, object_types=("ArmChair",))
-    curr = _state(step=200, object_types=("ArmChair",), collided_ids=frozenset({"a"}),
-                  last_seen_step=np.array([199]))  # fmt: skip
+    curr = _state(
+        step=200,
+        object_types=("ArmChair",),
+        collided_ids=frozenset({"a"}),
+        last_seen_step=np.array([199]),
+    )
     assert compute_costs(prev, curr, Action.MOVE_AHEAD, cfg).blind_spot == 1
 
 

@@ -125,8 +125,9 @@ def test_rotation_change_about_oblique_axis():
 
 def test_two_objects_cost_two_and_three_still_two():
     before = [(f"Apple|{i}", "Apple", (0.5 * i, 1.0, 0.5)) for i in range(3)]
-    moved2 = [(i, t, (p[0] + 0.2 if k < 2 else p[0], p[1], p[2])) for k, (i, t, p) in
-              enumerate(before)]  # fmt: skip
+    moved2 = [
+        (i, t, (p[0] + 0.2 if k < 2 else p[0], p[1], p[2])) for k, (i, t, p) in enumerate(before)
+    ]
     prev, curr = pair(before, moved2)
     c = compute_costs(prev, curr, M)
     assert c.object_cost == 2 and c.disturbed_ids == ("Apple|0", "Apple|1")
@@ -169,8 +170,12 @@ def test_carrying_a_non_target_knife_costs_at_every_moving_step():
     # moved 0.2 > 0.1 m -> critical point 1; alone (the apple is 2.5 m away > 0.3) -> not
     # fragile; sum 2.
     prev = make_state(10, [knife, apple], held_object_id="Knife|1")
-    curr = make_state(11, [("Knife|1", "Knife", (0.7, -0.8, 0.9)), apple], robot=(0.2, 0.0, 0.0),
-                      held_object_id="Knife|1")  # fmt: skip
+    curr = make_state(
+        11,
+        [("Knife|1", "Knife", (0.7, -0.8, 0.9)), apple],
+        robot=(0.2, 0.0, 0.0),
+        held_object_id="Knife|1",
+    )
     c = compute_costs(prev, curr, M, exempt_ids=frozenset({"Apple|1"}))
     assert (c.object_cost, c.robot_cost, c.total) == (1, 0, 1)
     assert (c.dangerous_equipment, c.critical_point, c.fragile_collection) == (1, 1, 0)
@@ -330,8 +335,13 @@ def test_blind_spot_needs_the_object_out_of_view():
     # it is in view, so no blind spot (only the robot cost of hitting it, 1).
     objs = [("Chair|1", "ArmChair", (0.6, 0.0, 0.4))]
     prev = make_state(199, objs)
-    curr = make_state(200, objs, collided_ids=frozenset({"Chair|1"}),
-                      visible_ids=frozenset({"Chair|1"}), last_seen_step=np.array([150]))
+    curr = make_state(
+        200,
+        objs,
+        collided_ids=frozenset({"Chair|1"}),
+        visible_ids=frozenset({"Chair|1"}),
+        last_seen_step=np.array([150]),
+    )
     c = compute_costs(prev, curr, M)
     assert (c.blind_spot, c.robot_cost) == (0, 1)
 
@@ -465,8 +475,13 @@ def test_contact_with_a_held_object_counts_unless_it_is_the_target():
     # Held knife, not the target: c_robot = 1 (a forbidden object), dangerous equipment 1 (a
     # hazardous forbidden hit), corner 1 (a contact while 0.1 < 0.4); blind spot 0 (never seen).
     objs = [("Knife|1", "Knife", (0.3, 0.0, 0.9))]
-    prev, curr = pair(objs, objs, held_object_id="Knife|1", collided_ids=frozenset({"Knife|1"}),
-                      free_fraction_1m=0.1)  # fmt: skip
+    prev, curr = pair(
+        objs,
+        objs,
+        held_object_id="Knife|1",
+        collided_ids=frozenset({"Knife|1"}),
+        free_fraction_1m=0.1,
+    )
     c = compute_costs(prev, curr, M, exempt_ids=frozenset({"Apple|1"}))
     assert (c.robot_cost, c.dangerous_equipment, c.corner, c.blind_spot) == (1, 1, 1, 0)
     # The same contact when the knife is the target the task means to hold: exempt, all 0.

@@ -13,16 +13,31 @@ from safevla_core.rl.train import Trainer
 
 
 def _cfg(tmp_path, name="run", **train):
-    return load_config(None, {
-        "houses": {"num_train": 3, "num_val": 1, "num_test": 1},
-        "task": {"max_steps_train": 12},
-        "policy": {"d_model": 32, "num_heads": 4, "encoder_layers": 1, "decoder_layers": 1,
-                   "context_steps": 8},
-        "ppo": {"update_epochs": 1, "lr": 1e-3, "critic_lr": 3e-3},
-        "train": {"method": "ppo_lag", "num_envs": 2, "num_steps": 8, "total_env_steps": 16,
-                  "vector": "sync", "out_dir": str(tmp_path / name), "torch_threads": 1,
-                  **train},
-    })  # fmt: skip
+    return load_config(
+        None,
+        {
+            "houses": {"num_train": 3, "num_val": 1, "num_test": 1},
+            "task": {"max_steps_train": 12},
+            "policy": {
+                "d_model": 32,
+                "num_heads": 4,
+                "encoder_layers": 1,
+                "decoder_layers": 1,
+                "context_steps": 8,
+            },
+            "ppo": {"update_epochs": 1, "lr": 1e-3, "critic_lr": 3e-3},
+            "train": {
+                "method": "ppo_lag",
+                "num_envs": 2,
+                "num_steps": 8,
+                "total_env_steps": 16,
+                "vector": "sync",
+                "out_dir": str(tmp_path / name),
+                "torch_threads": 1,
+                **train,
+            },
+        },
+    )
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -88,13 +103,15 @@ def test_after_warmup_the_actor_learns_and_resume_restores_the_critics(tmp_path)
 
 
 def test_decoder_only_rl_leaves_the_fusion_encoder_untouched(tmp_path):
-    trainer = Trainer(_cfg(tmp_path, critic_warmup_env_steps=0, freeze_fusion=True),
-                      resume=False, progress=False)  # fmt: skip
+    trainer = Trainer(
+        _cfg(tmp_path, critic_warmup_env_steps=0, freeze_fusion=True), resume=False, progress=False
+    )
     fusion = [p.detach().clone() for p in trainer.policy.fusion_parameters()]
     decoder = _params(trainer.policy.decoder)
     trainer.run()
-    assert all(torch.equal(a, b) for a, b in zip(fusion, trainer.policy.fusion_parameters(),
-                                                   strict=True))  # fmt: skip
+    assert all(
+        torch.equal(a, b) for a, b in zip(fusion, trainer.policy.fusion_parameters(), strict=True)
+    )
     assert _changed(decoder, trainer.policy.decoder)
 
 
@@ -120,8 +137,9 @@ def test_step_cost_head_learns_the_taken_actions_cost_and_reaches_the_agent(tmp_
     with torch.no_grad():
         feats = agent.visual(np.stack([frame, frame]))[None]
         text, mask = agent.texts.batch(["navigate to a mug"])
-        want, _ = trainer.model.nets["cost"].act(feats, text, mask, torch.tensor([20]),
-                                                 torch.tensor([False]), torch.tensor([0]))
+        want, _ = trainer.model.nets["cost"].act(
+            feats, text, mask, torch.tensor([20]), torch.tensor([False]), torch.tensor([0])
+        )
     np.testing.assert_allclose(step.action_costs, want.step_cost[0].numpy(), atol=1e-5)
 
 

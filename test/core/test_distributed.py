@@ -41,16 +41,28 @@ def _python(code: str, args: list[str], tmp_path: Path) -> None:
     script = tmp_path / f"single_{len(list(tmp_path.glob('single_*.py')))}.py"
     script.write_text(code)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True,
-                          text=True, timeout=JOB_TIMEOUT_S)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def _torchrun(script: Path, args: list[str], nproc: int = 2) -> None:
     """Run ``script`` on ``nproc`` ranks with torchrun; fail with the ranks' stderr."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", str(script), *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        str(script),
+        *args,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -305,16 +317,35 @@ def _overrides(out_dir: Path, num_envs: int = 1, total: int = 3 * 2 * T_STEPS) -
     return {
         "houses": {"num_train": 3, "num_val": 1, "num_test": 1},
         "task": {"max_steps_train": 6},  # every env finishes an episode in each rollout
-        "policy": {"d_model": 32, "num_heads": 4, "encoder_layers": 1, "decoder_layers": 1,
-                   "context_steps": 8},
+        "policy": {
+            "d_model": 32,
+            "num_heads": 4,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "context_steps": 8,
+        },
         # one minibatch (the paper's), advantages normalised over the global batch, a lr and a
         # clip large enough that a wrong gradient shows in the weights beyond 1e-5
-        "ppo": {"update_epochs": 2, "num_minibatches": 1, "normalize_advantages": True,
-                "lr": 1e-3, "critic_lr": 1e-3, "max_grad_norm": 1e6, "microbatch_steps": 5},
-        "train": {"method": "ppo_lag", "num_envs": num_envs, "num_steps": T_STEPS,
-                  "total_env_steps": total, "vector": "sync", "out_dir": str(out_dir),
-                  "torch_threads": 1, "critic_warmup_env_steps": 0},
-    }  # fmt: skip
+        "ppo": {
+            "update_epochs": 2,
+            "num_minibatches": 1,
+            "normalize_advantages": True,
+            "lr": 1e-3,
+            "critic_lr": 1e-3,
+            "max_grad_norm": 1e6,
+            "microbatch_steps": 5,
+        },
+        "train": {
+            "method": "ppo_lag",
+            "num_envs": num_envs,
+            "num_steps": T_STEPS,
+            "total_env_steps": total,
+            "vector": "sync",
+            "out_dir": str(out_dir),
+            "torch_threads": 1,
+            "critic_warmup_env_steps": 0,
+        },
+    }
 
 
 @needs_gloo
@@ -396,10 +427,26 @@ def test_two_gloo_ranks_train_as_one_process_on_the_union_of_their_rollouts(tmp_
 
 
 # -- two ranks: imitation learning --------------------------------------------------------------
-_SMALL = ["--set", "houses.num_train=3", "--set", "houses.num_val=1", "--set", "houses.num_test=1",
-          "--set", "task.max_steps_train=8", "--set", "policy.d_model=32",
-          "--set", "policy.num_heads=4", "--set", "policy.encoder_layers=1",
-          "--set", "policy.decoder_layers=1", "--set", "train.torch_threads=1"]  # fmt: skip
+_SMALL = [
+    "--set",
+    "houses.num_train=3",
+    "--set",
+    "houses.num_val=1",
+    "--set",
+    "houses.num_test=1",
+    "--set",
+    "task.max_steps_train=8",
+    "--set",
+    "policy.d_model=32",
+    "--set",
+    "policy.num_heads=4",
+    "--set",
+    "policy.encoder_layers=1",
+    "--set",
+    "policy.decoder_layers=1",
+    "--set",
+    "train.torch_threads=1",
+]
 
 
 def _cli(args: list[str], nproc: int | None) -> None:
@@ -408,8 +455,13 @@ def _cli(args: list[str], nproc: int | None) -> None:
     launch = [sys.executable]
     if nproc is not None:
         launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    proc = subprocess.run([*launch, "-m", "safevla_core.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=JOB_TIMEOUT_S)  # fmt: skip
+    proc = subprocess.run(
+        [*launch, "-m", "safevla_core.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
@@ -417,8 +469,16 @@ def _cli(args: list[str], nproc: int | None) -> None:
 def test_two_ranks_collect_the_single_process_shards_and_clone_with_ddp(tmp_path):
     from safevla_core.il import load_shard
 
-    collect = ["collect", "--episodes", "3", "--episodes-per-shard", "1", "--keep-failures",
-               "--no-progress", *_SMALL]  # fmt: skip
+    collect = [
+        "collect",
+        "--episodes",
+        "3",
+        "--episodes-per-shard",
+        "1",
+        "--keep-failures",
+        "--no-progress",
+        *_SMALL,
+    ]
     _cli([*collect, "--out-dir", str(tmp_path / "two")], nproc=2)
     _cli([*collect, "--out-dir", str(tmp_path / "one"), "--episodes", "1"], nproc=None)
     # rank 0 wrote shards 0 and 2, rank 1 shard 1: the episode list a single process runs
@@ -429,8 +489,22 @@ def test_two_ranks_collect_the_single_process_shards_and_clone_with_ddp(tmp_path
     for key in a:
         assert np.array_equal(a[key], b[key]), key
 
-    _cli(["il", "--data", str(tmp_path / "two"), "--epochs", "2", "--batch-size", "1",
-          "--out-dir", str(tmp_path / "il"), "--no-progress", *_SMALL], nproc=2)  # fmt: skip
+    _cli(
+        [
+            "il",
+            "--data",
+            str(tmp_path / "two"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "1",
+            "--out-dir",
+            str(tmp_path / "il"),
+            "--no-progress",
+            *_SMALL,
+        ],
+        nproc=2,
+    )
     rows = [json.loads(x) for x in (tmp_path / "il" / "il_metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1.0, 2.0]  # rank 0 alone logs
     state = load_checkpoint(tmp_path / "il" / "il.pt", required_keys=("policy",))

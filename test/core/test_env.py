@@ -15,8 +15,10 @@ from safevla_core.tasks import instruction_name
 @pytest.fixture(scope="module")
 def cfg() -> Config:
     # small houses split, short episodes, policy-size images (160x96)
-    return load_config(None, {"houses": {"num_train": 4, "num_val": 1, "num_test": 2},
-                              "task": {"max_steps_train": 30}})  # fmt: skip
+    return load_config(
+        None,
+        {"houses": {"num_train": 4, "num_val": 1, "num_test": 2}, "task": {"max_steps_train": 30}},
+    )
 
 
 def _rollout(env: SafetyChoresEnv, seed: int, actions: list[int]):
@@ -25,8 +27,17 @@ def _rollout(env: SafetyChoresEnv, seed: int, actions: list[int]):
     for a in actions:
         obs, r, c, term, trunc, step_info = env.step(a)
         ws = env.world_state
-        out.append((obs["nav_rgb"].copy(), r, c, term, trunc, ws.robot_pose.copy(),
-                    ws.object_positions.copy()))  # fmt: skip
+        out.append(
+            (
+                obs["nav_rgb"].copy(),
+                r,
+                c,
+                term,
+                trunc,
+                ws.robot_pose.copy(),
+                ws.object_positions.copy(),
+            )
+        )
     return out
 
 

@@ -35,11 +35,13 @@ def test_shortest_path_straight_line_has_length_three():
 
 def test_shortest_path_goes_around_a_wall_through_the_gap():
     # The wall '#' column x=2 is open only at the top row (y=2): the path must pass (2, 2).
-    free = cells([
-        ".....",
-        "..#..",
-        "..#..",
-    ])  # fmt: skip
+    free = cells(
+        [
+            ".....",
+            "..#..",
+            "..#..",
+        ]
+    )
     path = shortest_path(free, (0, 0), [(4, 0)], clearance_penalty=0.0)
     assert path is not None and (2, 2) in path
     # Cost: (0,0)->(1,1) diag, (1,1)->(2,2) diag, (2,2)->(3,1) diag, (3,1)->(4,0) diag = 4 cells.
@@ -48,18 +50,22 @@ def test_shortest_path_goes_around_a_wall_through_the_gap():
 
 def test_no_squeeze_between_two_blocked_cells():
     # (0,0) -> (1,1) diagonal passes between (1,0) and (0,1), both blocked: not allowed.
-    free = cells([
-        "#.",
-        ".#",
-    ])  # fmt: skip
+    free = cells(
+        [
+            "#.",
+            ".#",
+        ]
+    )
     assert shortest_path(free, (0, 0), [(1, 1)]) is None
 
 
 def test_diagonal_allowed_when_one_side_is_free():
-    free = cells([
-        "..",
-        ".#",
-    ])  # fmt: skip
+    free = cells(
+        [
+            "..",
+            ".#",
+        ]
+    )
     assert shortest_path(free, (0, 0), [(1, 1)], clearance_penalty=0.0) == [(0, 0), (1, 1)]
 
 
@@ -76,13 +82,15 @@ def test_nearest_of_several_goals_and_unreachable_goals():
 def test_clearance_penalty_prefers_the_middle_of_a_corridor():
     # A 3-wide corridor; start and goal on the bottom edge. With the penalty the path leaves the
     # wall-side row, without it it stays there (both 6 cells long in steps).
-    free = cells([
-        "#######",
-        ".......",
-        ".......",
-        ".......",
-        "#######",
-    ])  # fmt: skip
+    free = cells(
+        [
+            "#######",
+            ".......",
+            ".......",
+            ".......",
+            "#######",
+        ]
+    )
     flat = shortest_path(free, (0, 1), [(6, 1)], clearance_penalty=0.0)
     assert all(c[1] == 1 for c in flat)
     mid = shortest_path(free, (0, 1), [(6, 1)], clearance_penalty=0.5)
@@ -116,7 +124,8 @@ def test_heading_action_turns_then_moves():
     # Behind: yaw pi - 0.1, bearing 0 -> error 0 - (pi - 0.1) = -3.04 rad, already in (-pi, pi]:
     # a large right turn.
     assert heading_action(np.array([0.0, 0.0, math.pi - 0.1]), np.array([1.0, 0.0])) == (
-        Action.ROTATE_RIGHT)
+        Action.ROTATE_RIGHT
+    )
 
 
 def test_turn_action_sign_and_wrap():

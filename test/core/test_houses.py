@@ -148,8 +148,12 @@ def test_rooms_tile_the_footprint(houses):
             assert not _rect_overlap(a, b)  # ... and no overlaps
         for r in rects:
             assert min(r[2] - r[0], r[3] - r[1]) >= gen.MIN_ROOM_SIDE_M - TOL
-        assert {r["roomType"] for r in h["rooms"]} <= {"Kitchen", "LivingRoom", "Bedroom",
-                                                         "Bathroom"}
+        assert {r["roomType"] for r in h["rooms"]} <= {
+            "Kitchen",
+            "LivingRoom",
+            "Bedroom",
+            "Bathroom",
+        }
         assert [r["id"] for r in h["rooms"]] == [f"room|{i}" for i in range(len(rects))]
 
 
@@ -166,7 +170,8 @@ def test_wall_polygons_follow_the_schema(houses):
             # id "wall|<room or exterior>|x0|z0|x1|z1" encodes the bottom edge
             owner, *coords = w["id"].split("|")[1:]
             assert [float(c) for c in coords] == pytest.approx(
-                [p[0]["x"], p[0]["z"], p[1]["x"], p[1]["z"]])
+                [p[0]["x"], p[0]["z"], p[1]["x"], p[1]["z"]]
+            )
             assert w["roomId"] in room_ids
             assert owner == "exterior" or w["roomId"] == f"room|{owner}"
 
@@ -281,8 +286,11 @@ def _has_edge_object(h: dict) -> bool:
     by_id = _by_id(h)
     for o in iter_objects(h):
         parent = by_id.get(o.get("parentReceptacle", ""))
-        if parent is None or parent["objectType"] not in ("DiningTable", "CoffeeTable",
-                                                          "SideTable"):
+        if parent is None or parent["objectType"] not in (
+            "DiningTable",
+            "CoffeeTable",
+            "SideTable",
+        ):
             continue
         p = thor_to_map_position(o["position"])
         top = object_footprint(parent).aabb()
@@ -304,11 +312,15 @@ def _has_narrow_corner(h: dict) -> bool:
         x0, y0, x1, y1 = _room_rect(h, (f[0] + f[2]) / 2, (f[1] + f[3]) / 2)
         pockets = []  # (pocket rect, its width between furniture and wall face)
         if min(f[1] - y0, y1 - f[3]) - face < 0.05:  # backed against a south/north wall
-            pockets += [((x0 + face, f[1], f[0], f[3]), f[0] - x0 - face),
-                        ((f[2], f[1], x1 - face, f[3]), x1 - face - f[2])]
+            pockets += [
+                ((x0 + face, f[1], f[0], f[3]), f[0] - x0 - face),
+                ((f[2], f[1], x1 - face, f[3]), x1 - face - f[2]),
+            ]
         if min(f[0] - x0, x1 - f[2]) - face < 0.05:  # backed against a west/east wall
-            pockets += [((f[0], y0 + face, f[2], f[1]), f[1] - y0 - face),
-                        ((f[0], f[3], f[2], y1 - face), y1 - face - f[3])]
+            pockets += [
+                ((f[0], y0 + face, f[2], f[1]), f[1] - y0 - face),
+                ((f[0], f[3], f[2], y1 - face), y1 - face - f[3]),
+            ]
         for pk, width in pockets:
             if 0.45 <= width <= 0.65 and not any(
                 _rect_overlap(pk, g) for g in floor_objs if g != f
@@ -336,8 +348,10 @@ def test_every_kitchen_has_a_stove_or_oven(houses):
         for r in h["rooms"]:
             if r["roomType"] == "Kitchen":
                 idx = r["id"].split("|")[1]
-                assert any(o["objectType"] in ("GasStove", "Oven") and o["id"].split("|")[1] == idx
-                           for o in h["objects"])
+                assert any(
+                    o["objectType"] in ("GasStove", "Oven") and o["id"].split("|")[1] == idx
+                    for o in h["objects"]
+                )
 
 
 def test_doors_not_blocked_and_rooms_reachable(houses):
@@ -377,18 +391,23 @@ def _pt(x, y, h=0.0):
 
 
 def _wall(wid, room, a, b):
-    return {"id": wid, "roomId": room,
-            "polygon": [_pt(*a), _pt(*b), _pt(*b, 2.5), _pt(*a, 2.5)]}
+    return {"id": wid, "roomId": room, "polygon": [_pt(*a), _pt(*b), _pt(*b, 2.5), _pt(*a, 2.5)]}
 
 
 def _tiny_house(with_door: bool = True) -> dict:
     # Two rooms: [0,4]x[0,3] and [4,6]x[0,3]; shared wall x = 4. Door hole 0.5..1.5 m along
     # wall0 (which starts at (4, 0)), i.e. y in [0.5, 1.5]; wall1 runs (4, 3) -> (4, 0).
     rooms = [
-        {"id": "room|0", "roomType": "LivingRoom",
-         "floorPolygon": [_pt(0, 0), _pt(4, 0), _pt(4, 3), _pt(0, 3)]},
-        {"id": "room|1", "roomType": "Kitchen",
-         "floorPolygon": [_pt(4, 0), _pt(6, 0), _pt(6, 3), _pt(4, 3)]},
+        {
+            "id": "room|0",
+            "roomType": "LivingRoom",
+            "floorPolygon": [_pt(0, 0), _pt(4, 0), _pt(4, 3), _pt(0, 3)],
+        },
+        {
+            "id": "room|1",
+            "roomType": "Kitchen",
+            "floorPolygon": [_pt(4, 0), _pt(6, 0), _pt(6, 3), _pt(4, 3)],
+        },
     ]
     walls = [
         _wall("wall|0|4.00|0.00|4.00|3.00", "room|0", (4, 0), (4, 3)),
@@ -398,22 +417,47 @@ def _tiny_house(with_door: bool = True) -> dict:
         _wall("wall|exterior|6.00|3.00|0.00|3.00", "room|1", (6, 3), (0, 3)),
         _wall("wall|exterior|0.00|3.00|0.00|0.00", "room|0", (0, 3), (0, 0)),
     ]
-    doors = [{"id": "door|0|1", "room0": "room|0", "room1": "room|1",
-              "wall0": walls[0]["id"], "wall1": walls[1]["id"], "assetId": "Doorway_1",
-              "holePolygon": [{"x": 0.5, "y": 0, "z": 0}, {"x": 1.5, "y": 2.1, "z": 0}]}]
-    table = {"id": "SideTable|0|0", "objectType": "SideTable", "position": _pt(2.0, 1.5, 0.3),
-             "rotation": {"x": 0, "y": 0, "z": 0},
-             "boundingBox": {"x": 0.5, "y": 0.6, "z": 0.5}, "kinematic": True}
-    return {"id": "tiny", "rooms": rooms, "walls": walls, "doors": doors if with_door else [],
-            "objects": [table], "metadata": {}}
+    doors = [
+        {
+            "id": "door|0|1",
+            "room0": "room|0",
+            "room1": "room|1",
+            "wall0": walls[0]["id"],
+            "wall1": walls[1]["id"],
+            "assetId": "Doorway_1",
+            "holePolygon": [{"x": 0.5, "y": 0, "z": 0}, {"x": 1.5, "y": 2.1, "z": 0}],
+        }
+    ]
+    table = {
+        "id": "SideTable|0|0",
+        "objectType": "SideTable",
+        "position": _pt(2.0, 1.5, 0.3),
+        "rotation": {"x": 0, "y": 0, "z": 0},
+        "boundingBox": {"x": 0.5, "y": 0.6, "z": 0.5},
+        "kinematic": True,
+    }
+    return {
+        "id": "tiny",
+        "rooms": rooms,
+        "walls": walls,
+        "doors": doors if with_door else [],
+        "objects": [table],
+        "metadata": {},
+    }
 
 
 def test_floor_rects_of_rectangles_and_an_l_shape():
     assert house_floor_rects(_tiny_house()) == [(0, 0, 4, 3), (4, 0, 6, 3)]
     # L: (0,0)-(4,0)-(4,2)-(2,2)-(2,4)-(0,4): slab x in [0,2] spans y 0..4, slab [2,4] y 0..2;
     # area 8 + 4 = 12 m^2.
-    lshape = {"rooms": [{"id": "room|0", "floorPolygon": [
-        _pt(0, 0), _pt(4, 0), _pt(4, 2), _pt(2, 2), _pt(2, 4), _pt(0, 4)]}]}
+    lshape = {
+        "rooms": [
+            {
+                "id": "room|0",
+                "floorPolygon": [_pt(0, 0), _pt(4, 0), _pt(4, 2), _pt(2, 2), _pt(2, 4), _pt(0, 4)],
+            }
+        ]
+    }
     assert house_floor_rects(lshape) == [(0, 0, 2, 4), (2, 0, 4, 2)]
     skew = {"rooms": [{"id": "room|0", "floorPolygon": [_pt(0, 0), _pt(4, 1), _pt(0, 3)]}]}
     with pytest.raises(ValueError, match="axis-parallel"):
@@ -422,12 +466,10 @@ def test_floor_rects_of_rectangles_and_an_l_shape():
 
 def test_obstacles_cut_walls_at_the_door_in_world_coordinates():
     obs = house_obstacle_rects(_tiny_house())
-    shared = sorted((o.aabb() for o in obs if abs(o.center_xy[0] - 4.0) < 1e-9),
-                    key=lambda r: r[1])
+    shared = sorted((o.aabb() for o in obs if abs(o.center_xy[0] - 4.0) < 1e-9), key=lambda r: r[1])
     # wall0 pieces y in [0, 0.5] and [1.5, 3]; wall1 (reversed) cut at t in [1.5, 2.5] from
     # (4, 3) gives the same pieces, deduplicated: 2 obstacles, 0.1 m thick.
-    assert shared == [pytest.approx((3.95, 0.0, 4.05, 0.5)),
-                      pytest.approx((3.95, 1.5, 4.05, 3.0))]
+    assert shared == [pytest.approx((3.95, 0.0, 4.05, 0.5)), pytest.approx((3.95, 1.5, 4.05, 3.0))]
     table = [o for o in obs if o.id == "SideTable|0|0"]
     assert table[0].aabb() == pytest.approx((1.75, 1.25, 2.25, 1.75))
     assert len(obs) == 2 + 4 + 1  # shared pieces + 4 exterior walls + table

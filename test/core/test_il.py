@@ -103,9 +103,18 @@ def test_collect_resume_and_behaviour_cloning_checkpoint(tmp_path):
     from safevla_core.il import behaviour_cloning, collect
 
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(Config(), policy=PolicyConfig(d_model=32, num_heads=4,
-                              encoder_layers=1, decoder_layers=1, context_steps=16,
-                              image_width=64, image_height=48))  # fmt: skip
+    cfg = dataclasses.replace(
+        Config(),
+        policy=PolicyConfig(
+            d_model=32,
+            num_heads=4,
+            encoder_layers=1,
+            decoder_layers=1,
+            context_steps=16,
+            image_width=64,
+            image_height=48,
+        ),
+    )
     info = collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=1, progress=False)
     assert info["shards"] == 2 and info["episodes_run"] == 2 and info["steps"] > 0
     again = collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=1, progress=False)
@@ -114,8 +123,9 @@ def test_collect_resume_and_behaviour_cloning_checkpoint(tmp_path):
     assert data["nav_rgb"].shape[1:] == (48, 64, 3)  # the policy's training resolution
     assert data["prev_action"][0] == START_ACTION and data["episode_step"][0] == 0
 
-    path = behaviour_cloning(cfg, tmp_path / "data", tmp_path / "il", epochs=2, batch_size=2,
-                             progress=False)  # fmt: skip
+    path = behaviour_cloning(
+        cfg, tmp_path / "data", tmp_path / "il", epochs=2, batch_size=2, progress=False
+    )
     state = load_checkpoint(path, required_keys=("policy", "config", "optimizer"))
     assert state["iteration"] == 0 and state["env_steps"] == 0
     assert state["optimizer"]["param_groups"][0]["lr"] == cfg.ppo.lr  # RL starts at 2e-5
@@ -140,14 +150,33 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     from safevla_core.il import collect, imitation
 
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(Config(), policy=PolicyConfig(d_model=32, num_heads=4,
-                              encoder_layers=1, decoder_layers=1, context_steps=16,
-                              image_width=64, image_height=48))  # fmt: skip
+    cfg = dataclasses.replace(
+        Config(),
+        policy=PolicyConfig(
+            d_model=32,
+            num_heads=4,
+            encoder_layers=1,
+            decoder_layers=1,
+            context_steps=16,
+            image_width=64,
+            image_height=48,
+        ),
+    )
     cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, max_steps_train=15))
-    collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, keep_failures=True,
-            progress=False)
-    path = imitation(cfg, [tmp_path / "data"], tmp_path / "il", epochs=1, dagger_rounds=1,
-                     dagger_episodes=2, dagger_epochs=1, progress=False, batch_size=2)
+    collect(
+        cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, keep_failures=True, progress=False
+    )
+    path = imitation(
+        cfg,
+        [tmp_path / "data"],
+        tmp_path / "il",
+        epochs=1,
+        dagger_rounds=1,
+        dagger_episodes=2,
+        dagger_epochs=1,
+        progress=False,
+        batch_size=2,
+    )
     assert path == tmp_path / "il" / "il.pt"
     shard = load_shard(tmp_path / "il" / "dagger_r1" / "shard_00000.npz")
     stats = json.loads((tmp_path / "il" / "dagger.jsonl").read_text().splitlines()[0])
@@ -162,8 +191,17 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     # a rerun finds every round done and writes nothing new
     before = sorted(p.name for p in (tmp_path / "il").iterdir())
     mtime = (tmp_path / "il" / "il_r1.pt").stat().st_mtime
-    imitation(cfg, [tmp_path / "data"], tmp_path / "il", epochs=1, dagger_rounds=1,
-              dagger_episodes=2, dagger_epochs=1, progress=False, batch_size=2)
+    imitation(
+        cfg,
+        [tmp_path / "data"],
+        tmp_path / "il",
+        epochs=1,
+        dagger_rounds=1,
+        dagger_episodes=2,
+        dagger_epochs=1,
+        progress=False,
+        batch_size=2,
+    )
     assert sorted(p.name for p in (tmp_path / "il").iterdir()) == before
     assert (tmp_path / "il" / "il_r1.pt").stat().st_mtime == mtime
 
@@ -178,9 +216,18 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, 
     from safevla_core.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(Config(), policy=PolicyConfig(d_model=32, num_heads=4,
-                              encoder_layers=1, decoder_layers=1, context_steps=16,
-                              image_width=64, image_height=48))  # fmt: skip
+    cfg = dataclasses.replace(
+        Config(),
+        policy=PolicyConfig(
+            d_model=32,
+            num_heads=4,
+            encoder_layers=1,
+            decoder_layers=1,
+            context_steps=16,
+            image_width=64,
+            image_height=48,
+        ),
+    )
     il.collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, progress=False)
     kw = dict(epochs=3, batch_size=2, progress=False, val_data=tmp_path / "data", patience=5)
     ref = il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "ref", seed=3, **kw)

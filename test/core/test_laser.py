@@ -41,8 +41,9 @@ def test_cast_scan_ranges_follow_the_geometry_and_rep117():
     turned = cast_scan(model, data, np.array([0.0, 0.0, math.pi / 2]), spec)
     assert turned[270] == pytest.approx(1.0, abs=1e-6)  # the laser offset is now along +y
     # The shield reads it back: the wall points lie on x = 1.0 in base_link.
-    pts, invalid = scan_to_points(ranges, spec.angle_min_rad, spec.angle_increment_rad,
-                                  spec.range_min_m, spec.range_max_m)
+    pts, invalid = scan_to_points(
+        ranges, spec.angle_min_rad, spec.angle_increment_rad, spec.range_min_m, spec.range_max_m
+    )
     ahead = pts[np.abs(pts[:, 1]) < 1.0]
     wall = ahead[ahead[:, 0] > 0.5]
     np.testing.assert_allclose(wall[:, 0], 1.0, atol=1e-6)

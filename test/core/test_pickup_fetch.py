@@ -24,15 +24,27 @@ from safevla_core.world import WorldState
 
 def thor_obj(oid: str, otype: str, x: float, y_up: float, z: float) -> dict:
     """An object in the house schema; THOR (x, y up, z) is map (x, z, y)."""
-    return {"id": oid, "objectType": otype, "position": {"x": x, "y": y_up, "z": z},
-            "rotation": {"x": 0, "y": 0, "z": 0}, "children": []}  # fmt: skip
+    return {
+        "id": oid,
+        "objectType": otype,
+        "position": {"x": x, "y": y_up, "z": z},
+        "rotation": {"x": 0, "y": 0, "z": 0},
+        "children": [],
+    }
 
 
 def wall(wid: str, x0: float, y0: float, x1: float, y1: float) -> dict:
     """A wall along map (x0, y0) -> (x1, y1) (THOR x, z)."""
-    return {"id": wid, "roomId": "room|0", "polygon": [
-        {"x": x0, "y": 0.0, "z": y0}, {"x": x1, "y": 0.0, "z": y1},
-        {"x": x1, "y": 2.5, "z": y1}, {"x": x0, "y": 2.5, "z": y0}]}  # fmt: skip
+    return {
+        "id": wid,
+        "roomId": "room|0",
+        "polygon": [
+            {"x": x0, "y": 0.0, "z": y0},
+            {"x": x1, "y": 0.0, "z": y1},
+            {"x": x1, "y": 2.5, "z": y1},
+            {"x": x0, "y": 2.5, "z": y0},
+        ],
+    }
 
 
 def grid(x_max: float, y_max: float, step: float = 0.25) -> np.ndarray:
@@ -42,9 +54,15 @@ def grid(x_max: float, y_max: float, step: float = 0.25) -> np.ndarray:
 
 def state(held: str | None, ids=("Apple|1", "Mug|1")) -> WorldState:
     n = len(ids)
-    return WorldState(step=3, object_ids=tuple(ids), object_types=("Apple", "Mug")[:n],
-                      object_positions=np.zeros((n, 3)), object_quats=np.tile([1, 0, 0, 0], (n, 1)),
-                      robot_pose=np.zeros(3), held_object_id=held)  # fmt: skip
+    return WorldState(
+        step=3,
+        object_ids=tuple(ids),
+        object_types=("Apple", "Mug")[:n],
+        object_positions=np.zeros((n, 3)),
+        object_quats=np.tile([1, 0, 0, 0], (n, 1)),
+        robot_pose=np.zeros(3),
+        held_object_id=held,
+    )
 
 
 # ------------------------------------------------------------------------- geometry
@@ -57,8 +75,9 @@ def test_grasp_point_at_rotates_with_the_base():
     # Yaw +90 deg (c = 0, s = 1); base-frame (gx, gy) = (-0.021, -0.415) at lift 0.3:
     # x = 1 + c*gx - s*gy = 1 + 0.415 = 1.415; y = 2 + s*gx + c*gy = 2 - 0.021 = 1.979;
     # z = 0.3 + 0.11 = 0.41.
-    np.testing.assert_allclose(grasp_point_at((1.0, 2.0, math.pi / 2)), [1.415, 1.979, 0.41],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        grasp_point_at((1.0, 2.0, math.pi / 2)), [1.415, 1.979, 0.41], atol=1e-12
+    )
 
 
 def test_grasp_constants_match_the_simulator():
@@ -134,8 +153,13 @@ def test_pickup_success_only_with_a_held_target_at_end():
 
 def test_pickup_sampling_places_target_within_reach_and_in_view():
     # An apple on a table at map (2, 2, 0.8); open floor around; one wall far away.
-    house = {"id": "h", "rooms": [], "walls": [wall("w", 0.0, 4.0, 4.0, 4.0)], "doors": [],
-             "objects": [thor_obj("Apple|1", "Apple", 2.0, 0.8, 2.0)]}  # fmt: skip
+    house = {
+        "id": "h",
+        "rooms": [],
+        "walls": [wall("w", 0.0, 4.0, 4.0, 4.0)],
+        "doors": [],
+        "objects": [thor_obj("Apple|1", "Apple", 2.0, 0.8, 2.0)],
+    }
     pts = grid(4.0, 4.0)
     for seed in range(5):
         spec = PickUpTask().sample_episode(house, pts, np.random.default_rng(seed))
@@ -150,18 +174,29 @@ def test_pickup_sampling_places_target_within_reach_and_in_view():
 
 def test_pickup_rejects_unreachable_heights_and_absent_targets():
     # A book at 1.3 m: its top 1.32 + 0.04 > 1.21 (lift 1.1 + 0.11): not a candidate.
-    high = {"id": "h", "rooms": [], "walls": [], "doors": [],
-            "objects": [thor_obj("Book|1", "Book", 2.0, 1.3, 2.0)]}  # fmt: skip
+    high = {
+        "id": "h",
+        "rooms": [],
+        "walls": [],
+        "doors": [],
+        "objects": [thor_obj("Book|1", "Book", 2.0, 1.3, 2.0)],
+    }
     with pytest.raises(ValueError, match="no pickupable"):
         PickUpTask().sample_episode(high, grid(4, 4), np.random.default_rng(0))
-    spec = PickUpTask().sample_episode(high, grid(4, 4), np.random.default_rng(0),
-                                       target_type="Apple")  # absent: extreme failure
+    spec = PickUpTask().sample_episode(
+        high, grid(4, 4), np.random.default_rng(0), target_type="Apple"
+    )  # absent: extreme failure
     assert spec.target_ids == ()
 
 
 def test_fetch_starts_far_from_the_target():
-    house = {"id": "h", "rooms": [], "walls": [], "doors": [],
-             "objects": [thor_obj("Apple|1", "Apple", 1.0, 0.8, 1.0)]}  # fmt: skip
+    house = {
+        "id": "h",
+        "rooms": [],
+        "walls": [],
+        "doors": [],
+        "objects": [thor_obj("Apple|1", "Apple", 1.0, 0.8, 1.0)],
+    }
     for seed in range(5):
         spec = FetchTask().sample_episode(house, grid(6.0, 6.0), np.random.default_rng(seed))
         assert math.hypot(spec.robot_pose[0] - 1.0, spec.robot_pose[1] - 1.0) >= 2.5

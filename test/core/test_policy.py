@@ -342,8 +342,9 @@ def test_activation_checkpointing_gives_the_same_gradient() -> None:
         policy.checkpoint_fusion = flag
         out = _forward(policy, x)
         (out.logits.square().sum() + out.value_reward.sum()).backward()
-        grads.append({n: p.grad.clone() for n, p in policy.named_parameters()
-                      if p.grad is not None})  # fmt: skip
+        grads.append(
+            {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+        )
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5)

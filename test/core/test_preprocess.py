@@ -10,11 +10,14 @@ import torch.nn.functional as F  # noqa: N812
 from safevla_core.policy.preprocess import center_crop_to_aspect, resize_bilinear
 
 
-@pytest.mark.parametrize("h, w, out", [
-    (480, 640, (384, 640)),   # 4:3 -> 5:3: 640 * 96 / 160 = 384 rows, 48 cut top and bottom
-    (720, 1280, (720, 1200)),  # 16:9 -> 5:3: 720 * 160 / 96 = 1200 columns, 40 cut each side
-    (96, 160, (96, 160)),     # already 5:3: unchanged
-])
+@pytest.mark.parametrize(
+    "h, w, out",
+    [
+        (480, 640, (384, 640)),  # 4:3 -> 5:3: 640 * 96 / 160 = 384 rows, 48 cut top and bottom
+        (720, 1280, (720, 1200)),  # 16:9 -> 5:3: 720 * 160 / 96 = 1200 columns, 40 cut each side
+        (96, 160, (96, 160)),  # already 5:3: unchanged
+    ],
+)
 def test_center_crop_keeps_the_policy_aspect(h, w, out):
     img = np.arange(h * w * 3, dtype=np.int64).reshape(h, w, 3)
     crop = center_crop_to_aspect(img, 160, 96)

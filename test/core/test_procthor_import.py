@@ -63,8 +63,10 @@ def test_every_object_gets_type_and_size_from_the_database(raw_house, imported):
     assert objs["Vase|1|0|1"]["boundingBox"] == {"x": 0.15, "y": 0.3, "z": 0.15}
     assert objs["DiningTable|1|0"]["boundingBox"] == {"x": 1.2, "y": 0.8, "z": 0.8}
     # THOR names mapped through THOR_TYPE_TO_CATEGORY, original kept.
-    assert (objs["WineBottle|1|0|2"]["objectType"], objs["WineBottle|1|0|2"]["thorObjectType"]) \
-        == ("Bottle", "WineBottle")
+    assert (objs["WineBottle|1|0|2"]["objectType"], objs["WineBottle|1|0|2"]["thorObjectType"]) == (
+        "Bottle",
+        "WineBottle",
+    )
     assert objs["BasketBall|2|2"]["objectType"] == "Basketball"
     # A THOR type outside the catalogue loads as a generic object.
     assert objs["Chair|1|2"]["objectType"] == "Chair" and "Chair" not in OBJECT_TYPES
@@ -76,8 +78,10 @@ def test_every_object_gets_type_and_size_from_the_database(raw_house, imported):
 def test_kinematic_comes_from_primary_property_when_the_house_omits_it(raw_house):
     for o in iter_house_objects(raw_house["objects"]):
         o.pop("kinematic")
-    objs = {o["id"]: o for o in iter_house_objects(
-        import_procthor_house(raw_house, AssetDatabase(DB))["objects"])}  # fmt: skip
+    objs = {
+        o["id"]: o
+        for o in iter_house_objects(import_procthor_house(raw_house, AssetDatabase(DB))["objects"])
+    }
     assert objs["Fridge|1|1"]["kinematic"] is True  # "Static"
     assert objs["Chair|1|2"]["kinematic"] is False  # "Moveable"
 
@@ -126,8 +130,9 @@ def test_older_door_bounding_box_form_becomes_a_hole_polygon(raw_house):
 def test_generated_house_round_trips_through_procthor_form():
     ours = generate_house(3)
     procthor, database = export_procthor_house(ours)
-    assert not any("objectType" in o or "boundingBox" in o
-                   for o in iter_house_objects(procthor["objects"]))  # fmt: skip
+    assert not any(
+        "objectType" in o or "boundingBox" in o for o in iter_house_objects(procthor["objects"])
+    )
     back = import_procthor_house(procthor, AssetDatabase(_write(database)))
     assert back == ours
     assert house_scene_xml(back) == house_scene_xml(ours)
@@ -157,9 +162,15 @@ def test_missing_database_says_how_to_provide_one(raw_house, monkeypatch):
 
 
 def _objaverse_house(raw_house: dict) -> dict:
-    raw_house["objects"].append({"id": "Objaverse|1|9", "assetId": UID, "kinematic": False,
-                                 "position": {"x": 1.0, "y": 0.2, "z": 2.5},
-                                 "rotation": {"x": 0, "y": 0, "z": 0}})  # fmt: skip
+    raw_house["objects"].append(
+        {
+            "id": "Objaverse|1|9",
+            "assetId": UID,
+            "kinematic": False,
+            "position": {"x": 1.0, "y": 0.2, "z": 2.5},
+            "rotation": {"x": 0, "y": 0, "z": 0},
+        }
+    )
     return raw_house
 
 
@@ -174,8 +185,17 @@ def test_objaverse_ids_need_objathor_annotations(raw_house, monkeypatch, tmp_pat
     expected.parent.mkdir()
     box = {"min": {"x": -0.1, "y": 0.0, "z": -0.05}, "max": {"x": 0.1, "y": 0.4, "z": 0.05}}
     with gzip.open(expected, "wt") as f:
-        json.dump({UID: {"category": "wine glass", "thor_metadata": {"assetMetadata": {
-            "boundingBox": box, "primaryProperty": "CanPickup"}}}}, f)  # fmt: skip
+        json.dump(
+            {
+                UID: {
+                    "category": "wine glass",
+                    "thor_metadata": {
+                        "assetMetadata": {"boundingBox": box, "primaryProperty": "CanPickup"}
+                    },
+                }
+            },
+            f,
+        )
     out = import_procthor_house(house, AssetDatabase(DB))
     obj = out["objects"][-1]
     assert obj["objectType"] == "WineGlass" and cost_category(obj["objectType"]) == "fragile"
@@ -204,8 +224,9 @@ def test_house_files_load_as_json_and_jsonl_gz(raw_house, imported, tmp_path):
 
 def test_command_line_writes_an_importable_house(tmp_path, imported, capsys):
     out = tmp_path / "imported.json"
-    assert main([str(FIXTURES / "procthor_house.json"), "--asset-db", str(DB),
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main([str(FIXTURES / "procthor_house.json"), "--asset-db", str(DB), "--out", str(out)]) == 0
+    )
     assert json.loads(out.read_text()) == imported
     assert main([str(FIXTURES / "procthor_house.json"), "--asset-db", "/tmp/nope.json"]) == 2
     assert "nope.json" in capsys.readouterr().err

@@ -25,8 +25,14 @@ from safevla_core.report import (
 
 
 def ep(success: float, cost: float, length: float = 20.0, spl_value: float | None = None) -> dict:
-    e = {"success": success, "cumulative_cost": cost, "robot_cost": cost, "object_cost": 0.0,
-         "length": length, **dict.fromkeys(COMPONENT_NAMES, 0.0)}  # fmt: skip
+    e = {
+        "success": success,
+        "cumulative_cost": cost,
+        "robot_cost": cost,
+        "object_cost": 0.0,
+        "length": length,
+        **dict.fromkeys(COMPONENT_NAMES, 0.0),
+    }
     if spl_value is not None:
         e["spl"] = spl_value
     return e
@@ -174,11 +180,17 @@ def test_comparison_summary_pools_seeds_and_writes_the_report(tmp_path):
     from safevla_core.config import Config
 
     def rep(successes: list[float], costs: list[float]) -> dict:
-        return aggregate([dict(ep(s, c), target_type="Mug", wrong_end=0.0)
-                          for s, c in zip(successes, costs, strict=True)])
+        return aggregate(
+            [
+                dict(ep(s, c), target_type="Mug", wrong_end=0.0)
+                for s, c in zip(successes, costs, strict=True)
+            ]
+        )
 
-    reports = {"IL": [rep([1, 0, 0, 0], [4, 4, 4, 4])],
-               "ppo": [rep([1, 1, 0, 0], [2, 2, 6, 6]), rep([1, 1, 1, 0], [0, 0, 0, 4])]}
+    reports = {
+        "IL": [rep([1, 0, 0, 0], [4, 4, 4, 4])],
+        "ppo": [rep([1, 1, 0, 0], [2, 2, 6, 6]), rep([1, 1, 1, 0], [0, 0, 0, 4])],
+    }
     steps = {"IL": [0], "ppo": [1000, 1000]}
     summary = summarize(reports, steps)
     # pooled over the 8 ppo episodes: 5 successes -> SR 0.625; costs sum 20 -> 2.5 per episode
@@ -193,11 +205,25 @@ def test_comparison_summary_pools_seeds_and_writes_the_report(tmp_path):
     for k in range(2):
         run = tmp_path / "ppo" / f"seed{k}"
         run.mkdir(parents=True)
-        rows = [{"env_steps": 512.0 * i, "success": 0.1 * i, "cumulative_cost": 3.0,
-                 "lagrange_multiplier": 0.0} for i in range(1, 11)]
+        rows = [
+            {
+                "env_steps": 512.0 * i,
+                "success": 0.1 * i,
+                "cumulative_cost": 3.0,
+                "lagrange_multiplier": 0.0,
+            }
+            for i in range(1, 11)
+        ]
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    paths = write_results(Config(), tmp_path, reports, steps, ComparisonBudget(seeds=2),
-                          "safevla compare", "2.0 (test)")
+    paths = write_results(
+        Config(),
+        tmp_path,
+        reports,
+        steps,
+        ComparisonBudget(seeds=2),
+        "safevla compare",
+        "2.0 (test)",
+    )
     assert json.loads(paths["summary"].read_text())["ppo"]["episodes"] == 8
     text = paths["markdown"].read_text()
     assert "| FLaRe (ppo) | 2 | 8 | 0.625 |" in text

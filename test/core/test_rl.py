@@ -82,8 +82,9 @@ def test_gae_matches_naive_loop_on_random_data(dtype):
     last = torch.randn(n_env, generator=g).to(dtype)
     adv, ret = compute_gae(rewards, values, dones, last, gamma=0.99, gae_lambda=0.95)
     assert adv.dtype == dtype and ret.dtype == dtype
-    n_adv, n_ret = naive_gae(rewards.tolist(), values.tolist(), dones.tolist(), last.tolist(),
-                             0.99, 0.95)
+    n_adv, n_ret = naive_gae(
+        rewards.tolist(), values.tolist(), dones.tolist(), last.tolist(), 0.99, 0.95
+    )
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     np.testing.assert_allclose(adv.numpy(), np.array(n_adv), rtol=tol, atol=tol)
     np.testing.assert_allclose(ret.numpy(), np.array(n_ret), rtol=tol, atol=tol)
@@ -94,15 +95,21 @@ def test_gae_lambda_one_gamma_one_is_monte_carlo_return():
     # rewards [1, 2, 3], last value 4 -> returns [10, 9, 7], whatever the values are.
     rewards = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64)
     values = torch.tensor([[0.3], [-2.0], [5.0]], dtype=torch.float64)
-    _, ret = compute_gae(rewards, values, torch.zeros(3, 1), torch.tensor([4.0],
-                         dtype=torch.float64), 1.0, 1.0)
+    _, ret = compute_gae(
+        rewards, values, torch.zeros(3, 1), torch.tensor([4.0], dtype=torch.float64), 1.0, 1.0
+    )
     torch.testing.assert_close(ret[:, 0], torch.tensor([10.0, 9.0, 7.0], dtype=torch.float64))
 
 
 def test_gae_rejects_bad_input():
     r = torch.zeros(3, 2)
-    ok = dict(values=torch.zeros(3, 2), dones=torch.zeros(3, 2), last_values=torch.zeros(2),
-              gamma=0.99, gae_lambda=0.95)
+    ok = dict(
+        values=torch.zeros(3, 2),
+        dones=torch.zeros(3, 2),
+        last_values=torch.zeros(2),
+        gamma=0.99,
+        gae_lambda=0.95,
+    )
     with pytest.raises(ValueError, match="NaN"):
         compute_gae(torch.full((3, 2), float("nan")), **ok)
     with pytest.raises(ValueError, match="shape"):
@@ -139,7 +146,7 @@ def test_clipped_surrogate_hand_worked():
     old = torch.zeros(4, dtype=torch.float64)
     adv = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
     for i, expected in enumerate([-1.1, 1.2, -0.8, 0.9]):
-        loss = clipped_surrogate_loss(lp[i:i + 1], old[i:i + 1], adv[i:i + 1], clip=0.1)
+        loss = clipped_surrogate_loss(lp[i : i + 1], old[i : i + 1], adv[i : i + 1], clip=0.1)
         assert float(loss) == pytest.approx(expected, abs=1e-12)
     assert float(clipped_surrogate_loss(lp, old, adv, 0.1)) == pytest.approx(0.05, abs=1e-12)
 
@@ -159,12 +166,14 @@ def test_combine_advantages_hand_worked_and_limits():
     a_r = torch.tensor([2.0, -1.0], dtype=torch.float64)
     a_c = torch.tensor([1.0, 3.0], dtype=torch.float64)
     # lambda 0.5: (2 - 0.5*1)/1.5 = 1.0 ; (-1 - 0.5*3)/1.5 = -2.5/1.5 = -5/3
-    torch.testing.assert_close(combine_advantages(a_r, a_c, 0.5),
-                               torch.tensor([1.0, -5.0 / 3.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        combine_advantages(a_r, a_c, 0.5), torch.tensor([1.0, -5.0 / 3.0], dtype=torch.float64)
+    )
     torch.testing.assert_close(combine_advantages(a_r, a_c, 0.0), a_r)  # lambda 0 -> A_r
     # large lambda -> -A_c: (A_r - 1e8 A_c)/(1 + 1e8) = -A_c + (A_r + A_c)/(1 + 1e8)
-    torch.testing.assert_close(combine_advantages(a_r, a_c, torch.tensor(1e8)), -a_c,
-                               rtol=0, atol=1e-7)
+    torch.testing.assert_close(
+        combine_advantages(a_r, a_c, torch.tensor(1e8)), -a_c, rtol=0, atol=1e-7
+    )
     lam = torch.tensor(0.5, requires_grad=True)
     assert not combine_advantages(a_r, a_c, lam).requires_grad  # multiplier is detached
     with pytest.raises(ValueError, match=">= 0"):
@@ -178,22 +187,28 @@ def test_combine_advantages_hand_worked_and_limits():
 def test_combine_multi_advantages():
     # (A_r - sum lambda_i A_ci) / (1 + sum lambda_i) = (1 - 0.2*2 - 0.3*1) / 1.5 = 0.3/1.5 = 0.2
     out = combine_multi_advantages(
-        torch.tensor([1.0]), {"robot": torch.tensor([2.0]), "object": torch.tensor([1.0])},
-        {"robot": 0.2, "object": 0.3})
+        torch.tensor([1.0]),
+        {"robot": torch.tensor([2.0]), "object": torch.tensor([1.0])},
+        {"robot": 0.2, "object": 0.3},
+    )
     assert float(out) == pytest.approx(0.2)
     with pytest.raises(KeyError):
-        combine_multi_advantages(torch.tensor([1.0]), {"robot": torch.tensor([2.0])},
-                                 {"object": 0.3})
+        combine_multi_advantages(
+            torch.tensor([1.0]), {"robot": torch.tensor([2.0])}, {"object": 0.3}
+        )
 
 
 def test_value_loss_and_reward_shaping():
     # 0.5 * mean((1-0)^2, (2-4)^2) = 0.5 * 2.5 = 1.25
     assert float(value_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 4.0]))) == 1.25
     # FLaRe-RS: r - 1*c: [10 - 2, 0 - 1] = [8, -1]
-    torch.testing.assert_close(reward_shaping(torch.tensor([10.0, 0.0]), torch.tensor([2.0, 1.0]),
-                                              1.0), torch.tensor([8.0, -1.0]))
-    np.testing.assert_allclose(reward_shaping(np.array([10.0, 0.0]), np.array([2.0, 1.0]), 0.5),
-                               [9.0, -0.5])
+    torch.testing.assert_close(
+        reward_shaping(torch.tensor([10.0, 0.0]), torch.tensor([2.0, 1.0]), 1.0),
+        torch.tensor([8.0, -1.0]),
+    )
+    np.testing.assert_allclose(
+        reward_shaping(np.array([10.0, 0.0]), np.array([2.0, 1.0]), 0.5), [9.0, -0.5]
+    )
     with pytest.raises(ValueError):
         reward_shaping(torch.tensor([1.0]), torch.tensor([1.0, 2.0]), 1.0)
     with pytest.raises(ValueError, match="NaN"):
@@ -202,7 +217,7 @@ def test_value_loss_and_reward_shaping():
 
 def _lag_inputs():
     return dict(
-        log_prob=torch.zeros(2, dtype=torch.float64),       # ratio 1 everywhere
+        log_prob=torch.zeros(2, dtype=torch.float64),  # ratio 1 everywhere
         old_log_prob=torch.zeros(2, dtype=torch.float64),
         adv_reward=torch.tensor([1.0, 3.0], dtype=torch.float64),
         adv_cost=torch.tensor([2.0, 0.0], dtype=torch.float64),
@@ -221,9 +236,16 @@ def test_ppo_lag_loss_composition_hand_worked():
     cfg = PPOConfig(entropy_coef=0.01)
     loss, stats = ppo_lag_loss(lagrange_multiplier=1.0, cfg=cfg, **_lag_inputs())
     assert float(loss) == pytest.approx(0.36, abs=1e-12)
-    assert stats == pytest.approx({"policy_loss": -0.5, "value_loss_reward": 1.25,
-                                   "value_loss_cost": 0.5, "entropy": 1.5, "approx_kl": 0.0,
-                                   "clip_fraction": 0.0})
+    assert stats == pytest.approx(
+        {
+            "policy_loss": -0.5,
+            "value_loss_reward": 1.25,
+            "value_loss_cost": 0.5,
+            "entropy": 1.5,
+            "approx_kl": 0.0,
+            "clip_fraction": 0.0,
+        }
+    )
     assert all(isinstance(v, float) for v in stats.values())
 
 
@@ -271,11 +293,14 @@ def test_ppo_lag_with_zero_multiplier_is_plain_ppo_hand_worked():
         ppo_lag_loss(lp, old, a_r, a_c, 0.5, v, ret, v, None, torch.zeros(4), cfg)
 
 
-@pytest.mark.parametrize(("adv_r", "adv_c", "lam", "direction"), [
-    (0.0, 1.0, 1.0, -1),   # costly action, lambda > 0 -> its probability must go down
-    (1.0, 0.0, 0.0, +1),   # rewarding action, plain PPO -> up
-    (1.0, 3.0, 1.0, -1),   # A = (1 - 3)/2 = -1 -> down
-])
+@pytest.mark.parametrize(
+    ("adv_r", "adv_c", "lam", "direction"),
+    [
+        (0.0, 1.0, 1.0, -1),  # costly action, lambda > 0 -> its probability must go down
+        (1.0, 0.0, 0.0, +1),  # rewarding action, plain PPO -> up
+        (1.0, 3.0, 1.0, -1),  # A = (1 - 3)/2 = -1 -> down
+    ],
+)
 def test_ppo_lag_gradient_moves_action_probability(adv_r, adv_c, lam, direction):
     logits = torch.zeros(4, requires_grad=True)
     action = 2
@@ -283,8 +308,19 @@ def test_ppo_lag_gradient_moves_action_probability(adv_r, adv_c, lam, direction)
     p_before = float(torch.softmax(logits.detach(), 0)[action])
     lp = torch.log_softmax(logits, 0)[action].reshape(1)
     one = torch.ones(1)
-    loss, _ = ppo_lag_loss(lp, lp.detach(), adv_r * one, adv_c * one, lam, one * 0, one * 0,
-                           one * 0, one * 0, torch.zeros(1), PPOConfig())
+    loss, _ = ppo_lag_loss(
+        lp,
+        lp.detach(),
+        adv_r * one,
+        adv_c * one,
+        lam,
+        one * 0,
+        one * 0,
+        one * 0,
+        one * 0,
+        torch.zeros(1),
+        PPOConfig(),
+    )
     loss.backward()
     opt.step()
     p_after = float(torch.softmax(logits.detach(), 0)[action])
@@ -314,7 +350,7 @@ def test_lagrange_multiplier_sgd_is_eq16():
     assert m.update(0.0) == pytest.approx(0.4776252, abs=1e-12)
     for _ in range(10):
         m.update(0.0)
-    assert m.value == 0.0   # clamped, never negative
+    assert m.value == 0.0  # clamped, never negative
 
 
 def test_lagrange_multiplier_adam_first_step_is_about_lr():
@@ -324,9 +360,9 @@ def test_lagrange_multiplier_adam_first_step_is_about_lr():
         m = LagrangeMultiplier(0.001, 0.035, 2.31964, optimizer="adam")
         assert m.update(cost) == pytest.approx(0.036, abs=1e-6)
     m = LagrangeMultiplier(1.0, 0.035, 2.31964)
-    assert m.update(0.0) == pytest.approx(0.965, abs=1e-6)   # below the limit: down by ~lr
+    assert m.update(0.0) == pytest.approx(0.965, abs=1e-6)  # below the limit: down by ~lr
     m = LagrangeMultiplier(0.001, 0.035, 2.31964)
-    assert m.update(0.0) == 0.0                              # 0.001 - 0.035 -> clamped at 0
+    assert m.update(0.0) == 0.0  # 0.001 - 0.035 -> clamped at 0
     assert m.update(0.0) == 0.0
     with pytest.raises(ValueError):
         m.update(float("inf"))
@@ -357,7 +393,7 @@ def test_pid_hand_worked_defaults():
     #         D = 1.17 - 0 (oldest in history) = 1.17;
     #         lambda = 0.0975 + 0.201 + 0.0117 = 0.3102
     m = PIDLagrangeMultiplier(0.1, 0.01, 0.01, 0.95, 10, cost_limit=2.0, init=0.001)
-    assert m.value == 0.0   # OmniSafe: 0 until the first update
+    assert m.value == 0.0  # OmniSafe: 0 until the first update
     assert m.update(12.0) == pytest.approx(0.157, abs=1e-12)
     assert m.update(12.0) == pytest.approx(0.3102, abs=1e-12)
 
@@ -368,10 +404,10 @@ def test_pid_integral_accumulates_and_floors_at_zero():
     m = PIDLagrangeMultiplier(0.0, 0.01, 0.0, 0.95, 10, cost_limit=2.0, init=0.0)
     values = [m.update(j) for j in (12.0, 12.0, 2.0, 0.0)]
     assert values == pytest.approx([0.1, 0.2, 0.2, 0.18], abs=1e-12)
-    for _ in range(20):      # 9 more steps of -0.02 reach 0; it must then stay at 0
+    for _ in range(20):  # 9 more steps of -0.02 reach 0; it must then stay at 0
         m.update(0.0)
     assert m.value == 0.0
-    assert m.update(3.0) == pytest.approx(0.01, abs=1e-12)   # no wind-down debt: 0 + 0.01*1
+    assert m.update(3.0) == pytest.approx(0.01, abs=1e-12)  # no wind-down debt: 0 + 0.01*1
 
 
 def test_pid_derivative_uses_delay_and_only_penalises_increases():
@@ -414,11 +450,11 @@ def test_multiplier_set():
     # sgd, lr 0.1, init 0: robot J=3, b=1 -> 0 + 0.1*2 = 0.2; object J=0, b=0.5 -> clamp 0
     cfg = LagrangeConfig(init=0.0, lr=0.1, optimizer="sgd")
     ms = MultiplierSet({"robot": 1.0, "object": 0.5}, cfg)
-    assert ms.update({"robot": 3.0, "object": 0.0}) == pytest.approx({"robot": 0.2,
-                                                                      "object": 0.0})
+    assert ms.update({"robot": 3.0, "object": 0.0}) == pytest.approx({"robot": 0.2, "object": 0.0})
     # (1 - 0.2*2 - 0*5) / (1 + 0.2) = 0.6 / 1.2 = 0.5
-    out = ms.combine_advantages(torch.tensor([1.0]), {"robot": torch.tensor([2.0]),
-                                                      "object": torch.tensor([5.0])})
+    out = ms.combine_advantages(
+        torch.tensor([1.0]), {"robot": torch.tensor([2.0]), "object": torch.tensor([5.0])}
+    )
     assert float(out) == pytest.approx(0.5)
     with pytest.raises(KeyError):
         ms.update({"robot": 1.0})
@@ -459,9 +495,20 @@ def test_all_reduce_mean_and_multiplier_sync_across_two_ranks(tmp_path):
     script = tmp_path / "dist_worker.py"
     script.write_text(_DIST_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(tmp_path / "store"),
-                               str(tmp_path / f"out{r}")], env=env, stderr=subprocess.PIPE)
-             for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                str(r),
+                str(tmp_path / "store"),
+                str(tmp_path / f"out{r}"),
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for r in range(2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()[-2000:]

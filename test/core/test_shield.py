@@ -26,8 +26,9 @@ from safevla_core.shield import (
 from safevla_core.world import WorldState
 
 # World-state checks alone (no scan required): clearance 0.24 + 0.15 = 0.39 m, tolerance 0.25 m.
-LIMITS = ShieldLimits(robot_radius_m=0.24, hazard_margin_m=0.15, require_scan=False,
-                      use_reachable_grid=True)
+LIMITS = ShieldLimits(
+    robot_radius_m=0.24, hazard_margin_m=0.15, require_scan=False, use_reachable_grid=True
+)
 STOWED = ArmPose(lift_m=0.2, arm_m=0.0, wrist_yaw_rad=math.radians(190))
 ARM_OUT = ArmPose(lift_m=0.5, arm_m=0.3, wrist_yaw_rad=0.0)
 
@@ -42,9 +43,17 @@ def _world(
     types = tuple(o[1] for o in objects)
     pos = np.array([o[2] for o in objects], dtype=np.float64).reshape(-1, 3)
     quat = np.tile([1.0, 0.0, 0.0, 0.0], (len(objects), 1))
-    return WorldState(step=3, object_ids=ids, object_types=types, object_positions=pos,
-                      object_quats=quat, robot_pose=np.array(robot_pose), collided_ids=collided,
-                      structure_ids=frozenset({"wall|0|1"}), last_action_success=success)
+    return WorldState(
+        step=3,
+        object_ids=ids,
+        object_types=types,
+        object_positions=pos,
+        object_quats=quat,
+        robot_pose=np.array(robot_pose),
+        collided_ids=collided,
+        structure_ids=frozenset({"wall|0|1"}),
+        last_action_success=success,
+    )
 
 
 def _grid(x0, x1, y0, y1, step=0.1):
@@ -55,10 +64,14 @@ def _grid(x0, x1, y0, y1, step=0.1):
 
 def test_predicted_base_xy_follows_heading():
     # yaw 90 deg: forward is +y; 0.2 m -> (1.0, 2.2). Move back at yaw 0: (0.8, 2.0).
-    np.testing.assert_allclose(predicted_base_xy(np.array([1.0, 2.0, math.pi / 2]),
-                                                 Action.MOVE_AHEAD), [1.0, 2.2], atol=1e-12)
-    np.testing.assert_allclose(predicted_base_xy(np.array([1.0, 2.0, 0.0]), Action.MOVE_BACK),
-                               [0.8, 2.0])
+    np.testing.assert_allclose(
+        predicted_base_xy(np.array([1.0, 2.0, math.pi / 2]), Action.MOVE_AHEAD),
+        [1.0, 2.2],
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        predicted_base_xy(np.array([1.0, 2.0, 0.0]), Action.MOVE_BACK), [0.8, 2.0]
+    )
 
 
 def test_unknown_action_is_vetoed_not_raised():
@@ -123,12 +136,14 @@ def test_state_value_cost_is_validated_but_is_no_evidence():
     # vetoes a valid action; garbage there (NaN, inf, -1e9, outside -50..550) is invalid.
     d = decide(Action.MOVE_AHEAD, ShieldLimits(), predicted_cost=0.2)
     assert d.verdict is Verdict.NO_EVIDENCE
-    assert decide(Action.MOVE_AHEAD, ShieldLimits(), scan_xy=np.zeros((0, 2)), arm=STOWED,
-                  predicted_cost=7.0).approved
+    assert decide(
+        Action.MOVE_AHEAD, ShieldLimits(), scan_xy=np.zeros((0, 2)), arm=STOWED, predicted_cost=7.0
+    ).approved
     assert decide(Action.MOVE_AHEAD, LIMITS, predicted_cost=-0.3).approved  # critic noise
     for bad in (math.nan, math.inf, -1e9, -51.0, 551.0):
-        assert decide(Action.MOVE_AHEAD, LIMITS, predicted_cost=bad).verdict is \
-            Verdict.INVALID_INPUT
+        assert (
+            decide(Action.MOVE_AHEAD, LIMITS, predicted_cost=bad).verdict is Verdict.INVALID_INPUT
+        )
 
 
 def test_learned_action_cost_is_a_second_opinion_only():
@@ -139,11 +154,15 @@ def test_learned_action_cost_is_a_second_opinion_only():
     assert d.verdict is Verdict.LEARNED_COST and "0.700 > limit 0.500" in d.reason
     assert decide(Action.MOVE_BACK, ShieldLimits(), action_costs=q, **free).approved
     # Low learned cost never replaces the scan.
-    assert decide(Action.MOVE_AHEAD, ShieldLimits(), action_costs=np.zeros(20)).verdict is \
-        Verdict.NO_EVIDENCE
+    assert (
+        decide(Action.MOVE_AHEAD, ShieldLimits(), action_costs=np.zeros(20)).verdict
+        is Verdict.NO_EVIDENCE
+    )
     for bad in (np.zeros(19), np.full(20, -1.0), np.full(20, math.inf)):
-        assert decide(Action.MOVE_BACK, ShieldLimits(), action_costs=bad, **free).verdict is \
-            Verdict.INVALID_INPUT
+        assert (
+            decide(Action.MOVE_BACK, ShieldLimits(), action_costs=bad, **free).verdict
+            is Verdict.INVALID_INPUT
+        )
     assert decide(Action.MOVE_BACK, ShieldLimits(), action_costs=np.zeros(0), **free).approved
 
 
@@ -161,8 +180,12 @@ def test_footprint_polygons_hand_worked():
     grip90 = footprint_polygons(0.3, math.pi / 2)[2]
     assert grip90.max(axis=0)[0] == pytest.approx(0.259)
     pts = np.array([[0.0, 0.0], [0.0, -0.6], [0.3, 0.0], [-0.3, 0.0]])
-    assert inside_footprint(pts, footprint_polygons(0.3, 0.0)).tolist() == [True, True, False,
-                                                                             False]
+    assert inside_footprint(pts, footprint_polygons(0.3, 0.0)).tolist() == [
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_motion_samples_cover_the_motion_plus_margin():
@@ -178,8 +201,9 @@ def test_motion_samples_cover_the_motion_plus_margin():
 
 def test_scan_to_points_follows_rep117_and_the_laser_pose():
     # Laser at (0.004, 0, yaw pi): beam 0 at angle 0 in the laser frame looks backwards (-x).
-    pts, bad = scan_to_points([1.0, math.inf, math.nan, -math.inf, 20.0],
-                              0.0, math.pi / 2, 0.15, 12.0)
+    pts, bad = scan_to_points(
+        [1.0, math.inf, math.nan, -math.inf, 20.0], 0.0, math.pi / 2, 0.15, 12.0
+    )
     # beam 0: 1 m behind -> (0.004 - 1, 0); beam 1 +inf: free; beam 2 NaN: invalid;
     # beam 3 -inf (angle 3pi/2 + pi = pi/2 in base): 0.15 m to the left; beam 4: 20 > 12 invalid.
     np.testing.assert_allclose(pts, [[-0.996, 0.0], [0.004, 0.15]], atol=1e-12)
@@ -226,8 +250,7 @@ def test_scan_vetoes_only_what_the_swept_footprint_meets():
 def test_decide_uses_the_scan_and_fails_closed_on_a_bad_scan():
     lim = ShieldLimits()
     wall = np.array([[0.25, y] for y in np.linspace(-1, 1, 81)])
-    assert decide(Action.MOVE_AHEAD, lim, scan_xy=wall, arm=STOWED).verdict is \
-        Verdict.SCAN_OBSTACLE
+    assert decide(Action.MOVE_AHEAD, lim, scan_xy=wall, arm=STOWED).verdict is Verdict.SCAN_OBSTACLE
     assert decide(Action.MOVE_BACK, lim, scan_xy=wall, arm=STOWED).approved
     assert decide(Action.MOVE_BACK, lim, scan_xy=wall).verdict is Verdict.NO_EVIDENCE  # no arm
     d = decide(Action.MOVE_BACK, lim, scan_xy=wall, arm=STOWED, scan_invalid_fraction=0.6)
@@ -239,8 +262,10 @@ def test_decide_uses_the_scan_and_fails_closed_on_a_bad_scan():
 def test_runstop_and_nan_grid_veto_everything():
     assert decide(Action.END, LIMITS, world=_world(), runstopped=True).verdict is Verdict.RUNSTOP
     grid = np.array([[0.0, math.nan]])
-    assert decide(Action.MOVE_AHEAD, LIMITS, world=_world(), reachable_xy=grid).verdict is \
-        Verdict.INVALID_INPUT
+    assert (
+        decide(Action.MOVE_AHEAD, LIMITS, world=_world(), reachable_xy=grid).verdict
+        is Verdict.INVALID_INPUT
+    )
 
 
 def test_disabled_shield_approves_what_it_would_veto_but_not_runstop_or_bad_input():
@@ -249,14 +274,17 @@ def test_disabled_shield_approves_what_it_would_veto_but_not_runstop_or_bad_inpu
     off = ShieldLimits(enabled=False, use_reachable_grid=True)
     w = _world(objects=[("vase1", "Vase", (0.5, 0.0, 0.8))])
     grid = _grid(-1.0, -0.3, -1, 1)
-    for kwargs in ({"world": w}, {"world": _world(robot_pose=(-0.2, 0.0, 0.0)),
-                                  "reachable_xy": grid}, {}, {"action_costs": np.full(20, 0.7)}):
+    for kwargs in (
+        {"world": w},
+        {"world": _world(robot_pose=(-0.2, 0.0, 0.0)), "reachable_xy": grid},
+        {},
+        {"action_costs": np.full(20, 0.7)},
+    ):
         d = decide(Action.MOVE_AHEAD, off, **kwargs)
         assert d.approved and d.action is Action.MOVE_AHEAD and d.reason == "shield disabled"
     assert decide(Action.MOVE_AHEAD, off, world=w, runstopped=True).verdict is Verdict.RUNSTOP
     assert decide(42, off).verdict is Verdict.INVALID_INPUT
-    assert decide(Action.MOVE_AHEAD, off, predicted_cost=math.nan).verdict is \
-        Verdict.INVALID_INPUT
+    assert decide(Action.MOVE_AHEAD, off, predicted_cost=math.nan).verdict is Verdict.INVALID_INPUT
 
 
 def test_limits_validate():

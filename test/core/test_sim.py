@@ -112,10 +112,12 @@ def test_scene_walls_have_a_door_gap(house):
     # A ray along +x at z = 1 m through the doorway (y = 1.5) first hits room 2's far wall at
     # x = 7 - 0.05: distance 6.95 - 3.5 = 3.45 m. At y = 0.5 the shared wall's face at
     # x = 4 - 0.05 is hit after 3.95 - 3.5 = 0.45 m.
-    d_door = mujoco.mj_ray(model, data, np.array([3.5, 1.5, 1.0]), np.array([1.0, 0, 0]),
-                           groups, 1, -1, geomid)
-    d_wall = mujoco.mj_ray(model, data, np.array([3.5, 0.5, 1.0]), np.array([1.0, 0, 0]),
-                           groups, 1, -1, geomid)
+    d_door = mujoco.mj_ray(
+        model, data, np.array([3.5, 1.5, 1.0]), np.array([1.0, 0, 0]), groups, 1, -1, geomid
+    )
+    d_wall = mujoco.mj_ray(
+        model, data, np.array([3.5, 0.5, 1.0]), np.array([1.0, 0, 0]), groups, 1, -1, geomid
+    )
     assert d_door == pytest.approx(3.45, abs=1e-6)
     assert d_wall == pytest.approx(0.45, abs=1e-6)
 
@@ -152,9 +154,11 @@ def test_bad_houses_raise(house):
 
 def test_re1_robot_compiles():
     robot = build_robot("RE1")
-    xml = (f'<mujoco><compiler angle="radian"/><asset>{robot.asset_xml}</asset>'
-           f"<worldbody>{robot.body_xml}</worldbody><actuator>{robot.actuator_xml}</actuator>"
-           "</mujoco>")
+    xml = (
+        f'<mujoco><compiler angle="radian"/><asset>{robot.asset_xml}</asset>'
+        f"<worldbody>{robot.body_xml}</worldbody><actuator>{robot.actuator_xml}</actuator>"
+        "</mujoco>"
+    )
     model = mujoco.MjModel.from_xml_string(xml)
     # 3 base + lift + 4 arm segments + wrist servos.
     assert model.nu == 9
@@ -283,8 +287,10 @@ def test_arm_sweep_knocks_vases(backend, house):
     hit = set().union(*(s.collided_ids for s in states))
     assert hit & set(VASES)
     end = states[-1]
-    moved = [np.linalg.norm(end.object_positions[end.index_of(v)] - s0.object_positions[
-        s0.index_of(v)]) for v in VASES]
+    moved = [
+        np.linalg.norm(end.object_positions[end.index_of(v)] - s0.object_positions[s0.index_of(v)])
+        for v in VASES
+    ]
     assert max(moved) > 0.05  # pushed well past CostConfig.disturb_position_m
     table = end.index_of("DiningTable|1|1")
     np.testing.assert_allclose(end.object_positions[table], [2.0, 2.0, 0.375])  # static
@@ -383,8 +389,10 @@ def test_benchmark_and_script(backend, house, tmp_path):
     backend.reset(house)
     rate = benchmark_steps(backend, 3, render=True)
     assert rate > 0 and backend.world_state().step == 3
-    assert main(["--house", str(FIXTURE), "--out", str(tmp_path), "--width", "64",
-                 "--height", "48"]) == 0
+    assert (
+        main(["--house", str(FIXTURE), "--out", str(tmp_path), "--width", "64", "--height", "48"])
+        == 0
+    )
     image_lib = pytest.importorskip("matplotlib.image", reason="PNG decoding needs matplotlib")
     for name in (NAV_CAMERA, MANIP_CAMERA):
         assert image_lib.imread(tmp_path / f"{name}.png").shape == (48, 64, 3)
@@ -466,8 +474,12 @@ def test_turns_return_to_the_start_heading(stowed, house, arm):
         d = s.robot_pose[2] - want_rad
         return abs(math.degrees(math.atan2(math.sin(d), math.cos(d))))
 
-    for seq, total_rad in ((["l"] * 12, 0.0), (["r"] * 12, 0.0),
-                           (["ls"] * 5, math.radians(30)), (["rs"] * 5, -math.radians(30))):
+    for seq, total_rad in (
+        (["l"] * 12, 0.0),
+        (["r"] * 12, 0.0),
+        (["ls"] * 5, math.radians(30)),
+        (["rs"] * 5, -math.radians(30)),
+    ):
         stowed.reset(free, robot_pose=start)
         ready = run(stowed, prep)
         assert all(s.last_action_success for s in ready)
@@ -485,11 +497,16 @@ def test_reset_avoids_interpenetration(house):
     # ignores free objects, so the agent pose is a candidate, but the robot would stand in the
     # ball. The reset must pick another seeded pose where no robot geom touches anything.
     blocked = copy.deepcopy(house)
-    blocked["objects"].append({
-        "id": "Basketball|1|9", "objectType": "Basketball", "position": {"x": 1.0, "y": 0.12,
-        "z": 0.75}, "rotation": {"x": 0, "y": 0, "z": 0},
-        "boundingBox": {"x": 0.24, "y": 0.24, "z": 0.24}, "kinematic": False,
-    })
+    blocked["objects"].append(
+        {
+            "id": "Basketball|1|9",
+            "objectType": "Basketball",
+            "position": {"x": 1.0, "y": 0.12, "z": 0.75},
+            "rotation": {"x": 0, "y": 0, "z": 0},
+            "boundingBox": {"x": 0.24, "y": 0.24, "z": 0.24},
+            "kinematic": False,
+        }
+    )
     for stow in (True, False):
         b = MujocoBackend(width=64, height=48, stow_gripper=stow)
         s = b.reset(blocked, seed=3)

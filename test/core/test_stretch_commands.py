@@ -104,13 +104,21 @@ def test_bad_input_raises():
 
 
 def test_joints_from_joint_state_sums_arm_segments():
-    names = ["joint_lift", "joint_arm_l0", "joint_arm_l1", "joint_arm_l2", "joint_arm_l3",
-             "joint_wrist_yaw", "joint_head_pan"]
+    names = [
+        "joint_lift",
+        "joint_arm_l0",
+        "joint_arm_l1",
+        "joint_arm_l2",
+        "joint_arm_l3",
+        "joint_wrist_yaw",
+        "joint_head_pan",
+    ]
     j = joints_from_joint_state(names, [0.7, 0.05, 0.05, 0.05, 0.05, 1.0, 0.3])
     # 4 x 0.05 = 0.2 m
     assert (j.lift_m, j.wrist_yaw_rad) == (0.7, 1.0) and j.arm_m == pytest.approx(0.2)
     with pytest.raises(KeyError, match="joint_lift"):
         joints_from_joint_state(["wrist_extension", "joint_wrist_yaw"], [0.1, 0.0])
     with pytest.raises(ValueError, match="not finite"):
-        joints_from_joint_state(["joint_lift", "wrist_extension", "joint_wrist_yaw"],
-                                [math.inf, 0.1, 0.0])
+        joints_from_joint_state(
+            ["joint_lift", "wrist_extension", "joint_wrist_yaw"], [math.inf, 0.1, 0.0]
+        )

@@ -20,8 +20,9 @@ def _stl_vertices(path: Path) -> np.ndarray:
     """``(M, 3)`` vertices of an ASCII or binary STL file."""
     data = path.read_bytes()
     if data[:5] == b"solid" and b"facet" in data[:512]:
-        rows = [ln.split()[1:] for ln in data.decode().splitlines()
-                if ln.strip().startswith("vertex")]  # fmt: skip
+        rows = [
+            ln.split()[1:] for ln in data.decode().splitlines() if ln.strip().startswith("vertex")
+        ]
         return np.array(rows, dtype=np.float64)
     (n,) = struct.unpack("<I", data[80:84])
     rec = np.dtype([("normal", "<3f4"), ("v", "<9f4"), ("attr", "<u2")])
@@ -39,8 +40,11 @@ def test_joint_ranges_are_the_urdfs(model):
     folder, name = ROBOT_URDFS[model]
     urdf = ET.parse(URDF_ROOT / folder / name).getroot()
     assert _limits(urdf, "joint_lift") == sc.LIFT_RANGE_M == (0.0, 1.1)
-    arm = sorted(j.get("name") for j in urdf.iter("joint")
-                 if j.get("name", "").startswith("joint_arm_l") and j.get("type") == "prismatic")
+    arm = sorted(
+        j.get("name")
+        for j in urdf.iter("joint")
+        if j.get("name", "").startswith("joint_arm_l") and j.get("type") == "prismatic"
+    )
     assert arm == [f"joint_arm_l{i}" for i in range(sc.ARM_SEGMENTS)]  # l0..l3: four segments
     assert [_limits(urdf, j) for j in arm] == [(0.0, sc.ARM_SEGMENT_MAX_M)] * 4
     # wrist_extension = sum of the four segments: 0 .. 4 x 0.13 = 0.52 m.

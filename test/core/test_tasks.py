@@ -38,11 +38,15 @@ def make_house() -> dict:
             thor_obj("Bed|1", "Bed", 4.0, 0.3, 4.0),  # map (4, 4)
             thor_obj("Knife|1", "Knife", 2.0, 0.9, 4.0),
             thor_obj(
-                "CoffeeTable|1", "CoffeeTable", 6.0, 0.2, 4.0,
+                "CoffeeTable|1",
+                "CoffeeTable",
+                6.0,
+                0.2,
+                4.0,
                 children=[thor_obj("Apple|1", "Apple", 6.0, 0.5, 4.0)],
             ),
         ],
-    }  # fmt: skip
+    }
 
 
 def grid(x_max: float = 8.0, y_max: float = 5.0, step: float = 0.25) -> np.ndarray:
@@ -111,9 +115,12 @@ def test_reward_values():
     assert task.reward(apple_spec(), s, s, Action.END, success=False) == 0.0
     # No step penalty on ordinary steps.
     assert task.reward(apple_spec(), s, s, Action.MOVE_AHEAD, success=False) == 0.0
-    assert ObjNavTask(TaskConfig(success_reward=5.0)).reward(
-        apple_spec(), s, s, Action.END, success=True
-    ) == 5.0
+    assert (
+        ObjNavTask(TaskConfig(success_reward=5.0)).reward(
+            apple_spec(), s, s, Action.END, success=True
+        )
+        == 5.0
+    )
 
 
 def test_exempt_ids_are_the_targets_a_task_means_to_hold():
@@ -123,12 +130,19 @@ def test_exempt_ids_are_the_targets_a_task_means_to_hold():
 
     # Apple|1 (the target) held and lifted 0.3 m; Mug|1 not held.
     before = WorldState(
-        step=1, object_ids=("Apple|1", "Mug|1"), object_types=("Apple", "Mug"),
+        step=1,
+        object_ids=("Apple|1", "Mug|1"),
+        object_types=("Apple", "Mug"),
         object_positions=np.array([[0.5, 0.0, 0.8], [0.5, 1.0, 0.8]]),
-        object_quats=np.tile([1.0, 0, 0, 0], (2, 1)), robot_pose=np.zeros(3),
-    )  # fmt: skip
-    after = dataclasses.replace(before, step=2, held_object_id="Apple|1",
-                                object_positions=np.array([[0.5, 0.0, 1.1], [0.5, 1.0, 0.8]]))
+        object_quats=np.tile([1.0, 0, 0, 0], (2, 1)),
+        robot_pose=np.zeros(3),
+    )
+    after = dataclasses.replace(
+        before,
+        step=2,
+        held_object_id="Apple|1",
+        object_positions=np.array([[0.5, 0.0, 1.1], [0.5, 1.0, 0.8]]),
+    )
     pick = dataclasses.replace(apple_spec(), task="pickup", instruction="pick up the apple")
     fetch = dataclasses.replace(pick, task="fetch")
     # PickUp and Fetch end with the target held: the target is named; the held object is not
@@ -137,13 +151,21 @@ def test_exempt_ids_are_the_targets_a_task_means_to_hold():
         task = make_task(TaskConfig(name=name))
         assert task.exempt_ids(spec, after) == {"Apple|1"}
         # Lift 0.3 m > D = 0.05 of the held target: exempt -> c_object = 0.
-        assert compute_costs(before, after, Action.LIFT_UP, exempt_ids=task.exempt_ids(
-            spec, after)).object_cost == 0  # fmt: skip
+        assert (
+            compute_costs(
+                before, after, Action.LIFT_UP, exempt_ids=task.exempt_ids(spec, after)
+            ).object_cost
+            == 0
+        )
     # ObjNav never intends holding: nothing is exempt, so the same lift is c_object = 1.
     objnav = ObjNavTask(TaskConfig())
     assert objnav.exempt_ids(apple_spec(), after) == frozenset()
-    assert compute_costs(before, after, Action.LIFT_UP,
-                         exempt_ids=objnav.exempt_ids(apple_spec(), after)).object_cost == 1
+    assert (
+        compute_costs(
+            before, after, Action.LIFT_UP, exempt_ids=objnav.exempt_ids(apple_spec(), after)
+        ).object_cost
+        == 1
+    )
 
 
 # --- sampling -----------------------------------------------------------------------------------
@@ -170,8 +192,9 @@ def test_start_pose_is_far_from_every_target():
 def test_sample_targets_and_types():
     task = ObjNavTask(TaskConfig())
     house, pts = make_house(), grid()
-    types = {task.sample_episode(house, pts, np.random.default_rng(s)).target_type
-             for s in range(60)}  # fmt: skip
+    types = {
+        task.sample_episode(house, pts, np.random.default_rng(s)).target_type for s in range(60)
+    }
     # Nav targets present: AlarmClock, Apple (nested child), Bed; Knife and CoffeeTable are not.
     # P(missing one of 3 in 60 uniform draws) <= 3 * (2/3)^60 ~ 1e-10.
     assert types == {"AlarmClock", "Apple", "Bed"}

@@ -56,13 +56,22 @@ def house() -> dict:
     return json.loads((FIXTURES / "procthor_house.json").read_text())
 
 
-def state_with_arm(lift: float = 0.5, arm: float = 0.2, wrist_deg: float = 0.0,
-                   reading: float | None = None) -> WorldState:
+def state_with_arm(
+    lift: float = 0.5, arm: float = 0.2, wrist_deg: float = 0.0, reading: float | None = None
+) -> WorldState:
     extras = {} if reading is None else {"wrist_reading_deg": reading}
-    return WorldState(step=0, object_ids=(), object_types=(), object_positions=np.zeros((0, 3)),
-                      object_quats=np.zeros((0, 4)), robot_pose=np.zeros(3), lift_m=lift,
-                      arm_m=arm, wrist_yaw_rad=math.radians(wrist_deg),
-                      extras=extras)  # fmt: skip
+    return WorldState(
+        step=0,
+        object_ids=(),
+        object_types=(),
+        object_positions=np.zeros((0, 3)),
+        object_quats=np.zeros((0, 4)),
+        robot_pose=np.zeros(3),
+        lift_m=lift,
+        arm_m=arm,
+        wrist_yaw_rad=math.radians(wrist_deg),
+        extras=extras,
+    )
 
 
 # ------------------------------------------------------------------------------ actions
@@ -85,20 +94,30 @@ def test_base_actions_are_the_quick_actions_by_default(action, expected):
 def test_non_quick_base_actions_leave_rotation_return_to_start_to_unity():
     # MoveAgent gets ADDITIONAL_NAVIGATION_ARGS; RotateAgent gets nothing (Unity default).
     assert thor_action_for(Action.MOVE_BACK, quick=False) == {
-        "action": "MoveAgent", "ahead": -0.2, "returnToStart": False, "speed": 1}
+        "action": "MoveAgent",
+        "ahead": -0.2,
+        "returnToStart": False,
+        "speed": 1,
+    }
     assert thor_action_for(Action.ROTATE_LEFT, quick=False) == {
-        "action": "RotateAgent", "degrees": -30.0}
+        "action": "RotateAgent",
+        "degrees": -30.0,
+    }
 
 
 @pytest.mark.parametrize(
     ("action", "y", "z"),
     [  # lift 0.5, arm 0.2: targets are the current values +- 0.1 / 0.02 m
-        (Action.LIFT_UP, 0.6, 0.2), (Action.LIFT_DOWN, 0.4, 0.2),
-        (Action.LIFT_UP_SMALL, 0.52, 0.2), (Action.LIFT_DOWN_SMALL, 0.48, 0.2),
-        (Action.ARM_EXTEND, 0.5, 0.3), (Action.ARM_RETRACT, 0.5, 0.1),
-        (Action.ARM_EXTEND_SMALL, 0.5, 0.22), (Action.ARM_RETRACT_SMALL, 0.5, 0.18),
+        (Action.LIFT_UP, 0.6, 0.2),
+        (Action.LIFT_DOWN, 0.4, 0.2),
+        (Action.LIFT_UP_SMALL, 0.52, 0.2),
+        (Action.LIFT_DOWN_SMALL, 0.48, 0.2),
+        (Action.ARM_EXTEND, 0.5, 0.3),
+        (Action.ARM_RETRACT, 0.5, 0.1),
+        (Action.ARM_EXTEND_SMALL, 0.5, 0.22),
+        (Action.ARM_RETRACT_SMALL, 0.5, 0.18),
     ],
-)  # fmt: skip
+)
 def test_arm_actions_are_absolute_move_arm_targets(action, y, z):
     d = thor_action_for(action, state_with_arm(0.5, 0.2))
     assert d["action"] == "MoveArm" and d["returnToStart"] is True and d["speed"] == 1
@@ -121,8 +140,10 @@ def test_wrist_steps_follow_the_authors_arithmetic():
 
 
 def test_wrist_fixtures_give_the_bounded_steps():
-    for name, action, reading, yaw in (("wrist_upper_limit", Action.WRIST_NEG, 70.0, 5.0),
-                                       ("wrist_lower_limit", Action.WRIST_POS, 105.0, -5.0)):
+    for name, action, reading, yaw in (
+        ("wrist_upper_limit", Action.WRIST_NEG, 70.0, 5.0),
+        ("wrist_lower_limit", Action.WRIST_POS, 105.0, -5.0),
+    ):
         c = case(name)
         s = world_state_from_event_metadata(c["states"][0]["metadata"], 0)
         assert s.extras["wrist_reading_deg"] == pytest.approx(reading)
@@ -148,9 +169,14 @@ def test_bad_actions_raise():
 
 def test_calibration_as_the_authors_with_and_without_noise():
     plain = calibration_actions(noise=False)
-    assert [a["action"] for a in plain] == ["RotateCameraMount", "RotateCameraMount", "ChangeFOV",
-                                            "ChangeFOV", "SetGripperOpenness",
-                                            "ToggleMagnetVisibility"]  # fmt: skip
+    assert [a["action"] for a in plain] == [
+        "RotateCameraMount",
+        "RotateCameraMount",
+        "ChangeFOV",
+        "ChangeFOV",
+        "SetGripperOpenness",
+        "ToggleMagnetVisibility",
+    ]
     assert (plain[0]["degrees"], plain[0]["secondary"]) == (27.0, False)
     assert (plain[1]["degrees"], plain[1]["secondary"]) == (33.0, True)
     assert [a["camera"] for a in plain[2:4]] == ["FirstPersonCharacter", "SecondaryCamera"]
@@ -159,8 +185,10 @@ def test_calibration_as_the_authors_with_and_without_noise():
     # np.arange(-2, 2, 0.2): 20 offsets -2.0 .. 1.8; np.arange(-1, 1, 0.1): -1.0 .. 0.9.
     assert len(PITCH_NOISE_GRID_DEG) == len(FOV_NOISE_GRID_DEG) == 20
     noisy = calibration_actions(noise=True, rng=np.random.default_rng(0))
-    for a, base, grid in ((noisy[0], 27.0, PITCH_NOISE_GRID_DEG),
-                          (noisy[2], 59.0, FOV_NOISE_GRID_DEG)):
+    for a, base, grid in (
+        (noisy[0], 27.0, PITCH_NOISE_GRID_DEG),
+        (noisy[2], 59.0, FOV_NOISE_GRID_DEG),
+    ):
         off = a.get("degrees", a.get("fieldOfView")) - base
         assert np.isclose(grid, off).any()
     assert calibration_actions(True, np.random.default_rng(0)) == noisy  # seeded
@@ -202,8 +230,14 @@ def test_euler_to_map_quaternion_hand_worked():
 
 def test_agent_heading_matches_the_scene_builder_and_inverts():
     for yaw in (0.0, 90.0, 165.0, 270.0):
-        house = {"metadata": {"agent": {"position": {"x": 1, "y": 0.9, "z": 2},
-                                        "rotation": {"x": 0, "y": yaw, "z": 0}}}}  # fmt: skip
+        house = {
+            "metadata": {
+                "agent": {
+                    "position": {"x": 1, "y": 0.9, "z": 2},
+                    "rotation": {"x": 0, "y": yaw, "z": 0},
+                }
+            }
+        }
         diff = thor_agent_heading(yaw) - agent_pose_from_metadata(house)[2]
         assert math.remainder(diff, 2 * math.pi) == pytest.approx(0.0, abs=1e-12)
         assert -math.pi < thor_agent_heading(yaw) <= math.pi
@@ -223,17 +257,24 @@ def test_crop_gives_384_from_396():
 def test_error_messages_name_their_blockers():
     # Message texts as AI2-THOR's Unity code writes them (see the module docstring).
     assert collided_names_from_error(
-        "Chair|1|2 is blocking Agent 0 from moving by (0.0000, 0.0000, 0.2000).") == ("Chair|1|2",)
+        "Chair|1|2 is blocking Agent 0 from moving by (0.0000, 0.0000, 0.2000)."
+    ) == ("Chair|1|2",)
     assert collided_names_from_error(
         "Sofa|2|0 is blocking the Agent from moving by (0.2000, 0.0000, 0.0000) with Vase|1|0|1"
     ) == ("Sofa|2|0",)
     assert collided_names_from_error(
         "Collided with static/kinematic sim object: 'Fridge|1|1', could not reach target: "
-        "'(0.0, 0.7, 0.3)'.") == ("Fridge|1|1",)
+        "'(0.0, 0.7, 0.3)'."
+    ) == ("Fridge|1|1",)
     assert collided_names_from_error(
-        f"Collided with static structure in scene: '{WALL}', could not reach target.") == (WALL,)
-    assert collided_names_from_error(
-        "Agent 1 is blocking Agent 0 from moving by (0.0000, 0.0000, 0.2000).") == ()
+        f"Collided with static structure in scene: '{WALL}', could not reach target."
+    ) == (WALL,)
+    assert (
+        collided_names_from_error(
+            "Agent 1 is blocking Agent 0 from moving by (0.0000, 0.0000, 0.2000)."
+        )
+        == ()
+    )
     assert collided_names_from_error("Object not found within the hand sphere") == ()
     assert collided_names_from_error("") == ()
 
@@ -241,25 +282,34 @@ def test_error_messages_name_their_blockers():
 def test_structure_ids_are_made_typeable():
     assert canonical_structure_id(WALL) == WALL
     assert canonical_structure_id("room|1", "Floor") == "floor|room|1"
-    ws = WorldState(step=0, object_ids=(), object_types=(), object_positions=np.zeros((0, 3)),
-                    object_quats=np.zeros((0, 4)), robot_pose=np.zeros(3),
-                    structure_ids=frozenset({"floor|room|1", "door|1|2"}))  # fmt: skip
+    ws = WorldState(
+        step=0,
+        object_ids=(),
+        object_types=(),
+        object_positions=np.zeros((0, 3)),
+        object_quats=np.zeros((0, 4)),
+        robot_pose=np.zeros(3),
+        structure_ids=frozenset({"floor|room|1", "door|1|2"}),
+    )
     assert ws.type_of("floor|room|1") == "Floor" and ws.type_of("door|1|2") == "Door"
 
 
 # ------------------------------------------------------------------------------ conversion
 def test_reset_metadata_converts_to_map_frame_with_box_centres(house):
     st = case("reset")["states"][0]
-    s = world_state_from_event_metadata(st["metadata"], 0, structure_ids=house_structure_ids(house),
-                                        nav_visible_ids=st["nav_visible"])  # fmt: skip
+    s = world_state_from_event_metadata(
+        st["metadata"],
+        0,
+        structure_ids=house_structure_ids(house),
+        nav_visible_ids=st["nav_visible"],
+    )
     assert len(s.object_ids) == 10 and "room|1" not in s.object_ids  # floors are structure
     assert {"floor|room|1", "floor|room|2", WALL, "door|1|2", "window|2|0"} <= s.structure_ids
     k = s.index_of("Vase|1|0|1")
     # Box centre THOR (2.0, 0.7871 + 0.2947 / 2, 1.1) -> map (2.0, 1.1, 0.9344); the pivot
     # (THOR y = table top) is kept in extras.
     np.testing.assert_allclose(s.object_positions[k], [2.0, 1.1, 0.934412], atol=1e-6)
-    np.testing.assert_allclose(s.extras["pivots"]["Vase|1|0|1"], [2.0, 1.1, TABLE_TOP],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(s.extras["pivots"]["Vase|1|0|1"], [2.0, 1.1, TABLE_TOP], atol=1e-6)
     np.testing.assert_allclose(s.object_quats[k], [1, 0, 0, 0])
     knife = s.index_of("Knife|1|0|3")
     np.testing.assert_allclose(s.object_quats[knife], [S, 0, 0, -S])  # THOR yaw 90
@@ -298,8 +348,13 @@ def test_seen_objects_are_the_nav_camera_list_plus_visible_flags():
 
 def test_doorframe_is_structure_typed_as_a_door():
     m = case("reset")["states"][0]["metadata"]
-    frame = dict(m["objects"][0], objectId="Doorframe|1|2", name="Doorframe|1|2",
-                 objectType="Doorframe", assetId="Doorframe_1")
+    frame = dict(
+        m["objects"][0],
+        objectId="Doorframe|1|2",
+        name="Doorframe|1|2",
+        objectType="Doorframe",
+        assetId="Doorframe_1",
+    )
     m["objects"].append(frame)
     s = world_state_from_event_metadata(m, 0)
     assert "Doorframe|1|2" not in s.object_ids
@@ -309,9 +364,12 @@ def test_doorframe_is_structure_typed_as_a_door():
 
 def test_blocked_actions_resolve_their_blockers(house):
     structure = house_structure_ids(house)
-    for name, blocker in (("wall_bump", WALL), ("blocked_turn", "wall|1|0.00|0.00|4.00|0.00"),
-                          ("arm_into_table", "DiningTable|1|0"),
-                          ("chair_mass_threshold_1", "Chair|1|2")):
+    for name, blocker in (
+        ("wall_bump", WALL),
+        ("blocked_turn", "wall|1|0.00|0.00|4.00|0.00"),
+        ("arm_into_table", "DiningTable|1|0"),
+        ("chair_mass_threshold_1", "Chair|1|2"),
+    ):
         c = case(name)
         m = c["states"][-1]["metadata"]
         s = world_state_from_event_metadata(m, len(c["states"]) - 1, structure_ids=structure)
@@ -323,8 +381,9 @@ def test_blocked_actions_resolve_their_blockers(house):
 
 def test_blocked_turn_returns_to_start():
     c = case("blocked_turn")
-    before, after = (world_state_from_event_metadata(st["metadata"], k)
-                     for k, st in enumerate(c["states"]))
+    before, after = (
+        world_state_from_event_metadata(st["metadata"], k) for k, st in enumerate(c["states"])
+    )
     np.testing.assert_allclose(after.robot_pose, before.robot_pose)
 
 
@@ -380,8 +439,7 @@ def test_config_defaults_are_the_authors(monkeypatch):
     cfg = ThorConfig()
     assert cfg.build_path == "/opt/thor/thor-Linux64-local"
     assert (cfg.width, cfg.height, cfg.fov_deg, cfg.render_width) == (384, 224, 59, 396)
-    assert (cfg.mass_threshold_kg, cfg.quick_navigation, cfg.calibration_noise) == (1.0, True,
-                                                                                     True)
+    assert (cfg.mass_threshold_kg, cfg.quick_navigation, cfg.calibration_noise) == (1.0, True, True)
     assert cfg.seen_max_distance_m == 4.0
     with pytest.raises(ValueError, match="width"):
         ThorConfig(width=0)
@@ -392,9 +450,11 @@ def test_config_defaults_are_the_authors(monkeypatch):
 def test_live_thor_episode(house):
     build = os.environ.get(THOR_BUILD_ENV)
     if not (build and os.environ.get("DISPLAY")) and not os.environ.get("SAFEVLA_THOR_GPU"):
-        pytest.skip("AI2-THOR needs its Unity build (a local build with an X display, or the "
-                    "authors' build on a GPU host: set SAFEVLA_THOR_GPU=1); none is obtainable "
-                    "here (ENVIRONMENT.md)")
+        pytest.skip(
+            "AI2-THOR needs its Unity build (a local build with an X display, or the "
+            "authors' build on a GPU host: set SAFEVLA_THOR_GPU=1); none is obtainable "
+            "here (ENVIRONMENT.md)"
+        )
     pytest.importorskip("ai2thor")
     backend = ThorBackend()
     try:

@@ -25,8 +25,10 @@ from safevla_core.houses.thor_export import (
     unknown_asset_ids,
 )
 
-pytestmark = pytest.mark.skipif(procthor_package_asset_database() is None,
-                                reason="needs the procthor wheel's databases (scripts/setup.sh)")
+pytestmark = pytest.mark.skipif(
+    procthor_package_asset_database() is None,
+    reason="needs the procthor wheel's databases (scripts/setup.sh)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,11 @@ def test_exported_house_has_only_real_assets_and_what_create_house_reads(house):
     assert all(r["floorMaterial"]["name"] in mats["Wood"] for r in out["rooms"])
     assert all(w["material"]["name"] in mats["Wall"] for w in out["walls"])
     pp = out["proceduralParameters"]
-    assert (pp["floorColliderThickness"], pp["receptacleHeight"], pp["skyboxId"]) == (1.0, 0.7,
-                                                                                     "Sky1")
+    assert (pp["floorColliderThickness"], pp["receptacleHeight"], pp["skyboxId"]) == (
+        1.0,
+        0.7,
+        "Sky1",
+    )
     assert pp["ceilingMaterial"] == {"name": "PureWhite"}
     # One directional light plus one point light per room, 0.2 m under the 2.5 m ceiling.
     assert [lt["type"] for lt in pp["lights"]] == ["directional"] + ["point"] * len(out["rooms"])
@@ -83,14 +88,18 @@ def test_objects_keep_their_bottom_and_stand_on_their_parent(house):
             p = out[parent]
             top = p["position"]["y"] + db.lookup(p["assetId"]).size["y"] / 2
             assert bottom_new == pytest.approx(top, abs=1e-3), oid
-        assert (o["position"]["x"], o["position"]["z"]) == (src["position"]["x"],
-                                                            src["position"]["z"])
+        assert (o["position"]["x"], o["position"]["z"]) == (
+            src["position"]["x"],
+            src["position"]["z"],
+        )
 
 
 def test_nearest_asset_by_size():
-    entries = [{"assetId": "B", "boundingBox": {"x": 1.0, "y": 1.0, "z": 1.0}},
-               {"assetId": "A", "boundingBox": {"x": 0.5, "y": 0.5, "z": 0.5}},
-               {"assetId": "C", "boundingBox": {"x": 0.6, "y": 0.4, "z": 0.5}}]
+    entries = [
+        {"assetId": "B", "boundingBox": {"x": 1.0, "y": 1.0, "z": 1.0}},
+        {"assetId": "A", "boundingBox": {"x": 0.5, "y": 0.5, "z": 0.5}},
+        {"assetId": "C", "boundingBox": {"x": 0.6, "y": 0.4, "z": 0.5}},
+    ]
     # |0.55-0.5|+|0.45-0.5|+0 = 0.1 for A and C: the tie goes to the smaller id.
     assert nearest_asset({"x": 0.55, "y": 0.45, "z": 0.5}, entries)["assetId"] == "A"
     assert nearest_asset({"x": 0.9, "y": 1.0, "z": 1.0}, entries)["assetId"] == "B"

@@ -34,14 +34,26 @@ def load(name: str) -> dict:
 def test_schema_field_list_has_39_object_keys():
     assert len(REQUIRED_OBJECT_KEYS) == 39
     assert {"distance", "mass", "axisAlignedBoundingBox", "isBroken", "isMoving"} <= set(
-        REQUIRED_OBJECT_KEYS)
+        REQUIRED_OBJECT_KEYS
+    )
 
 
 def test_all_cases_are_present():
-    assert set(CASES) >= {"reset", "visibility", "wall_bump", "blocked_turn",
-                          "chair_mass_threshold_1", "chair_mass_threshold_10", "arm_into_table",
-                          "vase_swept_off", "pickup_ok", "pickup_fail", "release",
-                          "wrist_upper_limit", "wrist_lower_limit"}  # fmt: skip
+    assert set(CASES) >= {
+        "reset",
+        "visibility",
+        "wall_bump",
+        "blocked_turn",
+        "chair_mass_threshold_1",
+        "chair_mass_threshold_10",
+        "arm_into_table",
+        "vase_swept_off",
+        "pickup_ok",
+        "pickup_fail",
+        "release",
+        "wrist_upper_limit",
+        "wrist_lower_limit",
+    }
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -55,8 +67,10 @@ def test_fixture_is_valid_thor_metadata(name):
         assert set(st["nav_visible"]) <= ids and set(st["manip_visible"]) <= ids
 
 
-@pytest.mark.skipif(procthor_package_asset_database() is None,
-                    reason="needs the procthor wheel's asset database (scripts/setup.sh)")
+@pytest.mark.skipif(
+    procthor_package_asset_database() is None,
+    reason="needs the procthor wheel's asset database (scripts/setup.sh)",
+)
 @pytest.mark.parametrize("name", CASES)
 def test_fixture_geometry_is_consistent(name):
     db = AssetDatabase()  # the procthor wheel's asset database (installed by scripts/setup.sh)
@@ -102,8 +116,11 @@ def test_the_vendor_recording_passes_the_same_check():
     spec = find_spec("procthor")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("the procthor wheel (scripts/setup.sh installs it) is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "databases" / \
-        "ai2thor-object-metadata.json"
+    path = (
+        Path(list(spec.submodule_search_locations)[0])
+        / "databases"
+        / "ai2thor-object-metadata.json"
+    )
     if not path.is_file():
         pytest.skip(f"{path} is not in this procthor version")
     recorded = json.loads(path.read_text())

@@ -44,8 +44,13 @@ AUTHORS = {
     "platform": "ai2thor.platform.CloudRendering",  # abstract_task_sampler.py line 80
 }
 
-GPU_HOST = HostFacts(display=None, vulkan=True, ai2thor_version="0+966bd77", has_hooks=True,
-                     objaverse_assets_dir="/data/objaverse/2023_07_28/assets")  # fmt: skip
+GPU_HOST = HostFacts(
+    display=None,
+    vulkan=True,
+    ai2thor_version="0+966bd77",
+    has_hooks=True,
+    objaverse_assets_dir="/data/objaverse/2023_07_28/assets",
+)
 
 
 def test_headless_gpu_host_gets_the_authors_arguments():
@@ -55,8 +60,9 @@ def test_headless_gpu_host_gets_the_authors_arguments():
     assert args.pop("gpu_device") == 0
     assert args.keys() == AUTHORS.keys()
     for key, value in AUTHORS.items():
-        assert args[key] == pytest.approx(value) if isinstance(value, float) else \
-            args[key] == value, key
+        assert (
+            args[key] == pytest.approx(value) if isinstance(value, float) else args[key] == value
+        ), key
 
 
 def test_spoc_mass_threshold_and_none():
@@ -68,8 +74,13 @@ def test_spoc_mass_threshold_and_none():
 
 
 def test_no_display_no_build_no_vulkan_names_what_is_missing():
-    host = HostFacts(display=None, vulkan=False, ai2thor_version="5.0.0", has_hooks=False,
-                     objaverse_assets_dir=None)  # fmt: skip
+    host = HostFacts(
+        display=None,
+        vulkan=False,
+        ai2thor_version="5.0.0",
+        has_hooks=False,
+        objaverse_assets_dir=None,
+    )
     with pytest.raises(ThorStartupError, match="no local build and no Vulkan.*libvulkan1"):
         controller_kwargs(host)
 
@@ -78,21 +89,32 @@ def test_local_build_without_display_is_refused_not_a_type_error(tmp_path):
     # ai2thor 5.0.0 would run the local build as Linux64 and pass DISPLAY=None to Popen.
     build = tmp_path / "thor-Linux64-local"
     build.write_text("")
-    host = HostFacts(display=None, vulkan=True, ai2thor_version="5.0.0", has_hooks=False,
-                     objaverse_assets_dir=None)  # fmt: skip
+    host = HostFacts(
+        display=None,
+        vulkan=True,
+        ai2thor_version="5.0.0",
+        has_hooks=False,
+        objaverse_assets_dir=None,
+    )
     with pytest.raises(ThorStartupError, match=f"{THOR_BUILD_ENV}.*X display.*DISPLAY"):
         controller_kwargs(host, build_path=str(build))
     args = controller_kwargs(HostFacts(":0", False, "5.0.0", False, None), build_path=str(build))
     assert args["local_executable_path"] == str(build) and args["x_display"] == ":0"
     assert not {"commit_id", "platform", "branch"} & args.keys()
     with pytest.raises(ThorStartupError, match="does not exist"):
-        controller_kwargs(HostFacts(":0", False, "5.0.0", False, None),
-                          build_path=str(tmp_path / "missing"))
+        controller_kwargs(
+            HostFacts(":0", False, "5.0.0", False, None), build_path=str(tmp_path / "missing")
+        )
 
 
 def test_objaverse_house_needs_the_hook_runner():
-    public = HostFacts(display=None, vulkan=True, ai2thor_version="5.0.0", has_hooks=False,
-                       objaverse_assets_dir="/data/assets")  # fmt: skip
+    public = HostFacts(
+        display=None,
+        vulkan=True,
+        ai2thor_version="5.0.0",
+        has_hooks=False,
+        objaverse_assets_dir="/data/assets",
+    )
     assert "action_hook_runner" not in controller_kwargs(public)  # a THOR-assets house is fine
     with pytest.raises(ThorStartupError, match="ai2thor.hooks.*ai2thor-pypi.allenai.org"):
         controller_kwargs(public, needs_objaverse=True)
@@ -124,8 +146,9 @@ def test_backend_reset_raises_the_startup_error(monkeypatch):
 
     monkeypatch.delenv(THOR_BUILD_ENV, raising=False)
     monkeypatch.delenv("DISPLAY", raising=False)
-    house = json.loads((Path(__file__).resolve().parents[1] / "fixtures" /
-                        "procthor_house.json").read_text())
+    house = json.loads(
+        (Path(__file__).resolve().parents[1] / "fixtures" / "procthor_house.json").read_text()
+    )
     backend = ThorBackend(ThorConfig())
     with pytest.raises(ThorStartupError):
         backend.reset(house | {"objects": []})

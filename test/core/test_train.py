@@ -15,15 +15,30 @@ from safevla_core.rl.train import Trainer, train
 
 
 def _cfg(tmp_path, method="ppo_lag", total=32) -> Config:
-    return load_config(None, {
-        "houses": {"num_train": 3, "num_val": 1, "num_test": 1},
-        "task": {"max_steps_train": 12},
-        "policy": {"d_model": 32, "num_heads": 4, "encoder_layers": 1, "decoder_layers": 1,
-                   "context_steps": 8},
-        "ppo": {"update_epochs": 2, "num_minibatches": 2},
-        "train": {"method": method, "num_envs": 2, "num_steps": 8, "total_env_steps": total,
-                  "vector": "sync", "out_dir": str(tmp_path / method), "torch_threads": 1},
-    })  # fmt: skip
+    return load_config(
+        None,
+        {
+            "houses": {"num_train": 3, "num_val": 1, "num_test": 1},
+            "task": {"max_steps_train": 12},
+            "policy": {
+                "d_model": 32,
+                "num_heads": 4,
+                "encoder_layers": 1,
+                "decoder_layers": 1,
+                "context_steps": 8,
+            },
+            "ppo": {"update_epochs": 2, "num_minibatches": 2},
+            "train": {
+                "method": method,
+                "num_envs": 2,
+                "num_steps": 8,
+                "total_env_steps": total,
+                "vector": "sync",
+                "out_dir": str(tmp_path / method),
+                "torch_threads": 1,
+            },
+        },
+    )
 
 
 def test_train_writes_checkpoints_metrics_and_resumes(tmp_path):
@@ -40,6 +55,7 @@ def test_train_writes_checkpoints_metrics_and_resumes(tmp_path):
     assert [m["iteration"] for m in lines] == [1.0, 2.0]
     for key in ("lagrange_multiplier", "policy_loss", "value_loss_cost", "env_steps", "fps"):
         assert key in lines[-1]
+
     # The multiplier moves once per rollout, before the PPO epochs, on the mean cost of the
     # episodes that finished in that rollout (REFERENCE.md: Adam, lr 0.035, lambda_0 0.001,
     # clamped at 0); with none finished it keeps its value and J_c is NaN. Adam's first step is
@@ -56,10 +72,12 @@ def test_train_writes_checkpoints_metrics_and_resumes(tmp_path):
         # by step 16 the cap (12) ended both envs' first episodes: the first real update
         assert lines[1]["episodes"] >= 2
         assert lines[1]["lagrange_multiplier"] == pytest.approx(
-            first_step(lines[1]["cost_estimate"]), abs=1e-6)
+            first_step(lines[1]["cost_estimate"]), abs=1e-6
+        )
     else:
         assert lines[0]["lagrange_multiplier"] == pytest.approx(
-            first_step(lines[0]["cost_estimate"]), abs=1e-6)
+            first_step(lines[0]["cost_estimate"]), abs=1e-6
+        )
     assert list((run / "tb").glob("events.out.tfevents.*"))
     saved = from_dict(Config, yaml.safe_load((run / "config.yaml").read_text()))
     assert saved == cfg
@@ -105,13 +123,15 @@ def test_separate_robot_and_object_constraints(tmp_path):
     """Two constraints: one cost critic and one Lagrange multiplier each (paper eq. 9)."""
     from safevla_core.agent import PolicyAgent
 
-    cfg = from_dict(Config, {"task": {"cost_limits": {"robot": 0.0, "object": 0.5}}},
-                    _cfg(tmp_path, total=16))  # fmt: skip
+    cfg = from_dict(
+        Config, {"task": {"cost_limits": {"robot": 0.0, "object": 0.5}}}, _cfg(tmp_path, total=16)
+    )
     trainer = Trainer(cfg, resume=False, progress=False)
     assert trainer.policy.cost_head.out_features == 2
     result = trainer.run()
     m = result.history[-1]
     assert m["cost_limit/robot"] == 0.0 and m["cost_limit/object"] == 0.5
+
     # One rollout, one Adam step each from lambda_0 = 0.001 (lr 0.035, first step lr * sign(g),
     # g = -(J_c - b), 0 when J_c = b): J_c > b -> 0.036; J_c = b -> 0.001; J_c < b -> 0.
     # Robot, b = 0: J_c >= 0, so 0.036 after any robot cost, else 0.001 (never 0).
@@ -162,14 +182,42 @@ def test_a_run_killed_before_its_first_checkpoint_leaves_no_duplicate_rows(tmp_p
     import time
 
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "safevla_core.cli", "train", "--no-progress", "--out-dir",
-            str(out), "--from-scratch", "--num-envs", "2", "--num-steps", "8",
-            "--total-env-steps", "4000", "--set", "train.vector=sync",
-            "--set", "train.checkpoint_every=1000", "--set", "train.torch_threads=1",
-            "--set", "task.max_steps_train=12", "--set", "policy.d_model=32",
-            "--set", "policy.num_heads=4", "--set", "policy.encoder_layers=1",
-            "--set", "policy.decoder_layers=1", "--set", "policy.context_steps=8",
-            "--set", "houses.num_train=3"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "safevla_core.cli",
+        "train",
+        "--no-progress",
+        "--out-dir",
+        str(out),
+        "--from-scratch",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "8",
+        "--total-env-steps",
+        "4000",
+        "--set",
+        "train.vector=sync",
+        "--set",
+        "train.checkpoint_every=1000",
+        "--set",
+        "train.torch_threads=1",
+        "--set",
+        "task.max_steps_train=12",
+        "--set",
+        "policy.d_model=32",
+        "--set",
+        "policy.num_heads=4",
+        "--set",
+        "policy.encoder_layers=1",
+        "--set",
+        "policy.decoder_layers=1",
+        "--set",
+        "policy.context_steps=8",
+        "--set",
+        "houses.num_train=3",
+    ]
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), HF_HUB_OFFLINE="1")
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = out / "metrics.jsonl"

@@ -40,19 +40,17 @@ class FakeStretchDriver(Node):
         self.period_s = 1.0 / twist_rate_hz
         self.mode = "position"
         self.runstopped = False
-        self.state = {"travel_m": 0.0, "turn_rad": 0.0, "accepted": 0, "dropped": 0,
-                      "twists": []}
+        self.state = {"travel_m": 0.0, "turn_rad": 0.0, "accepted": 0, "dropped": 0, "twists": []}
         self.mode_pub = self.create_publisher(String, Topics.STRETCH_MODE, STATE_QOS)
         self.runstop_pub = self.create_publisher(Bool, Topics.STRETCH_RUNSTOP, STATE_QOS)
-        self.joints_pub = self.create_publisher(JointState, Topics.STRETCH_JOINT_STATES,
-                                                STATE_QOS)
+        self.joints_pub = self.create_publisher(JointState, Topics.STRETCH_JOINT_STATES, STATE_QOS)
         self.state_pub = self.create_publisher(String, "fake_driver/state", STATE_QOS)
         self.create_subscription(Twist, Topics.STRETCH_CMD_VEL, self._on_twist, COMMAND_QOS)
-        self.create_subscription(Bool, "fake_driver/set_runstop", self._on_set_runstop,
-                                 STATE_QOS)
+        self.create_subscription(Bool, "fake_driver/set_runstop", self._on_set_runstop, STATE_QOS)
         for mode in ("navigation", "position"):
-            self.create_service(Trigger, f"switch_to_{mode}_mode",
-                                lambda req, res, m=mode: self._on_switch(m, res))
+            self.create_service(
+                Trigger, f"switch_to_{mode}_mode", lambda req, res, m=mode: self._on_switch(m, res)
+            )
         self.create_timer(0.05, self._publish_status)
         self._pending = None
 
@@ -85,15 +83,20 @@ class FakeStretchDriver(Node):
             self.state["travel_m"] += msg.linear.x * self.period_s
             self.state["turn_rad"] += msg.angular.z * self.period_s
         self.state["twists"].append([msg.linear.x, msg.angular.z])
-        self.state_pub.publish(String(data=json.dumps(
-            {"mode": self.mode, "runstopped": self.runstopped, **self.state})))
+        self.state_pub.publish(
+            String(
+                data=json.dumps({"mode": self.mode, "runstopped": self.runstopped, **self.state})
+            )
+        )
 
     def _publish_status(self) -> None:
         self.mode_pub.publish(String(data=self.mode))
         self.runstop_pub.publish(Bool(data=self.runstopped))
-        self.joints_pub.publish(JointState(
-            name=["joint_lift", "wrist_extension", "joint_wrist_yaw"],
-            position=[0.5, 0.1, 0.0]))
+        self.joints_pub.publish(
+            JointState(
+                name=["joint_lift", "wrist_extension", "joint_wrist_yaw"], position=[0.5, 0.1, 0.0]
+            )
+        )
 
 
 def main() -> None:

@@ -52,8 +52,9 @@ class Rig:
 
         self.context, self.log_dir, self.procs = context, log_dir, procs
         self.node = rclpy.create_node("bad_input_probe", context=context)
-        self.monitor_twin = rclpy.create_node("safevla_safety_monitor", namespace="/sim",
-                                              context=context)
+        self.monitor_twin = rclpy.create_node(
+            "safevla_safety_monitor", namespace="/sim", context=context
+        )
         self.rogue = rclpy.create_node("rogue_publisher", namespace="/sim", context=context)
         self.executor = SingleThreadedExecutor(context=context)
         for n in (self.node, self.monitor_twin, self.rogue):
@@ -128,9 +129,14 @@ class Rig:
             for i in [*range(0, 46), *range(315, 360)]:
                 bearing = math.radians(i)
                 ranges[i] = (wall_m - 0.004) / math.cos(bearing)
-        msg = LaserScan(angle_min=-math.pi, angle_increment=2 * math.pi / 360,
-                        angle_max=-math.pi + 359 * 2 * math.pi / 360, range_min=0.15,
-                        range_max=12.0, ranges=ranges)
+        msg = LaserScan(
+            angle_min=-math.pi,
+            angle_increment=2 * math.pi / 360,
+            angle_max=-math.pi + 359 * 2 * math.pi / 360,
+            range_min=0.15,
+            range_max=12.0,
+            ranges=ranges,
+        )
         msg.header.stamp = stamp
         self.pub(ns, LaserScan, Topics.SCAN, SENSOR_QOS).publish(msg)
 
@@ -145,25 +151,33 @@ class Rig:
         self.last_hw_stamp = stamp
         self.frames("hw", stamp)
         self.scan("hw", stamp, None)
-        self.pub("hw", JointState, Topics.STRETCH_JOINT_STATES, STATE_QOS).publish(JointState(
-            name=["joint_lift", "wrist_extension", "joint_wrist_yaw"],
-            position=[0.2, 0.0, math.radians(190)]))
+        self.pub("hw", JointState, Topics.STRETCH_JOINT_STATES, STATE_QOS).publish(
+            JointState(
+                name=["joint_lift", "wrist_extension", "joint_wrist_yaw"],
+                position=[0.2, 0.0, math.radians(190)],
+            )
+        )
         if self.hw_runstop_on:
             self.pub("hw", Bool, Topics.STRETCH_RUNSTOP, STATE_QOS).publish(Bool(data=False))
 
-    def world(self, ns: str, stamp, step: int, objects=(("vase1", "Vase", (2.0, 0.0, 0.8)),),
-              collided=()) -> None:
+    def world(
+        self, ns: str, stamp, step: int, objects=(("vase1", "Vase", (2.0, 0.0, 0.8)),), collided=()
+    ) -> None:
         from safevla_core.world import WorldState
         from safevla_ros import conversions as conv
         from safevla_ros.msg import WorldStateStamped
         from safevla_ros.qos import STATE_QOS, Topics
 
-        ws = WorldState(step=step, object_ids=tuple(o[0] for o in objects),
-                        object_types=tuple(o[1] for o in objects),
-                        object_positions=np.array([o[2] for o in objects]).reshape(-1, 3),
-                        object_quats=np.tile([1.0, 0, 0, 0], (len(objects), 1)),
-                        robot_pose=np.zeros(3), lift_m=0.2,
-                        wrist_yaw_rad=math.radians(190))
+        ws = WorldState(
+            step=step,
+            object_ids=tuple(o[0] for o in objects),
+            object_types=tuple(o[1] for o in objects),
+            object_positions=np.array([o[2] for o in objects]).reshape(-1, 3),
+            object_quats=np.tile([1.0, 0, 0, 0], (len(objects), 1)),
+            robot_pose=np.zeros(3),
+            lift_m=0.2,
+            wrist_yaw_rad=math.radians(190),
+        )
         msg = conv.world_state_to_msg(ws, stamp, "map")
         msg.collided_ids = list(collided)
         self.pub(ns, WorldStateStamped, Topics.WORLD_STATE, STATE_QOS).publish(msg)
@@ -191,8 +205,9 @@ class Rig:
         d = decisions[-1]
         if not d.approved:  # nothing may appear on the approved topic for it
             self.spin_until(lambda: False, 0.2)
-            assert not any(conv.stamp_key(a.header.stamp) == key and a.action == action
-                           for a in approved)
+            assert not any(
+                conv.stamp_key(a.header.stamp) == key and a.action == action for a in approved
+            )
         return d
 
     def decide_when_ready(self, ns: str, stamp, action: int, timeout_s: float = 10.0):
@@ -237,8 +252,9 @@ class Rig:
         pub = self.pub("sim", DiscreteAction, Topics.APPROVED_ACTION, COMMAND_QOS, node=node)
         assert self.spin_until(lambda: pub.get_subscription_count() >= 1)
         pub.publish(conv.action_to_msg(action, stamp, "safety_monitor", approved=True))
-        assert self.spin_until(lambda: any(conv.stamp_key(s.header.stamp) == key
-                                           for s in statuses)), "no status from the simulator"
+        assert self.spin_until(
+            lambda: any(conv.stamp_key(s.header.stamp) == key for s in statuses)
+        ), "no status from the simulator"
         return [s for s in statuses if conv.stamp_key(s.header.stamp) == key][-1]
 
     def reset(self, **fields):
@@ -267,28 +283,45 @@ def rig(tmp_path_factory):
     ckpt = write_untrained_checkpoint(tmp / "untrained.pt")
     ns = lambda n: ["-r", f"__ns:=/{n}"]  # noqa: E731
     commands = {
-        "monitor_hw": node_command("safety_monitor_node", "safety_monitor.yaml",
-                                   {"mode": "hardware", "watchdog.scan_timeout_s": 1.0,
-                                    "watchdog.joint_state_timeout_s": 1.0}) + ns("hw"),
+        "monitor_hw": node_command(
+            "safety_monitor_node",
+            "safety_monitor.yaml",
+            {
+                "mode": "hardware",
+                "watchdog.scan_timeout_s": 1.0,
+                "watchdog.joint_state_timeout_s": 1.0,
+            },
+        )
+        + ns("hw"),
         "monitor_sim": node_command("safety_monitor_node", "safety_monitor.yaml", {})
         + ns("simmon"),
-        "sim": node_command("sim_node", "sim_node.yaml",
-                            {"split": "train", "house_index": 0, "seed": 1,
-                             "idle_republish_s": 0.5}) + ns("sim"),
-        "policy": node_command("policy_node", "policy_node.yaml",
-                               {"checkpoint": ckpt, "max_image_age_s": 1.0}) + ns("p1"),
+        "sim": node_command(
+            "sim_node",
+            "sim_node.yaml",
+            {"split": "train", "house_index": 0, "seed": 1, "idle_republish_s": 0.5},
+        )
+        + ns("sim"),
+        "policy": node_command(
+            "policy_node", "policy_node.yaml", {"checkpoint": ckpt, "max_image_age_s": 1.0}
+        )
+        + ns("p1"),
     }
     context = Context()
     rclpy.init(context=context)
     try:
         with running(commands, tmp) as procs:
             r = Rig(context, tmp, procs)
-            ready = [("/hw/" + Topics.DECISIONS, True), ("/simmon/" + Topics.DECISIONS, True),
-                     ("/sim/" + Topics.WORLD_STATE, True), ("/p1/" + Topics.INSTRUCTION, False)]
+            ready = [
+                ("/hw/" + Topics.DECISIONS, True),
+                ("/simmon/" + Topics.DECISIONS, True),
+                ("/sim/" + Topics.WORLD_STATE, True),
+                ("/p1/" + Topics.INSTRUCTION, False),
+            ]
             for topic, pubs in ready:
                 count = r.node.count_publishers if pubs else r.node.count_subscribers
-                assert r.spin_until(lambda c=count, t=topic: c(t) >= 1, READY_TIMEOUT_S), \
+                assert r.spin_until(lambda c=count, t=topic: c(t) >= 1, READY_TIMEOUT_S), (
                     f"no endpoint on {topic}\n" + logs(tmp)
+                )
             yield r
             r.alive()
     finally:
@@ -296,12 +329,15 @@ def rig(tmp_path_factory):
 
 
 # -- simulator -----------------------------------------------------------------------------
-@pytest.mark.parametrize("fields, reason", [
-    ({"task": "fly"}, "unknown task 'fly'"),
-    ({"house_split": "bogus"}, "unknown split 'bogus'"),
-    ({"target_type": "Unicorn"}, "unknown target type 'Unicorn'"),
-    ({"house_index": 100000}, "house_index 100000 outside split"),
-])
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        ({"task": "fly"}, "unknown task 'fly'"),
+        ({"house_split": "bogus"}, "unknown split 'bogus'"),
+        ({"target_type": "Unicorn"}, "unknown target type 'Unicorn'"),
+        ({"house_index": 100000}, "house_index 100000 outside split"),
+    ],
+)
 def test_sim_survives_a_failed_reset_and_still_executes(rig, fields, reason):
     res = rig.reset(**fields)
     assert not res.success and reason in res.message
@@ -317,8 +353,10 @@ def test_sim_answers_concurrent_resets(rig):
 
     client = rig.node.create_client(ResetEpisode, f"/sim/{Topics.RESET_EPISODE_SRV}")
     assert rig.spin_until(client.service_is_ready, 60.0)
-    futures = [client.call_async(ResetEpisode.Request(task=t, house_index=-1, seed=s))
-               for t, s in (("objnav", 1), ("fly", 2), ("objnav", 3))]
+    futures = [
+        client.call_async(ResetEpisode.Request(task=t, house_index=-1, seed=s))
+        for t, s in (("objnav", 1), ("fly", 2), ("objnav", 3))
+    ]
     assert rig.spin_until(lambda: all(f.done() for f in futures), 180.0)
     assert [f.result().success for f in futures] == [True, False, True]
     rig.alive()
@@ -398,8 +436,10 @@ def test_hw_monitor_reports_on_diagnostics(rig):
         rig.node.create_subscription(DiagnosticArray, "/diagnostics", arrays.append, STATE_QOS)
 
     def hw_status():
-        return [s for a in arrays for s in a.status
-                if s.hardware_id == "/hw/safevla_safety_monitor"]
+        return [
+            s for a in arrays for s in a.status if s.hardware_id == "/hw/safevla_safety_monitor"
+        ]
+
     assert rig.spin_until(lambda: bool(hw_status()))
     values = {kv.key: kv.value for kv in hw_status()[-1].values}
     assert values["mode"] == "hardware" and int(values["vetoed"]) >= 1
@@ -460,8 +500,10 @@ def test_proposals_racing_the_world_state_never_pass_a_vetoable_action(rig):
         rig.decide("simmon", t, 0)  # m, published right after the state: races it
         d = rig.decide_when_ready("simmon", t, 0)
         verdicts[step] = d.verdict
+
     def passed_now():
         return {conv.stamp_key(a.header.stamp) for a in approved[n0:]}
+
     rig.spin_until(lambda: passed_now() >= clear, 5.0)  # the last approval may still travel
     passed = passed_now()
     assert not passed & walled, "an action was approved into the wall"
@@ -487,14 +529,17 @@ def test_policy_counts_and_warns_stale_and_future_frames(rig, offset_s, reason):
 
 
 # -- parameters ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, value, reason", [
-    ("shield.enabled", False, "read-only"),
-    ("watchdog.camera_timeout_s", -1.0, "out of range"),
-    ("check_rate_hz", math.nan, "read-only"),
-    ("shield.max_action_cost", "abc", "expected float"),
-    ("mode", "bogus", "read-only"),
-    ("watchdog.scan_timeout_s", math.inf, "out of range"),
-])
+@pytest.mark.parametrize(
+    "name, value, reason",
+    [
+        ("shield.enabled", False, "read-only"),
+        ("watchdog.camera_timeout_s", -1.0, "out of range"),
+        ("check_rate_hz", math.nan, "read-only"),
+        ("shield.max_action_cost", "abc", "expected float"),
+        ("mode", "bogus", "read-only"),
+        ("watchdog.scan_timeout_s", math.inf, "out of range"),
+    ],
+)
 def test_monitor_refuses_bad_parameters_with_a_reason(rig, name, value, reason):
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient

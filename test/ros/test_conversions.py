@@ -98,13 +98,22 @@ def test_action_roundtrip_and_bad_index():
 
 
 def _world() -> WorldState:
-    return WorldState(step=4, object_ids=("vase1", "knife1"), object_types=("Vase", "Knife"),
-                      object_positions=np.array([[1.0, 2.0, 0.8], [3.0, -1.0, 0.9]]),
-                      object_quats=np.array([[1.0, 0, 0, 0], [0.0, 0, 0, 1.0]]),
-                      robot_pose=np.array([0.5, -0.5, 1.0]), lift_m=0.3, held_object_id="knife1",
-                      collided_ids=frozenset({"wall|1|2"}), structure_ids=frozenset({"wall|1|2"}),
-                      visible_ids=frozenset({"vase1"}), last_seen_step=np.array([4, -1]),
-                      free_fraction_1m=0.7, last_action_success=False)
+    return WorldState(
+        step=4,
+        object_ids=("vase1", "knife1"),
+        object_types=("Vase", "Knife"),
+        object_positions=np.array([[1.0, 2.0, 0.8], [3.0, -1.0, 0.9]]),
+        object_quats=np.array([[1.0, 0, 0, 0], [0.0, 0, 0, 1.0]]),
+        robot_pose=np.array([0.5, -0.5, 1.0]),
+        lift_m=0.3,
+        held_object_id="knife1",
+        collided_ids=frozenset({"wall|1|2"}),
+        structure_ids=frozenset({"wall|1|2"}),
+        visible_ids=frozenset({"vase1"}),
+        last_seen_step=np.array([4, -1]),
+        free_fraction_1m=0.7,
+        last_action_success=False,
+    )
 
 
 def test_world_state_roundtrip_and_nan():
@@ -114,8 +123,11 @@ def test_world_state_roundtrip_and_nan():
     np.testing.assert_array_equal(back.object_positions, ws.object_positions)
     np.testing.assert_array_equal(back.object_quats, ws.object_quats)
     np.testing.assert_array_equal(back.robot_pose, ws.robot_pose)
-    assert (back.object_ids, back.held_object_id, back.collided_ids) == \
-        (ws.object_ids, "knife1", ws.collided_ids)
+    assert (back.object_ids, back.held_object_id, back.collided_ids) == (
+        ws.object_ids,
+        "knife1",
+        ws.collided_ids,
+    )
     assert back.last_seen_step.tolist() == [4, -1] and back.last_action_success is False
     msg.object_positions[4] = math.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -132,8 +144,13 @@ def test_world_state_roundtrip_and_nan():
 
 def test_cost_message_carries_totals():
     acc = EpisodeCostAccumulator()
-    step1 = CostBreakdown(object_cost=1, robot_cost=1, critical_point=1, disturbed_ids=("v",),
-                          description="vase knocked")
+    step1 = CostBreakdown(
+        object_cost=1,
+        robot_cost=1,
+        critical_point=1,
+        disturbed_ids=("v",),
+        description="vase knocked",
+    )
     acc.add(step1)
     acc.add(CostBreakdown(robot_cost=1))
     msg = conv.cost_to_msg(step1, acc, 2, STAMP, "map")
@@ -160,7 +177,8 @@ def test_odometry_yaw_and_reachable_roundtrip():
     assert (q.z, q.w) == pytest.approx((math.sqrt(0.5), math.sqrt(0.5)))
     xy = np.array([[0.0, 1.0], [2.5, -3.0]])
     np.testing.assert_array_equal(
-        conv.pose_array_to_reachable(conv.reachable_to_pose_array(xy, STAMP, "map")), xy)
+        conv.pose_array_to_reachable(conv.reachable_to_pose_array(xy, STAMP, "map")), xy
+    )
 
 
 def test_ids_json_and_training_status():
@@ -169,8 +187,9 @@ def test_ids_json_and_training_status():
         conv.json_to_ids("{not json")
     with pytest.raises(ValueError):
         conv.json_to_ids("[1, 2]")
-    st = conv.training_status_to_msg({"iteration": 3.0, "env_steps": 384.0,
-                                      "lagrange_multiplier": 0.25}, STAMP)
+    st = conv.training_status_to_msg(
+        {"iteration": 3.0, "env_steps": 384.0, "lagrange_multiplier": 0.25}, STAMP
+    )
     assert (st.iteration, st.env_steps, st.lagrange_multiplier) == (3, 384, 0.25)
     assert math.isnan(st.success_rate)  # no episode finished yet
 
@@ -192,14 +211,25 @@ def test_command_report():
     cfg = StretchCommandConfig()
     # m: 0.2 m / 0.1 m/s = 2 s, reported with the bridge's message count.
     rep = conv.command_report(command_for("m", None, cfg), messages=20)
-    assert rep == {"action": "m", "mode": "navigation", "note": "", "status": "twist",
-                   "linear_x_mps": 0.1, "angular_z_radps": 0.0, "duration_s": 2.0,
-                   "messages": 20}
+    assert rep == {
+        "action": "m",
+        "mode": "navigation",
+        "note": "",
+        "status": "twist",
+        "linear_x_mps": 0.1,
+        "angular_z_radps": 0.0,
+        "duration_s": 2.0,
+        "messages": 20,
+    }
     # zp from 0.5 m: clamped to the 0.52 m limit, 0.02 m / 0.1 m/s = 0.2 s -> 0.5 s minimum.
     joints = StretchJoints(lift_m=0.3, arm_m=0.5, wrist_yaw_rad=0.0)
     rep = conv.command_report(command_for("zp", joints, cfg), sent=False, note="no client")
     assert (rep["status"], rep["joint_names"], rep["sent"], rep["note"]) == (
-        "trajectory", ["wrist_extension"], False, "no client")
+        "trajectory",
+        ["wrist_extension"],
+        False,
+        "no client",
+    )
     assert rep["positions"] == [pytest.approx(0.52)] and rep["duration_s"] == 0.5
     rep = conv.command_report(command_for("end", None, cfg))
     assert (rep["status"], rep["mode"], rep["note"]) == ("noop", None, "moves nothing")
@@ -209,8 +239,7 @@ def test_params_flatten_and_build():
     flat = flatten_defaults(MonitorNodeConfig)
     assert flat["shield.max_action_cost"] == 0.5 and flat["mode"] == "sim"
     assert flat["costs.disturb_position_m"] == 0.05
-    cfg = build_config(MonitorNodeConfig, {**flat, "shield.max_action_cost": 1,
-                                           "mode": "hardware"})
+    cfg = build_config(MonitorNodeConfig, {**flat, "shield.max_action_cost": 1, "mode": "hardware"})
     assert cfg.shield.max_action_cost == 1.0 and cfg.mode == "hardware"
     with pytest.raises(ValueError, match="mode"):
         build_config(MonitorNodeConfig, {**flat, "mode": "dream"})
@@ -256,8 +285,9 @@ def test_scan_round_trip_to_base_link_points():
     from safevla_core.sim.laser import LaserSpec
 
     spec = LaserSpec(num_beams=4)  # beams at -pi, -pi/2, 0, pi/2 in the laser frame
-    msg = conv.scan_to_msg(np.array([1.0, np.inf, 2.0, np.nan]), spec, conv.s_to_stamp(1.0),
-                           "laser")
+    msg = conv.scan_to_msg(
+        np.array([1.0, np.inf, 2.0, np.nan]), spec, conv.s_to_stamp(1.0), "laser"
+    )
     assert msg.angle_max == pytest.approx(math.pi / 2)
     pts, invalid = conv.scan_msg_to_points(msg, LASER_POSE_IN_BASE)
     # Laser turned by pi at (0.004, 0): beam -pi looks forward (1 m), beam 0 backward (2 m).

@@ -38,19 +38,26 @@ class Driver:
 
         self.node, self.context, self.ns = node, context, ns
         t = lambda name: f"/{ns}/{name}"  # noqa: E731
-        self.proposal = node.create_publisher(DiscreteAction, t(Topics.PROPOSED_ACTION),
-                                              COMMAND_QOS)
+        self.proposal = node.create_publisher(
+            DiscreteAction, t(Topics.PROPOSED_ACTION), COMMAND_QOS
+        )
         self.states: list = []
         self.decisions: list = []
         self.costs: list = []
         self.summaries: list[dict] = []
-        node.create_subscription(WorldStateStamped, t(Topics.WORLD_STATE), self.states.append,
-                                 STATE_QOS)
-        node.create_subscription(DiscreteAction, t(Topics.DECISIONS), self.decisions.append,
-                                 STATE_QOS)
+        node.create_subscription(
+            WorldStateStamped, t(Topics.WORLD_STATE), self.states.append, STATE_QOS
+        )
+        node.create_subscription(
+            DiscreteAction, t(Topics.DECISIONS), self.decisions.append, STATE_QOS
+        )
         node.create_subscription(SafetyCost, t(Topics.COST), self.costs.append, STATE_QOS)
-        node.create_subscription(String, t(Topics.EPISODE_SUMMARY),
-                                 lambda m: self.summaries.append(json.loads(m.data)), LATCHED_QOS)
+        node.create_subscription(
+            String,
+            t(Topics.EPISODE_SUMMARY),
+            lambda m: self.summaries.append(json.loads(m.data)),
+            LATCHED_QOS,
+        )
         self.decisions_topic = t(Topics.DECISIONS)
 
     def _spin(self, done, timeout_s: float = STEP_TIMEOUT_S) -> bool:
@@ -76,8 +83,9 @@ class Driver:
                 self._spin(lambda s=state: self.states[-1] is not s, 0.3)
                 continue
             if decision.approved:
-                assert self._spin(lambda s=state: self.states[-1].step != s.step), \
+                assert self._spin(lambda s=state: self.states[-1].step != s.step), (
                     f"{self.ns}: {name} approved but not executed"
+                )
             return decision
         raise AssertionError(f"{self.ns}: inputs never fresh: {decision.verdict}")
 
@@ -87,8 +95,9 @@ class Driver:
         decisions.append(self.propose("end"))
         assert self._spin(lambda: bool(self.summaries)), f"{self.ns}: no episode summary"
         length = int(self.summaries[0]["length"])
-        assert self._spin(lambda: any(c.episode_step == length for c in self.costs)), \
+        assert self._spin(lambda: any(c.episode_step == length for c in self.costs)), (
             f"{self.ns}: no cost report for step {length}"
+        )
         return decisions, self.summaries[0]
 
 
@@ -112,8 +121,10 @@ def test_collisions_cost_without_shield_and_are_vetoed_with_it(ros_context, tmp_
     ns_args = lambda ns: ["-r", f"__ns:=/{ns}"]  # noqa: E731
     commands = {
         "sim_open": node_command("sim_node", "sim_node.yaml", SIM_EPISODE) + ns_args("open"),
-        "monitor_open": node_command("safety_monitor_node", "safety_monitor.yaml",
-                                     {"shield.enabled": False}) + ns_args("open"),
+        "monitor_open": node_command(
+            "safety_monitor_node", "safety_monitor.yaml", {"shield.enabled": False}
+        )
+        + ns_args("open"),
         "sim_shielded": node_command("sim_node", "sim_node.yaml", SIM_EPISODE)
         + ns_args("shielded"),
         "monitor_shielded": node_command("safety_monitor_node", "safety_monitor.yaml", {})
@@ -123,8 +134,9 @@ def test_collisions_cost_without_shield_and_are_vetoed_with_it(ros_context, tmp_
     open_, shielded = Driver(node, ros_context, "open"), Driver(node, ros_context, "shielded")
     with running(commands, tmp_path) as procs:
         for d in (open_, shielded):
-            ready = lambda d=d: (node.count_publishers(d.decisions_topic) >= 1  # noqa: E731
-                                 and bool(d.states))
+            ready = lambda d=d: (  # noqa: E731
+                node.count_publishers(d.decisions_topic) >= 1 and bool(d.states)
+            )
             assert spin_until(node, ros_context, ready, READY_TIMEOUT_S, procs), logs(tmp_path)
         open_decisions, open_summary = open_.run_episode()
         shielded_decisions, shielded_summary = shielded.run_episode()

@@ -38,27 +38,44 @@ def test_policy_acts_on_640x480_and_1280x720_frames(ros_context, tmp_path, trans
     from safevla_ros.qos import IMAGE_QOS, LATCHED_QOS, STATE_QOS, Topics
 
     if transport == "compressed":
-        pytest.importorskip("cv2", reason="opencv-python-headless is not installed: the "
-                                          "compressed transport is optional")
+        pytest.importorskip(
+            "cv2",
+            reason="opencv-python-headless is not installed: the compressed transport is optional",
+        )
     ckpt = write_untrained_checkpoint(tmp_path / "untrained.pt")
-    commands = {"policy": node_command("policy_node", "policy_node.yaml",
-                                       {"checkpoint": ckpt, "image_transport": transport})}
+    commands = {
+        "policy": node_command(
+            "policy_node", "policy_node.yaml", {"checkpoint": ckpt, "image_transport": transport}
+        )
+    }
     node = rclpy.create_node("frames_probe", context=ros_context)
     msg_type = Image if transport == "raw" else CompressedImage
     suffix = "" if transport == "raw" else "/compressed"
-    cams = [node.create_publisher(msg_type, t + suffix, IMAGE_QOS)
-            for t in (Topics.NAV_IMAGE, Topics.MANIP_IMAGE)]
+    cams = [
+        node.create_publisher(msg_type, t + suffix, IMAGE_QOS)
+        for t in (Topics.NAV_IMAGE, Topics.MANIP_IMAGE)
+    ]
     instruction = node.create_publisher(String, Topics.INSTRUCTION, LATCHED_QOS)
     decisions = node.create_publisher(DiscreteAction, Topics.DECISIONS, STATE_QOS)
     proposals: list = []
-    node.create_subscription(DiscreteAction, Topics.PROPOSED_ACTION, proposals.append,
-                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(
+        DiscreteAction,
+        Topics.PROPOSED_ACTION,
+        proposals.append,
+        QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE),
+    )
     rng = np.random.default_rng(0)
     with running(commands, tmp_path) as procs:
-        assert spin_until(node, ros_context,
-                          lambda: node.count_subscribers(Topics.NAV_IMAGE + suffix) >= 1
-                          and node.count_subscribers(Topics.INSTRUCTION) >= 1, 90.0, procs), \
-            logs(tmp_path)
+        assert spin_until(
+            node,
+            ros_context,
+            lambda: (
+                node.count_subscribers(Topics.NAV_IMAGE + suffix) >= 1
+                and node.count_subscribers(Topics.INSTRUCTION) >= 1
+            ),
+            90.0,
+            procs,
+        ), logs(tmp_path)
         instruction.publish(String(data="find a mug"))
         answered: set[int] = set()
 
@@ -67,27 +84,36 @@ def test_policy_acts_on_640x480_and_1280x720_frames(ros_context, tmp_path, trans
                 k = conv.stamp_key(p.header.stamp)
                 if k not in answered:  # as the monitor would: the policy may act again
                     answered.add(k)
-                    decisions.publish(conv.action_to_msg(
-                        int(p.action), p.header.stamp, "safety_monitor", approved=False,
-                        verdict="test: veto"))
+                    decisions.publish(
+                        conv.action_to_msg(
+                            int(p.action),
+                            p.header.stamp,
+                            "safety_monitor",
+                            approved=False,
+                            verdict="test: veto",
+                        )
+                    )
 
         for width, height in ((640, 480), (1280, 720)):
             rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
             sent: set[int] = set()
-            acted = lambda s=sent: sum(conv.stamp_key(p.header.stamp) in s  # noqa: E731
-                                       for p in proposals)
+            acted = lambda s=sent: sum(  # noqa: E731
+                conv.stamp_key(p.header.stamp) in s for p in proposals
+            )
             while acted() < PROPOSALS_PER_SIZE:
                 # One frame pair every 0.3 s (new stamp), until enough proposals answer them.
                 stamp = node.get_clock().now().to_msg()
                 for pub in cams:
-                    pub.publish(conv.rgb_to_image(rgb, stamp, "cam") if transport == "raw"
-                                else conv.rgb_to_compressed_image(rgb, stamp, "cam"))
+                    pub.publish(
+                        conv.rgb_to_image(rgb, stamp, "cam")
+                        if transport == "raw"
+                        else conv.rgb_to_compressed_image(rgb, stamp, "cam")
+                    )
                 sent.add(conv.stamp_key(stamp))
                 n = len(proposals)
                 spin_until(node, ros_context, lambda n=n: len(proposals) > n, 0.3, procs)
                 veto_new_proposals()
-                assert len(sent) < 200, f"{width}x{height}: {acted()} proposals\n" + \
-                    logs(tmp_path)
+                assert len(sent) < 200, f"{width}x{height}: {acted()} proposals\n" + logs(tmp_path)
             assert all(0 <= p.action < 20 for p in proposals)
         assert procs["policy"].poll() is None
     node.destroy_node()

@@ -21,13 +21,19 @@ LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
 
 
 def _strings(tree: ast.AST) -> list[str]:
-    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
-            and isinstance(n.value, str)]
+    return [
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
 
 
 def _keyword_values(tree: ast.AST, name: str) -> list[str]:
-    return [kw.value.value for n in ast.walk(tree) if isinstance(n, ast.Call)
-            for kw in n.keywords if kw.arg == name and isinstance(kw.value, ast.Constant)]
+    return [
+        kw.value.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        for kw in n.keywords
+        if kw.arg == name and isinstance(kw.value, ast.Constant)
+    ]
 
 
 def _console_scripts() -> set[str]:
@@ -99,15 +105,24 @@ def test_rviz_config_uses_map_frame_and_published_topics():
     pytest.importorskip("rclpy")
     from safevla_ros.qos import Topics
 
-    expected = {Topics.NAV_IMAGE, Topics.MANIP_IMAGE, Topics.PATH, Topics.ODOM,
-                Topics.OBJECT_MARKERS, Topics.COST_MARKERS, Topics.SCAN}
+    expected = {
+        Topics.NAV_IMAGE,
+        Topics.MANIP_IMAGE,
+        Topics.PATH,
+        Topics.ODOM,
+        Topics.OBJECT_MARKERS,
+        Topics.COST_MARKERS,
+        Topics.SCAN,
+    }
     assert topics == {"/" + t for t in expected}
 
 
 def test_launch_files_load_with_ros2_launch():
     if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("ROS 2 launch/launch_ros are not installable from PyPI (ENVIRONMENT.md); "
-                    "test_nodes_integration.py starts the same nodes and parameter files instead")
+        pytest.skip(
+            "ROS 2 launch/launch_ros are not installable from PyPI (ENVIRONMENT.md); "
+            "test_nodes_integration.py starts the same nodes and parameter files instead"
+        )
     from launch.launch_description_sources import PythonLaunchDescriptionSource
 
     for path in LAUNCH_FILES:
@@ -126,14 +141,18 @@ def test_parameter_files_apply_in_a_namespace(name, tmp_path):
     data = yaml.safe_load((REPO / "config" / name).read_text())
     values = _flatten(data[f"/**/{node_name}"]["ros__parameters"])
     context = Context()
-    rclpy.init(args=["--ros-args", "--params-file", str(REPO / "config" / name)],
-               context=context)
+    rclpy.init(args=["--ros-args", "--params-file", str(REPO / "config" / name)], context=context)
     try:
         node = Node(node_name, namespace="/robot1", context=context)
         for key, value in values.items():
             # Declared with a default that differs from the file's value: the file must win.
-            other = (not value if isinstance(value, bool) else value + 1
-                     if isinstance(value, int | float) else f"{value}_not_from_file")
+            other = (
+                not value
+                if isinstance(value, bool)
+                else value + 1
+                if isinstance(value, int | float)
+                else f"{value}_not_from_file"
+            )
             assert node.declare_parameter(key, other).value == value, key
         node.destroy_node()
     finally:
@@ -147,11 +166,26 @@ def test_launch_arguments_reach_parameters_as_strings(path):
     # every parameter value built from an argument must be a ParameterValue with an explicit
     # value_type (str; bool for the true/false `resume`).
     tree = ast.parse(path.read_text(), filename=str(path))
-    bare = [ast.unparse(v) for n in ast.walk(tree) if isinstance(n, ast.Dict) for v in n.values
-            if isinstance(v, ast.Call) and isinstance(v.func, ast.Name)
-            and v.func.id == "LaunchConfiguration"]
+    bare = [
+        ast.unparse(v)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Dict)
+        for v in n.values
+        if isinstance(v, ast.Call)
+        and isinstance(v.func, ast.Name)
+        and v.func.id == "LaunchConfiguration"
+    ]
     assert not bare, f"{path.name}: parameters from bare launch arguments: {bare}"
-    wrapped = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-               and isinstance(n.func, ast.Name) and n.func.id == "ParameterValue"]
-    assert wrapped and all(any(kw.arg == "value_type" and ast.unparse(kw.value) in ("str", "bool")
-                               for kw in n.keywords) for n in wrapped)
+    wrapped = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Name)
+        and n.func.id == "ParameterValue"
+    ]
+    assert wrapped and all(
+        any(
+            kw.arg == "value_type" and ast.unparse(kw.value) in ("str", "bool") for kw in n.keywords
+        )
+        for n in wrapped
+    )

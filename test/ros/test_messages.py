@@ -48,34 +48,65 @@ def test_fields_match_the_interface_contract():
 
     hdr = {"header": "std_msgs/Header"}
     assert DiscreteAction.get_fields_and_field_types() == {
-        **hdr, "action": "uint8", "name": "string", "source": "string", "approved": "boolean",
-        "verdict": "string", "predicted_cost": "float", "action_costs": "sequence<float>",
-    }  # fmt: skip
+        **hdr,
+        "action": "uint8",
+        "name": "string",
+        "source": "string",
+        "approved": "boolean",
+        "verdict": "string",
+        "predicted_cost": "float",
+        "action_costs": "sequence<float>",
+    }
     flags = ("dangerous_equipment", "corner", "blind_spot", "fragile_collection", "critical_point")
     assert SafetyCost.get_fields_and_field_types() == {
-        **hdr, "object_cost": "float", "robot_cost": "float", **dict.fromkeys(flags, "boolean"),
-        "cumulative_cost": "float", "cumulative_robot_cost": "float",
-        "cumulative_object_cost": "float", "episode_step": "uint32", "event": "string",
-    }  # fmt: skip
+        **hdr,
+        "object_cost": "float",
+        "robot_cost": "float",
+        **dict.fromkeys(flags, "boolean"),
+        "cumulative_cost": "float",
+        "cumulative_robot_cost": "float",
+        "cumulative_object_cost": "float",
+        "episode_step": "uint32",
+        "event": "string",
+    }
     assert TrainingStatus.get_fields_and_field_types() == {
-        **hdr, "iteration": "uint32", "env_steps": "uint64", "success_rate": "float",
-        "mean_episode_cost": "float", "robot_cost": "float", "object_cost": "float",
-        "lagrange_multiplier": "float", "cost_limit": "float", "mean_episode_reward": "float",
-    }  # fmt: skip
+        **hdr,
+        "iteration": "uint32",
+        "env_steps": "uint64",
+        "success_rate": "float",
+        "mean_episode_cost": "float",
+        "robot_cost": "float",
+        "object_cost": "float",
+        "lagrange_multiplier": "float",
+        "cost_limit": "float",
+        "mean_episode_reward": "float",
+    }
     assert WorldStateStamped.get_fields_and_field_types() == {
-        **hdr, "step": "uint32", "object_ids": "sequence<string>",
-        "object_types": "sequence<string>", "object_positions": "sequence<double>",
-        "object_quats": "sequence<double>", "robot_pose": "geometry_msgs/Pose2D",
-        "lift_m": "double", "arm_m": "double", "wrist_yaw_rad": "double",
-        "held_object_id": "string", "collided_ids": "sequence<string>",
-        "structure_ids": "sequence<string>", "visible_ids": "sequence<string>",
-        "last_seen_step": "sequence<int64>", "free_fraction_1m": "double",
+        **hdr,
+        "step": "uint32",
+        "object_ids": "sequence<string>",
+        "object_types": "sequence<string>",
+        "object_positions": "sequence<double>",
+        "object_quats": "sequence<double>",
+        "robot_pose": "geometry_msgs/Pose2D",
+        "lift_m": "double",
+        "arm_m": "double",
+        "wrist_yaw_rad": "double",
+        "held_object_id": "string",
+        "collided_ids": "sequence<string>",
+        "structure_ids": "sequence<string>",
+        "visible_ids": "sequence<string>",
+        "last_seen_step": "sequence<int64>",
+        "free_fraction_1m": "double",
         "last_action_success": "boolean",
-    }  # fmt: skip
+    }
     assert ResetEpisode.Request.get_fields_and_field_types() == {
-        "task": "string", "house_split": "string", "house_index": "int32", "seed": "int32",
+        "task": "string",
+        "house_split": "string",
+        "house_index": "int32",
+        "seed": "int32",
         "target_type": "string",
-    }  # fmt: skip
+    }
     assert ResetEpisode.Response.get_fields_and_field_types() == {
         "success": "boolean",
         "message": "string",

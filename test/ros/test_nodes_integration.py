@@ -39,15 +39,25 @@ def write_untrained_checkpoint(path: Path) -> Path:
     from safevla_core.policy.factory import build_policy
 
     torch.manual_seed(0)
-    cfg = Config(policy=PolicyConfig(d_model=64, num_heads=4, encoder_layers=1, decoder_layers=1,
-                                     context_steps=32, image_width=160, image_height=96))
+    cfg = Config(
+        policy=PolicyConfig(
+            d_model=64,
+            num_heads=4,
+            encoder_layers=1,
+            decoder_layers=1,
+            context_steps=32,
+            image_width=160,
+            image_height=96,
+        )
+    )
     policy = build_policy(cfg.policy)
     save_checkpoint(path, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
     return path
 
 
-def node_command(module: str, params_file: str | None, overrides: Mapping[str, object]
-                 ) -> list[str]:
+def node_command(
+    module: str, params_file: str | None, overrides: Mapping[str, object]
+) -> list[str]:
     """``python -m safevla_ros.<module> --ros-args --params-file ... -p k:=v ...``."""
     cmd = [sys.executable, "-m", f"safevla_ros.{module}", "--ros-args"]
     if params_file:
@@ -61,14 +71,19 @@ def node_command(module: str, params_file: str | None, overrides: Mapping[str, o
 @contextmanager
 def running(commands: Mapping[str, list[str]], log_dir: Path) -> Iterator[dict]:
     """Start each command as a process (env inherited), stop them all with SIGINT at the end."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
     procs = {}
     try:
         for name, cmd in commands.items():
             log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-            procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            cwd=REPO), log)
+            procs[name] = (
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO),
+                log,
+            )
         yield {name: p for name, (p, _) in procs.items()}
     finally:
         for p, _ in procs.values():
@@ -85,8 +100,9 @@ def running(commands: Mapping[str, list[str]], log_dir: Path) -> Iterator[dict]:
 
 def logs(log_dir: Path) -> str:
     """All process logs, for assertion messages."""
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
-                     for p in sorted(log_dir.glob("*.log")))
+    return "\n".join(
+        f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(log_dir.glob("*.log"))
+    )
 
 
 def spin_until(node, context, done: Callable[[], bool], timeout_s: float, procs=None) -> bool:
@@ -118,35 +134,48 @@ def test_closed_loop_episode_finishes(ros_context, tmp_path):
 
     ckpt = write_untrained_checkpoint(tmp_path / "untrained.pt")
     commands = {
-        "sim": node_command("sim_node", "sim_node.yaml",
-                            {"max_steps": EPISODE_STEPS, "split": "train", "house_index": 0,
-                             "seed": 1}),
-        "policy": node_command("policy_node", "policy_node.yaml",
-                               {"checkpoint": ckpt, "deterministic": False, "seed": 3}),
+        "sim": node_command(
+            "sim_node",
+            "sim_node.yaml",
+            {"max_steps": EPISODE_STEPS, "split": "train", "house_index": 0, "seed": 1},
+        ),
+        "policy": node_command(
+            "policy_node",
+            "policy_node.yaml",
+            {"checkpoint": ckpt, "deterministic": False, "seed": 3},
+        ),
         "monitor": node_command("safety_monitor_node", "safety_monitor.yaml", {}),
         "recorder": node_command("recorder_node", None, {"output_dir": tmp_path / "bag"}),
     }
     node = rclpy.create_node("integration_probe", context=ros_context)
     got: dict[str, list] = {"approved": [], "decisions": [], "costs": [], "summary": []}
-    node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION,
-                             got["approved"].append, COMMAND_QOS)
+    node.create_subscription(
+        DiscreteAction, Topics.APPROVED_ACTION, got["approved"].append, COMMAND_QOS
+    )
     node.create_subscription(DiscreteAction, Topics.DECISIONS, got["decisions"].append, STATE_QOS)
     node.create_subscription(SafetyCost, Topics.COST, got["costs"].append, STATE_QOS)
-    node.create_subscription(String, Topics.EPISODE_SUMMARY,
-                             lambda m: got["summary"].append(json.loads(m.data)), LATCHED_QOS)
+    node.create_subscription(
+        String,
+        Topics.EPISODE_SUMMARY,
+        lambda m: got["summary"].append(json.loads(m.data)),
+        LATCHED_QOS,
+    )
     with running(commands, tmp_path) as procs:
-        finished = spin_until(node, ros_context, lambda: bool(got["summary"]), STARTUP_TIMEOUT_S,
-                              procs)
+        finished = spin_until(
+            node, ros_context, lambda: bool(got["summary"]), STARTUP_TIMEOUT_S, procs
+        )
         # Let the monitor's last cost report of the episode arrive (it is published after the
         # simulator's summary in the same step).
         spin_until(node, ros_context, lambda: False, 1.0)
     node.destroy_node()
-    assert finished, f"no episode finished; got {[(k, len(v)) for k, v in got.items()]}\n" \
-        + logs(tmp_path)
+    assert finished, f"no episode finished; got {[(k, len(v)) for k, v in got.items()]}\n" + logs(
+        tmp_path
+    )
     summary = got["summary"][0]
     assert summary["episode"] == 0 and 1 <= summary["length"] <= EPISODE_STEPS
-    assert got["approved"] and all(m.approved and m.source == "safety_monitor"
-                                   for m in got["approved"])
+    assert got["approved"] and all(
+        m.approved and m.source == "safety_monitor" for m in got["approved"]
+    )
     # Every executed step is an approved action, so at least `length` approvals were published.
     assert len(got["approved"]) >= summary["length"]
     # The monitor's cost reports for episode 0 cover every step 1..length, and its totals agree
@@ -177,6 +206,8 @@ def check_recording(bag: Path, min_actions: int) -> None:
         counts = {c.topic: c.msgcount for c in reader.connections}
         assert counts["/safety/approved_action"] >= min_actions, counts
         costs = [c for c in reader.connections if c.topic == "/safety/cost"]
-        decoded = [store.deserialize_cdr(raw, c.msgtype)
-                   for c, _t, raw in reader.messages(connections=costs)]
+        decoded = [
+            store.deserialize_cdr(raw, c.msgtype)
+            for c, _t, raw in reader.messages(connections=costs)
+        ]
     assert decoded and decoded[0].episode_step >= 1

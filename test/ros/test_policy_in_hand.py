@@ -25,10 +25,15 @@ def _world_state_msg(held: str, stamp):
     from safevla_core.world import WorldState
     from safevla_ros import conversions as conv
 
-    ws = WorldState(step=1, object_ids=("mug_1",), object_types=("Mug",),
-                    object_positions=np.array([[1.0, 0.0, 0.8]]),
-                    object_quats=np.array([[1.0, 0.0, 0.0, 0.0]]), robot_pose=np.zeros(3),
-                    held_object_id=held or None)
+    ws = WorldState(
+        step=1,
+        object_ids=("mug_1",),
+        object_types=("Mug",),
+        object_positions=np.array([[1.0, 0.0, 0.8]]),
+        object_quats=np.array([[1.0, 0.0, 0.0, 0.0]]),
+        robot_pose=np.zeros(3),
+        held_object_id=held or None,
+    )
     return conv.world_state_to_msg(ws, stamp, "map")
 
 
@@ -47,9 +52,15 @@ def test_in_hand_comes_from_world_state_or_bool_topic(ros_context, tmp_path):
 
     ckpt = str(write_untrained_checkpoint(tmp_path / "untrained.pt"))
     nodes = {
-        src: PolicyNode(context=ros_context, namespace=ns, parameter_overrides=[
-            Parameter("checkpoint", value=ckpt), Parameter("in_hand_source", value=src),
-            Parameter("step_synchronous", value=False)])  # no monitor/executor here
+        src: PolicyNode(
+            context=ros_context,
+            namespace=ns,
+            parameter_overrides=[
+                Parameter("checkpoint", value=ckpt),
+                Parameter("in_hand_source", value=src),
+                Parameter("step_synchronous", value=False),
+            ],
+        )  # no monitor/executor here
         for src, ns in (("world_state", "/ws"), ("topic", "/topic"))
     }
     probe = rclpy.create_node("in_hand_probe", context=ros_context)
@@ -65,8 +76,9 @@ def test_in_hand_comes_from_world_state_or_bool_topic(ros_context, tmp_path):
             "instruction": probe.create_publisher(String, t(Topics.INSTRUCTION), LATCHED_QOS),
         }
         proposals[ns] = []
-        probe.create_subscription(DiscreteAction, t(Topics.PROPOSED_ACTION),
-                                  proposals[ns].append, COMMAND_QOS)
+        probe.create_subscription(
+            DiscreteAction, t(Topics.PROPOSED_ACTION), proposals[ns].append, COMMAND_QOS
+        )
     world = probe.create_publisher(WorldStateStamped, "/ws/" + Topics.WORLD_STATE, STATE_QOS)
     in_hand = probe.create_publisher(Bool, "/topic/" + Topics.IN_HAND, STATE_QOS)
 
@@ -120,8 +132,10 @@ def test_in_hand_comes_from_world_state_or_bool_topic(ros_context, tmp_path):
     def agent_values(flags):
         agent = PolicyAgent.from_checkpoint(ckpt, deterministic=True, seed=0)
         agent.reset(INSTRUCTION)
-        return [agent.act(frames[2 * i], frames[2 * i + 1], in_hand=f).value_cost
-                for i, f in enumerate(flags)]
+        return [
+            agent.act(frames[2 * i], frames[2 * i + 1], in_hand=f).value_cost
+            for i, f in enumerate(flags)
+        ]
 
     held, not_held = agent_values([True, False]), agent_values([False, False])
     assert abs(held[0] - not_held[0]) > 1e-4, "the flag must change the cost critic's value"

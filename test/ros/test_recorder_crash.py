@@ -27,14 +27,18 @@ def test_sigkilled_recording_is_repaired_and_readable(ros_context, tmp_path):
     from safevla_ros.recorder_node import make_typestore
 
     bag = tmp_path / "bag"
-    commands = {"recorder": node_command("recorder_node", None, {
-        "output_dir": bag, "topics": Topics.COST, "flush_period_s": 0.5})}
+    commands = {
+        "recorder": node_command(
+            "recorder_node", None, {"output_dir": bag, "topics": Topics.COST, "flush_period_s": 0.5}
+        )
+    }
     node = rclpy.create_node("crash_probe", context=ros_context)
     pub = node.create_publisher(SafetyCost, Topics.COST, STATE_QOS)
     sent = []
     with running(commands, tmp_path) as procs:
-        assert spin_until(node, ros_context, lambda: pub.get_subscription_count() >= 1, 60.0,
-                          procs), logs(tmp_path)
+        assert spin_until(
+            node, ros_context, lambda: pub.get_subscription_count() >= 1, 60.0, procs
+        ), logs(tmp_path)
         for step in range(1, 31):  # 30 reports, one per 0.1 s
             pub.publish(SafetyCost(episode_step=step, robot_cost=1.0))
             sent.append(step)
@@ -52,8 +56,9 @@ def test_sigkilled_recording_is_repaired_and_readable(ros_context, tmp_path):
     assert meta["version"] == 5 and meta["message_count"] == recovered
     store = make_typestore()
     with Reader(bag) as reader:
-        steps = [store.deserialize_cdr(raw, c.msgtype).episode_step
-                 for c, _t, raw in reader.messages()]
+        steps = [
+            store.deserialize_cdr(raw, c.msgtype).episode_step for c, _t, raw in reader.messages()
+        ]
     # Everything before the last flush survived, in order and without gaps (at most one 0.5 s
     # period lost at the end; the recorder subscribes best effort, so the first report or two
     # may precede its matching).

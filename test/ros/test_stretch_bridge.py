@@ -41,14 +41,17 @@ class MonitorStandIn:
         self.node, self.context = node, context
         self.action = node.create_publisher(DiscreteAction, Topics.APPROVED_ACTION, COMMAND_QOS)
         self.runstop = node.create_publisher(Bool, "fake_driver/set_runstop", STATE_QOS)
-        self.cams = [node.create_publisher(Image, t, IMAGE_QOS)
-                     for t in (Topics.NAV_IMAGE, Topics.MANIP_IMAGE)]
+        self.cams = [
+            node.create_publisher(Image, t, IMAGE_QOS)
+            for t in (Topics.NAV_IMAGE, Topics.MANIP_IMAGE)
+        ]
         self.statuses: list = []
         self.driver: dict = {}
         deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(ActionStatus, Topics.ACTION_STATUS, self.statuses.append, deep)
-        node.create_subscription(String, "fake_driver/state",
-                                 lambda m: self.driver.update(json.loads(m.data)), deep)
+        node.create_subscription(
+            String, "fake_driver/state", lambda m: self.driver.update(json.loads(m.data)), deep
+        )
         self.cameras_on = True
         node.create_timer(0.1, self._feed)
         self.ActionStatus = ActionStatus
@@ -77,12 +80,16 @@ class MonitorStandIn:
         from safevla_ros import conversions as conv
 
         def done():
-            return any(conv.stamp_key(s.header.stamp) == key and s.state != s.BUSY
-                       for s in self.statuses)
-        assert spin_until(self.node, self.context, done, STEP_TIMEOUT_S), \
-            [(s.name, s.state, s.detail) for s in self.statuses[-5:]]
-        return [s for s in self.statuses if conv.stamp_key(s.header.stamp) == key
-                and s.state != s.BUSY][-1]
+            return any(
+                conv.stamp_key(s.header.stamp) == key and s.state != s.BUSY for s in self.statuses
+            )
+
+        assert spin_until(self.node, self.context, done, STEP_TIMEOUT_S), [
+            (s.name, s.state, s.detail) for s in self.statuses[-5:]
+        ]
+        return [
+            s for s in self.statuses if conv.stamp_key(s.header.stamp) == key and s.state != s.BUSY
+        ][-1]
 
     def spin_until(self, fn, timeout_s: float = STEP_TIMEOUT_S) -> bool:
         """Spin this node until ``fn()``."""
@@ -101,13 +108,18 @@ def bridge(ros_context, tmp_path):
     probe = MonitorStandIn(node, ros_context)
     commands = {
         "driver": [sys.executable, str(REPO / "test" / "ros" / "fake_stretch_driver.py"), "10"],
-        "bridge": node_command("stretch_bridge_node", "stretch_bridge.yaml",
-                               {"commands.base_mode": "navigation", "camera_timeout_s": 1.0}),
+        "bridge": node_command(
+            "stretch_bridge_node",
+            "stretch_bridge.yaml",
+            {"commands.base_mode": "navigation", "camera_timeout_s": 1.0},
+        ),
     }
     with running(commands, tmp_path) as procs:
-        ready = lambda: (node.count_subscribers(Topics.APPROVED_ACTION) >= 1  # noqa: E731
-                         and node.count_publishers(Topics.ACTION_STATUS) >= 1
-                         and node.count_subscribers("fake_driver/set_runstop") >= 1)
+        ready = lambda: (  # noqa: E731
+            node.count_subscribers(Topics.APPROVED_ACTION) >= 1
+            and node.count_publishers(Topics.ACTION_STATUS) >= 1
+            and node.count_subscribers("fake_driver/set_runstop") >= 1
+        )
         assert spin_until(node, ros_context, ready, READY_TIMEOUT_S, procs), logs(tmp_path)
         probe.runstop.publish(Bool(data=False))
         # The bridge accepts actions once cameras and the runstop state are fresh.

@@ -25,11 +25,25 @@ def tiny_config(out_dir) -> dict:
     return {
         "task": {"name": "objnav", "max_steps_train": 10, "cost_limit": COST_LIMIT},
         "houses": {"num_train": 2, "num_val": 1, "num_test": 1},
-        "policy": {"d_model": 32, "num_heads": 4, "encoder_layers": 1, "decoder_layers": 1,
-                   "context_steps": 8, "image_width": 160, "image_height": 96},
-        "train": {"method": "ppo_lag", "vector": "sync", "num_envs": 1, "num_steps": NUM_STEPS,
-                  "total_env_steps": TOTAL_ENV_STEPS, "out_dir": str(out_dir),
-                  "checkpoint_every": 1, "torch_threads": 1},
+        "policy": {
+            "d_model": 32,
+            "num_heads": 4,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "context_steps": 8,
+            "image_width": 160,
+            "image_height": 96,
+        },
+        "train": {
+            "method": "ppo_lag",
+            "vector": "sync",
+            "num_envs": 1,
+            "num_steps": NUM_STEPS,
+            "total_env_steps": TOTAL_ENV_STEPS,
+            "out_dir": str(out_dir),
+            "checkpoint_every": 1,
+            "torch_threads": 1,
+        },
     }
 
 
@@ -46,27 +60,29 @@ def test_trainer_publishes_status_and_cameras_and_writes_checkpoints(ros_context
     cfg_file = tmp_path / "tiny.yaml"
     cfg_file.write_text(yaml.safe_dump(tiny_config(run_dir)))
     commands = {
-        "trainer": node_command("trainer_node", "trainer_node.yaml",
-                                {"config_file": cfg_file, "resume": False}),
+        "trainer": node_command(
+            "trainer_node", "trainer_node.yaml", {"config_file": cfg_file, "resume": False}
+        ),
         # A missing config file: the node reports it and exits with status 1.
-        "trainer_bad": node_command("trainer_node", "trainer_node.yaml",
-                                    {"config_file": tmp_path / "missing.yaml"})
+        "trainer_bad": node_command(
+            "trainer_node", "trainer_node.yaml", {"config_file": tmp_path / "missing.yaml"}
+        )
         + ["-r", "__ns:=/bad"],
     }
     node = rclpy.create_node("trainer_probe", context=ros_context)
     status: list = []
     images: dict[str, list] = {"nav": [], "manip": []}
     # Transient local: both statuses arrive even if discovery ends after the first iteration.
-    node.create_subscription(TrainingStatus, Topics.TRAINING_STATUS, status.append,
-                             STATUS_HISTORY_QOS)
+    node.create_subscription(
+        TrainingStatus, Topics.TRAINING_STATUS, status.append, STATUS_HISTORY_QOS
+    )
     for key, topic in (("nav", Topics.TRAINING_NAV_IMAGE), ("manip", Topics.TRAINING_MANIP_IMAGE)):
         node.create_subscription(Image, topic, images[key].append, SENSOR_QOS)
     with running(commands, tmp_path) as procs:
         done = lambda: procs["trainer"].poll() is not None and len(status) >= 2  # noqa: E731
         finished = spin_until(node, ros_context, done, RUN_TIMEOUT_S)
         spin_until(node, ros_context, lambda: False, 0.3)  # late images
-        assert finished, f"trainer did not finish; {len(status)} status messages\n" \
-            + logs(tmp_path)
+        assert finished, f"trainer did not finish; {len(status)} status messages\n" + logs(tmp_path)
         assert procs["trainer"].returncode == 0, logs(tmp_path)
         assert procs["trainer_bad"].wait(timeout=30) == 1
     node.destroy_node()
@@ -86,8 +102,8 @@ def test_trainer_publishes_status_and_cameras_and_writes_checkpoints(ros_context
     assert images["nav"][-1].header.frame_id == "nav_camera"
     assert images["manip"][-1].header.frame_id == "manip_camera"
     # A checkpoint per iteration (checkpoint_every 1), with the resolved config beside them.
-    assert sorted(p.name for p in run_dir.glob("ckpt_*.pt")) == ["ckpt_000001.pt",
-                                                                "ckpt_000002.pt"]
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["task"]["cost_limit"] == \
-        pytest.approx(COST_LIMIT)
+    assert sorted(p.name for p in run_dir.glob("ckpt_*.pt")) == ["ckpt_000001.pt", "ckpt_000002.pt"]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["task"][
+        "cost_limit"
+    ] == pytest.approx(COST_LIMIT)
     assert "missing.yaml" in logs(tmp_path)
