@@ -70,6 +70,11 @@ def shard_path(out_dir: str | Path, index: int) -> Path:
     return Path(out_dir) / SHARD_PATTERN.format(index)
 
 
+def _shard_episodes(k: int, per_shard: int, episodes: int) -> range:
+    """Episode indices of shard ``k`` of a fixed list of ``episodes`` (``per_shard`` each)."""
+    return range(k * per_shard, min(episodes, (k + 1) * per_shard))
+
+
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
@@ -141,9 +146,7 @@ def collect(
     run = kept = steps = 0
     successes = 0.0
     bar = tqdm(
-        total=sum(
-            min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard for k in todo
-        ),
+        total=sum(len(_shard_episodes(k, episodes_per_shard, episodes)) for k in todo),
         unit="ep",
         desc=f"collect {cfg.task.name}",
         disable=not (progress and ctx.is_main),
@@ -153,7 +156,7 @@ def collect(
             rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
             instructions: list[str] = []
             summaries: list[dict[str, Any]] = []
-            for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
+            for i in _shard_episodes(k, episodes_per_shard, episodes):
                 ep: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
 
                 def on_step(
@@ -780,9 +783,7 @@ def dagger_collect(
     run = steps = agree = 0
     successes = 0.0
     bar = tqdm(
-        total=sum(
-            min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard for k in todo
-        ),
+        total=sum(len(_shard_episodes(k, episodes_per_shard, episodes)) for k in todo),
         unit="ep",
         desc=f"dagger {cfg.task.name}",
         disable=not (progress and ctx.is_main),
@@ -792,7 +793,7 @@ def dagger_collect(
             rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
             instructions: list[str] = []
             summaries: list[dict[str, Any]] = []
-            for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
+            for i in _shard_episodes(k, episodes_per_shard, episodes):
                 house_index = i % n_houses
                 obs, info = env.reset(seed=seed + i, options={"house_index": house_index})
                 expert.reset(
