@@ -645,6 +645,15 @@ def behaviour_cloning(
                 stale = 0
             else:
                 stale += 1
+        if ctx.is_main:  # the best weights so far, ready for `safevla eval` while BC goes on
+            save_checkpoint(
+                out / f"{Path(name).stem}.best.pt",
+                {
+                    "policy": best[1] if best is not None else policy.state_dict(),
+                    "config": config_to_dict(cfg),
+                    "metrics": best[2] if best is not None else dict(metrics),
+                },
+            )
         state = {
             "policy": policy.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -687,6 +696,7 @@ def behaviour_cloning(
             },
         )
         partial.unlink(missing_ok=True)
+        (out / f"{Path(name).stem}.best.pt").unlink(missing_ok=True)
     distributed.barrier()  # no rank goes on (DAgger, RL) before the checkpoint is on disk
     return path
 

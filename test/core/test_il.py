@@ -245,11 +245,15 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "run", seed=3, **kw)
     assert (tmp_path / "run" / "il.pt.partial").is_file()
+    # the best weights so far were evaluable while training went on
+    best = load_checkpoint(tmp_path / "run" / "il.best.pt", required_keys=("policy", "config"))
+    assert best["metrics"]["epoch"] in (1.0, 2.0)
     monkeypatch.setattr(il, "_bc_pass", real)
     path = il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "run", seed=3, **kw)
     rows = [json.loads(x) for x in (tmp_path / "run" / "il_metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1.0, 2.0, 3.0]
     assert not (tmp_path / "run" / "il.pt.partial").exists()
+    assert not (tmp_path / "run" / "il.best.pt").exists()
     got, want = load_checkpoint(path)["policy"], load_checkpoint(ref)["policy"]
     for k in want:  # the resumed run ends where the uninterrupted one did
         torch.testing.assert_close(got[k], want[k])
