@@ -136,6 +136,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val", "test"], default=None)
     p.add_argument("--deterministic", action="store_true", help="greedy actions")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default runs/eval.json)")
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        metavar="K/N",
+        help="run episodes K, K+N, ... of the list (N processes in parallel); "
+        "join the N JSON files with --merge",
+    )
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="instead of running: merge shard reports into one (--out, --report-dir)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser(
@@ -359,6 +374,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from safevla_core.evaluate import evaluate, format_report, write_report
 
     cfg = _config(args, {"task": {"name": args.task}})
+    if args.merge:
+        from safevla_core.evaluate import merge_reports
+
+        report = merge_reports([json.loads(p.read_text()) for p in args.merge])
+        out = write_report(report, args.out or cfg.eval.out)
+        print(format_report(report))
+        print(f"wrote {out}")
+        if args.report_dir is not None:
+            from safevla_core.report import write_eval_report
+
+            paths = write_eval_report(report, args.report_dir, title=str(report["checkpoint"]))
+            print(f"wrote {', '.join(str(p) for p in paths.values())}")
+        return 0
+    try:
+        k, n = (int(x) for x in args.shard.split("/"))
+    except ValueError as exc:
+        raise ValueError(f"--shard must be K/N, e.g. 0/2, got {args.shard!r}") from exc
     if args.checkpoint is None and not args.expert:
         from safevla_core.shipped import default_eval_checkpoint
 
@@ -379,6 +411,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             extreme=args.extreme,
             ood=args.ood,
             agent="expert" if args.expert else None,
+            shard=(k, n),
         )
     except NotImplementedError as exc:
         print(f"safevla eval: error: {exc}", file=sys.stderr)

@@ -431,6 +431,7 @@ def evaluate(
     extreme: bool = False,
     ood: str | None = None,
     agent: Any = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or any agent, e.g. the expert) on a house split.
 
@@ -444,6 +445,8 @@ def evaluate(
         extreme: Run the "extreme failure" episodes (:func:`extreme_failure_list`) instead.
         ood: One of :data:`OOD_PERTURBATIONS`, applied through the backend's
             ``set_appearance(name, seed)`` before the episodes.
+        shard: ``(k, n)``: run only episodes ``k, k + n, ...`` of the fixed list, so n
+            processes evaluate it in parallel; :func:`merge_reports` joins their reports.
         agent: An agent factory result to use instead of the checkpoint: either a
             :class:`PolicyAgent` or the string ``"expert"``
             (:class:`~safevla_core.expert.ShortestPathExpert`).
@@ -486,6 +489,10 @@ def evaluate(
         items = extreme_failure_list(cfg, split, n)
     else:
         items = [(h, s, None) for h, s in episode_list(cfg, split, n)]
+    k, of = shard
+    if not (of >= 1 and 0 <= k < of):
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
+    items = items[k::of]  # this shard's share of the fixed list (merge with merge_reports)
     run: Callable[..., dict[str, Any]]
     if use_expert:
         from safevla_core.expert import ShortestPathExpert, run_expert_episode
@@ -532,6 +539,21 @@ def _shortest_after_reset(
         options["target_type"] = target_type
     env.reset(seed=seed, options=options)
     return shortest_path_length(env)
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the shard reports of one evaluation (:func:`aggregate` of all episodes).
+
+    Raises:
+        ValueError: If the shards evaluated different checkpoints or splits.
+    """
+    meta = {(r.get("checkpoint"), r.get("split"), r.get("extreme"), r.get("ood")) for r in reports}
+    if len(meta) != 1:
+        raise ValueError(f"shards of different evaluations: {sorted(map(str, meta))}")
+    merged = aggregate([e for r in reports for e in r["episodes"]])
+    checkpoint, split, extreme, ood = meta.pop()
+    merged.update(checkpoint=checkpoint, split=split, extreme=extreme, ood=ood)
+    return merged
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> Path:

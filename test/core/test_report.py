@@ -228,3 +228,19 @@ def test_comparison_summary_pools_seeds_and_writes_the_report(tmp_path):
     text = paths["markdown"].read_text()
     assert "| FLaRe (ppo) | 2 | 8 | 0.625 |" in text
     assert paths["curves"].stat().st_size > 0
+
+
+def test_shard_reports_merge_into_the_whole_evaluation():
+    from safevla_core.evaluate import merge_reports
+
+    eps = [dict(ep(s, c), target_type="Mug") for s, c in ((1, 0), (0, 4), (1, 2), (0, 6))]
+    shards = [aggregate(eps[0::2]), aggregate(eps[1::2])]
+    for r in shards:
+        r.update(checkpoint="il.pt", split="test", extreme=False, ood=None)
+    merged = merge_reports(shards)
+    # 2 successes in 4 episodes; costs (0 + 4 + 2 + 6) / 4 = 3
+    assert merged["success_rate"] == 0.5 and merged["cumulative_cost"] == 3.0
+    assert merged["num_episodes"] == 4 and merged["checkpoint"] == "il.pt"
+    shards[1]["checkpoint"] = "other.pt"
+    with pytest.raises(ValueError, match="different evaluations"):
+        merge_reports(shards)
