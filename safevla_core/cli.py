@@ -199,6 +199,12 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="probability of zeroing a camera patch feature (augmentation)",
     )
+    p.add_argument(
+        "--init-checkpoint",
+        type=Path,
+        default=None,
+        help="start behaviour cloning from these weights (e.g. checkpoints/objnav/il.pt)",
+    )
     p.add_argument("--dagger-rounds", type=int, default=0, help="DAgger rounds after BC")
     p.add_argument("--dagger-episodes", type=int, default=200, help="learner episodes per round")
     p.add_argument("--dagger-epochs", type=int, default=4, help="epochs of training per round")
@@ -480,6 +486,7 @@ def cmd_il(args: argparse.Namespace) -> int:
             seed=args.seed,
             patience=args.patience,
             feature_dropout=args.feature_dropout,
+            init_checkpoint=args.init_checkpoint,
         )
     finally:
         distributed.shutdown()

@@ -898,6 +898,7 @@ def imitation(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dirs = [Path(d) for d in data_dirs]
+    init = bc_kwargs.pop("init_checkpoint", None)  # round 0 only (e.g. the shipped il.pt)
     ckpt = out / "il_r0.pt"
     if not ckpt.is_file():
         behaviour_cloning(
@@ -908,6 +909,7 @@ def imitation(
             val_data=val_data,
             progress=progress,
             name=ckpt.name,
+            init_checkpoint=init,
             **bc_kwargs,
         )
     for r in range(1, dagger_rounds + 1):
