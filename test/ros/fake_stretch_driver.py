@@ -22,6 +22,7 @@ import rclpy
 from geometry_msgs.msg import Twist
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
@@ -45,7 +46,13 @@ class FakeStretchDriver(Node):
         self.runstop_pub = self.create_publisher(Bool, Topics.STRETCH_RUNSTOP, STATE_QOS)
         self.joints_pub = self.create_publisher(JointState, Topics.STRETCH_JOINT_STATES, STATE_QOS)
         self.state_pub = self.create_publisher(String, "fake_driver/state", STATE_QOS)
-        self.create_subscription(Twist, Topics.STRETCH_CMD_VEL, self._on_twist, COMMAND_QOS)
+        # A deep reader queue: on a loaded 2-core machine this process can be busy for longer
+        # than one twist period, and a depth-1 queue would then replace a twist the bridge did
+        # send; the test counts what the bridge commanded, so the fake must see every twist.
+        twist_qos = QoSProfile(
+            depth=200, reliability=COMMAND_QOS.reliability, durability=COMMAND_QOS.durability
+        )
+        self.create_subscription(Twist, Topics.STRETCH_CMD_VEL, self._on_twist, twist_qos)
         self.create_subscription(Bool, "fake_driver/set_runstop", self._on_set_runstop, STATE_QOS)
         for mode in ("navigation", "position"):
             self.create_service(
