@@ -179,7 +179,7 @@ def test_a_run_killed_before_its_first_checkpoint_leaves_no_duplicate_rows(tmp_p
     import signal
     import subprocess
     import sys
-    import time
+    import threading
 
     out = tmp_path / "killed"
     args = [
@@ -219,22 +219,29 @@ def test_a_run_killed_before_its_first_checkpoint_leaves_no_duplicate_rows(tmp_p
         "houses.num_train=3",
     ]
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     metrics = out / "metrics.jsonl"
-    deadline = time.monotonic() + 300
+    logged_two = threading.Event()
+
+    def watch_stdout() -> None:
+        # the trainer prints "iter N | ..." after it appended iteration N to metrics.jsonl
+        for line in proc.stdout:
+            if line.startswith("iter") and int(line.split()[1]) >= 2:
+                logged_two.set()
+
+    reader = threading.Thread(target=watch_stdout, daemon=True)
+    reader.start()
     try:
-        while time.monotonic() < deadline:  # wait for the event "2 iterations logged"
-            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
-                break
-            assert proc.poll() is None, "the run ended before it was killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("no 2 iterations logged within 300 s")
+        assert logged_two.wait(timeout=300), "no 2 iterations logged within 300 s"
+        assert proc.poll() is None, "the run ended before it was killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+        reader.join(timeout=10)
     assert latest_checkpoint(out) is None  # killed before its first checkpoint
     # the same command with a budget of 3 iterations (2 envs x 8 steps x 3 = 48 env steps)
     rerun = [a if a != "4000" else "48" for a in args]
