@@ -58,6 +58,9 @@ class PolicyAgent:
         seed: Seed of the sampling generator.
         cost_critic: The trained cost critic network (separate critics), or None; it provides
             ``value_cost`` and the per-action one-step costs.
+        shared_fusion: The critic was trained with the fusion encoder frozen
+            (``TrainConfig.freeze_fusion``): its fusion weights are the actor's, so it reuses
+            the actor's step embedding instead of fusing the step again.
     """
 
     def __init__(
@@ -67,9 +70,11 @@ class PolicyAgent:
         deterministic: bool = False,
         seed: int = 0,
         cost_critic: SafeVLAPolicy | None = None,
+        shared_fusion: bool = False,
     ) -> None:
         self.policy = policy.eval()
         self.cost_critic = cost_critic.eval() if cost_critic is not None else None
+        self.shared_fusion = bool(shared_fusion)
         self._critic_cache = None
         self.cfg = policy_cfg
         self.visual = get_visual_encoder(policy_cfg)
@@ -112,7 +117,14 @@ class PolicyAgent:
                 critic.load_weights(state["critics"]["cost"])
         except (RuntimeError, KeyError) as exc:
             raise CheckpointError(f"{path}: policy weights do not fit the config: {exc}") from exc
-        return cls(policy, cfg.policy, deterministic=deterministic, seed=seed, cost_critic=critic)
+        return cls(
+            policy,
+            cfg.policy,
+            deterministic=deterministic,
+            seed=seed,
+            cost_critic=critic,
+            shared_fusion=cfg.train.decoder_only(),
+        )
 
     def reset(self, instruction: str) -> None:
         """Start a new episode: forget the history and set the instruction.
@@ -163,26 +175,22 @@ class PolicyAgent:
         images = np.stack([_check_image(nav_rgb, "nav_rgb"), _check_image(manip_rgb, "manip_rgb")])
         feats = self.visual(images).unsqueeze(0)  # (1, 2, C, h, w)
         text, mask = self.texts.batch([self._instruction])
-        out, self._cache = self.policy.act(
-            feats,
-            text,
-            mask,
+        step = (
             torch.tensor([self._prev_action]),
             torch.tensor([bool(in_hand)]),
             torch.tensor([self._step]),
-            self._cache,
         )
+        emb = self.policy.embed_steps(feats, text, mask)
+        out, self._cache = self.policy.decode_step(emb, *step, self._cache)
         value_cost = float(out.value_cost[0].sum())
         action_costs = np.full(NUM_ACTIONS, np.nan, dtype=np.float32)
         if self.cost_critic is not None:
-            crit, self._critic_cache = self.cost_critic.act(
-                feats,
-                text,
-                mask,
-                torch.tensor([self._prev_action]),
-                torch.tensor([bool(in_hand)]),
-                torch.tensor([self._step]),
-                self._critic_cache,
+            # a critic trained with the fusion encoder frozen shares the actor's embedding
+            crit_emb = (
+                emb if self.shared_fusion else self.cost_critic.embed_steps(feats, text, mask)
+            )
+            crit, self._critic_cache = self.cost_critic.decode_step(
+                crit_emb, *step, self._critic_cache
             )
             value_cost = float(crit.value_cost[0].sum())
             action_costs = crit.step_cost[0].numpy().astype(np.float32)

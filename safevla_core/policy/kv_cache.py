@@ -53,7 +53,7 @@ class DecoderPrefix:
         )
 
     def to(self, device: torch.device | str) -> DecoderPrefix:
-        """A copy on ``device``."""
+        """The prefix on ``device`` (``Tensor.to``: tensors already there are not copied)."""
         return DecoderPrefix(
             [k.to(device) for k in self.keys],
             [v.to(device) for v in self.values],

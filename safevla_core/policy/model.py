@@ -434,15 +434,7 @@ class SafeVLAPolicy(nn.Module):
         Raises:
             ValueError: As :meth:`act`.
         """
-        b = step_emb.shape[0]
-        if step_emb.dim() != 2 or step_emb.shape[1] != self.cfg.d_model:
-            raise ValueError(
-                f"step_emb must be (B, {self.cfg.d_model}), got {tuple(step_emb.shape)}"
-            )
-        self._check_step_inputs((b,), prev_action, in_hand, episode_step)
-        cache = self._cache_for(b, episode_step, cache, step_emb.device)
-        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)[:, None]
-        self._write_inputs(cache, x, episode_step)
+        x, cache = self._step_inputs(step_emb, prev_action, in_hand, episode_step, cache)
         slot = cache.kv_slot
         for layer, keys, values in zip(self.decoder, cache.keys, cache.values, strict=True):
             x = layer.step(x, keys, values, slot, cache.kv_valid)
@@ -645,25 +637,22 @@ class SafeVLAPolicy(nn.Module):
             device=device if device is not None else param.device,
         )
 
-    def _act_inputs(
+    def _step_inputs(
         self,
-        visual: torch.Tensor,
-        text: torch.Tensor,
-        text_mask: torch.Tensor,
+        step_emb: torch.Tensor,
         prev_action: torch.Tensor,
         in_hand: torch.Tensor,
         episode_step: torch.Tensor,
         cache: KVCache | None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Validate one step, write its decoder input into the cache; return it (B, 1, d)."""
-        if visual.dim() != 5:
-            raise ValueError(f"visual must be (B, 2, C, h, w), got {tuple(visual.shape)}")
-        b = visual.shape[0]
-        self._check_visual(visual, (b,))
-        self._check_text(text, text_mask, b)
+        b = step_emb.shape[0]
+        if step_emb.dim() != 2 or step_emb.shape[1] != self.cfg.d_model:
+            raise ValueError(
+                f"step_emb must be (B, {self.cfg.d_model}), got {tuple(step_emb.shape)}"
+            )
         self._check_step_inputs((b,), prev_action, in_hand, episode_step)
-        step_emb = self._step_embedding(visual, self.text_proj(text), ~text_mask)  # (B, d)
-        cache = self._cache_for(b, episode_step, cache, visual.device)
+        cache = self._cache_for(b, episode_step, cache, step_emb.device)
         x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)[:, None]
         self._write_inputs(cache, x, episode_step)
         return x, cache
@@ -739,15 +728,8 @@ class SafeVLAPolicy(nn.Module):
             ValueError: On bad inputs, a cache of another size, or a row whose episode_step
                 does not continue its history.
         """
-        x, cache = self._act_inputs(
-            visual, text, text_mask, prev_action, in_hand, episode_step, cache
-        )
-        slot = cache.kv_slot
-        for layer, keys, values in zip(self.decoder, cache.keys, cache.values, strict=True):
-            x = layer.step(x, keys, values, slot, cache.kv_valid)
-        cache.num_writes += 1
-        out = self._heads(x[:, 0])
-        return out, cache
+        step_emb = self.embed_steps(visual, text, text_mask)
+        return self.decode_step(step_emb, prev_action, in_hand, episode_step, cache)
 
     @torch.no_grad()
     def act_no_cache(
@@ -767,10 +749,8 @@ class SafeVLAPolicy(nn.Module):
         of the newest step), then stores the newest keys/values, so it can be mixed with
         :meth:`act`. Arguments, returns and errors as in :meth:`act`.
         """
-        _, cache = self._act_inputs(
-            visual, text, text_mask, prev_action, in_hand, episode_step, cache
-        )
-        return self._recompute_newest(cache), cache
+        step_emb = self.embed_steps(visual, text, text_mask)
+        return self.decode_step_no_cache(step_emb, prev_action, in_hand, episode_step, cache)
 
     @torch.no_grad()
     def decode_step_no_cache(
@@ -787,11 +767,7 @@ class SafeVLAPolicy(nn.Module):
         ``decoder_layers * (context_steps - 1) + 1`` stored decoder inputs). Arguments,
         returns and errors as :meth:`decode_step`.
         """
-        b = step_emb.shape[0]
-        self._check_step_inputs((b,), prev_action, in_hand, episode_step)
-        cache = self._cache_for(b, episode_step, cache, step_emb.device)
-        x = self._decoder_input(step_emb, prev_action, in_hand, episode_step)[:, None]
-        self._write_inputs(cache, x, episode_step)
+        _, cache = self._step_inputs(step_emb, prev_action, in_hand, episode_step, cache)
         return self._recompute_newest(cache), cache
 
     def _recompute_newest(self, cache: KVCache) -> PolicyOutput:

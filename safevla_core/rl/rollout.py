@@ -128,10 +128,7 @@ class RolloutBuffer:
             prefix: Per network, ``KVCache.prefix()`` of the acting cache before the rollout's
                 first step (rows = environments).
         """
-        self.prefix = {
-            k: DecoderPrefix([x.cpu() for x in p.keys], [x.cpu() for x in p.values], p.valid.cpu())
-            for k, p in prefix.items()
-        }
+        self.prefix = {k: p.to("cpu") for k, p in prefix.items()}
         self.t = 0
 
     def add_inputs(
