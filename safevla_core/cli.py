@@ -171,6 +171,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser(
+        "dagger",
+        help="DAgger data: a learner checkpoint drives, the expert labels (IL data)",
+        description="Run a learner checkpoint on a house split while the privileged expert "
+        "labels every state it visits (Ross et al. 2011), and write shards in the format of "
+        "`safevla collect` for `safevla il --data`. A wrong `end` of the learner is labelled "
+        "and replaced by the expert's action, so the episode goes on. Rerunning the same command "
+        "resumes; several processes with different --seed and --out-dir collect in parallel.",
+    )
+    _add_common(p)
+    p.add_argument("--checkpoint", type=Path, required=True, help="the learner's checkpoint")
+    p.add_argument("--episodes", type=int, default=200, help="episodes of the fixed list")
+    p.add_argument("--episodes-per-shard", type=int, default=8)
+    p.add_argument("--split", choices=["train", "val", "test"], default="train")
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED + i")
+    p.add_argument(
+        "--expert-share",
+        type=float,
+        default=0.0,
+        help="DAgger beta: probability of executing the expert's action",
+    )
+    p.add_argument("--deterministic", action="store_true", help="the learner acts greedily")
+    p.add_argument(
+        "--stop-at-wrong-end",
+        action="store_true",
+        help="a wrong `end` of the learner ends the episode (default: the expert's action runs)",
+    )
+    p.add_argument("--out-dir", type=Path, default=Path("data/dagger"))
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser(
         "il",
         help="behaviour cloning on expert shards -> IL checkpoint",
         description="Train the SPOC-style policy by behaviour cloning on the "
@@ -459,6 +489,37 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dagger(args: argparse.Namespace) -> int:
+    """``safevla dagger`` (under torchrun each rank collects its share of the shards)."""
+    import torch
+
+    from safevla_core.il import dagger_collect
+    from safevla_core.rl import distributed
+
+    cfg = _config(args)
+    torch.set_num_threads(cfg.train.torch_threads)
+    ctx = distributed.init_distributed("cpu")
+    try:
+        info = dagger_collect(
+            cfg,
+            args.checkpoint,
+            args.out_dir,
+            args.episodes,
+            split=args.split,
+            episodes_per_shard=args.episodes_per_shard,
+            seed=args.seed,
+            expert_share=args.expert_share,
+            progress=not args.no_progress,
+            deterministic=args.deterministic,
+            continue_past_wrong_end=not args.stop_at_wrong_end,
+        )
+    finally:
+        distributed.shutdown()
+    if ctx.is_main:
+        print(json.dumps(info))
+    return 0
+
+
 def cmd_il(args: argparse.Namespace) -> int:
     """``safevla il`` (under torchrun: DDP behaviour cloning, sharded DAgger collection)."""
     import torch
@@ -589,6 +650,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "house": cmd_house,
     "collect": cmd_collect,
+    "dagger": cmd_dagger,
     "il": cmd_il,
     "compare": cmd_compare,
 }

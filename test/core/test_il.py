@@ -257,3 +257,63 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, 
     got, want = load_checkpoint(path)["policy"], load_checkpoint(ref)["policy"]
     for k in want:  # the resumed run ends where the uninterrupted one did
         torch.testing.assert_close(got[k], want[k])
+
+
+@pytest.mark.slow
+def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
+    pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
+    import dataclasses
+
+    from safevla_core.actions import Action
+    from safevla_core.checkpoint import save_checkpoint
+    from safevla_core.config import config_to_dict
+    from safevla_core.il import dagger_collect
+    from safevla_core.policy.factory import build_policy
+
+    torch.set_num_threads(1)
+    cfg = dataclasses.replace(
+        Config(),
+        policy=PolicyConfig(
+            d_model=32,
+            num_heads=4,
+            encoder_layers=1,
+            decoder_layers=1,
+            context_steps=16,
+            image_width=64,
+            image_height=48,
+        ),
+    )
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, max_steps_train=12))
+    torch.manual_seed(0)
+    policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+    with torch.no_grad():  # a learner that always presses `end` (softmax ~ 1 on END)
+        policy.action_head.weight.zero_()
+        policy.action_head.bias.zero_()
+        policy.action_head.bias[int(Action.END)] = 100.0
+    ckpt = tmp_path / "always_end.pt"
+    save_checkpoint(ckpt, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+
+    # Starts are >= 2.5 m from every target, so the expert never labels step 0 `end`: the
+    # learner's `end` is wrong there. Stopping at it gives a 1-step episode per start.
+    stop = dagger_collect(
+        cfg, ckpt, tmp_path / "stop", 2, continue_past_wrong_end=False, progress=False
+    )
+    shard = load_shard(tmp_path / "stop" / "shard_00000.npz")
+    assert stop["steps"] == 2 and len(shard["action"]) == 2
+    assert stop["wrong_ends"] == 1.0  # one wrong `end` per episode
+    assert (shard["action"] != int(Action.END)).all()  # labelled with the expert's action
+
+    # Going on: the expert's action replaces each wrong `end`, so the episode lasts until the
+    # expert itself ends it (success) or the 12-step cap; every step but an expert `end` was a
+    # wrong learner `end`.
+    go = dagger_collect(cfg, ckpt, tmp_path / "go", 2, progress=False)
+    shard = load_shard(tmp_path / "go" / "shard_00000.npz")
+    n = len(shard["action"])
+    assert go["steps"] == n > 2
+    labelled_end = int((shard["action"] == int(Action.END)).sum())
+    assert go["wrong_ends"] * 2 == n - labelled_end
+    assert go["expert_agreement"] == pytest.approx(labelled_end / n)
+    # the previous-action input records what was executed: the expert's label, not `end`
+    assert (shard["prev_action"][1:] == shard["action"][:-1])[
+        shard["episode_index"][1:] == shard["episode_index"][:-1]
+    ].all()
