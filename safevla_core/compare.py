@@ -21,6 +21,7 @@ its last checkpoint):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import statistics
 import time
@@ -266,7 +267,7 @@ def run_comparison(
         order = ["ppo", *(m for m in methods if m != "ppo")]
     for k in range(budget.seeds):
         for method in order:
-            if method != "ppo" and limit_info is None:
+            if method != "ppo" and limit_info is None and cost_limit_fraction is not None:
                 base = converged_cost(out / "ppo" / "seed0")
                 limit_info = {
                     "cost_limit": cost_limit_fraction * base,
@@ -292,7 +293,7 @@ def run_comparison(
 
             result = timed(
                 f"train_{method}_seed{k}",
-                lambda run_cfg=run_cfg: train(run_cfg, resume=True, progress=progress),
+                functools.partial(train, run_cfg, resume=True, progress=progress),
             )
             rep = evaluated(f"{method}_seed{k}", _latest(run_dir))
             reports.setdefault(method, []).append(rep)

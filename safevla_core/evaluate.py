@@ -485,8 +485,9 @@ def evaluate(
                 f"{type(env.backend).__name__}, which it does not have yet"
             )
         hook(ood, cfg.eval.seed)
+    items: list[tuple[int, int, str | None]]
     if extreme:
-        items = extreme_failure_list(cfg, split, n)
+        items = list(extreme_failure_list(cfg, split, n))
     else:
         items = [(h, s, None) for h, s in episode_list(cfg, split, n)]
     k, of = shard

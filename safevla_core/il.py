@@ -78,7 +78,8 @@ def _shard_episodes(k: int, per_shard: int, episodes: int) -> range:
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        # numpy's stub lets a ** mapping fill ``allow_pickle: bool``; every value is an array
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -208,14 +209,14 @@ def collect(
             [len(todo), len(mine) - len(todo), run, kept, steps, successes], dtype=torch.float64
         )
     )
-    shards, skipped, run, kept, steps, successes = (float(x) for x in total)
+    t_shards, t_skipped, t_run, t_kept, t_steps, t_successes = (float(x) for x in total)
     return {
-        "shards": int(shards),
-        "skipped": int(skipped),
-        "episodes_run": int(run),
-        "episodes_kept": int(kept),
-        "steps": int(steps),
-        "expert_success_rate": successes / run if run else float("nan"),
+        "shards": int(t_shards),
+        "skipped": int(t_skipped),
+        "episodes_run": int(t_run),
+        "episodes_kept": int(t_kept),
+        "steps": int(t_steps),
+        "expert_success_rate": t_successes / t_run if t_run else float("nan"),
     }
 
 
@@ -291,9 +292,9 @@ def shard_features(path: Path, cfg: Config, encoder: Any = None) -> torch.Tensor
     enc = encoder if encoder is not None else get_visual_encoder(cfg.policy)
     c, h, w = enc.feature_shape(cfg.policy.image_width, cfg.policy.image_height)
     if cache.is_file() and cache.stat().st_mtime >= path.stat().st_mtime:
-        feats = torch.load(cache, weights_only=True)
-        if tuple(feats.shape) == (n, 2, c, h, w):
-            return feats
+        cached = torch.load(cache, weights_only=True)
+        if isinstance(cached, torch.Tensor) and tuple(cached.shape) == (n, 2, c, h, w):
+            return cached
     feats = torch.zeros(n, 2, c, h, w, dtype=torch.float16)
     for cam, key in enumerate((NAV_CAMERA, MANIP_CAMERA)):
         for s in range(0, n, ENCODE_BATCH):
@@ -369,7 +370,7 @@ def episode_windows(
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    out = []
+    out: list[tuple[int, int, int]] = []
     for e, n in enumerate(lengths):
         first = window if offsets is None else int(offsets[e])
         if not 1 <= first <= window:
@@ -458,9 +459,9 @@ def _bc_pass(
             m = batch["mask"]
             logits, target = outp.logits[m], batch["actions"][m]
             loss = torch.nn.functional.cross_entropy(logits, target)
-            if train:
+            if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch stub: untyped
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
                 optimizer.step()
             n = int(m.sum())
@@ -820,6 +821,8 @@ def dagger_collect(
             for i in _shard_episodes(k, episodes_per_shard, episodes):
                 house_index = i % n_houses
                 obs, info = env.reset(seed=seed + i, options={"house_index": house_index})
+                if env.spec_ is None:  # reset always sets it
+                    raise RuntimeError("the environment has no episode after reset")
                 expert.reset(
                     env.spec_,
                     env.backend.reachable_positions(),
@@ -881,14 +884,14 @@ def dagger_collect(
             dtype=torch.float64,
         )
     )
-    n_todo, skipped, run, steps, agree, successes, wrong_ends = (float(x) for x in total)
+    t_todo, t_skipped, t_run, t_steps, t_agree, t_successes, t_wrong = (float(x) for x in total)
     return {
-        "shards": int(n_todo),
-        "skipped": int(skipped),
-        "steps": int(steps),
-        "learner_success_rate": successes / run if run else float("nan"),
-        "expert_agreement": agree / steps if steps else float("nan"),
-        "wrong_ends": wrong_ends / run if run else float("nan"),
+        "shards": int(t_todo),
+        "skipped": int(t_skipped),
+        "steps": int(t_steps),
+        "learner_success_rate": t_successes / t_run if t_run else float("nan"),
+        "expert_agreement": t_agree / t_steps if t_steps else float("nan"),
+        "wrong_ends": t_wrong / t_run if t_run else float("nan"),
     }
 
 
