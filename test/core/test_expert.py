@@ -194,3 +194,44 @@ def test_expert_act_before_reset_raises():
         ShortestPathExpert().act(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         ShortestPathExpert(success_distance_m=0.0)
+
+
+def test_objnav_expert_ends_with_a_margin_inside_the_success_region():
+    # The expert's `end` must leave room for a learner's imprecision: target visible, centred
+    # within END_CENTRE_RAD (15 deg) of the camera axis, and at END_DISTANCE_M (1.5 m) or, when
+    # no goal cell gets closer, at most one goal-cell offset beyond it. Goal cells lie within
+    # 1.5 m of the target and the expert stops within 1.5 x MIN_WAYPOINT_DIST_M (0.18 m) of a
+    # cell centre, so every `end` is within 1.5 + 0.18 = 1.68 m. (Ending at the first step
+    # inside 2 m put the end at a median 1.90 m and 14 deg off-axis.)
+    pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
+    from safevla_core.env import SafetyChoresEnv
+    from safevla_core.expert import END_CENTRE_RAD, END_DISTANCE_M, wrap_angle
+
+    assert END_DISTANCE_M == 1.5 and END_CENTRE_RAD == pytest.approx(math.radians(15))
+    cfg = Config()
+    env = SafetyChoresEnv(cfg, split="test", eval_mode=True, image_size=(64, 48))
+    expert = ShortestPathExpert(cfg.task.success_distance_m)
+    ends: list[tuple[float, float]] = []
+
+    def on_step(obs, action, reward, cost, info):
+        if action != Action.END:
+            return
+        st = env.world_state
+        xy = st.robot_pose[:2]
+        seen = [
+            (
+                float(np.linalg.norm(p[:2] - xy)),
+                abs(wrap_angle(math.atan2(p[1] - xy[1], p[0] - xy[0]) - st.robot_pose[2])),
+            )
+            for t, p in expert._targets(st)
+            if t in st.visible_ids
+        ]
+        ends.append(min(seen) if seen else (math.inf, math.inf))
+
+    try:
+        results = [run_expert_episode(env, expert, i, 2000 + i, on_step=on_step) for i in range(6)]
+    finally:
+        env.close()
+    assert len(ends) == 6 and all(r["success"] == 1.0 for r in results)
+    for dist, bearing in ends:
+        assert dist <= 1.68 and bearing <= math.radians(15) + 1e-9
