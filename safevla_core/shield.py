@@ -224,6 +224,23 @@ def _rect(x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)  # CCW
 
 
+def _footprints(arm_m: np.ndarray, wrist_yaw_rad: np.ndarray) -> np.ndarray:
+    """``(S, 3, 4, 2)`` footprint rectangles for ``S`` arm configurations (see below)."""
+    ext = np.clip(np.asarray(arm_m, dtype=np.float64).reshape(-1), *ARM_RANGE_M)
+    yaw = np.asarray(wrist_yaw_rad, dtype=np.float64).reshape(-1)
+    out = np.empty((ext.size, 3, 4, 2))
+    out[:, 0] = _rect(*BASE_X_RANGE_M, *BASE_Y_RANGE_M)
+    out[:, 1] = _rect(*ARM_X_RANGE_M, 0.0, 0.0)
+    out[:, 1, :2, 1] = (ARM_ROOT_Y_M - ext)[:, None]  # the arm's outer end (y0 of the rect)
+    c = np.stack([np.full_like(ext, WRIST_AXIS_XY_M[0]), WRIST_AXIS_XY_M[1] - ext], axis=1)
+    u = np.stack([np.sin(yaw), -np.cos(yaw)], axis=1)  # (S, 2) gripper direction
+    n = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    back, front = c - GRIPPER_BACK_M * u, c + GRIPPER_LENGTH_M * u
+    w = GRIPPER_HALF_WIDTH_M * n
+    out[:, 2] = np.stack([back - w, front - w, front + w, back + w], axis=1)
+    return out
+
+
 def footprint_polygons(arm_m: float, wrist_yaw_rad: float) -> list[np.ndarray]:
     """Convex polygons covering the Stretch seen from above, in ``base_link``.
 
@@ -236,25 +253,23 @@ def footprint_polygons(arm_m: float, wrist_yaw_rad: float) -> list[np.ndarray]:
         to its end, the gripper from the wrist axis along ``(sin yaw, -cos yaw)``. Constants:
         :data:`BASE_X_RANGE_M` and the others above (SE3 URDF collision meshes).
     """
-    ext = float(np.clip(arm_m, *ARM_RANGE_M))
-    base = _rect(*BASE_X_RANGE_M, *BASE_Y_RANGE_M)
-    arm = _rect(*ARM_X_RANGE_M, ARM_ROOT_Y_M - ext, 0.0)
-    cx, cy = WRIST_AXIS_XY_M[0], WRIST_AXIS_XY_M[1] - ext
-    u = np.array([math.sin(wrist_yaw_rad), -math.cos(wrist_yaw_rad)])
-    n = np.array([-u[1], u[0]])
-    c = np.array([cx, cy])
-    back, front = c - GRIPPER_BACK_M * u, c + GRIPPER_LENGTH_M * u
-    w = GRIPPER_HALF_WIDTH_M * n
-    gripper = np.array([back - w, front - w, front + w, back + w])
-    return [base, arm, gripper]
+    return list(_footprints(np.array([arm_m]), np.array([wrist_yaw_rad]))[0])
 
 
 def _inside_convex(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """``(N,)`` mask of points inside (or on) a convex polygon of either orientation."""
-    edges = np.roll(poly, -1, axis=0) - poly  # (V, 2)
-    rel = points[:, None, :] - poly[None, :, :]  # (N, V, 2)
-    cross = edges[None, :, 0] * rel[:, :, 1] - edges[None, :, 1] * rel[:, :, 0]
-    return np.all(cross >= -1e-12, axis=1) | np.all(cross <= 1e-12, axis=1)
+    """Mask of points inside (or on) convex polygons of either orientation, batched.
+
+    Args:
+        points: ``(..., N, 2)`` points.
+        poly: ``(..., V, 2)`` polygons (leading dimensions broadcast with ``points``').
+
+    Returns:
+        ``(..., N)`` bool.
+    """
+    edges = np.roll(poly, -1, axis=-2) - poly  # (..., V, 2)
+    rel = points[..., :, None, :] - poly[..., None, :, :]  # (..., N, V, 2)
+    cross = edges[..., None, :, 0] * rel[..., 1] - edges[..., None, :, 1] * rel[..., 0]
+    return np.all(cross >= -1e-12, axis=-1) | np.all(cross <= 1e-12, axis=-1)
 
 
 def inside_footprint(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.ndarray:
@@ -387,20 +402,31 @@ def check_scan(
             )
         return None
     cand = pts[~inside_now]
+    samples = np.asarray(motion_samples(action, arm, limits), dtype=np.float64).reshape(-1, 4)
+    if cand.size == 0 or samples.size == 0:
+        return None
+    polys = _footprints(samples[:, 2], samples[:, 3])  # (S, 3, 4, 2), each in its own frame
+    # Only points within reach can be met: every footprint lies in the disc of its farthest
+    # vertex about its base frame's origin, which the motion moves at most max|forward| from
+    # base_link. Typically a few dozen of the 360 beams remain.
+    reach = float(np.max(np.linalg.norm(polys, axis=-1))) + float(np.max(np.abs(samples[:, 0])))
+    cand = cand[np.einsum("ij,ij->i", cand, cand) <= reach * reach]
     if cand.size == 0:
         return None
-    for fwd, yaw, ext, wrist in motion_samples(action, arm, limits):
-        c, s = math.cos(yaw), math.sin(yaw)
-        rel = cand - np.array([fwd, 0.0])
-        local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], axis=1)
-        hit = inside_footprint(local, footprint_polygons(ext, wrist))
-        if np.any(hit):
-            return _veto(
-                Verdict.SCAN_OBSTACLE,
-                f"scan point at {_fmt_xy(cand[hit][0])} in base_link inside the "
-                f"footprint swept by {action.name}",
-            )
-    return None
+    # Every configuration at once: the candidates in each sampled base frame, (S, N, 2), tested
+    # against that configuration's footprint (one numpy pass instead of a loop over samples).
+    fwd, yaw = samples[:, 0:1], samples[:, 1:2]
+    c, s = np.cos(yaw), np.sin(yaw)
+    rx, ry = cand[None, :, 0] - fwd, cand[None, :, 1]
+    local = np.stack([c * rx + s * ry, -s * rx + c * ry], axis=-1)
+    hit = _inside_convex(local[:, None], polys).any(axis=1)  # (S, N)
+    if not hit.any():
+        return None
+    first = cand[hit[int(np.argmax(hit.any(axis=1)))]][0]  # the first configuration that hits
+    return _veto(
+        Verdict.SCAN_OBSTACLE,
+        f"scan point at {_fmt_xy(first)} in base_link inside the footprint swept by {action.name}",
+    )
 
 
 def predicted_base_xy(robot_pose: np.ndarray, action: Action) -> np.ndarray:

@@ -81,9 +81,6 @@ class SafetyMonitorNode(Node):
         self.decision_pub = self.create_publisher(DiscreteAction, Topics.DECISIONS, STATE_QOS)
         self.cost_pub = self.create_publisher(SafetyCost, Topics.COST, STATE_QOS)
         self.diagnostics = DiagnosticsPublisher(self, "safevla: safety monitor")
-        self.create_subscription(
-            DiscreteAction, Topics.PROPOSED_ACTION, self._on_proposal, COMMAND_QOS
-        )
         iq = image_qos(self.cfg.image_reliability)
         for name, topic in (("nav_camera", Topics.NAV_IMAGE), ("manip_camera", Topics.MANIP_IMAGE)):
             self.create_subscription(Image, topic, lambda m, n=name: self._on_image(n, m), iq)
@@ -99,6 +96,11 @@ class SafetyMonitorNode(Node):
             self.create_subscription(
                 JointState, Topics.STRETCH_JOINT_STATES, self._on_joints, STATE_QOS
             )
+        # Created last: when evidence and a proposal wait in the same executor pass, rclpy runs
+        # ready subscriptions in creation order, so the evidence is stored before the judgement.
+        self.create_subscription(
+            DiscreteAction, Topics.PROPOSED_ACTION, self._on_proposal, COMMAND_QOS
+        )
         self.create_timer(1.0 / self.cfg.check_rate_hz, self._check_watchdog)
 
     # -- settings ----------------------------------------------------------------------------
@@ -264,8 +266,7 @@ class SafetyMonitorNode(Node):
             **evidence,
         )
         verdict = "" if decision.approved else f"{decision.verdict.value}: {decision.reason}"
-        self._publish(msg, decision.approved, verdict)
-        if decision.approved:
+        if decision.approved:  # the executor's message first, the decision report after it
             self.prev_action = decision.action
             self.approved_pub.publish(
                 conv.action_to_msg(
@@ -278,6 +279,7 @@ class SafetyMonitorNode(Node):
                     msg.action_costs,
                 )
             )
+        self._publish(msg, decision.approved, verdict)
 
     def _publish(self, msg: DiscreteAction, approved: bool, verdict: str) -> None:
         out = DiscreteAction(

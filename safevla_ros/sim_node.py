@@ -165,18 +165,21 @@ class SimNode(Node):
         self.path = Path()
         self.path.header.frame_id = self.cfg.map_frame
         self.cost_markers = MarkerArray()
-        stamp = self.get_clock().now().to_msg()
         self.pubs["targets"].publish(String(data=conv.ids_to_json(self.env.spec_.target_ids)))
         self.pubs["reachable"].publish(
             conv.reachable_to_pose_array(
-                self.env.backend.reachable_positions(), stamp, self.cfg.map_frame
+                self.env.backend.reachable_positions(),
+                self.get_clock().now().to_msg(),
+                self.cfg.map_frame,
             )
         )
         self.pubs["instruction"].publish(String(data=info["instruction"]))
         self.get_logger().info(
             f"episode {self.episode}: {info['instruction']!r} in {info['house_id']}"
         )
-        self._publish_state(stamp, new_state=True)
+        # Stamped when published, like a camera frame: nothing moves between the reset's render
+        # and now, and the episode's latched topics above are no part of the camera's latency.
+        self._publish_state(self.get_clock().now().to_msg(), new_state=True)
         return info["instruction"]
 
     def _on_reset(self, request, response):
@@ -248,15 +251,18 @@ class SimNode(Node):
         ws = self.env.world_state
         self._mark_costs(info_["cost_breakdown"])
         stamp = self.get_clock().now().to_msg()  # the new state's stamp = when the step finished
-        self._publish_state(stamp, new_state=True)
         detail = "ok" if ws.last_action_success else "blocked"
         if ws.collided_ids:
             detail += "; touched " + ", ".join(sorted(ws.collided_ids)[:5])
-        self._status(
-            msg,
-            ActionStatus.DONE if ws.last_action_success else ActionStatus.FAILED,
-            detail,
-            finished=stamp,
+        self._publish_state(
+            stamp,
+            new_state=True,
+            report=lambda: self._status(
+                msg,
+                ActionStatus.DONE if ws.last_action_success else ActionStatus.FAILED,
+                detail,
+                finished=stamp,
+            ),
         )
         if terminated or truncated:
             self._end_episode(info_["episode"])
@@ -303,7 +309,19 @@ class SimNode(Node):
             self.obs = None
 
     # -- publishing ------------------------------------------------------------------------
-    def _publish_state(self, stamp, new_state: bool) -> None:
+    def _publish_state(self, stamp, new_state: bool, report=None) -> None:
+        """Publish one state under one stamp, in the order the deciding chain needs it.
+
+        The camera frames go first (the policy's input, the longest chain: decode, CNN,
+        decoder), then the scan and the world state (the monitor's evidence, needed only when
+        the proposal arrives), then ``report`` (the executor status that lets the policy act),
+        and last what only humans and rviz read (camera_info, odometry, TF, path, markers).
+
+        Args:
+            stamp: The state's stamp.
+            new_state: A new state (forget the stamps of the previous one).
+            report: Called between the evidence and the rest (publishes the executor status).
+        """
         if self.obs is None or self.env is None:
             return
         if new_state:
@@ -312,20 +330,22 @@ class SimNode(Node):
         self.last_publish_s = conv.stamp_to_s(stamp)
         ws = self.env.world_state
         c = self.cfg
-        self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, c.map_frame))
+        cams = (
+            ("nav", NAV_CAMERA, c.nav_camera_frame),
+            ("manip", MANIP_CAMERA, c.manip_camera_frame),
+        )
+        for key, cam, frame in cams:
+            self.pubs[key].publish(conv.rgb_to_image(self.obs[cam], stamp, frame))
         self.pubs["scan"].publish(
             conv.scan_to_msg(self.env.backend.laser_scan(), self.laser, stamp, c.laser_frame)
         )
-        for key, cam, frame in (
-            ("nav", NAV_CAMERA, c.nav_camera_frame),
-            ("manip", MANIP_CAMERA, c.manip_camera_frame),
-        ):
-            rgb = self.obs[cam]
-            self.pubs[key].publish(conv.rgb_to_image(rgb, stamp, frame))
+        self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, c.map_frame))
+        if report is not None:
+            report()
+        for key, cam, frame in cams:
+            h, w = self.obs[cam].shape[:2]
             self.pubs[key + "_info"].publish(
-                conv.camera_info(
-                    rgb.shape[1], rgb.shape[0], self.env.cfg.sim.vertical_fov_deg, stamp, frame
-                )
+                conv.camera_info(w, h, self.env.cfg.sim.vertical_fov_deg, stamp, frame)
             )
         self.pubs["odom"].publish(
             conv.pose_to_odometry(ws.robot_pose, stamp, c.odom_frame, c.base_frame)
