@@ -1,17 +1,20 @@
 """Simulator node: the embedded simulator (:class:`safevla_core.env.SafetyChoresEnv`) on ROS.
 
 Publishes both cameras with their ``camera_info``, the simulated laser scan (``scan``: MuJoCo ray
-casts, :mod:`safevla_core.sim.laser`, the same check as on the robot's RPLidar), the world state
+casts, :mod:`safevla_core.sim.laser`, the same check as on the robot's RPLidar), the navigation
+camera's depth image (``nav_camera/depth/image_raw``, REP-118 32FC1 metres, with its
+``camera_info``; ray cast, ``depth_width`` x ``depth_height``), the world state
 for the monitor, odometry in ``odom`` (REP-105; ``map`` -> ``odom`` is the identity in simulation,
 where odometry does not drift), TF ``map`` -> ``odom`` -> ``base_link`` -> camera optical frames
 (when ``tf2_msgs`` is installed), the path, object markers and cost-event markers; executes
 approved actions; ends and (optionally) restarts episodes; resets on ``sim/reset_episode``.
 
-Every camera frame, scan and world state of one publication carries the same stamp, which the
-policy copies into its proposal and the monitor matches. An approved action is executed only if
-(1) its publisher is the safety monitor (:class:`safevla_ros.approval.ApprovalGate`), (2) its stamp
-is one under which the current state was published (it was decided on this state, not an older
-one, and is not from the future), and (3) the simulator is healthy. Each outcome is reported on
+Every camera frame, depth image, scan and world state of one publication carries the same stamp,
+which the policy copies into its proposal and the monitor matches. An approved action is executed
+only if (1) its publisher is the safety monitor (:class:`safevla_ros.approval.ApprovalGate`),
+(2) its stamp is one under which the current state was published (it was decided on this state,
+not an older one, and is not from the future), and (3) the simulator is healthy. Each outcome is
+reported on
 ``executor/status`` (``ActionStatus``: DONE, FAILED or REJECTED with the reason): the policy's
 step-synchronous handshake. Without actions the frames are republished every
 ``idle_republish_s`` with a new stamp, so a veto never stalls the loop.
@@ -38,7 +41,8 @@ from safevla_core.config import load_config
 from safevla_core.env import SafetyChoresEnv, split_size
 from safevla_core.objects import OBJECT_TYPES
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
-from safevla_core.sim.laser import LaserSpec
+from safevla_core.sim.laser import DepthSpec, LaserSpec, cast_depth
+from safevla_core.sim.stretch_model import NAV_CAMERA_NAME
 from safevla_ros import conversions as conv
 from safevla_ros.approval import ApprovalGate
 from safevla_ros.msg import ActionStatus, DiscreteAction, WorldStateStamped
@@ -74,6 +78,12 @@ class SimNode(Node):
         self.obs: dict | None = None
         self.episode = 0
         self.laser = LaserSpec()
+        self.depth_spec = (
+            DepthSpec(width=self.cfg.depth_width, height=self.cfg.depth_height)
+            if self.cfg.depth_width > 0
+            else None
+        )
+        self._sensed: tuple[np.ndarray, np.ndarray | None] | None = None  # (scan, depth)
         self._state_stamps: set[int] = set()
         self._warned: dict[str, float] = {}
         self.last_publish_s = -math.inf
@@ -84,6 +94,8 @@ class SimNode(Node):
             "nav_info": pub(CameraInfo, Topics.NAV_CAMERA_INFO, STATE_QOS),
             "manip_info": pub(CameraInfo, Topics.MANIP_CAMERA_INFO, STATE_QOS),
             "scan": pub(LaserScan, Topics.SCAN, SENSOR_QOS),
+            "depth": pub(Image, Topics.NAV_DEPTH, IMAGE_QOS),
+            "depth_info": pub(CameraInfo, Topics.NAV_DEPTH_INFO, STATE_QOS),
             "world": pub(WorldStateStamped, Topics.WORLD_STATE, STATE_QOS),
             "odom": pub(Odometry, Topics.ODOM, STATE_QOS),
             "path": pub(Path, Topics.PATH, STATE_QOS),
@@ -161,6 +173,7 @@ class SimNode(Node):
         }
         self.obs = None  # until the reset succeeded: nothing is published, nothing executed
         self.obs, info = self.env.reset(seed=seed if seed >= 0 else None, options=options)
+        self._sense()
         self.disturbed: set[str] = set()
         self.path = Path()
         self.path.header.frame_id = self.cfg.map_frame
@@ -250,6 +263,7 @@ class SimNode(Node):
             return self._status(msg, ActionStatus.FAILED, f"simulator error: {exc}")
         ws = self.env.world_state
         self._mark_costs(info_["cost_breakdown"])
+        self._sense()
         stamp = self.get_clock().now().to_msg()  # the new state's stamp = when the step finished
         detail = "ok" if ws.last_action_success else "blocked"
         if ws.collided_ids:
@@ -309,6 +323,18 @@ class SimNode(Node):
             self.obs = None
 
     # -- publishing ------------------------------------------------------------------------
+    def _sense(self) -> None:
+        """Cast the laser scan and the depth image of the new state (its sensors' capture).
+
+        Like the camera frames rendered by the step, they are taken before the state is stamped
+        and reused when the unchanged state is republished.
+        """
+        b = self.env.backend
+        depth = None
+        if self.depth_spec is not None:
+            depth = cast_depth(b.model, b.data, NAV_CAMERA_NAME, self.depth_spec)
+        self._sensed = (b.laser_scan(), depth)
+
     def _publish_state(self, stamp, new_state: bool, report=None) -> None:
         """Publish one state under one stamp, in the order the deciding chain needs it.
 
@@ -334,19 +360,24 @@ class SimNode(Node):
             ("nav", NAV_CAMERA, c.nav_camera_frame),
             ("manip", MANIP_CAMERA, c.manip_camera_frame),
         )
+        if self._sensed is None:
+            self._sense()
+        ranges, depth = self._sensed
+        fov = self.env.cfg.sim.vertical_fov_deg
         for key, cam, frame in cams:
             self.pubs[key].publish(conv.rgb_to_image(self.obs[cam], stamp, frame))
-        self.pubs["scan"].publish(
-            conv.scan_to_msg(self.env.backend.laser_scan(), self.laser, stamp, c.laser_frame)
-        )
+        self.pubs["scan"].publish(conv.scan_to_msg(ranges, self.laser, stamp, c.laser_frame))
+        if depth is not None:  # camera_info first: the monitor needs it to read the image
+            h, w = depth.shape
+            frame = c.nav_camera_frame
+            self.pubs["depth_info"].publish(conv.camera_info(w, h, fov, stamp, frame))
+            self.pubs["depth"].publish(conv.depth_to_image(depth, stamp, frame))
         self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, c.map_frame))
         if report is not None:
             report()
         for key, cam, frame in cams:
             h, w = self.obs[cam].shape[:2]
-            self.pubs[key + "_info"].publish(
-                conv.camera_info(w, h, self.env.cfg.sim.vertical_fov_deg, stamp, frame)
-            )
+            self.pubs[key + "_info"].publish(conv.camera_info(w, h, fov, stamp, frame))
         self.pubs["odom"].publish(
             conv.pose_to_odometry(ws.robot_pose, stamp, c.odom_frame, c.base_frame)
         )

@@ -296,3 +296,37 @@ def test_scan_round_trip_to_base_link_points():
     msg.angle_max = 6.0  # inconsistent with 4 beams from -pi in pi/2 steps (by > 1 step)
     with pytest.raises(ValueError, match="angle_max"):
         conv.scan_msg_to_points(msg, LASER_POSE_IN_BASE)
+
+
+def test_depth_images_in_metres_and_millimetres():
+    # 32FC1 (REP-118 canonical): values as they are, non-finite ones included.
+    depth = np.array([[1.5, np.inf], [np.nan, -np.inf]], dtype=np.float32)
+    msg = conv.depth_to_image(depth, conv.s_to_stamp(1.0), "cam")
+    assert (msg.encoding, msg.step, msg.width, msg.height) == ("32FC1", 8, 2, 2)
+    np.testing.assert_array_equal(conv.depth_to_m(msg), depth)
+    # 16UC1 (OpenNI raw, the RealSense driver's): millimetres, 0 = invalid -> NaN; big-endian
+    # and a padded row (step 6 for 2 pixels of 2 bytes) are honoured.
+    raw = Image(height=2, width=2, encoding="16UC1", is_bigendian=1, step=6)
+    raw.data = bytes([0x05, 0xDC, 0x00, 0x00, 0xFF, 0xFF, 0x00, 0x01, 0x03, 0xE8, 0xAA, 0xBB])
+    got = conv.depth_to_m(raw)  # 0x05DC = 1500 mm, 0, 0x0001 = 1 mm, 0x03E8 = 1000 mm
+    np.testing.assert_allclose(got[0], [1.5, np.nan])
+    np.testing.assert_allclose(got[1], [0.001, 1.0])
+    for bad in (
+        Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3)),
+        Image(height=1, width=2, encoding="16UC1", step=4, data=bytes(3)),
+        Image(height=0, width=0, encoding="32FC1", step=0),
+    ):
+        with pytest.raises(ValueError):
+            conv.depth_to_m(bad)
+
+
+def test_camera_info_gives_the_pinhole_intrinsics():
+    info = conv.camera_info(80, 48, 59.0, conv.s_to_stamp(1.0), "cam")
+    k = conv.camera_info_to_intrinsics(info)
+    f = 24.0 / math.tan(math.radians(29.5))  # (H / 2) / tan(fovy / 2) = 42.42 px
+    assert (k.width, k.height) == (80, 48)
+    assert k.fx == pytest.approx(f) and k.fy == pytest.approx(f)
+    assert (k.cx, k.cy) == (39.5, 23.5)  # pixel centres at integers: (W - 1) / 2
+    info.k = [0.0] * 9
+    with pytest.raises(ValueError):
+        conv.camera_info_to_intrinsics(info)
