@@ -701,7 +701,9 @@ def twist_msg(cmd: TimedTwist) -> Twist:
 def trajectory_msg(goal: TrajectoryGoal):
     """A ``trajectory_msgs/JointTrajectory`` with one point, or ``None`` if the package is absent.
 
-    ``time_from_start`` is the goal's duration; the Stretch driver wants no velocities.
+    ``time_from_start`` is the goal's duration and ``velocities`` its per-joint speeds (empty
+    for the driver's default): the Stretch driver's position mode moves each joint at its
+    ``velocities`` entry and ignores the time (:mod:`safevla_core.stretch_commands`).
     """
     try:
         from builtin_interfaces.msg import Duration
@@ -711,6 +713,7 @@ def trajectory_msg(goal: TrajectoryGoal):
     sec = int(goal.duration_s)
     point = JointTrajectoryPoint(
         positions=[float(p) for p in goal.positions],
+        velocities=[float(v) for v in goal.velocities],
         time_from_start=Duration(sec=sec, nanosec=int((goal.duration_s - sec) * 1e9)),
     )
     return JointTrajectory(joint_names=list(goal.joint_names), points=[point])
@@ -730,7 +733,7 @@ def command_report(
     Returns:
         ``{"action", "status", "mode", "note"}`` plus, by status, ``"twist"``: ``linear_x_mps``,
         ``angular_z_radps``, ``duration_s``, ``messages``; ``"trajectory"``: ``joint_names``,
-        ``positions``, ``duration_s``, ``sent``; ``"noop"``: nothing more.
+        ``positions``, ``velocities``, ``duration_s``, ``sent``; ``"noop"``: nothing more.
     """
     out: dict = {"action": ACTION_NAMES[cmd.action], "mode": cmd.mode, "note": note or cmd.note}
     if cmd.twist is not None:
@@ -746,6 +749,7 @@ def command_report(
             status="trajectory",
             joint_names=list(cmd.trajectory.joint_names),
             positions=[float(p) for p in cmd.trajectory.positions],
+            velocities=[float(v) for v in cmd.trajectory.velocities],
             duration_s=cmd.trajectory.duration_s,
             sent=sent,
         )

@@ -197,12 +197,17 @@ def test_ids_json_and_training_status():
 def test_stretch_messages():
     t = conv.twist_msg(TimedTwist(0.1, -0.4, 2.0))
     assert (t.linear.x, t.angular.z) == (0.1, -0.4)
-    traj = conv.trajectory_msg(TrajectoryGoal(("joint_lift",), (0.6,), 1.5))
+    traj = conv.trajectory_msg(TrajectoryGoal(("joint_lift",), (0.6,), 1.5, (0.05,)))
     if traj is None:
         pytest.skip("trajectory_msgs not installed (ros-trajectory-msgs wheel)")
     point = traj.points[0]
     assert traj.joint_names == ["joint_lift"] and list(point.positions) == [0.6]
+    # The speed goes in velocities (the driver's position mode moves at it), the duration in
+    # time_from_start (its trajectory mode and other controllers time the motion by it).
+    assert list(point.velocities) == [0.05]
     assert (point.time_from_start.sec, point.time_from_start.nanosec) == (1, 500_000_000)
+    gripper = conv.trajectory_msg(TrajectoryGoal(("gripper_aperture",), (0.0,), 1.0))
+    assert list(gripper.points[0].velocities) == []  # no speed: the driver's default
 
 
 def test_command_report():
@@ -231,6 +236,7 @@ def test_command_report():
         "no client",
     )
     assert rep["positions"] == [pytest.approx(0.52)] and rep["duration_s"] == 0.5
+    assert rep["velocities"] == [0.1]  # arm_speed_mps
     rep = conv.command_report(command_for("end", None, cfg))
     assert (rep["status"], rep["mode"], rep["note"]) == ("noop", None, "moves nothing")
 
