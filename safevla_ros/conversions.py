@@ -533,6 +533,37 @@ def transform(stamp: Time, parent: str, child: str, xyz, wxyz):
     return t
 
 
+def robot_transforms(
+    stamp: Time,
+    frames: Mapping[str, str],
+    robot_pose: np.ndarray,
+    sensor_poses: Mapping[str, tuple],
+) -> list:
+    """The simulator's TF tree: ``map`` -> ``odom`` -> ``base_link`` -> sensor frames (REP-105).
+
+    ``map`` -> ``odom`` is the identity (simulated odometry does not drift), ``odom`` ->
+    ``base_link`` is the robot's planar pose (on the floor: z = 0), and each sensor frame hangs
+    off ``base_link`` at its fixed pose. Units REP-103 (metres, radians; quaternions w, x, y, z).
+
+    Args:
+        stamp: Stamp of every transform.
+        frames: ``{"map", "odom", "base"}`` -> frame ids.
+        robot_pose: ``(3,)`` ``(x_m, y_m, yaw_rad)`` of base_link in ``map``.
+        sensor_poses: Child frame id -> ``((x, y, z), (w, x, y, z))`` in base_link.
+
+    Returns:
+        ``geometry_msgs/TransformStamped`` list, parents before children.
+    """
+    x, y, yaw = (float(v) for v in robot_pose)
+    out = [
+        transform(stamp, frames["map"], frames["odom"], (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0)),
+        transform(stamp, frames["odom"], frames["base"], (x, y, 0.0), yaw_quat_wxyz(yaw)),
+    ]
+    for child, (pos, quat) in sensor_poses.items():
+        out.append(transform(stamp, frames["base"], child, pos, quat))
+    return out
+
+
 def camera_info(width: int, height: int, vertical_fov_deg: float, stamp: Time, frame_id: str):
     """``sensor_msgs/CameraInfo`` of an ideal pinhole camera (the simulator's cameras).
 

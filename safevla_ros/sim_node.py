@@ -43,6 +43,7 @@ from safevla_core.objects import OBJECT_TYPES
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 from safevla_core.sim.laser import DepthSpec, LaserSpec, cast_depth
 from safevla_core.sim.stretch_model import NAV_CAMERA_NAME
+from safevla_core.stretch_constants import LASER_HEIGHT_M, LASER_POSE_IN_BASE
 from safevla_ros import conversions as conv
 from safevla_ros.approval import ApprovalGate
 from safevla_ros.msg import ActionStatus, DiscreteAction, WorldStateStamped
@@ -396,31 +397,14 @@ class SimNode(Node):
         from tf2_msgs.msg import TFMessage
 
         c = self.cfg
-        tfs = [
-            conv.transform(stamp, c.map_frame, c.odom_frame, (0.0, 0.0, 0.0), (1.0, 0, 0, 0)),
-            conv.transform(
-                stamp,
-                c.odom_frame,
-                c.base_frame,
-                (float(robot_pose[0]), float(robot_pose[1]), 0.0),
-                conv.yaw_quat_wxyz(float(robot_pose[2])),
-            ),
-        ]
-        for frame, (pos, quat) in self.env.backend.camera_poses_in_base().items():
-            name = c.nav_camera_frame if frame == NAV_CAMERA else c.manip_camera_frame
-            tfs.append(conv.transform(stamp, c.base_frame, name, pos, quat))
-        from safevla_core.shield import LASER_HEIGHT_M, LASER_POSE_IN_BASE
-
+        sensors = {
+            (c.nav_camera_frame if cam == NAV_CAMERA else c.manip_camera_frame): pose
+            for cam, pose in self.env.backend.camera_poses_in_base().items()
+        }
         lx, ly, lyaw = LASER_POSE_IN_BASE
-        tfs.append(
-            conv.transform(
-                stamp,
-                c.base_frame,
-                c.laser_frame,
-                (lx, ly, LASER_HEIGHT_M),
-                conv.yaw_quat_wxyz(lyaw),
-            )
-        )
+        sensors[c.laser_frame] = ((lx, ly, LASER_HEIGHT_M), conv.yaw_quat_wxyz(lyaw))
+        frames = {"map": c.map_frame, "odom": c.odom_frame, "base": c.base_frame}
+        tfs = conv.robot_transforms(stamp, frames, robot_pose, sensors)
         self.tf_pub.publish(TFMessage(transforms=tfs))
 
     def _idle_tick(self) -> None:

@@ -304,6 +304,60 @@ def test_scan_round_trip_to_base_link_points():
         conv.scan_msg_to_points(msg, LASER_POSE_IN_BASE)
 
 
+def _rotate(q, v):
+    """Rotate vector v by the unit quaternion q = (w, x, y, z): q v q*."""
+    w, x, y, z = q
+    u = np.array([x, y, z])
+    v = np.asarray(v, dtype=float)
+    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
+
+
+def test_robot_transforms_follow_rep105_with_hand_worked_numbers():
+    # Robot at (1.0, 2.0) in map facing +y (yaw pi/2); laser 0.004 m ahead of base_link, 0.1664 m
+    # up, turned by pi (SE3 URDF joint_laser); a camera 1.32 m up.
+    stamp = conv.s_to_stamp(12.5)
+    laser = ((0.004, 0.0, 0.1664), conv.yaw_quat_wxyz(math.pi))
+    camera = ((0.045, 0.0, 1.32), (1.0, 0.0, 0.0, 0.0))
+    tfs = conv.robot_transforms(
+        stamp,
+        {"map": "map", "odom": "odom", "base": "base_link"},
+        np.array([1.0, 2.0, math.pi / 2]),
+        {"laser": laser, "nav_camera": camera},
+    )
+    pairs = [(t.header.frame_id, t.child_frame_id) for t in tfs]
+    assert pairs == [
+        ("map", "odom"),
+        ("odom", "base_link"),
+        ("base_link", "laser"),
+        ("base_link", "nav_camera"),
+    ]
+    assert all(t.header.stamp == stamp for t in tfs)
+    ident, base, las, _ = tfs
+
+    def xyz(t):
+        return [t.transform.translation.x, t.transform.translation.y, t.transform.translation.z]
+
+    def wxyz(t):
+        r = t.transform.rotation
+        return [r.w, r.x, r.y, r.z]
+
+    # map -> odom: identity (simulated odometry does not drift).
+    assert xyz(ident) == [0.0, 0.0, 0.0] and wxyz(ident) == [1.0, 0.0, 0.0, 0.0]
+    # odom -> base_link: (1, 2, 0), a quarter turn about z: (cos pi/4, 0, 0, sin pi/4).
+    assert xyz(base) == [1.0, 2.0, 0.0]
+    np.testing.assert_allclose(wxyz(base), [math.sqrt(0.5), 0, 0, math.sqrt(0.5)], atol=1e-12)
+    # base_link -> laser: yaw pi = (0, 0, 0, 1).
+    np.testing.assert_allclose(xyz(las), [0.004, 0.0, 0.1664])
+    np.testing.assert_allclose(wxyz(las), [0.0, 0.0, 0.0, 1.0], atol=1e-12)
+    # Chained: the laser sits at (1, 2.004, 0.1664) in odom (0.004 m along the heading +y) and
+    # looks backwards along -y: its x axis is base_link's -x turned a quarter: (0, -1, 0).
+    origin = np.array(xyz(base)) + _rotate(wxyz(base), xyz(las))
+    np.testing.assert_allclose(origin, [1.0, 2.004, 0.1664], atol=1e-12)
+    np.testing.assert_allclose(
+        _rotate(wxyz(base), _rotate(wxyz(las), [1.0, 0.0, 0.0])), [0.0, -1.0, 0.0], atol=1e-12
+    )
+
+
 def test_depth_images_in_metres_and_millimetres():
     # 32FC1 (REP-118 canonical): values as they are, non-finite ones included.
     depth = np.array([[1.5, np.inf], [np.nan, -np.inf]], dtype=np.float32)
