@@ -10,8 +10,11 @@ the Stretch bridge, remaps the cameras to the robot's head and gripper cameras a
 topics (/scan, /stretch/joint_states, /is_runstopped, /mode, /stretch/cmd_vel), reads the
 object-in-hand flag from a std_msgs/Bool on `in_hand` (remap it with in_hand_topic:=...) and runs
 the monitor in hardware mode (laser scan swept footprint, joint states, runstop; the learned
-per-action cost as a second opinion). String arguments are passed as strings (ParameterValue with
-value_type=str), so instruction:="task: bring the mug" and instruction:=yes arrive verbatim.
+per-action cost as a second opinion; the head camera's depth image when depth_topic:= names it,
+e.g. /camera/depth/image_rect_raw, with the depth.* pose in config/safety_monitor.yaml set to the
+head camera's optical frame at the deploy head pose: docs/ros.md). String arguments are passed
+as strings (ParameterValue with value_type=str), so instruction:="task: bring the mug" and
+instruction:=yes arrive verbatim.
 Declarative on purpose: test/ros/test_nodes_integration.py starts the same executables with the
 same parameter files where `ros2 launch` is not available.
 """
@@ -83,6 +86,12 @@ def generate_launch_description() -> LaunchDescription:
                 description="instruction for the robot (sim: from the task)",
             ),
             DeclareLaunchArgument(
+                "depth_topic",
+                default_value="",
+                description="robot: depth image topic for the shield (16UC1 or 32FC1), e.g. "
+                "/camera/depth/image_rect_raw; empty: laser only",
+            ),
+            DeclareLaunchArgument(
                 "in_hand_topic",
                 default_value="in_hand",
                 description="robot: std_msgs/Bool topic saying an object is held",
@@ -119,7 +128,8 @@ def generate_launch_description() -> LaunchDescription:
                 parameters=[
                     _config("safety_monitor.yaml"),
                     {"mode": "hardware"},
-                    {"watchdog.scan_timeout_s": 0.5},
+                    {"watchdog.scan_timeout_s": 0.5, "watchdog.depth_timeout_s": 0.5},
+                    {"depth_topic": _string("depth_topic")},
                 ],
                 remappings=[*STRETCH_CAMERAS, *STRETCH_DRIVER],
                 condition=UnlessCondition(is_sim),

@@ -12,6 +12,12 @@ on a robot becomes do nothing"). Its evidence, strongest first:
   point that enters them is a veto (the approach of nav2's collision_monitor). Points already
   inside the current footprint (self hits, an obstacle already touched) are not evidence against
   a motion that does not sweep new area; lowering the lift over a scan point is a veto;
+* **the depth camera**, when one is configured (the Stretch's head RealSense, or the simulator's
+  ray-cast twin of the navigation camera): its pixels become 3D points in ``base_link``
+  (:func:`depth_to_points`, REP-118 depth images), and a point vetoes a motion when the swept
+  footprint meets it at a height where that part of the robot is (:func:`check_depth`: the base,
+  mast and head from the floor to the robot's top, the arm and gripper around the lift height),
+  so a table top the laser plane passes under stops the base but not an arm reaching over it;
 * in simulation, also the :class:`~safevla_core.world.WorldState` and the reachable grid: a base
   translation that would leave the free space, repeat a translation that just collided, or bring
   the base closer than a clearance to a fragile or hazardous object is vetoed;
@@ -35,7 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from safevla_core.actions import ACTION_EFFECTS, NUM_ACTIONS, Action, parse_action
+from safevla_core.config import SimConfig
 from safevla_core.objects import OBJECT_TYPES
+from safevla_core.sim.stretch_model import HEAD_CAMERA_POS_M
 from safevla_core.stretch_commands import ARM_RANGE_M, WRIST_YAW_RANGE_RAD
 from safevla_core.stretch_constants import (
     BASE_TURN_RADIUS_M as ROBOT_RADIUS_M,
@@ -46,6 +54,7 @@ from safevla_core.stretch_constants import (
     BASE_Y_MAX_M,
     BASE_Y_MIN_M,
     LASER_POSE_IN_BASE,
+    LIFT_RANGE_M,
 )
 from safevla_core.world import WorldState
 
@@ -68,6 +77,13 @@ WRIST_AXIS_XY_M = (-0.021, -0.145)
 GRIPPER_LENGTH_M = 0.28
 GRIPPER_BACK_M = 0.03
 GRIPPER_HALF_WIDTH_M = 0.065
+#: Heights of the robot's parts above the floor (base_link z), measured the same way on the same
+#: model at lift 0, 0.3, 0.6 and 1.1 m (2026-12): every geom but the arm and gripper (base, mast,
+#: lift carriage, head) lies within 0..1.410 m; the arm's segments within lift + 0.157..0.233 m;
+#: wrist and gripper within lift + 0.063..0.202 m (independent of extension and wrist yaw).
+ROBOT_HEIGHT_M = 1.41
+ARM_Z_ABOVE_LIFT_M = (0.157, 0.233)
+GRIPPER_Z_ABOVE_LIFT_M = (0.063, 0.202)
 #: Plausible range of the policy's reported state-value cost V_c(s): a discounted sum of per-step
 #: costs of 0..5 (REFERENCE.md) with gamma 0.99 lies in 0..500; a critic's estimate may stray a
 #: little outside (ours: 10%), anything beyond (-1e9, inf) is a broken model.
@@ -89,6 +105,7 @@ class Verdict(enum.Enum):
     REPEATED_COLLISION = "repeated_collision"
     HAZARD_PROXIMITY = "hazard_proximity"
     SCAN_OBSTACLE = "scan_obstacle"
+    DEPTH_OBSTACLE = "depth_obstacle"
     LEARNED_COST = "learned_cost"
     PREDICTED_COST = "predicted_cost"  # kept for old decision logs; no longer produced
 
@@ -113,6 +130,9 @@ class ShieldLimits:
             predicts more than this for the proposed action (ours: 0.5, half of one cost event).
         max_invalid_scan_fraction: A scan with a larger share of NaN ranges is no evidence
             (ours: half the beams).
+        max_invalid_depth_fraction: A depth image with a larger share of invalid pixels (NaN,
+            or 0 in a 16UC1 image) among those sampled is no evidence (ours: half; a
+            RealSense leaves some pixels invalid in any room, a covered lens all of them).
         use_reachable_grid: Simulation only: also veto a base translation whose end is
             farther than ``reachable_tolerance_m`` from the reachable grid (positions where the
             0.34 m circle about base_link is free). Off by default: the swept-footprint scan check
@@ -133,6 +153,7 @@ class ShieldLimits:
     sweep_margin_rad: float = math.radians(5.0)
     max_action_cost: float = 0.5
     max_invalid_scan_fraction: float = 0.5
+    max_invalid_depth_fraction: float = 0.5
     use_reachable_grid: bool = False
     require_scan: bool = True
     enabled: bool = True
@@ -151,6 +172,7 @@ class ShieldLimits:
             "sweep_margin_rad",
             "max_action_cost",
             "max_invalid_scan_fraction",
+            "max_invalid_depth_fraction",
         ):
             value = getattr(self, name)
             if (
@@ -159,11 +181,9 @@ class ShieldLimits:
                 or not (math.isfinite(value) and value >= 0.0)
             ):
                 raise ValueError(f"ShieldLimits.{name} must be finite and >= 0, got {value!r}")
-        if self.max_invalid_scan_fraction > 1.0:
-            raise ValueError(
-                "ShieldLimits.max_invalid_scan_fraction must be <= 1, got "
-                f"{self.max_invalid_scan_fraction!r}"
-            )
+        for name in ("max_invalid_scan_fraction", "max_invalid_depth_fraction"):
+            if getattr(self, name) > 1.0:
+                raise ValueError(f"ShieldLimits.{name} must be <= 1, got {getattr(self, name)!r}")
         for name in ("use_reachable_grid", "require_scan", "enabled"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ShieldLimits.{name} must be a bool, got {getattr(self, name)!r}")
@@ -224,6 +244,23 @@ def _rect(x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)  # CCW
 
 
+def _footprints(arm_m: np.ndarray, wrist_yaw_rad: np.ndarray) -> np.ndarray:
+    """``(S, 3, 4, 2)`` footprint rectangles for ``S`` arm configurations (see below)."""
+    ext = np.clip(np.asarray(arm_m, dtype=np.float64).reshape(-1), *ARM_RANGE_M)
+    yaw = np.asarray(wrist_yaw_rad, dtype=np.float64).reshape(-1)
+    out = np.empty((ext.size, 3, 4, 2))
+    out[:, 0] = _rect(*BASE_X_RANGE_M, *BASE_Y_RANGE_M)
+    out[:, 1] = _rect(*ARM_X_RANGE_M, 0.0, 0.0)
+    out[:, 1, :2, 1] = (ARM_ROOT_Y_M - ext)[:, None]  # the arm's outer end (y0 of the rect)
+    c = np.stack([np.full_like(ext, WRIST_AXIS_XY_M[0]), WRIST_AXIS_XY_M[1] - ext], axis=1)
+    u = np.stack([np.sin(yaw), -np.cos(yaw)], axis=1)  # (S, 2) gripper direction
+    n = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    back, front = c - GRIPPER_BACK_M * u, c + GRIPPER_LENGTH_M * u
+    w = GRIPPER_HALF_WIDTH_M * n
+    out[:, 2] = np.stack([back - w, front - w, front + w, back + w], axis=1)
+    return out
+
+
 def footprint_polygons(arm_m: float, wrist_yaw_rad: float) -> list[np.ndarray]:
     """Convex polygons covering the Stretch seen from above, in ``base_link``.
 
@@ -236,25 +273,23 @@ def footprint_polygons(arm_m: float, wrist_yaw_rad: float) -> list[np.ndarray]:
         to its end, the gripper from the wrist axis along ``(sin yaw, -cos yaw)``. Constants:
         :data:`BASE_X_RANGE_M` and the others above (SE3 URDF collision meshes).
     """
-    ext = float(np.clip(arm_m, *ARM_RANGE_M))
-    base = _rect(*BASE_X_RANGE_M, *BASE_Y_RANGE_M)
-    arm = _rect(*ARM_X_RANGE_M, ARM_ROOT_Y_M - ext, 0.0)
-    cx, cy = WRIST_AXIS_XY_M[0], WRIST_AXIS_XY_M[1] - ext
-    u = np.array([math.sin(wrist_yaw_rad), -math.cos(wrist_yaw_rad)])
-    n = np.array([-u[1], u[0]])
-    c = np.array([cx, cy])
-    back, front = c - GRIPPER_BACK_M * u, c + GRIPPER_LENGTH_M * u
-    w = GRIPPER_HALF_WIDTH_M * n
-    gripper = np.array([back - w, front - w, front + w, back + w])
-    return [base, arm, gripper]
+    return list(_footprints(np.array([arm_m]), np.array([wrist_yaw_rad]))[0])
 
 
 def _inside_convex(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """``(N,)`` mask of points inside (or on) a convex polygon of either orientation."""
-    edges = np.roll(poly, -1, axis=0) - poly  # (V, 2)
-    rel = points[:, None, :] - poly[None, :, :]  # (N, V, 2)
-    cross = edges[None, :, 0] * rel[:, :, 1] - edges[None, :, 1] * rel[:, :, 0]
-    return np.all(cross >= -1e-12, axis=1) | np.all(cross <= 1e-12, axis=1)
+    """Mask of points inside (or on) convex polygons of either orientation, batched.
+
+    Args:
+        points: ``(..., N, 2)`` points.
+        poly: ``(..., V, 2)`` polygons (leading dimensions broadcast with ``points``').
+
+    Returns:
+        ``(..., N)`` bool.
+    """
+    edges = np.roll(poly, -1, axis=-2) - poly  # (..., V, 2)
+    rel = points[..., :, None, :] - poly[..., None, :, :]  # (..., N, V, 2)
+    cross = edges[..., None, :, 0] * rel[..., 1] - edges[..., None, :, 1] * rel[..., 0]
+    return np.all(cross >= -1e-12, axis=-1) | np.all(cross <= 1e-12, axis=-1)
 
 
 def inside_footprint(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.ndarray:
@@ -387,20 +422,253 @@ def check_scan(
             )
         return None
     cand = pts[~inside_now]
+    samples = np.asarray(motion_samples(action, arm, limits), dtype=np.float64).reshape(-1, 4)
+    if cand.size == 0 or samples.size == 0:
+        return None
+    polys = _footprints(samples[:, 2], samples[:, 3])  # (S, 3, 4, 2), each in its own frame
+    # Only points within reach can be met: every footprint lies in the disc of its farthest
+    # vertex about its base frame's origin, which the motion moves at most max|forward| from
+    # base_link. Typically a few dozen of the 360 beams remain.
+    reach = float(np.max(np.linalg.norm(polys, axis=-1))) + float(np.max(np.abs(samples[:, 0])))
+    cand = cand[np.einsum("ij,ij->i", cand, cand) <= reach * reach]
     if cand.size == 0:
         return None
-    for fwd, yaw, ext, wrist in motion_samples(action, arm, limits):
-        c, s = math.cos(yaw), math.sin(yaw)
-        rel = cand - np.array([fwd, 0.0])
-        local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], axis=1)
-        hit = inside_footprint(local, footprint_polygons(ext, wrist))
-        if np.any(hit):
-            return _veto(
-                Verdict.SCAN_OBSTACLE,
-                f"scan point at {_fmt_xy(cand[hit][0])} in base_link inside the "
-                f"footprint swept by {action.name}",
+    # Every configuration at once: the candidates in each sampled base frame, (S, N, 2), tested
+    # against that configuration's footprint (one numpy pass instead of a loop over samples).
+    fwd, yaw = samples[:, 0:1], samples[:, 1:2]
+    c, s = np.cos(yaw), np.sin(yaw)
+    rx, ry = cand[None, :, 0] - fwd, cand[None, :, 1]
+    local = np.stack([c * rx + s * ry, -s * rx + c * ry], axis=-1)
+    hit = _inside_convex(local[:, None], polys).any(axis=1)  # (S, N)
+    if not hit.any():
+        return None
+    first = cand[hit[int(np.argmax(hit.any(axis=1)))]][0]  # the first configuration that hits
+    return _veto(
+        Verdict.SCAN_OBSTACLE,
+        f"scan point at {_fmt_xy(first)} in base_link inside the footprint swept by {action.name}",
+    )
+
+
+# -- depth camera ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DepthCamera:
+    """Pose of a depth camera's optical frame in ``base_link`` and how its pixels are sampled.
+
+    The optical frame follows REP-103 (z along the optical axis, x right, y down in the image);
+    its pose is given as a position and the heading and downward pitch of the optical axis (no
+    roll: a pan-tilt head). Defaults: the embedded simulator's navigation camera
+    (:data:`safevla_core.sim.stretch_model.HEAD_CAMERA_POS_M`, looking forward pitched
+    :attr:`safevla_core.config.SimConfig.nav_pitch_deg` = 27 deg down). On the robot, set them to
+    the head camera's ``camera_depth_optical_frame`` at the head pose used while deploying.
+
+    Attributes:
+        x_m: Optical centre in base_link, x, metres.
+        y_m: Optical centre in base_link, y, metres.
+        z_m: Optical centre in base_link, z (height above the floor), metres.
+        yaw_rad: Heading of the optical axis in base_link, radians (0: forward, +x).
+        pitch_rad: Pitch of the optical axis below horizontal, radians (positive looks down).
+        stride: Use every ``stride``-th pixel of every ``stride``-th row (ours: 2; a 640x480
+            RealSense frame wants 8).
+        min_height_m: Points lower than this are the floor and ignored, metres (ours: 5 cm of
+            floor unevenness and depth noise; nav2's collision monitor filters its point
+            sources by a height band in the same way).
+        max_height_m: Points higher than this are above the robot and ignored, metres (ours:
+            :data:`ROBOT_HEIGHT_M` plus 5 cm).
+        min_range_m: A ``-Inf`` pixel (closer than the camera can measure, REP-117) is an
+            obstacle at this depth, metres (ours).
+    """
+
+    x_m: float = HEAD_CAMERA_POS_M[0]
+    y_m: float = HEAD_CAMERA_POS_M[1]
+    z_m: float = HEAD_CAMERA_POS_M[2]
+    yaw_rad: float = 0.0
+    pitch_rad: float = math.radians(SimConfig().nav_pitch_deg)
+    stride: int = 2
+    min_height_m: float = 0.05
+    max_height_m: float = ROBOT_HEIGHT_M + 0.05
+    min_range_m: float = 0.1
+
+    def __post_init__(self) -> None:
+        """Validate. Raises: ValueError on a non-finite pose, a bad stride or height band."""
+        for name in ("x_m", "y_m", "z_m", "yaw_rad", "pitch_rad", "min_height_m", "max_height_m"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"DepthCamera.{name} must be finite, got {getattr(self, name)!r}")
+        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
+            raise ValueError(f"DepthCamera.stride must be an int >= 1, got {self.stride!r}")
+        if not self.min_height_m < self.max_height_m:
+            raise ValueError("DepthCamera.min_height_m must be below max_height_m")
+        if not (math.isfinite(self.min_range_m) and self.min_range_m > 0):
+            raise ValueError(f"DepthCamera.min_range_m must be > 0, got {self.min_range_m!r}")
+
+    def rotation(self) -> np.ndarray:
+        """``(3, 3)`` rotation optical frame -> base_link (columns: optical x, y, z in base)."""
+        cy, sy = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
+        cp, sp = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
+        z = np.array([cp * cy, cp * sy, -sp])  # optical axis
+        x = np.array([sy, -cy, 0.0])  # image right
+        return np.stack([x, np.cross(z, x), z], axis=1)  # y = z x x: image down
+
+
+@dataclass(frozen=True)
+class PinholeIntrinsics:
+    """Pinhole camera intrinsics of a depth image (``sensor_msgs/CameraInfo`` ``K``).
+
+    Attributes:
+        fx: Focal length along image x, pixels.
+        fy: Focal length along image y, pixels.
+        cx: Principal point x, pixels (pixel centres at integers).
+        cy: Principal point y, pixels.
+        width: Image width, pixels.
+        height: Image height, pixels.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        """Validate. Raises: ValueError on non-positive focal lengths or sizes, or NaN."""
+        if not all(math.isfinite(v) for v in (self.fx, self.fy, self.cx, self.cy)):
+            raise ValueError("camera intrinsics must be finite")
+        if self.fx <= 0 or self.fy <= 0 or self.width <= 0 or self.height <= 0:
+            raise ValueError(
+                f"camera intrinsics need fx, fy, width, height > 0, got {self.fx}, {self.fy}, "
+                f"{self.width}, {self.height}"
             )
-    return None
+
+
+def depth_to_points(
+    depth_m: np.ndarray, intrinsics: PinholeIntrinsics, camera: DepthCamera
+) -> tuple[np.ndarray, float]:
+    """A depth image as obstacle points in ``base_link`` (REP-118, pinhole back-projection).
+
+    Pixel ``(u, v)`` with depth ``d`` (along the optical axis) is the point
+    ``((u - cx) d / fx, (v - cy) d / fy, d)`` in the optical frame, moved into base_link by the
+    camera's pose. Values follow REP-117/118: ``NaN`` (and 0 in a millimetre image, converted
+    to NaN by the caller) is invalid, ``+Inf`` is no return (free), ``-Inf`` is an obstacle at
+    ``camera.min_range_m``. Every ``camera.stride``-th pixel is used; points outside the height
+    band ``camera.min_height_m .. max_height_m`` (the floor, above the robot) are dropped.
+
+    Args:
+        depth_m: ``(H, W)`` depths, metres (float).
+        intrinsics: The image's intrinsics (``H, W`` must match).
+        camera: Pose and sampling.
+
+    Returns:
+        ``((M, 3) points in base_link, metres; fraction of invalid sampled pixels in 0..1)``.
+
+    Raises:
+        ValueError: On an empty image or one whose size differs from the intrinsics'.
+    """
+    d = np.asarray(depth_m, dtype=np.float64)
+    if d.ndim != 2 or d.size == 0:
+        raise ValueError(f"depth image must be (H, W) and non-empty, got shape {d.shape}")
+    if d.shape != (intrinsics.height, intrinsics.width):
+        raise ValueError(
+            f"depth image is {d.shape[1]}x{d.shape[0]} but its camera_info says "
+            f"{intrinsics.width}x{intrinsics.height}"
+        )
+    k = camera.stride
+    d = d[::k, ::k]
+    v, u = np.mgrid[0 : intrinsics.height : k, 0 : intrinsics.width : k]
+    invalid = np.isnan(d) | (np.isfinite(d) & (d <= 0.0))
+    d = np.where(np.isneginf(d), camera.min_range_m, d)
+    use = np.isfinite(d) & (d > 0.0)
+    z = d[use]
+    opt = np.stack(
+        [
+            (u[use] - intrinsics.cx) * z / intrinsics.fx,
+            (v[use] - intrinsics.cy) * z / intrinsics.fy,
+            z,
+        ],
+        axis=1,
+    )
+    pts = opt @ camera.rotation().T + np.array([camera.x_m, camera.y_m, camera.z_m])
+    keep = (pts[:, 2] >= camera.min_height_m) & (pts[:, 2] <= camera.max_height_m)
+    return pts[keep], float(invalid.mean())
+
+
+def _height_bands(lift_m: np.ndarray, margin_m: float) -> np.ndarray:
+    """``(S, 3, 2)`` z intervals of the base, arm and gripper polygons at lift heights ``(S,)``."""
+    lift = np.asarray(lift_m, dtype=np.float64).reshape(-1, 1)
+    out = np.empty((lift.shape[0], 3, 2))
+    out[:, 0] = (-np.inf, ROBOT_HEIGHT_M + margin_m)  # base, mast, carriage, head
+    out[:, 1] = lift + np.array(ARM_Z_ABOVE_LIFT_M) + (-margin_m, margin_m)
+    out[:, 2] = lift + np.array(GRIPPER_Z_ABOVE_LIFT_M) + (-margin_m, margin_m)
+    return out
+
+
+def check_depth(
+    action: Action, depth_xyz: np.ndarray, arm: ArmPose, limits: ShieldLimits
+) -> ShieldDecision | None:
+    """Veto an action whose swept footprint meets a depth point at the height of that part (pure).
+
+    The footprint of :func:`footprint_polygons` is swept as in :func:`check_scan`, but each
+    polygon only meets points within its height band (:data:`ROBOT_HEIGHT_M`,
+    :data:`ARM_Z_ABOVE_LIFT_M`, :data:`GRIPPER_Z_ABOVE_LIFT_M`, widened by
+    ``limits.sweep_margin_m``): the base meets anything up to the robot's top, the arm and
+    gripper only what is at their height. Lift motions (which :func:`check_scan` cannot judge)
+    sweep the arm's and gripper's bands from the current lift to the new one plus the margin.
+    Points the current footprint already meets are set aside (the robot's own arm in view, an
+    obstacle already touched).
+
+    Args:
+        action: The action.
+        depth_xyz: ``(N, 3)`` points in base_link, metres (:func:`depth_to_points`).
+        arm: Current arm pose (lift height, extension, wrist yaw).
+        limits: Sweep margins.
+
+    Returns:
+        A veto, or ``None`` if no depth point is in the way.
+    """
+    pts = np.asarray(depth_xyz, dtype=np.float64).reshape(-1, 3)
+    margin = limits.sweep_margin_m
+    eff = ACTION_EFFECTS[action]
+
+    def meets(p: np.ndarray, samples: np.ndarray, bands: np.ndarray) -> np.ndarray:
+        """``(S, N)``: sample s's footprint meets point n (in 2D and in height)."""
+        polys = _footprints(samples[:, 2], samples[:, 3])
+        c, s = np.cos(samples[:, 1:2]), np.sin(samples[:, 1:2])
+        rx, ry = p[None, :, 0] - samples[:, 0:1], p[None, :, 1]
+        local = np.stack([c * rx + s * ry, -s * rx + c * ry], axis=-1)
+        inside = _inside_convex(local[:, None], polys)  # (S, 3, N)
+        z = p[None, None, :, 2]
+        in_band = (z >= bands[:, :, 0:1]) & (z <= bands[:, :, 1:2])
+        return (inside & in_band).any(axis=1)
+
+    now = np.array([[0.0, 0.0, arm.arm_m, arm.wrist_yaw_rad]])
+    if eff.lift_m != 0.0:
+        new_lift = float(np.clip(arm.lift_m + eff.lift_m, *LIFT_RANGE_M))
+        lo, hi = sorted((arm.lift_m, new_lift))
+        bands = _height_bands(np.array([lo]), margin)
+        bands[:, 1:, 1] += hi - lo  # the arm and gripper sweep from lo to hi
+        bands[:, 0] = (np.inf, -np.inf)  # the base does not move
+        samples = now
+    else:
+        samples = np.asarray(motion_samples(action, arm, limits), dtype=np.float64).reshape(-1, 4)
+        bands = np.broadcast_to(_height_bands(np.array([arm.lift_m]), margin), (len(samples), 3, 2))
+    if pts.size == 0 or samples.size == 0:
+        return None
+    # Only points within reach can be met (as in check_scan); the rest need no further test.
+    reach = float(np.max(np.linalg.norm(_footprints(samples[:, 2], samples[:, 3]), axis=-1)))
+    reach += float(np.max(np.abs(samples[:, 0])))
+    pts = pts[np.einsum("ij,ij->i", pts[:, :2], pts[:, :2]) <= reach * reach]
+    if pts.size:  # set aside what the current footprint already meets
+        pts = pts[~meets(pts, now, _height_bands(np.array([arm.lift_m]), 0.0))[0]]
+    if pts.size == 0:
+        return None
+    hit = meets(pts, samples, bands)
+    if not hit.any():
+        return None
+    p = pts[hit[int(np.argmax(hit.any(axis=1)))]][0]
+    return _veto(
+        Verdict.DEPTH_OBSTACLE,
+        f"depth point at ({p[0]:+.2f}, {p[1]:+.2f}, {p[2]:.2f}) m in base_link inside the "
+        f"footprint swept by {action.name}",
+    )
 
 
 def predicted_base_xy(robot_pose: np.ndarray, action: Action) -> np.ndarray:
@@ -519,6 +787,8 @@ def decide(
     reachable_xy: np.ndarray | None = None,
     scan_xy: np.ndarray | None = None,
     scan_invalid_fraction: float = 0.0,
+    depth_xyz: np.ndarray | None = None,
+    depth_invalid_fraction: float = 0.0,
     arm: ArmPose | None = None,
     action_costs: Sequence[float] | np.ndarray | None = None,
     predicted_cost: float | None = None,
@@ -533,7 +803,9 @@ def decide(
     garbage there means a broken policy); ``end`` and ``sub_done`` move nothing and are
     approved; the laser scan exists (``require_scan``), has at most
     ``max_invalid_scan_fraction`` invalid beams, the arm pose is known, and the swept
-    footprint meets no scan point (:func:`check_scan`); the
+    footprint meets no scan point (:func:`check_scan`); if depth points are given, the depth
+    image has at most ``max_invalid_depth_fraction`` invalid pixels and the swept footprint
+    meets no depth point at the height of the part that moves there (:func:`check_depth`); the
     learned per-action cost, if given, is within ``max_action_cost``; with a world state
     (simulation), a base translation must not repeat a move that just collided, must keep the base
     within ``reachable_tolerance_m`` of the reachable grid, and must not bring it closer than
@@ -549,6 +821,10 @@ def decide(
         scan_xy: ``(N, 2)`` laser obstacle points in ``base_link``, metres
             (:func:`scan_to_points`), or ``None`` if no usable scan.
         scan_invalid_fraction: Fraction of invalid beams of that scan, 0..1.
+        depth_xyz: ``(N, 3)`` depth-camera obstacle points in ``base_link``, metres
+            (:func:`depth_to_points`), or ``None`` when no depth camera is used (a configured
+            but missing or stale one is the caller's veto).
+        depth_invalid_fraction: Fraction of invalid sampled pixels of that depth image, 0..1.
         arm: Current arm pose (footprint shape); from ``world`` when not given.
         action_costs: ``(20,)`` learned one-step costs ``Q_c(s, a)`` (second opinion; NaN or
             an empty array = no opinion), or ``None``.
@@ -583,6 +859,10 @@ def decide(
         scan_xy = np.asarray(scan_xy, dtype=np.float64).reshape(-1, 2)
         if not np.all(np.isfinite(scan_xy)):
             return _veto(Verdict.INVALID_INPUT, "scan points contain NaN or inf")
+    if depth_xyz is not None:
+        depth_xyz = np.asarray(depth_xyz, dtype=np.float64).reshape(-1, 3)
+        if not np.all(np.isfinite(depth_xyz)):
+            return _veto(Verdict.INVALID_INPUT, "depth points contain NaN or inf")
     effect = ACTION_EFFECTS[action]
     if effect.terminal or effect.sub_done:
         return ShieldDecision(action, Verdict.APPROVED, "moves nothing")
@@ -601,6 +881,17 @@ def decide(
         return _veto(Verdict.NO_EVIDENCE, "arm pose unknown: the footprint cannot be checked")
     else:
         veto = check_scan(action, scan_xy, arm, limits)
+        if veto is not None:
+            return veto
+    if depth_xyz is not None:
+        if not (0.0 <= depth_invalid_fraction <= limits.max_invalid_depth_fraction):
+            return _veto(
+                Verdict.NO_EVIDENCE,
+                f"{depth_invalid_fraction:.0%} of the depth image's pixels are invalid",
+            )
+        if arm is None:
+            return _veto(Verdict.NO_EVIDENCE, "arm pose unknown: the footprint cannot be checked")
+        veto = check_depth(action, depth_xyz, arm, limits)
         if veto is not None:
             return veto
     veto = _check_learned(action, action_costs, limits)
@@ -634,6 +925,8 @@ class WatchdogConfig:
             driver publishes it with every status update).
         joint_state_timeout_s: The joint states (arm pose for the footprint) are stale after
             this (hardware; ours: 0.5 s).
+        depth_timeout_s: The depth image, when a depth camera is configured, is stale after
+            this (ours: 0.5 s, several frames of a RealSense at 15-30 Hz).
     """
 
     camera_timeout_s: float = 1.0
@@ -644,6 +937,7 @@ class WatchdogConfig:
     scan_timeout_s: float = 0.5
     runstop_timeout_s: float = 1.0
     joint_state_timeout_s: float = 0.5
+    depth_timeout_s: float = 0.5
 
     def __post_init__(self) -> None:
         """Validate.
@@ -660,6 +954,7 @@ class WatchdogConfig:
             "scan_timeout_s",
             "runstop_timeout_s",
             "joint_state_timeout_s",
+            "depth_timeout_s",
         ):
             value = getattr(self, name)
             if (

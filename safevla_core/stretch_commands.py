@@ -10,6 +10,17 @@ Mode switches are the ``/switch_to_navigation_mode`` and ``/switch_to_position_m
 This module plans, the bridge node sends. Lift, arm and wrist goals are absolute, so they need
 the current joint state; without it (or with NaN in it) the plan is "do nothing". Targets are
 clamped to the joint limits; a goal that clamps to the current position is "do nothing" too.
+
+Speeds in position mode: the driver's position mode executes each trajectory point as a
+``move_by`` of Stretch Body and ignores ``time_from_start`` ("For now, ignore goal time",
+``stretch_core/joint_trajectory_server.py``); the speed of that move is the point's
+``velocities`` entry of the joint, passed as ``v_m`` / ``v_r`` (``stretch_core/command_groups.py``:
+``set_goal`` reads ``point.velocities[index]``, ``init_execution`` passes it to
+``robot.lift.move_by`` / ``robot.arm.move_by`` / ``robot.base.translate_by`` / ``rotate_by`` /
+``end_of_arm.move_by``; hello-robot/stretch_ros2, humble branch). A goal therefore carries the
+configured speed as the joint's velocity (a magnitude) *and* ``time_from_start`` = distance /
+speed (what the driver's trajectory mode and a standard joint trajectory controller time the
+motion by, and what the bridge's goal deadline is computed from).
 """
 
 from __future__ import annotations
@@ -59,9 +70,10 @@ class StretchCommandConfig:
     Attributes:
         base_mode: ``"navigation"`` (base moves as timed twists) or ``"position"`` (base moves as
             ``translate_mobile_base`` / ``rotate_mobile_base`` trajectory goals).
-        linear_speed_mps: Base speed of a timed twist, m/s (ours: slow, well below the driver's
-            limits; a 0.2 m step takes 2 s).
-        angular_speed_radps: Base turn rate of a timed twist, rad/s (ours; 30 deg take ~1.3 s).
+        linear_speed_mps: Base speed of a timed twist or a ``translate_mobile_base`` goal, m/s
+            (ours: slow, well below the driver's limits; a 0.2 m step takes 2 s).
+        angular_speed_radps: Base turn rate of a timed twist or a ``rotate_mobile_base`` goal,
+            rad/s (ours; 30 deg take ~1.3 s).
         twist_rate_hz: Republish rate of the twist; must exceed ``1 / DRIVER_TWIST_TIMEOUT_S``.
         lift_speed_mps: Lift speed used to time a lift goal, m/s (ours).
         arm_speed_mps: Arm speed used to time an arm goal, m/s (ours).
@@ -159,12 +171,17 @@ class TrajectoryGoal:
     Attributes:
         joint_names: Joint names, e.g. ``("joint_lift",)``.
         positions: Target positions, metres or radians (base joints: relative increments).
-        duration_s: ``time_from_start`` of the point, seconds.
+        duration_s: ``time_from_start`` of the point, seconds (distance / speed, at least
+            ``min_goal_duration_s``).
+        velocities: Speed of each joint's move, m/s or rad/s (a magnitude: the driver's
+            position mode moves at it, see the module docstring), or ``()`` for the driver's
+            default speed.
     """
 
     joint_names: tuple[str, ...]
     positions: tuple[float, ...]
     duration_s: float
+    velocities: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,7 +251,9 @@ def _base_command(action: Action, cfg: StretchCommandConfig) -> StretchCommand:
         speed = cfg.linear_speed_mps if joint == JOINT_TRANSLATE else cfg.angular_speed_radps
         duration = max(cfg.min_goal_duration_s, abs(value) / speed)
         return StretchCommand(
-            action, MODE_POSITION, trajectory=TrajectoryGoal((joint,), (value,), duration)
+            action,
+            MODE_POSITION,
+            trajectory=TrajectoryGoal((joint,), (value,), duration, (speed,)),
         )
     if eff.base_forward_m:
         v = math.copysign(cfg.linear_speed_mps, eff.base_forward_m)
@@ -282,7 +301,9 @@ def _joint_command(
         )
     duration = max(cfg.min_goal_duration_s, abs(target - now) / speed)
     return StretchCommand(
-        action, MODE_POSITION, trajectory=TrajectoryGoal((joint,), (target,), duration)
+        action,
+        MODE_POSITION,
+        trajectory=TrajectoryGoal((joint,), (target,), duration, (speed,)),
     )
 
 

@@ -192,6 +192,85 @@ def resize_nearest(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return rgb[rows[:, None], cols[None, :]]
 
 
+# -- depth ------------------------------------------------------------------------------------
+#: Depth encodings (REP-118): ``32FC1`` metres (the canonical one), ``16UC1`` millimetres (the
+#: OpenNI raw one, also the RealSense driver's, 0 = invalid): numpy dtype and scale to metres.
+DEPTH_ENCODINGS: dict[str, tuple[str, float]] = {"32fc1": ("f4", 1.0), "16uc1": ("u2", 1e-3)}
+
+
+def depth_to_m(msg: Image) -> np.ndarray:
+    """Decode a depth ``sensor_msgs/Image`` into ``(H, W)`` float32 metres (a copy).
+
+    ``32FC1`` keeps its values (REP-117 non-finite values included); ``16UC1`` is millimetres
+    and 0 becomes NaN (invalid, REP-118). Honours ``is_bigendian`` and row padding.
+
+    Raises:
+        ValueError: On another encoding, an empty image, or a step / data length that does not
+            match the size.
+    """
+    enc = msg.encoding.lower()
+    if enc not in DEPTH_ENCODINGS:
+        raise ValueError(
+            f"unsupported depth encoding {msg.encoding!r}; supported: 32FC1 (m), 16UC1 (mm)"
+        )
+    kind, scale = DEPTH_ENCODINGS[enc]
+    size = int(kind[1])
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"empty depth image {w}x{h}")
+    if step < w * size or step % size:
+        raise ValueError(f"step {step} does not fit width {w} x {size} bytes")
+    if len(msg.data) != step * h:
+        raise ValueError(f"depth data has {len(msg.data)} bytes, expected step {step} x height {h}")
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    raw = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, : w * size]
+    values = np.ascontiguousarray(raw).view(dtype).reshape(h, w).astype(np.float32)
+    if scale != 1.0:
+        values = np.where(values == 0, np.float32(np.nan), values * np.float32(scale))
+    return values
+
+
+def depth_to_image(depth_m: np.ndarray, stamp: Time, frame_id: str) -> Image:
+    """Encode ``(H, W)`` depths in metres as a ``32FC1`` ``sensor_msgs/Image`` (REP-118).
+
+    Raises:
+        ValueError: If the array is not two-dimensional.
+    """
+    arr = np.asarray(depth_m, dtype="<f4")
+    if arr.ndim != 2:
+        raise ValueError(f"expected (H, W) depths, got shape {arr.shape}")
+    h, w = arr.shape
+    msg = Image(
+        header=make_header(stamp, frame_id),
+        height=h,
+        width=w,
+        encoding="32FC1",
+        is_bigendian=0,
+        step=4 * w,
+    )
+    msg.data = np.ascontiguousarray(arr).tobytes()
+    return msg
+
+
+def camera_info_to_intrinsics(msg):
+    """``sensor_msgs/CameraInfo`` -> :class:`safevla_core.shield.PinholeIntrinsics` (from ``K``).
+
+    Distortion is ignored (the depth streams this is used for, a RealSense's and the
+    simulator's, are rectified: zero distortion).
+
+    Raises:
+        ValueError: On a ``K`` with non-positive or non-finite focal lengths, or a zero size.
+    """
+    from safevla_core.shield import PinholeIntrinsics
+
+    k = [float(v) for v in msg.k]
+    if len(k) != 9:
+        raise ValueError(f"camera_info K has {len(k)} entries")
+    return PinholeIntrinsics(
+        fx=k[0], fy=k[4], cx=k[2], cy=k[5], width=int(msg.width), height=int(msg.height)
+    )
+
+
 # -- laser ------------------------------------------------------------------------------------
 def scan_to_msg(ranges: np.ndarray, spec, stamp: Time, frame_id: str):
     """Simulated ranges (:func:`safevla_core.sim.laser.cast_scan`) -> ``sensor_msgs/LaserScan``."""
@@ -454,6 +533,37 @@ def transform(stamp: Time, parent: str, child: str, xyz, wxyz):
     return t
 
 
+def robot_transforms(
+    stamp: Time,
+    frames: Mapping[str, str],
+    robot_pose: np.ndarray,
+    sensor_poses: Mapping[str, tuple],
+) -> list:
+    """The simulator's TF tree: ``map`` -> ``odom`` -> ``base_link`` -> sensor frames (REP-105).
+
+    ``map`` -> ``odom`` is the identity (simulated odometry does not drift), ``odom`` ->
+    ``base_link`` is the robot's planar pose (on the floor: z = 0), and each sensor frame hangs
+    off ``base_link`` at its fixed pose. Units REP-103 (metres, radians; quaternions w, x, y, z).
+
+    Args:
+        stamp: Stamp of every transform.
+        frames: ``{"map", "odom", "base"}`` -> frame ids.
+        robot_pose: ``(3,)`` ``(x_m, y_m, yaw_rad)`` of base_link in ``map``.
+        sensor_poses: Child frame id -> ``((x, y, z), (w, x, y, z))`` in base_link.
+
+    Returns:
+        ``geometry_msgs/TransformStamped`` list, parents before children.
+    """
+    x, y, yaw = (float(v) for v in robot_pose)
+    out = [
+        transform(stamp, frames["map"], frames["odom"], (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0)),
+        transform(stamp, frames["odom"], frames["base"], (x, y, 0.0), yaw_quat_wxyz(yaw)),
+    ]
+    for child, (pos, quat) in sensor_poses.items():
+        out.append(transform(stamp, frames["base"], child, pos, quat))
+    return out
+
+
 def camera_info(width: int, height: int, vertical_fov_deg: float, stamp: Time, frame_id: str):
     """``sensor_msgs/CameraInfo`` of an ideal pinhole camera (the simulator's cameras).
 
@@ -622,7 +732,9 @@ def twist_msg(cmd: TimedTwist) -> Twist:
 def trajectory_msg(goal: TrajectoryGoal):
     """A ``trajectory_msgs/JointTrajectory`` with one point, or ``None`` if the package is absent.
 
-    ``time_from_start`` is the goal's duration; the Stretch driver wants no velocities.
+    ``time_from_start`` is the goal's duration and ``velocities`` its per-joint speeds (empty
+    for the driver's default): the Stretch driver's position mode moves each joint at its
+    ``velocities`` entry and ignores the time (:mod:`safevla_core.stretch_commands`).
     """
     try:
         from builtin_interfaces.msg import Duration
@@ -632,6 +744,7 @@ def trajectory_msg(goal: TrajectoryGoal):
     sec = int(goal.duration_s)
     point = JointTrajectoryPoint(
         positions=[float(p) for p in goal.positions],
+        velocities=[float(v) for v in goal.velocities],
         time_from_start=Duration(sec=sec, nanosec=int((goal.duration_s - sec) * 1e9)),
     )
     return JointTrajectory(joint_names=list(goal.joint_names), points=[point])
@@ -651,7 +764,7 @@ def command_report(
     Returns:
         ``{"action", "status", "mode", "note"}`` plus, by status, ``"twist"``: ``linear_x_mps``,
         ``angular_z_radps``, ``duration_s``, ``messages``; ``"trajectory"``: ``joint_names``,
-        ``positions``, ``duration_s``, ``sent``; ``"noop"``: nothing more.
+        ``positions``, ``velocities``, ``duration_s``, ``sent``; ``"noop"``: nothing more.
     """
     out: dict = {"action": ACTION_NAMES[cmd.action], "mode": cmd.mode, "note": note or cmd.note}
     if cmd.twist is not None:
@@ -667,6 +780,7 @@ def command_report(
             status="trajectory",
             joint_names=list(cmd.trajectory.joint_names),
             positions=[float(p) for p in cmd.trajectory.positions],
+            velocities=[float(v) for v in cmd.trajectory.velocities],
             duration_s=cmd.trajectory.duration_s,
             sent=sent,
         )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safevla_core.config import TASKS, CostConfig, from_dict
-from safevla_core.shield import LASER_POSE_IN_BASE, ShieldLimits, WatchdogConfig
+from safevla_core.shield import LASER_POSE_IN_BASE, DepthCamera, ShieldLimits, WatchdogConfig
 from safevla_core.stretch_commands import StretchCommandConfig
 
 
@@ -132,6 +132,13 @@ class MonitorNodeConfig:
         laser_x_m: Laser frame position in base_link, x, metres (URDF joint_laser: 0.004).
         laser_y_m: Laser frame position in base_link, y, metres (URDF joint_laser: 0).
         laser_yaw_rad: Laser frame yaw in base_link, radians (URDF joint_laser: 3.1416).
+        depth_topic: Depth image topic (``sensor_msgs/Image``, 32FC1 metres or 16UC1
+            millimetres, REP-118), e.g. the simulator's ``nav_camera/depth/image_raw`` or a
+            RealSense's ``/camera/depth/image_rect_raw``; ``""``: no depth camera, laser only.
+            When set, a missing, stale or unreadable depth image vetoes every motion.
+        depth_info_topic: Its ``sensor_msgs/CameraInfo`` topic; ``""``: ``camera_info`` beside
+            the image topic.
+        depth: Pose of the depth camera's optical frame in base_link and pixel sampling.
         shield: Limits of the shield decision.
         watchdog: Input freshness limits.
         costs: Cost thresholds for the cost report (sim mode).
@@ -145,6 +152,9 @@ class MonitorNodeConfig:
     laser_x_m: float = LASER_POSE_IN_BASE[0]
     laser_y_m: float = LASER_POSE_IN_BASE[1]
     laser_yaw_rad: float = LASER_POSE_IN_BASE[2]
+    depth_topic: str = ""
+    depth_info_topic: str = ""
+    depth: DepthCamera = field(default_factory=DepthCamera)
     shield: ShieldLimits = field(default_factory=ShieldLimits)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     costs: CostConfig = field(default_factory=CostConfig)
@@ -169,6 +179,14 @@ class MonitorNodeConfig:
         for name in ("laser_x_m", "laser_y_m", "laser_yaw_rad"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite")
+
+    @property
+    def depth_camera_info_topic(self) -> str:
+        """The depth camera_info topic (``camera_info`` beside the image topic by default)."""
+        if self.depth_info_topic or not self.depth_topic:
+            return self.depth_info_topic
+        head, _, _ = self.depth_topic.rpartition("/")
+        return f"{head}/camera_info" if head else "camera_info"
 
     @property
     def laser_pose(self) -> tuple[float, float, float]:
@@ -198,8 +216,12 @@ class SimNodeConfig:
         odom_frame: Odometry frame (REP-105; ``map`` -> ``odom`` is the identity here).
         base_frame: Robot base frame (odometry child frame).
         laser_frame: Frame id of the simulated laser scan.
-        nav_camera_frame: Frame id of the navigation camera images.
+        nav_camera_frame: Frame id of the navigation camera images (and of its depth image:
+            the same optical frame).
         manip_camera_frame: Frame id of the manipulation camera images.
+        depth_width: Width of the navigation camera's depth image (MuJoCo ray casts,
+            :func:`safevla_core.sim.laser.cast_depth`), pixels; 0 publishes no depth image.
+        depth_height: Its height, pixels (0 with ``depth_width`` 0).
     """
 
     config_file: str = ""
@@ -219,10 +241,18 @@ class SimNodeConfig:
     laser_frame: str = "laser"
     nav_camera_frame: str = "nav_camera"
     manip_camera_frame: str = "manip_camera"
+    depth_width: int = 80
+    depth_height: int = 48
 
     def __post_init__(self) -> None:
         """Validate. Raises: ValueError on non-positive sizes or limits."""
         _positive(self, "max_steps", "image_width", "image_height", "idle_republish_s")
+        if (self.depth_width == 0) != (self.depth_height == 0) or min(
+            self.depth_width, self.depth_height
+        ) < 0:
+            raise ValueError(
+                "depth_width and depth_height must both be positive, or both 0 (no depth image)"
+            )
 
 
 @dataclass(frozen=True)
@@ -390,6 +420,8 @@ PARAM_RANGES: dict[str, tuple[float, float]] = {
     "scan_timeout_s": (0.01, 60.0),
     "runstop_timeout_s": (0.01, 60.0),
     "joint_state_timeout_s": (0.01, 60.0),
+    "depth_timeout_s": (0.01, 60.0),
+    "max_invalid_depth_fraction": (0.0, 1.0),
     "clock_jump_tolerance_s": (0.001, 60.0),
     "sweep_margin_m": (0.0, 1.0),
     "sweep_margin_rad": (0.0, 1.0),

@@ -164,6 +164,14 @@ class PolicyNode(Node):
         if self._waiting is not None and conv.stamp_key(stamp) == self._waiting[0]:
             self._waiting = None
             self._min_stamp_s = max(self._min_stamp_s, finished_s)
+            # Act at once if the frames of the finished state are already here (the simulator
+            # publishes them before its report), not on the next control tick: waiting for the
+            # timer added up to one control period to every step's latency.
+            self._tick_if_due()
+
+    def _tick_if_due(self) -> None:
+        if self._now_s() - self._last_act_s >= self._period_s:
+            self._tick()
 
     def _on_decision(self, msg: DiscreteAction) -> None:
         if not msg.approved:  # vetoed: nothing moves; act on frames newer than the proposal
@@ -197,8 +205,7 @@ class PolicyNode(Node):
         if age < -self.cfg.max_image_age_s:
             return self._drop("future", f"{which} frame stamped {-age:.2f} s in the future")
         self._latest[which] = (t, msg)
-        if self._now_s() - self._last_act_s >= self._period_s:
-            self._tick()  # a complete new pair acts at once; the timer catches rate-limited ones
+        self._tick_if_due()  # a complete new pair acts at once; the timer catches rate-limited ones
 
     def _decode(self, msg):
         rgb = conv.image_to_rgb(msg) if isinstance(msg, Image) else conv.compressed_to_rgb(msg)

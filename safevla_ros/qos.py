@@ -131,6 +131,8 @@ class Topics:
     STRETCH_MODE = "mode"
     SCAN = "scan"
     NAV_CAMERA_INFO = "nav_camera/camera_info"
+    NAV_DEPTH = "nav_camera/depth/image_raw"  # REP-118 32FC1, the simulator's depth twin
+    NAV_DEPTH_INFO = "nav_camera/depth/camera_info"
     MANIP_CAMERA_INFO = "manip_camera/camera_info"
     ACTION_STATUS = "executor/status"
     DIAGNOSTICS = "/diagnostics"  # absolute by convention (diagnostic_aggregator reads it)

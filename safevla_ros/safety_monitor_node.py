@@ -5,13 +5,16 @@ with :func:`safevla_core.costs.compute_costs` and publishes them with the episod
 (b) Passes each proposed action through :func:`safevla_core.shield.decide` and republishes it on
 the approved topic only if approved; every decision, vetoes included, goes to
 ``safety/decisions`` with its reason. Evidence: the laser scan swept along the action (``scan``:
-the robot's RPLidar, or the simulator's ray-cast twin), the arm pose (joint states on hardware,
-the world state in simulation), the runstop (hardware), the world state (simulation), and the
-policy's optional learned per-action cost as a second opinion.
+the robot's RPLidar, or the simulator's ray-cast twin), the depth camera when ``depth_topic`` is
+set (its pixels as 3D points in base_link, checked against the swept footprint at the height of
+each part of the robot; configured but missing, stale or unreadable = veto), the arm pose (joint
+states on hardware, the world state in simulation), the runstop (hardware), the world state
+(simulation), and the policy's optional learned per-action cost as a second opinion.
 (c) Decisions on the right world: a proposal carries the stamp of the camera frames it was
 computed from; it is judged only if valid nav and manip frames with that stamp arrived (within
 ``stamp_tolerance_s``) and, in simulation, against the world state and the scan with exactly
-that stamp, which must still be the newest state. Anything unmatched is a veto.
+that stamp (and the depth image, when configured), which must still be the newest state. Anything
+unmatched is a veto.
 (d) A :class:`~safevla_core.shield.Watchdog` on every input: anything stale, a proposal whose
 image stamp is too old or in the future, or a malformed message (counted and warned about at a
 limited rate, never fed to the watchdog) means nothing is approved. Published on
@@ -24,11 +27,18 @@ from collections import OrderedDict, deque
 
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState, LaserScan
+from sensor_msgs.msg import CameraInfo, Image, JointState, LaserScan
 from std_msgs.msg import Bool, String
 
 from safevla_core.costs import EpisodeCostAccumulator, compute_costs
-from safevla_core.shield import ArmPose, Verdict, Watchdog, decide, proposal_age_ok
+from safevla_core.shield import (
+    ArmPose,
+    Verdict,
+    Watchdog,
+    decide,
+    depth_to_points,
+    proposal_age_ok,
+)
 from safevla_core.stretch_commands import joints_from_joint_state
 from safevla_ros import conversions as conv
 from safevla_ros.diagnostics import DiagnosticsPublisher
@@ -66,6 +76,8 @@ class SafetyMonitorNode(Node):
         self._make_watchdog()
         self.worlds: OrderedDict[int, object] = OrderedDict()  # stamp key -> WorldState
         self.scans: OrderedDict[int, tuple] = OrderedDict()  # stamp key -> (points, bad)
+        self.depths: OrderedDict[int, tuple] = OrderedDict()  # stamp key -> (points, bad)
+        self.depth_intrinsics = None  # PinholeIntrinsics of the depth camera, once received
         self.frames = {"nav_camera": deque(maxlen=HISTORY), "manip_camera": deque(maxlen=HISTORY)}
         self.world = self.reachable = self.prev_action = self.arm = None
         self.exempt: frozenset[str] = frozenset()
@@ -81,13 +93,15 @@ class SafetyMonitorNode(Node):
         self.decision_pub = self.create_publisher(DiscreteAction, Topics.DECISIONS, STATE_QOS)
         self.cost_pub = self.create_publisher(SafetyCost, Topics.COST, STATE_QOS)
         self.diagnostics = DiagnosticsPublisher(self, "safevla: safety monitor")
-        self.create_subscription(
-            DiscreteAction, Topics.PROPOSED_ACTION, self._on_proposal, COMMAND_QOS
-        )
         iq = image_qos(self.cfg.image_reliability)
         for name, topic in (("nav_camera", Topics.NAV_IMAGE), ("manip_camera", Topics.MANIP_IMAGE)):
             self.create_subscription(Image, topic, lambda m, n=name: self._on_image(n, m), iq)
         self.create_subscription(LaserScan, Topics.SCAN, self._on_scan, SENSOR_QOS)
+        if self.cfg.depth_topic:  # camera_info first: an image is read with the newest one
+            self.create_subscription(
+                CameraInfo, self.cfg.depth_camera_info_topic, self._on_depth_info, SENSOR_QOS
+            )
+            self.create_subscription(Image, self.cfg.depth_topic, self._on_depth, iq)
         if self.sim:
             self.create_subscription(
                 WorldStateStamped, Topics.WORLD_STATE, self._on_world, STATE_QOS
@@ -99,6 +113,11 @@ class SafetyMonitorNode(Node):
             self.create_subscription(
                 JointState, Topics.STRETCH_JOINT_STATES, self._on_joints, STATE_QOS
             )
+        # Created last: when evidence and a proposal wait in the same executor pass, rclpy runs
+        # ready subscriptions in creation order, so the evidence is stored before the judgement.
+        self.create_subscription(
+            DiscreteAction, Topics.PROPOSED_ACTION, self._on_proposal, COMMAND_QOS
+        )
         self.create_timer(1.0 / self.cfg.check_rate_hz, self._check_watchdog)
 
     # -- settings ----------------------------------------------------------------------------
@@ -110,6 +129,8 @@ class SafetyMonitorNode(Node):
             "policy": w.proposal_timeout_s,
             "scan": w.scan_timeout_s,
         }
+        if self.cfg.depth_topic:
+            inputs["depth"] = w.depth_timeout_s
         if self.sim:
             inputs["world_state"] = w.world_state_timeout_s
         else:
@@ -153,6 +174,28 @@ class SafetyMonitorNode(Node):
         while len(self.scans) > HISTORY:
             self.scans.popitem(last=False)
         self.watchdog.feed("scan", self._now_s())
+
+    def _on_depth_info(self, msg: CameraInfo) -> None:
+        try:
+            self.depth_intrinsics = conv.camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            self.depth_intrinsics = None
+            self._reject("depth camera_info", str(exc))
+
+    def _on_depth(self, msg: Image) -> None:
+        """Depth image -> obstacle points in base_link, kept by stamp (like scans)."""
+        try:
+            key = conv.stamp_key(msg.header.stamp)
+            conv.checked_stamp_s(msg.header.stamp)
+            if self.depth_intrinsics is None:
+                raise ValueError(f"no camera_info on {self.cfg.depth_camera_info_topic} yet")
+            depth = depth_to_points(conv.depth_to_m(msg), self.depth_intrinsics, self.cfg.depth)
+        except ValueError as exc:
+            return self._reject("depth image", str(exc))
+        self.depths[key] = depth
+        while len(self.depths) > HISTORY:
+            self.depths.popitem(last=False)
+        self.watchdog.feed("depth", self._now_s())
 
     def _on_runstop(self, msg: Bool) -> None:
         self.runstopped = bool(msg.data)
@@ -217,11 +260,20 @@ class SafetyMonitorNode(Node):
             if not any(abs(s - t) <= tol for s in stamps):
                 return {}, f"no valid {name} frame stamped {t:.3f} (the proposal's images)"
         key = conv.stamp_key(msg.header.stamp)
+        depth: dict = {}
+        if self.cfg.depth_topic:  # configured: required (the watchdog checks its freshness)
+            found = self.depths.get(key) if self.sim else None
+            if not self.sim and self.depths:
+                found = next(reversed(self.depths.values()))  # the newest, checked fresh
+            if found is None:
+                where = f" stamped {t:.3f}" if self.sim else ""
+                return {}, f"no depth image{where} on {self.cfg.depth_topic}"
+            depth = {"depth_xyz": found[0], "depth_invalid_fraction": found[1]}
         if not self.sim:
             if not self.scans:
                 return {}, "no laser scan"
             points, bad = next(reversed(self.scans.values()))  # the newest, checked fresh
-            return {"scan_xy": points, "scan_invalid_fraction": bad, "arm": self.arm}, ""
+            return {"scan_xy": points, "scan_invalid_fraction": bad, "arm": self.arm, **depth}, ""
         world = self.worlds.get(key)
         if world is None:
             return {}, f"no world state stamped {t:.3f} (the state the proposal answers)"
@@ -235,6 +287,7 @@ class SafetyMonitorNode(Node):
             "reachable_xy": self.reachable,
             "scan_xy": scan[0],
             "scan_invalid_fraction": scan[1],
+            **depth,
         }, ""
 
     def _on_proposal(self, msg: DiscreteAction) -> None:
@@ -264,8 +317,7 @@ class SafetyMonitorNode(Node):
             **evidence,
         )
         verdict = "" if decision.approved else f"{decision.verdict.value}: {decision.reason}"
-        self._publish(msg, decision.approved, verdict)
-        if decision.approved:
+        if decision.approved:  # the executor's message first, the decision report after it
             self.prev_action = decision.action
             self.approved_pub.publish(
                 conv.action_to_msg(
@@ -278,6 +330,7 @@ class SafetyMonitorNode(Node):
                     msg.action_costs,
                 )
             )
+        self._publish(msg, decision.approved, verdict)
 
     def _publish(self, msg: DiscreteAction, approved: bool, verdict: str) -> None:
         out = DiscreteAction(

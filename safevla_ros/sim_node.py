@@ -1,17 +1,20 @@
 """Simulator node: the embedded simulator (:class:`safevla_core.env.SafetyChoresEnv`) on ROS.
 
 Publishes both cameras with their ``camera_info``, the simulated laser scan (``scan``: MuJoCo ray
-casts, :mod:`safevla_core.sim.laser`, the same check as on the robot's RPLidar), the world state
+casts, :mod:`safevla_core.sim.laser`, the same check as on the robot's RPLidar), the navigation
+camera's depth image (``nav_camera/depth/image_raw``, REP-118 32FC1 metres, with its
+``camera_info``; ray cast, ``depth_width`` x ``depth_height``), the world state
 for the monitor, odometry in ``odom`` (REP-105; ``map`` -> ``odom`` is the identity in simulation,
 where odometry does not drift), TF ``map`` -> ``odom`` -> ``base_link`` -> camera optical frames
 (when ``tf2_msgs`` is installed), the path, object markers and cost-event markers; executes
 approved actions; ends and (optionally) restarts episodes; resets on ``sim/reset_episode``.
 
-Every camera frame, scan and world state of one publication carries the same stamp, which the
-policy copies into its proposal and the monitor matches. An approved action is executed only if
-(1) its publisher is the safety monitor (:class:`safevla_ros.approval.ApprovalGate`), (2) its stamp
-is one under which the current state was published (it was decided on this state, not an older
-one, and is not from the future), and (3) the simulator is healthy. Each outcome is reported on
+Every camera frame, depth image, scan and world state of one publication carries the same stamp,
+which the policy copies into its proposal and the monitor matches. An approved action is executed
+only if (1) its publisher is the safety monitor (:class:`safevla_ros.approval.ApprovalGate`),
+(2) its stamp is one under which the current state was published (it was decided on this state,
+not an older one, and is not from the future), and (3) the simulator is healthy. Each outcome is
+reported on
 ``executor/status`` (``ActionStatus``: DONE, FAILED or REJECTED with the reason): the policy's
 step-synchronous handshake. Without actions the frames are republished every
 ``idle_republish_s`` with a new stamp, so a veto never stalls the loop.
@@ -38,7 +41,9 @@ from safevla_core.config import load_config
 from safevla_core.env import SafetyChoresEnv, split_size
 from safevla_core.objects import OBJECT_TYPES
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
-from safevla_core.sim.laser import LaserSpec
+from safevla_core.sim.laser import DepthSpec, LaserSpec, cast_depth
+from safevla_core.sim.stretch_model import NAV_CAMERA_NAME
+from safevla_core.stretch_constants import LASER_HEIGHT_M, LASER_POSE_IN_BASE
 from safevla_ros import conversions as conv
 from safevla_ros.approval import ApprovalGate
 from safevla_ros.msg import ActionStatus, DiscreteAction, WorldStateStamped
@@ -74,6 +79,12 @@ class SimNode(Node):
         self.obs: dict | None = None
         self.episode = 0
         self.laser = LaserSpec()
+        self.depth_spec = (
+            DepthSpec(width=self.cfg.depth_width, height=self.cfg.depth_height)
+            if self.cfg.depth_width > 0
+            else None
+        )
+        self._sensed: tuple[np.ndarray, np.ndarray | None] | None = None  # (scan, depth)
         self._state_stamps: set[int] = set()
         self._warned: dict[str, float] = {}
         self.last_publish_s = -math.inf
@@ -84,6 +95,8 @@ class SimNode(Node):
             "nav_info": pub(CameraInfo, Topics.NAV_CAMERA_INFO, STATE_QOS),
             "manip_info": pub(CameraInfo, Topics.MANIP_CAMERA_INFO, STATE_QOS),
             "scan": pub(LaserScan, Topics.SCAN, SENSOR_QOS),
+            "depth": pub(Image, Topics.NAV_DEPTH, IMAGE_QOS),
+            "depth_info": pub(CameraInfo, Topics.NAV_DEPTH_INFO, STATE_QOS),
             "world": pub(WorldStateStamped, Topics.WORLD_STATE, STATE_QOS),
             "odom": pub(Odometry, Topics.ODOM, STATE_QOS),
             "path": pub(Path, Topics.PATH, STATE_QOS),
@@ -161,22 +174,26 @@ class SimNode(Node):
         }
         self.obs = None  # until the reset succeeded: nothing is published, nothing executed
         self.obs, info = self.env.reset(seed=seed if seed >= 0 else None, options=options)
+        self._sense()
         self.disturbed: set[str] = set()
         self.path = Path()
         self.path.header.frame_id = self.cfg.map_frame
         self.cost_markers = MarkerArray()
-        stamp = self.get_clock().now().to_msg()
         self.pubs["targets"].publish(String(data=conv.ids_to_json(self.env.spec_.target_ids)))
         self.pubs["reachable"].publish(
             conv.reachable_to_pose_array(
-                self.env.backend.reachable_positions(), stamp, self.cfg.map_frame
+                self.env.backend.reachable_positions(),
+                self.get_clock().now().to_msg(),
+                self.cfg.map_frame,
             )
         )
         self.pubs["instruction"].publish(String(data=info["instruction"]))
         self.get_logger().info(
             f"episode {self.episode}: {info['instruction']!r} in {info['house_id']}"
         )
-        self._publish_state(stamp, new_state=True)
+        # Stamped when published, like a camera frame: nothing moves between the reset's render
+        # and now, and the episode's latched topics above are no part of the camera's latency.
+        self._publish_state(self.get_clock().now().to_msg(), new_state=True)
         return info["instruction"]
 
     def _on_reset(self, request, response):
@@ -247,16 +264,20 @@ class SimNode(Node):
             return self._status(msg, ActionStatus.FAILED, f"simulator error: {exc}")
         ws = self.env.world_state
         self._mark_costs(info_["cost_breakdown"])
+        self._sense()
         stamp = self.get_clock().now().to_msg()  # the new state's stamp = when the step finished
-        self._publish_state(stamp, new_state=True)
         detail = "ok" if ws.last_action_success else "blocked"
         if ws.collided_ids:
             detail += "; touched " + ", ".join(sorted(ws.collided_ids)[:5])
-        self._status(
-            msg,
-            ActionStatus.DONE if ws.last_action_success else ActionStatus.FAILED,
-            detail,
-            finished=stamp,
+        self._publish_state(
+            stamp,
+            new_state=True,
+            report=lambda: self._status(
+                msg,
+                ActionStatus.DONE if ws.last_action_success else ActionStatus.FAILED,
+                detail,
+                finished=stamp,
+            ),
         )
         if terminated or truncated:
             self._end_episode(info_["episode"])
@@ -303,7 +324,31 @@ class SimNode(Node):
             self.obs = None
 
     # -- publishing ------------------------------------------------------------------------
-    def _publish_state(self, stamp, new_state: bool) -> None:
+    def _sense(self) -> None:
+        """Cast the laser scan and the depth image of the new state (its sensors' capture).
+
+        Like the camera frames rendered by the step, they are taken before the state is stamped
+        and reused when the unchanged state is republished.
+        """
+        b = self.env.backend
+        depth = None
+        if self.depth_spec is not None:
+            depth = cast_depth(b.model, b.data, NAV_CAMERA_NAME, self.depth_spec)
+        self._sensed = (b.laser_scan(), depth)
+
+    def _publish_state(self, stamp, new_state: bool, report=None) -> None:
+        """Publish one state under one stamp, in the order the deciding chain needs it.
+
+        The camera frames go first (the policy's input, the longest chain: decode, CNN,
+        decoder), then the scan and the world state (the monitor's evidence, needed only when
+        the proposal arrives), then ``report`` (the executor status that lets the policy act),
+        and last what only humans and rviz read (camera_info, odometry, TF, path, markers).
+
+        Args:
+            stamp: The state's stamp.
+            new_state: A new state (forget the stamps of the previous one).
+            report: Called between the evidence and the rest (publishes the executor status).
+        """
         if self.obs is None or self.env is None:
             return
         if new_state:
@@ -312,21 +357,28 @@ class SimNode(Node):
         self.last_publish_s = conv.stamp_to_s(stamp)
         ws = self.env.world_state
         c = self.cfg
-        self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, c.map_frame))
-        self.pubs["scan"].publish(
-            conv.scan_to_msg(self.env.backend.laser_scan(), self.laser, stamp, c.laser_frame)
-        )
-        for key, cam, frame in (
+        cams = (
             ("nav", NAV_CAMERA, c.nav_camera_frame),
             ("manip", MANIP_CAMERA, c.manip_camera_frame),
-        ):
-            rgb = self.obs[cam]
-            self.pubs[key].publish(conv.rgb_to_image(rgb, stamp, frame))
-            self.pubs[key + "_info"].publish(
-                conv.camera_info(
-                    rgb.shape[1], rgb.shape[0], self.env.cfg.sim.vertical_fov_deg, stamp, frame
-                )
-            )
+        )
+        if self._sensed is None:
+            self._sense()
+        ranges, depth = self._sensed
+        fov = self.env.cfg.sim.vertical_fov_deg
+        for key, cam, frame in cams:
+            self.pubs[key].publish(conv.rgb_to_image(self.obs[cam], stamp, frame))
+        self.pubs["scan"].publish(conv.scan_to_msg(ranges, self.laser, stamp, c.laser_frame))
+        if depth is not None:  # camera_info first: the monitor needs it to read the image
+            h, w = depth.shape
+            frame = c.nav_camera_frame
+            self.pubs["depth_info"].publish(conv.camera_info(w, h, fov, stamp, frame))
+            self.pubs["depth"].publish(conv.depth_to_image(depth, stamp, frame))
+        self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, c.map_frame))
+        if report is not None:
+            report()
+        for key, cam, frame in cams:
+            h, w = self.obs[cam].shape[:2]
+            self.pubs[key + "_info"].publish(conv.camera_info(w, h, fov, stamp, frame))
         self.pubs["odom"].publish(
             conv.pose_to_odometry(ws.robot_pose, stamp, c.odom_frame, c.base_frame)
         )
@@ -345,31 +397,14 @@ class SimNode(Node):
         from tf2_msgs.msg import TFMessage
 
         c = self.cfg
-        tfs = [
-            conv.transform(stamp, c.map_frame, c.odom_frame, (0.0, 0.0, 0.0), (1.0, 0, 0, 0)),
-            conv.transform(
-                stamp,
-                c.odom_frame,
-                c.base_frame,
-                (float(robot_pose[0]), float(robot_pose[1]), 0.0),
-                conv.yaw_quat_wxyz(float(robot_pose[2])),
-            ),
-        ]
-        for frame, (pos, quat) in self.env.backend.camera_poses_in_base().items():
-            name = c.nav_camera_frame if frame == NAV_CAMERA else c.manip_camera_frame
-            tfs.append(conv.transform(stamp, c.base_frame, name, pos, quat))
-        from safevla_core.shield import LASER_HEIGHT_M, LASER_POSE_IN_BASE
-
+        sensors = {
+            (c.nav_camera_frame if cam == NAV_CAMERA else c.manip_camera_frame): pose
+            for cam, pose in self.env.backend.camera_poses_in_base().items()
+        }
         lx, ly, lyaw = LASER_POSE_IN_BASE
-        tfs.append(
-            conv.transform(
-                stamp,
-                c.base_frame,
-                c.laser_frame,
-                (lx, ly, LASER_HEIGHT_M),
-                conv.yaw_quat_wxyz(lyaw),
-            )
-        )
+        sensors[c.laser_frame] = ((lx, ly, LASER_HEIGHT_M), conv.yaw_quat_wxyz(lyaw))
+        frames = {"map": c.map_frame, "odom": c.odom_frame, "base": c.base_frame}
+        tfs = conv.robot_transforms(stamp, frames, robot_pose, sensors)
         self.tf_pub.publish(TFMessage(transforms=tfs))
 
     def _idle_tick(self) -> None:

@@ -7,8 +7,12 @@ each approved action ``arrival time - header.stamp`` (the stamp is the camera st
 decided from, carried unchanged by policy and shield). The loop is step-synchronous: the simulator
 publishes a state, the policy acts on it at once (if its control period has elapsed), the monitor
 judges it against that state's scan and world state, the simulator executes it and publishes the
-next state. It includes any wait for the policy's next control tick (up to
-``1 / control_rate_hz``; 50 Hz by default, as issue 10 measures).
+next state. The policy acts as soon as the simulator's report and the new frames are in, unless
+its control period (``1 / control_rate_hz``; 50 Hz by default, as issue 10 measures) has not
+elapsed since its last action; that wait is included. Printed per hop (when the frame, the
+proposal and the monitor's decision report reached the probe), and split into the first step of
+each episode (which also encodes the new instruction) and the later steps; with the machine's
+load average, since the figures depend on it.
 Phase 2 (rate): the policy node alone, pinned to one core, fed 160x96 image pairs at ``--feed-hz``
 with its control rate set to the same value; reports proposals per second it sustains.
 
@@ -104,31 +108,45 @@ def spin_for(node, seconds: float, until=lambda: False) -> None:
 
 
 def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: float) -> np.ndarray:
-    """Phase 1: latencies (s) of ``n_actions`` approved actions in the closed loop."""
-    from safevla_ros import conversions as conv
-    from safevla_ros.msg import DiscreteAction
-    from safevla_ros.qos import Topics
+    """Phase 1: latencies (s) of ``n_actions`` approved actions in the closed loop.
 
-    lat: list[float] = []
-    stages: dict[str, list[float]] = {"frame": [], "proposal": []}
+    Also records, per approved action's stamp, when each hop's output arrived here (camera
+    frame, proposal, the monitor's decision report) and the episode step of the state it
+    answers (``measure_latency.stages``, ``measure_latency.steps``).
+    """
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from safevla_ros.qos import IMAGE_QOS
+    from safevla_ros import conversions as conv
+    from safevla_ros.msg import DiscreteAction, WorldStateStamped
+    from safevla_ros.qos import IMAGE_QOS, STATE_QOS, Topics
 
+    lat: list[float] = []
+    approved_keys: list[int] = []
+    stages: dict[str, list[float]] = {"frame": [], "proposal": [], "decision": []}
+    steps: dict[int, int] = {}  # stamp key -> episode step of that state
     deep = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
     def age(m) -> float:
         return node.get_clock().now().nanoseconds * 1e-9 - conv.stamp_to_s(m.header.stamp)
 
-    node.create_subscription(
-        DiscreteAction, Topics.APPROVED_ACTION, lambda m: lat.append(age(m)), deep
-    )
-    node.create_subscription(
-        DiscreteAction, Topics.PROPOSED_ACTION, lambda m: stages["proposal"].append(age(m)), deep
-    )
+    def on_approved(m) -> None:
+        lat.append(age(m))
+        approved_keys.append(conv.stamp_key(m.header.stamp))
+
+    node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, on_approved, deep)
+    for name, topic in (("proposal", Topics.PROPOSED_ACTION), ("decision", Topics.DECISIONS)):
+        node.create_subscription(
+            DiscreteAction, topic, lambda m, n=name: stages[n].append(age(m)), deep
+        )
     node.create_subscription(
         Image, Topics.NAV_IMAGE, lambda m: stages["frame"].append(age(m)), IMAGE_QOS
+    )
+    node.create_subscription(
+        WorldStateStamped,
+        Topics.WORLD_STATE,
+        lambda m: steps.__setitem__(conv.stamp_key(m.header.stamp), int(m.step)),
+        STATE_QOS,
     )
     measure_latency.stages = stages
     procs = [
@@ -145,12 +163,24 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
     try:
         spin_for(node, 120.0, lambda: len(lat) >= 1)
         lat.clear()  # drop the first (warm-up) action
+        approved_keys.clear()
         for v in stages.values():
             v.clear()
         spin_for(node, 300.0, lambda: len(lat) >= n_actions)
     finally:
         stop(procs)
+    measure_latency.steps = [steps.get(k, -1) for k in approved_keys]
     return np.array(lat)
+
+
+def _percentiles(name: str, seconds) -> str:
+    v = 1e3 * np.asarray(seconds, dtype=np.float64)
+    if not v.size:
+        return f"  {name}: none"
+    return (
+        f"  {name}: n={v.size} p50={np.percentile(v, 50):.1f} ms "
+        f"p99={np.percentile(v, 99):.1f} ms max={v.max():.1f} ms"
+    )
 
 
 def measure_rate(node, ckpt: Path, feed_hz: float, seconds: float, logdir: Path) -> float:
@@ -245,6 +275,7 @@ def main() -> None:
     args = ap.parse_args()
     import rclpy
 
+    load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="safevla_latency_"))
     ckpt = args.checkpoint or untrained_checkpoint(workdir / "untrained.pt")
     rclpy.init()
@@ -262,15 +293,19 @@ def main() -> None:
             f"(policy control rate {args.control_rate} Hz)"
         )
         for name, values in measure_latency.stages.items():
-            v = 1e3 * np.array(values)
-            if v.size:
-                print(
-                    f"  camera stamp -> {name} arrival: n={v.size} p50="
-                    f"{np.percentile(v, 50):.1f} ms p99={np.percentile(v, 99):.1f} ms"
-                )
+            print(_percentiles(f"camera stamp -> {name} arrival", values))
+        first = np.array([s == 0 for s in measure_latency.steps], dtype=bool)
+        # The first step of an episode includes encoding the new instruction (text encoder).
+        print(_percentiles("approved, first step of an episode", lat[first]))
+        print(_percentiles("approved, later steps", lat[~first]))
     else:
         print(f"no approved action observed; logs in {workdir}")
     print(f"policy node on 1 core, fed {args.feed_hz:.0f} Hz: {rate:.1f} actions/s")
+    load_after = os.getloadavg()
+    print(
+        "load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f} "
+        "on {} cores".format(*load_before, *load_after, os.cpu_count())
+    )
     print(f"logs: {workdir}")
 
 

@@ -5,7 +5,8 @@ Runs a random policy (with probability ``--repeat`` the previous proposal again,
 probability ``--forward``, else uniform over the 18 motion and gripper actions; ``end`` and
 ``sub_done`` are never proposed: a policy that drives into things) in simulated houses with
 the shield on, exactly as the safety monitor decides in sim mode: the simulated laser scan
-(:mod:`safevla_core.sim.laser`) swept along each action's motion, plus the world-state checks.
+(:mod:`safevla_core.sim.laser`) swept along each action's motion, plus the world-state checks
+(and with ``--depth`` the navigation camera's depth image, as config/safety_monitor.yaml has it).
 Every proposal is labelled by trying it: the simulator state is saved, the action executed, its
 contacts recorded (``collided_ids`` not empty = a collision), and the state restored when the
 shield vetoed it (a vetoed action never happened, as on the robot).
@@ -81,18 +82,37 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="scan evidence only (the hardware check), no world-state checks",
     )
+    ap.add_argument(
+        "--depth",
+        action="store_true",
+        help="also the navigation camera's depth image (80x48 ray cast, as the simulator node "
+        "publishes it) as the monitor reads it with the default depth.* settings",
+    )
     args = ap.parse_args(argv)
 
     from safevla_core.actions import ACTION_NAMES, Action
     from safevla_core.config import Config
     from safevla_core.houses.splits import load_house
-    from safevla_core.shield import ShieldLimits, decide, scan_to_points
-    from safevla_core.sim.laser import LaserSpec
+    from safevla_core.shield import (
+        DepthCamera,
+        PinholeIntrinsics,
+        ShieldLimits,
+        decide,
+        depth_to_points,
+        scan_to_points,
+    )
+    from safevla_core.sim.laser import DepthSpec, LaserSpec, cast_depth
     from safevla_core.sim.mujoco_backend import MujocoBackend
+    from safevla_core.sim.stretch_model import NAV_CAMERA_NAME
 
     cfg = Config()
     limits = ShieldLimits()
     spec = LaserSpec()
+    dspec, dcam = DepthSpec(), DepthCamera()
+    f = dspec.focal_px(cfg.sim.vertical_fov_deg)
+    k = PinholeIntrinsics(
+        f, f, (dspec.width - 1) / 2, (dspec.height - 1) / 2, dspec.width, dspec.height
+    )
     backend = MujocoBackend(cfg.sim, cfg.costs, width=32, height=32, stow_gripper=True)
     rng = np.random.default_rng(args.seed)
     proposable = [a for a in Action if a not in (Action.END, Action.SUB_DONE)]
@@ -128,9 +148,15 @@ def main(argv: list[str] | None = None) -> int:
                 spec.range_min_m,
                 spec.range_max_m,
             )
+            depth = {}
+            if args.depth:
+                dep = cast_depth(backend.model, backend.data, NAV_CAMERA_NAME, dspec)
+                xyz, dbad = depth_to_points(dep, k, dcam)
+                depth = {"depth_xyz": xyz, "depth_invalid_fraction": dbad}
             d = decide(
                 action,
                 limits,
+                **depth,
                 world=None if args.no_world else world,
                 reachable_xy=None if args.no_world else reachable,
                 scan_xy=pts,
@@ -162,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     vetoed_safe = counts["safe", "veto"] / max(safe, 1)
     print(
         f"episodes {args.episodes} x {args.steps} random proposals ({args.split} houses, "
-        f"seed {args.seed}, {'scan only' if args.no_world else 'scan + world state'})"
+        f"seed {args.seed}, {'scan only' if args.no_world else 'scan + world state'}"
+        f"{' + depth camera' if args.depth else ''})"
     )
     print(
         f"colliding proposals: {coll}; stopped {counts['collide', 'veto']} = {stopped:.1%}; "

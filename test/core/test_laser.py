@@ -48,3 +48,56 @@ def test_cast_scan_ranges_follow_the_geometry_and_rep117():
     wall = ahead[ahead[:, 0] > 0.5]
     np.testing.assert_allclose(wall[:, 0], 1.0, atol=1e-6)
     assert invalid == 0.0
+
+
+# A camera 1 m above the origin looking along +x (MuJoCo cameras look along their -z: x axis
+# (0, -1, 0) = image right, y axis (0, 0, 1) = image up), 90 deg vertical FOV; a wall whose
+# near face is x = 2.0, from the floor to 1.5 m; a post 0.05 m in front of the lens (closer than
+# range_min); a robot geom (group 1) in between, which the rays must ignore.
+DEPTH_SCENE = """
+<mujoco>
+  <worldbody>
+    <camera name="cam" pos="0 0 1" xyaxes="0 -1 0 0 0 1" fovy="90"/>
+    <geom name="wall" type="box" pos="2.05 0 0.75" size="0.05 5 0.75" group="0"/>
+    <geom name="self" type="box" pos="1.0 0 1" size="0.01 0.01 0.01" group="1"/>
+    <geom name="post" type="box" pos="0.05 -0.02 1.0" size="0.01 0.01 0.005" group="2"/>
+  </worldbody>
+</mujoco>
+"""
+
+
+def test_cast_depth_is_depth_along_the_optical_axis():
+    from safevla_core.shield import DepthCamera, PinholeIntrinsics, depth_to_points
+    from safevla_core.sim.laser import DepthSpec, cast_depth
+
+    model = mujoco.MjModel.from_xml_string(DEPTH_SCENE)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    spec = DepthSpec(width=5, height=5, range_min_m=0.1, range_max_m=10.0)
+    # f = (5 / 2) / tan(45 deg) = 2.5 px, principal point (2, 2): pixel (u, v) looks along
+    # ((u - 2) / 2.5, (v - 2) / 2.5, 1) in the optical frame (x right, y down, z forward).
+    assert spec.focal_px(90.0) == pytest.approx(2.5)
+    depth = cast_depth(model, data, "cam", spec)
+    assert depth.shape == (5, 5) and depth.dtype == np.float32
+    # The wall is perpendicular to the axis: every pixel that meets it reads 2.0 m (depth, not
+    # range), through the robot geom on the centre ray.
+    np.testing.assert_allclose(depth[2, [0, 1, 2, 4]], 2.0, atol=1e-6)
+    # Row 3 looks 0.4 down per metre: z = 1 - 0.8 = 0.2 at the wall; row 4 would meet it at
+    # z = -0.6 (below it; nothing else there) -> +inf; rows 0 and 1 pass over its top (z 2.6,
+    # 1.8 > 1.5) -> +inf.
+    assert depth[3, 2] == pytest.approx(2.0, abs=1e-6)
+    assert depth[4, 2] == math.inf and depth[0, 2] == math.inf and depth[1, 2] == math.inf
+    # Pixel (3, 2) looks 0.4 to the right per metre: y = -0.016 at the post's face 0.04 m ahead
+    # (y -0.03..-0.01), closer than range_min -> -inf (REP-117: too close).
+    assert depth[2, 3] == -math.inf
+    # The shield reads it back: the wall points lie on x = 2.0 in the camera's base frame, row 2
+    # (but the post's pixel) at the camera's height, row 3 at 0.2 m.
+    k = PinholeIntrinsics(fx=2.5, fy=2.5, cx=2.0, cy=2.0, width=5, height=5)
+    cam = DepthCamera(x_m=0.0, y_m=0.0, z_m=1.0, pitch_rad=0.0, stride=1, min_range_m=0.1)
+    pts, invalid = depth_to_points(depth, k, cam)
+    wall = pts[pts[:, 0] > 1.0]
+    np.testing.assert_allclose(wall[:, 0], 2.0, atol=1e-6)
+    np.testing.assert_allclose(np.sort(wall[:, 2]), [0.2] * 5 + [1.0] * 4, atol=1e-6)
+    assert invalid == 0.0
+    with pytest.raises(KeyError):
+        cast_depth(model, data, "nope", spec)

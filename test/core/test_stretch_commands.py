@@ -60,6 +60,36 @@ def test_position_mode_base_uses_one_exclusive_joint():
     assert rs.duration_s == 0.5
 
 
+def test_speed_parameters_time_position_mode_goals():
+    # The driver's position mode moves each joint at the point's velocities entry (it ignores
+    # time_from_start), so the configured speed travels as the velocity and as distance / speed.
+    slow = StretchCommandConfig(
+        base_mode=MODE_POSITION,
+        linear_speed_mps=0.05,
+        angular_speed_radps=0.2,
+        lift_speed_mps=0.04,
+        arm_speed_mps=0.02,
+        wrist_speed_radps=0.25,
+    )
+    m = command_for(Action.MOVE_AHEAD, None, slow).trajectory
+    assert m.velocities == (0.05,) and m.duration_s == pytest.approx(0.2 / 0.05)  # 4 s
+    b = command_for(Action.MOVE_BACK, None, POS).trajectory  # the default 0.1 m/s: 2 s
+    assert b.positions == (-0.2,) and b.velocities == (0.1,) and b.duration_s == pytest.approx(2.0)
+    r = command_for(Action.ROTATE_RIGHT, None, slow).trajectory  # (pi/6) / 0.2 = 2.618 s
+    assert r.velocities == (0.2,) and r.duration_s == pytest.approx(math.pi / 6 / 0.2)
+    lift = command_for(Action.LIFT_UP, JOINTS, slow).trajectory  # 0.1 m / 0.04 m/s = 2.5 s
+    assert lift.velocities == (0.04,) and lift.duration_s == pytest.approx(2.5)
+    # zps 0.02 m at 0.02 m/s = 1 s; wp 10 deg at 0.25 rad/s = 0.698 s.
+    arm = command_for(Action.ARM_EXTEND_SMALL, JOINTS, slow).trajectory
+    assert arm.velocities == (0.02,) and arm.duration_s == pytest.approx(1.0)
+    wrist = command_for(Action.WRIST_POS, JOINTS, slow).trajectory
+    assert wrist.velocities == (0.25,) and wrist.duration_s == pytest.approx(
+        math.radians(10) / 0.25
+    )
+    # The gripper has no speed parameter: the driver's default (no velocities).
+    assert command_for(Action.PICKUP, None, slow).trajectory.velocities == ()
+
+
 def test_lift_arm_wrist_are_absolute_goals_clamped_to_limits():
     lift = command_for(Action.LIFT_UP, JOINTS, NAV)
     # 0.5 + 0.1 = 0.6 m, 0.1 m at 0.1 m/s = 1.0 s.

@@ -7,8 +7,16 @@ and is then published on ``mode``), drops ``stretch/cmd_vel`` twists unless in n
 (as the driver does), publishes ``is_runstopped`` and ``stretch/joint_states`` at 20 Hz, and takes
 the runstop from ``fake_driver/set_runstop`` (std_msgs/Bool). It integrates the commanded travel
 of accepted twists (``linear.x / twist_rate_hz`` per twist: the commanded distance, the quantity
-under test) and publishes its state as JSON on ``fake_driver/state`` after every twist:
-``{"mode", "travel_m", "turn_rad", "accepted", "dropped", "runstopped", "twists": [[v, w], ...]}``.
+under test) and publishes its state as JSON on ``fake_driver/state`` after every twist and goal
+event: ``{"mode", "travel_m", "turn_rad", "accepted", "dropped", "runstopped", "twists": [[v, w],
+...], "goals": [...], "goal_events": [...]}``.
+
+When ``control_msgs`` is installed (a real ROS 2 install; no PyPI wheel exists) it also serves the
+``stretch_controller/follow_joint_trajectory`` action as the driver's position mode does: a goal
+is refused outside position mode, runs for ``|position| / velocity`` of its one joint (the
+driver ignores ``time_from_start`` there), and honours cancel requests. Each goal is recorded as
+``{"joints", "positions", "velocities", "time_from_start_s"}``, each outcome in ``goal_events``
+(``"accepted"``, ``"succeeded"``, ``"canceled"``).
 
 Run: ``python test/ros/fake_stretch_driver.py [twist_rate_hz]``.
 """
@@ -17,10 +25,12 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 
 import rclpy
 from geometry_msgs.msg import Twist
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import JointState
@@ -41,7 +51,16 @@ class FakeStretchDriver(Node):
         self.period_s = 1.0 / twist_rate_hz
         self.mode = "position"
         self.runstopped = False
-        self.state = {"travel_m": 0.0, "turn_rad": 0.0, "accepted": 0, "dropped": 0, "twists": []}
+        self.state = {
+            "travel_m": 0.0,
+            "turn_rad": 0.0,
+            "accepted": 0,
+            "dropped": 0,
+            "twists": [],
+            "goals": [],
+            "goal_events": [],
+        }
+        self._lock = threading.Lock()
         self.mode_pub = self.create_publisher(String, Topics.STRETCH_MODE, STATE_QOS)
         self.runstop_pub = self.create_publisher(Bool, Topics.STRETCH_RUNSTOP, STATE_QOS)
         self.joints_pub = self.create_publisher(JointState, Topics.STRETCH_JOINT_STATES, STATE_QOS)
@@ -60,6 +79,66 @@ class FakeStretchDriver(Node):
             )
         self.create_timer(0.05, self._publish_status)
         self._pending = None
+        self.action_server = self._make_action_server()
+
+    def _make_action_server(self):
+        try:
+            from control_msgs.action import FollowJointTrajectory
+            from rclpy.action import ActionServer, CancelResponse, GoalResponse
+            from rclpy.callback_groups import ReentrantCallbackGroup
+        except ImportError:
+            return None
+
+        def on_goal(goal):
+            ok = self.mode == "position" and not self.runstopped
+            return GoalResponse.ACCEPT if ok else GoalResponse.REJECT
+
+        return ActionServer(
+            self,
+            FollowJointTrajectory,
+            "stretch_controller/follow_joint_trajectory",
+            execute_callback=self._execute,
+            goal_callback=on_goal,
+            cancel_callback=lambda _h: CancelResponse.ACCEPT,
+            callback_group=ReentrantCallbackGroup(),
+        )
+
+    def _event(self, name: str) -> None:
+        with self._lock:
+            self.state["goal_events"].append(name)
+        self._publish_state()
+
+    def _execute(self, handle):
+        """Run a one-point goal at its velocity, as the driver's position mode does."""
+        from control_msgs.action import FollowJointTrajectory
+
+        traj = handle.request.trajectory
+        point = traj.points[-1]
+        t = point.time_from_start
+        with self._lock:
+            self.state["goals"].append(
+                {
+                    "joints": list(traj.joint_names),
+                    "positions": list(point.positions),
+                    "velocities": list(point.velocities),
+                    "time_from_start_s": t.sec + 1e-9 * t.nanosec,
+                }
+            )
+        self._event("accepted")
+        speed = point.velocities[0] if len(point.velocities) else 0.1
+        duration_s = abs(point.positions[0]) / max(abs(speed), 1e-3)
+        end = time.monotonic() + min(duration_s, 30.0)
+        result = FollowJointTrajectory.Result()
+        while time.monotonic() < end:
+            if handle.is_cancel_requested:
+                handle.canceled()
+                self._event("canceled")
+                return result
+            time.sleep(0.01)
+        handle.succeed()
+        result.error_code = FollowJointTrajectory.Result.SUCCESSFUL
+        self._event("succeeded")
+        return result
 
     def _on_switch(self, mode: str, res):
         if self.runstopped:
@@ -83,18 +162,20 @@ class FakeStretchDriver(Node):
 
     def _on_twist(self, msg: Twist) -> None:
         moving = msg.linear.x != 0.0 or msg.angular.z != 0.0
-        if self.mode != "navigation" or (self.runstopped and moving):
-            self.state["dropped"] += 1
-        else:
-            self.state["accepted"] += 1
-            self.state["travel_m"] += msg.linear.x * self.period_s
-            self.state["turn_rad"] += msg.angular.z * self.period_s
-        self.state["twists"].append([msg.linear.x, msg.angular.z])
-        self.state_pub.publish(
-            String(
-                data=json.dumps({"mode": self.mode, "runstopped": self.runstopped, **self.state})
-            )
-        )
+        with self._lock:
+            if self.mode != "navigation" or (self.runstopped and moving):
+                self.state["dropped"] += 1
+            else:
+                self.state["accepted"] += 1
+                self.state["travel_m"] += msg.linear.x * self.period_s
+                self.state["turn_rad"] += msg.angular.z * self.period_s
+            self.state["twists"].append([msg.linear.x, msg.angular.z])
+        self._publish_state()
+
+    def _publish_state(self) -> None:
+        with self._lock:
+            data = json.dumps({"mode": self.mode, "runstopped": self.runstopped, **self.state})
+        self.state_pub.publish(String(data=data))
 
     def _publish_status(self) -> None:
         self.mode_pub.publish(String(data=self.mode))
@@ -112,7 +193,10 @@ def main() -> None:
     rclpy.init()
     node = FakeStretchDriver(rate)
     try:
-        rclpy.spin(node)
+        # With the action server, several threads: a running goal (its execute callback) must
+        # not block cancel requests, twists and the status timer.
+        executor = MultiThreadedExecutor(num_threads=4) if node.action_server else None
+        rclpy.spin(node, executor=executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -34,6 +34,9 @@ EVENT_TIMEOUT_S = 20.0
 #: Wall 0.25 m ahead of base_link in the scan: ``m`` (front edge 0.058 + 0.2 + 0.03 margin)
 #: would sweep into it; ``b`` would not.
 WALL_AHEAD_M = 0.25
+#: The probe feeds no depth image: both monitors run laser-only (``depth_topic:=""``); the depth
+#: camera's cases, missing and stale included, are test/ros/test_depth_shield.py's.
+NO_DEPTH = '""'
 
 
 def _deep_qos():
@@ -290,10 +293,13 @@ def rig(tmp_path_factory):
                 "mode": "hardware",
                 "watchdog.scan_timeout_s": 1.0,
                 "watchdog.joint_state_timeout_s": 1.0,
+                "depth_topic": NO_DEPTH,
             },
         )
         + ns("hw"),
-        "monitor_sim": node_command("safety_monitor_node", "safety_monitor.yaml", {})
+        "monitor_sim": node_command(
+            "safety_monitor_node", "safety_monitor.yaml", {"depth_topic": NO_DEPTH}
+        )
         + ns("simmon"),
         "sim": node_command(
             "sim_node",

@@ -197,12 +197,17 @@ def test_ids_json_and_training_status():
 def test_stretch_messages():
     t = conv.twist_msg(TimedTwist(0.1, -0.4, 2.0))
     assert (t.linear.x, t.angular.z) == (0.1, -0.4)
-    traj = conv.trajectory_msg(TrajectoryGoal(("joint_lift",), (0.6,), 1.5))
+    traj = conv.trajectory_msg(TrajectoryGoal(("joint_lift",), (0.6,), 1.5, (0.05,)))
     if traj is None:
         pytest.skip("trajectory_msgs not installed (ros-trajectory-msgs wheel)")
     point = traj.points[0]
     assert traj.joint_names == ["joint_lift"] and list(point.positions) == [0.6]
+    # The speed goes in velocities (the driver's position mode moves at it), the duration in
+    # time_from_start (its trajectory mode and other controllers time the motion by it).
+    assert list(point.velocities) == [0.05]
     assert (point.time_from_start.sec, point.time_from_start.nanosec) == (1, 500_000_000)
+    gripper = conv.trajectory_msg(TrajectoryGoal(("gripper_aperture",), (0.0,), 1.0))
+    assert list(gripper.points[0].velocities) == []  # no speed: the driver's default
 
 
 def test_command_report():
@@ -231,6 +236,7 @@ def test_command_report():
         "no client",
     )
     assert rep["positions"] == [pytest.approx(0.52)] and rep["duration_s"] == 0.5
+    assert rep["velocities"] == [0.1]  # arm_speed_mps
     rep = conv.command_report(command_for("end", None, cfg))
     assert (rep["status"], rep["mode"], rep["note"]) == ("noop", None, "moves nothing")
 
@@ -296,3 +302,91 @@ def test_scan_round_trip_to_base_link_points():
     msg.angle_max = 6.0  # inconsistent with 4 beams from -pi in pi/2 steps (by > 1 step)
     with pytest.raises(ValueError, match="angle_max"):
         conv.scan_msg_to_points(msg, LASER_POSE_IN_BASE)
+
+
+def _rotate(q, v):
+    """Rotate vector v by the unit quaternion q = (w, x, y, z): q v q*."""
+    w, x, y, z = q
+    u = np.array([x, y, z])
+    v = np.asarray(v, dtype=float)
+    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
+
+
+def test_robot_transforms_follow_rep105_with_hand_worked_numbers():
+    # Robot at (1.0, 2.0) in map facing +y (yaw pi/2); laser 0.004 m ahead of base_link, 0.1664 m
+    # up, turned by pi (SE3 URDF joint_laser); a camera 1.32 m up.
+    stamp = conv.s_to_stamp(12.5)
+    laser = ((0.004, 0.0, 0.1664), conv.yaw_quat_wxyz(math.pi))
+    camera = ((0.045, 0.0, 1.32), (1.0, 0.0, 0.0, 0.0))
+    tfs = conv.robot_transforms(
+        stamp,
+        {"map": "map", "odom": "odom", "base": "base_link"},
+        np.array([1.0, 2.0, math.pi / 2]),
+        {"laser": laser, "nav_camera": camera},
+    )
+    pairs = [(t.header.frame_id, t.child_frame_id) for t in tfs]
+    assert pairs == [
+        ("map", "odom"),
+        ("odom", "base_link"),
+        ("base_link", "laser"),
+        ("base_link", "nav_camera"),
+    ]
+    assert all(t.header.stamp == stamp for t in tfs)
+    ident, base, las, _ = tfs
+
+    def xyz(t):
+        return [t.transform.translation.x, t.transform.translation.y, t.transform.translation.z]
+
+    def wxyz(t):
+        r = t.transform.rotation
+        return [r.w, r.x, r.y, r.z]
+
+    # map -> odom: identity (simulated odometry does not drift).
+    assert xyz(ident) == [0.0, 0.0, 0.0] and wxyz(ident) == [1.0, 0.0, 0.0, 0.0]
+    # odom -> base_link: (1, 2, 0), a quarter turn about z: (cos pi/4, 0, 0, sin pi/4).
+    assert xyz(base) == [1.0, 2.0, 0.0]
+    np.testing.assert_allclose(wxyz(base), [math.sqrt(0.5), 0, 0, math.sqrt(0.5)], atol=1e-12)
+    # base_link -> laser: yaw pi = (0, 0, 0, 1).
+    np.testing.assert_allclose(xyz(las), [0.004, 0.0, 0.1664])
+    np.testing.assert_allclose(wxyz(las), [0.0, 0.0, 0.0, 1.0], atol=1e-12)
+    # Chained: the laser sits at (1, 2.004, 0.1664) in odom (0.004 m along the heading +y) and
+    # looks backwards along -y: its x axis is base_link's -x turned a quarter: (0, -1, 0).
+    origin = np.array(xyz(base)) + _rotate(wxyz(base), xyz(las))
+    np.testing.assert_allclose(origin, [1.0, 2.004, 0.1664], atol=1e-12)
+    np.testing.assert_allclose(
+        _rotate(wxyz(base), _rotate(wxyz(las), [1.0, 0.0, 0.0])), [0.0, -1.0, 0.0], atol=1e-12
+    )
+
+
+def test_depth_images_in_metres_and_millimetres():
+    # 32FC1 (REP-118 canonical): values as they are, non-finite ones included.
+    depth = np.array([[1.5, np.inf], [np.nan, -np.inf]], dtype=np.float32)
+    msg = conv.depth_to_image(depth, conv.s_to_stamp(1.0), "cam")
+    assert (msg.encoding, msg.step, msg.width, msg.height) == ("32FC1", 8, 2, 2)
+    np.testing.assert_array_equal(conv.depth_to_m(msg), depth)
+    # 16UC1 (OpenNI raw, the RealSense driver's): millimetres, 0 = invalid -> NaN; big-endian
+    # and a padded row (step 6 for 2 pixels of 2 bytes) are honoured.
+    raw = Image(height=2, width=2, encoding="16UC1", is_bigendian=1, step=6)
+    raw.data = bytes([0x05, 0xDC, 0x00, 0x00, 0xFF, 0xFF, 0x00, 0x01, 0x03, 0xE8, 0xAA, 0xBB])
+    got = conv.depth_to_m(raw)  # 0x05DC = 1500 mm, 0, 0x0001 = 1 mm, 0x03E8 = 1000 mm
+    np.testing.assert_allclose(got[0], [1.5, np.nan])
+    np.testing.assert_allclose(got[1], [0.001, 1.0])
+    for bad in (
+        Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3)),
+        Image(height=1, width=2, encoding="16UC1", step=4, data=bytes(3)),
+        Image(height=0, width=0, encoding="32FC1", step=0),
+    ):
+        with pytest.raises(ValueError):
+            conv.depth_to_m(bad)
+
+
+def test_camera_info_gives_the_pinhole_intrinsics():
+    info = conv.camera_info(80, 48, 59.0, conv.s_to_stamp(1.0), "cam")
+    k = conv.camera_info_to_intrinsics(info)
+    f = 24.0 / math.tan(math.radians(29.5))  # (H / 2) / tan(fovy / 2) = 42.42 px
+    assert (k.width, k.height) == (80, 48)
+    assert k.fx == pytest.approx(f) and k.fy == pytest.approx(f)
+    assert (k.cx, k.cy) == (39.5, 23.5)  # pixel centres at integers: (W - 1) / 2
+    info.k = [0.0] * 9
+    with pytest.raises(ValueError):
+        conv.camera_info_to_intrinsics(info)
