@@ -45,7 +45,13 @@ from safevla_core.policy.instructions import InstructionCache
 from safevla_core.rl import distributed
 from safevla_core.rl.gae import compute_gae
 from safevla_core.rl.lagrange import UNCONSTRAINED_METHODS, MultiplierSet
-from safevla_core.rl.ppo import ppo_lag_loss, reward_shaping, value_loss
+from safevla_core.rl.ppo import (
+    combine,
+    normalize_advantages,
+    ppo_loss,
+    reward_shaping,
+    value_loss,
+)
 from safevla_core.rl.rollout import RolloutBuffer, SegmentIndex, evaluate_segments
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 
@@ -437,24 +443,32 @@ class Trainer:
             return {name: 0.0 for name in self.signals}, jc
         return dict(self.multiplier.update(jc)), jc
 
+    def lambdas(self) -> torch.Tensor:
+        """``(K,)`` float64 multipliers by constraint, in ``signals`` order; 0 for ppo/ppo_rs."""
+        if self.multiplier is None:
+            return torch.zeros(len(self.signals), dtype=torch.float64)
+        return self.multiplier.as_tensor()
+
     def combined_advantage(self, adv_r: torch.Tensor, adv_c: torch.Tensor) -> torch.Tensor:
-        """``(A_r - sum_i lambda_i A_ci) / (1 + sum_i lambda_i)`` (eq. 14; A_r for ppo/ppo_rs).
+        """The surrogate's advantage, ``(A_r - sum_k lambda_k A_ck) / (1 + sum_k lambda_k)``.
+
+        :func:`~safevla_core.rl.ppo.combine` (eq. 14) with the current multipliers; A_r for
+        ``ppo`` and ``ppo_rs`` (all multipliers 0). With ``ppo.normalize_advantages`` A_r and
+        each column of A_c are first normalised separately with the statistics of the global
+        batch (Bessel-corrected std).
 
         Args:
             adv_r: ``(N,)`` reward advantages.
             adv_c: ``(N, K)`` cost advantages, one column per constraint.
+
+        Returns:
+            ``(N,)`` advantages for the clipped surrogate.
         """
-        if self.cfg.ppo.normalize_advantages:  # each separately, before combining
+        if self.cfg.ppo.normalize_advantages:
             # the statistics of the global batch (collective: every rank's advantages)
-            mean_r, std_r = distributed.global_mean_std(adv_r)
-            adv_r = (adv_r - mean_r) / (std_r + 1e-8)
-            mean_c, std_c = distributed.global_mean_std(adv_c)
-            adv_c = (adv_c - mean_c) / (std_c + 1e-8)
-        if self.multiplier is None:
-            return adv_r
-        return self.multiplier.combine_advantages(
-            adv_r, {name: adv_c[:, k] for k, name in enumerate(self.signals)}
-        )
+            adv_r = normalize_advantages(adv_r, *distributed.global_mean_std(adv_r))
+            adv_c = normalize_advantages(adv_c, *distributed.global_mean_std(adv_c))
+        return combine(adv_r, adv_c, self.lambdas())
 
     def in_warmup(self, env_steps_before: int) -> bool:
         """Whether an update after ``env_steps_before`` steps trains only the critics."""
@@ -484,7 +498,6 @@ class Trainer:
         minibatches differ from any single-process split (a different, equally valid shuffle).
         """
         p = self.cfg.ppo
-        loss_cfg = dataclasses.replace(p, normalize_advantages=False)  # done in combined_advantage
         n_costs = len(self.signals)
         seg = buf.segments()
         flat = {
@@ -525,38 +538,26 @@ class Trainer:
                         out, valid, idx = self.evaluate_rollout(buf, seg, micro)
                     logits = out.logits[valid].float()
                     dist = torch.distributions.Categorical(logits=logits)
-                    loss, stats = ppo_lag_loss(
-                        dist.log_prob(actions[idx]),
-                        old_logp[idx],
-                        combined[idx],
-                        None,
-                        0.0,
-                        out.value_reward[valid].float(),
-                        flat["ret_r"][idx],
-                        None,
-                        None,
-                        dist.entropy(),
-                        loss_cfg,
+                    terms = ppo_loss(
+                        log_prob=dist.log_prob(actions[idx]),
+                        old_log_prob=old_logp[idx],
+                        advantages=combined[idx],
+                        value_reward=out.value_reward[valid].float(),
+                        returns_reward=flat["ret_r"][idx],
+                        value_cost=out.value_cost[valid].float().reshape(-1, n_costs),
+                        returns_cost=flat["ret_c"][idx],
+                        entropy=dist.entropy(),
+                        cfg=p,
                     )
-                    values_c = out.value_cost[valid].float().reshape(-1, n_costs)
-                    cost_losses = [
-                        value_loss(values_c[:, k], flat["ret_c"][idx][:, k]) for k in range(n_costs)
-                    ]
                     # the one-step cost head regresses the taken action's per-step cost
                     step_cost = out.step_cost[valid].float().gather(1, actions[idx][:, None])
-                    step_loss = value_loss(step_cost[:, 0], step_target[idx])
-                    value_terms = p.value_coef * (
-                        value_loss(out.value_reward[valid].float(), flat["ret_r"][idx])
-                        + torch.stack(cost_losses).sum()
+                    step_loss = value_loss(values=step_cost[:, 0], returns=step_target[idx])
+                    finite = all(
+                        bool(torch.isfinite(x)) for x in (terms.total, terms.critics, step_loss)
                     )
-                    finite = all(bool(torch.isfinite(x)) for x in (loss, value_terms, step_loss))
-                    if warmup:
-                        loss = value_terms
-                    else:
-                        loss = loss + p.value_coef * torch.stack(cost_losses).sum()
-                    loss = loss + p.value_coef * step_loss
-                    stats["value_loss_cost"] = float(sum(float(c.detach()) for c in cost_losses))
-                    stats["step_cost_loss"] = float(step_loss.detach())
+                    # the value-only warm-up leaves the policy loss out
+                    loss = (terms.critics if warmup else terms.total) + p.value_coef * step_loss
+                    stats = {**terms.stats, "step_cost_loss": float(step_loss.detach())}
                     if not finite:
                         nonfinite = stats
                         break
