@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +14,13 @@ import yaml
 
 from safevla_core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from safevla_core.config import Config, from_dict, load_config
-from safevla_core.rl.train import Trainer, train
+from safevla_core.rl.train import Trainer, TrainerCheckpoint, train
+
+#: A checkpoint the trainer wrote before its state was typed (commit fe108d7): one ppo_lag
+#: iteration of 2 envs x 8 steps (6-step episodes, 3 finished with cost 0), d_model 16. Made by
+#: ``Trainer(cfg).run()`` at that commit with the config stored in the file; never regenerate
+#: it with newer code (it stands for the checkpoints already on disk).
+OLD_CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "trainer_ckpt_fe108d7.pt"
 
 
 def _cfg(tmp_path, method="ppo_lag", total=32) -> Config:
@@ -212,6 +220,52 @@ def test_separate_robot_and_object_constraints(tmp_path):
     assert set(state["multiplier"]) == {"robot", "object"}
     agent = PolicyAgent.from_checkpoint(latest_checkpoint(tmp_path / "ppo_lag"))
     assert agent.policy.num_costs == 2
+
+
+def test_a_checkpoint_of_the_untyped_trainer_still_resumes(tmp_path):
+    raw = load_checkpoint(OLD_CHECKPOINT)
+    ckpt = TrainerCheckpoint.from_dict(raw)
+    assert (ckpt.iteration, ckpt.env_steps) == (1, 16)  # 1 iteration of 2 envs x 8 steps
+    assert ckpt.to_dict().keys() == raw.keys()  # the typed trainer writes the same keys
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(OLD_CHECKPOINT, run / "ckpt_000001.pt")
+    cfg = from_dict(Config, raw["config"])
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(run)))
+    trainer = Trainer(cfg, resume=True, progress=False)
+    assert (trainer.iteration, trainer.env_steps) == (1, 16)
+    # J_c = 0 < b: Adam's first step, 0.001 - 0.035 (lr * sign), clamped at 0
+    assert raw["multiplier"]["total"]["value"] == 0.0
+    assert trainer.multiplier is not None
+    assert trainer.multiplier.values == {"total": 0.0}
+    # and its Adam moments: gradient g = -(J_c - b) = 2.31964 once, so
+    # m = (1 - 0.9) g = 0.231964 and v = (1 - 0.999) g^2 = 0.001 * 5.380730 = 0.00538073
+    adam = trainer.multiplier.state_dict()["total"]["optimizer"]["state"][0]
+    assert float(adam["exp_avg"]) == pytest.approx(0.231964, abs=1e-9)
+    assert float(adam["exp_avg_sq"]) == pytest.approx(0.00538073, abs=1e-8)
+    for k, v in trainer.policy.state_dict().items():
+        assert torch.equal(v, raw["policy"][k]), k
+    for role, weights in raw["critics"].items():
+        for k, v in trainer.model.nets[role].state_dict().items():
+            assert torch.equal(v, weights[k]), (role, k)
+    # Adam's moments came back: one step taken per parameter (1 epoch x 1 minibatch)
+    steps = {int(s["step"]) for s in trainer.optimizer.state_dict()["state"].values()}
+    assert steps == {1}
+    # what it writes back holds the same numbers under the same keys
+    again = load_checkpoint(trainer.save(raw["metrics"]))
+    assert again.keys() == raw.keys()
+    assert again["metrics"] == raw["metrics"] and again["multiplier"] == raw["multiplier"]
+    assert all(torch.equal(again["policy"][k], v) for k, v in raw["policy"].items())
+
+
+def test_trainer_checkpoint_reads_a_dict_without_the_optional_keys():
+    ckpt = TrainerCheckpoint.from_dict(
+        {"policy": {}, "optimizer": {}, "iteration": 3, "env_steps": 96}
+    )
+    assert (ckpt.critics, ckpt.multiplier, ckpt.config, ckpt.metrics) == ({}, {}, {}, {})
+    assert (ckpt.iteration, ckpt.env_steps) == (3, 96)
+    with pytest.raises(KeyError, match="env_steps"):
+        TrainerCheckpoint.from_dict({"policy": {}, "optimizer": {}, "iteration": 3})
 
 
 def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, monkeypatch):
