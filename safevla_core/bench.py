@@ -20,6 +20,8 @@ One run measures, on this machine (keys of ``safevla bench --json`` in brackets)
   separate process that allocates the paper's full rollout buffer (32 envs x 128 steps,
   384x224 features), the three networks and their optimizer, and runs one PPO micro-batch
   forward and backward -- not a full run].
+
+:func:`benchmark_steps` times one embedded-simulator backend on its current house.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,10 +44,51 @@ import torch
 from safevla_core.actions import NUM_ACTIONS, Action
 from safevla_core.config import Config, load_config
 
+if TYPE_CHECKING:
+    from safevla_core.sim.mujoco_backend import MujocoBackend
+
 #: Config files measured beside the given one (repository ``config/``).
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 #: Context length of the KV-cache measurement (REFERENCE.md "Policy": up to 100 steps).
 BENCH_CONTEXT = 100
+
+
+def benchmark_steps(
+    backend: MujocoBackend,
+    n: int,
+    render: bool = True,
+    seed: int = 0,
+    actions: Sequence[Action] | None = None,
+) -> float:
+    """Actions per second of ``n`` steps on the backend's current house.
+
+    Args:
+        backend: A backend after :meth:`MujocoBackend.reset`.
+        n: Number of actions to time.
+        render: Render both cameras after every step (as training does).
+        seed: Seed of the action sequence (uniform over the motion actions and ``p``/``d``).
+        actions: Explicit action sequence instead (cycled).
+
+    Returns:
+        Actions per second (wall clock).
+
+    Raises:
+        ValueError: If ``n < 1``.
+        RuntimeError: If the backend has not been reset.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if backend.model is None:
+        raise RuntimeError("reset the backend before benchmarking")
+    if actions is None:
+        rng = np.random.default_rng(seed)
+        actions = [Action(int(a)) for a in rng.integers(0, NUM_ACTIONS - 2, size=n)]
+    t0 = time.perf_counter()
+    for i in range(n):
+        backend.step(actions[i % len(actions)])
+        if render:
+            backend.render()
+    return n / (time.perf_counter() - t0)
 
 
 def bench_sim(cfg: Config, width: int, height: int, steps: int, seed: int = 0) -> dict[str, float]:

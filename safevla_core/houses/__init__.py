@@ -1,18 +1,17 @@
-"""Procedural houses in ProcTHOR's JSON schema: generation, splits, files, 2-D free space."""
+"""Procedural houses in ProcTHOR's JSON schema: generation, splits, files, 2-D floor plans."""
 
-from safevla_core.houses.generator import (
+from safevla_core.houses.floor_plan import (
     FreeSpaceGrid,
     Obstacle2D,
     door_probe_points,
     free_space_grid,
-    generate_house,
     house_floor_rects,
     house_obstacle_rects,
-    house_summary,
     iter_objects,
     object_footprint,
     object_size_map,
 )
+from safevla_core.houses.generator import generate_house, house_summary
 from safevla_core.houses.io import load_house_file, read_houses_jsonl_gz, write_houses_jsonl_gz
 from safevla_core.houses.schema import (
     map_to_thor_position,

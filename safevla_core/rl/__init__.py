@@ -1,4 +1,4 @@
-"""Constrained RL: GAE, PPO / PPO-Lagrangian losses, Lagrange multipliers, checkpoints.
+"""Constrained RL: GAE, PPO losses, the PPO-Lagrangian combination, multipliers, checkpoints.
 
 Pure, importable pieces (STYLE.md rule 2); the train loop composes them and does the logging.
 """
@@ -10,20 +10,20 @@ from safevla_core.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from safevla_core.rl.distributed import all_reduce_mean
 from safevla_core.rl.gae import compute_gae
 from safevla_core.rl.lagrange import (
     LagrangeMultiplier,
     MultiplierSet,
     PIDLagrangeMultiplier,
-    all_reduce_mean,
-    lagrange_update,
     make_multiplier,
 )
 from safevla_core.rl.ppo import (
+    PPOLoss,
     clipped_surrogate_loss,
-    combine_advantages,
-    combine_multi_advantages,
-    ppo_lag_loss,
+    combine,
+    normalize_advantages,
+    ppo_loss,
     reward_shaping,
     value_loss,
 )
@@ -33,17 +33,17 @@ __all__ = [
     "LagrangeMultiplier",
     "MultiplierSet",
     "PIDLagrangeMultiplier",
+    "PPOLoss",
     "all_reduce_mean",
     "checkpoint_path",
     "clipped_surrogate_loss",
-    "combine_advantages",
-    "combine_multi_advantages",
+    "combine",
     "compute_gae",
-    "lagrange_update",
     "latest_checkpoint",
     "load_checkpoint",
     "make_multiplier",
-    "ppo_lag_loss",
+    "normalize_advantages",
+    "ppo_loss",
     "reward_shaping",
     "save_checkpoint",
     "value_loss",

@@ -9,9 +9,11 @@ Three small objects with one interface (``.value``, ``.update(mean_episode_cost)
 - :class:`MultiplierSet`: one multiplier per named cost limit (multi-constraint eq. 9).
 
 The trainer calls ``update`` once per rollout, before the PPO epochs, with the rollout's mean
-episode cost (REFERENCE.md). Under ``torch.distributed`` the cost is averaged over ranks first
-(:func:`~safevla_core.rl.distributed.all_reduce_mean`, ARCHITECTURE.md "Scale"), so every rank
-holds the same multiplier.
+episode cost (REFERENCE.md). The multipliers hold no collective: under ``torch.distributed`` the
+trainer passes the job-wide J_c (its episode statistics all-reduced at the call site,
+:func:`~safevla_core.rl.distributed.episode_means`; ARCHITECTURE.md "Scale"), so every rank
+takes the same step and holds the same multiplier. The multipliers turn into the surrogate's
+advantage through :func:`safevla_core.rl.ppo.combine`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from typing import Any
 import torch
 
 from safevla_core.config import LagrangeConfig
-from safevla_core.rl.distributed import all_reduce_mean
 
 UNCONSTRAINED_METHODS = ("ppo", "ppo_rs")
 """Methods without a multiplier (config.METHODS): plain PPO and the reward-shaping baseline."""
@@ -41,41 +42,16 @@ def _finite(name: str, value: float) -> float:
     return out
 
 
-def lagrange_update(multiplier: float, episode_cost: float, cost_limit: float, lr: float) -> float:
-    """One projected dual-ascent step, ``max(0, lambda + lr * (J_c - b))`` (paper eq. 16).
-
-    Args:
-        multiplier: Current lambda >= 0.
-        episode_cost: J_c, the mean episode cost of the latest rollout.
-        cost_limit: b, the cost limit (e.g. ObjNav 2.31964).
-        lr: alpha, the dual step size > 0 (authors' code: 0.035).
-
-    Returns:
-        The new multiplier (>= 0).
-
-    Raises:
-        ValueError: On non-finite inputs, a negative multiplier or a non-positive lr.
-    """
-    lam = _finite("multiplier", multiplier)
-    cost = _finite("episode_cost", episode_cost)
-    limit = _finite("cost_limit", cost_limit)
-    alpha = _finite("lr", lr)
-    if lam < 0:
-        raise ValueError(f"multiplier must be >= 0, got {lam}")
-    if alpha <= 0:
-        raise ValueError(f"lr must be > 0, got {alpha}")
-    return max(0.0, lam + alpha * (cost - limit))
-
-
 class LagrangeMultiplier:
     """Gradient-ascent Lagrange multiplier as in the authors' code (REFERENCE.md).
 
     lambda is a scalar ``torch.nn.Parameter`` trained with ``optimizer`` on the loss
     ``-lambda * (J_c - b)`` (so it ascends the Lagrangian in lambda) and clamped at 0 after
-    each step. With ``"sgd"`` one step is exactly paper eq. 16 (:func:`lagrange_update`); with
-    ``"adam"`` (the authors' choice, torch's default betas/eps) the first step moves lambda by
-    about ``lr`` whatever the size of the violation. Stored in float64 (ours: one scalar, so
-    the precision is free and tests can check exact numbers).
+    each step. With ``"sgd"`` one step is exactly paper eq. 16,
+    ``lambda <- max(0, lambda + lr (J_c - b))``; with ``"adam"`` (the authors' choice, torch's
+    default betas/eps) the first step moves lambda by about ``lr`` whatever the size of the
+    violation. Stored in float64 (ours: one scalar, so the precision is free and tests can
+    check exact numbers).
 
     Args:
         init: lambda_0 >= 0 (authors' code: 0.001).
@@ -110,8 +86,8 @@ class LagrangeMultiplier:
         """One optimizer step on ``-lambda * (J_c - b)``, then clamp at 0.
 
         Args:
-            mean_episode_cost: J_c, this rank's mean episode cost over the rollout (summed cost
-                per episode averaged over environments; REFERENCE.md). All-reduced over ranks.
+            mean_episode_cost: J_c, the job's mean episode cost over the rollout (summed cost
+                per episode averaged over environments, and over ranks; REFERENCE.md).
 
         Returns:
             The new multiplier value.
@@ -119,15 +95,13 @@ class LagrangeMultiplier:
         Raises:
             ValueError: If the cost is not a finite number.
         """
-        cost = all_reduce_mean(_finite("mean_episode_cost", mean_episode_cost))
+        cost = _finite("mean_episode_cost", mean_episode_cost)
         self._optimizer.zero_grad(set_to_none=True)
         loss = -self._param * (cost - self.cost_limit)
         loss.backward()
         self._optimizer.step()
         with torch.no_grad():
             self._param.clamp_(min=0.0)
-            # No-op while ranks are in sync (same cost -> same step); guards against drift.
-            self._param.fill_(all_reduce_mean(float(self._param)))
         return self.value
 
     def state_dict(self) -> dict[str, Any]:
@@ -222,10 +196,10 @@ class PIDLagrangeMultiplier:
         return self._value
 
     def update(self, mean_episode_cost: float) -> float:
-        """One PID step with the rollout's mean episode cost (all-reduced over ranks).
+        """One PID step with the rollout's mean episode cost.
 
         Args:
-            mean_episode_cost: J_c, this rank's mean episode cost over the rollout.
+            mean_episode_cost: J_c, the job's mean episode cost over the rollout (over ranks).
 
         Returns:
             The new multiplier value.
@@ -233,7 +207,7 @@ class PIDLagrangeMultiplier:
         Raises:
             ValueError: If the cost is not a finite number.
         """
-        cost = all_reduce_mean(_finite("mean_episode_cost", mean_episode_cost))
+        cost = _finite("mean_episode_cost", mean_episode_cost)
         error = cost - self.cost_limit
         self._integral = max(0.0, self._integral + self.ki * error)
         self._delta_p = self.ema * self._delta_p + (1.0 - self.ema) * error
@@ -241,7 +215,6 @@ class PIDLagrangeMultiplier:
         derivative = max(0.0, self._cost_d - self._cost_d_history[0])
         self._value = max(0.0, self.kp * self._delta_p + self._integral + self.kd * derivative)
         self._cost_d_history.append(self._cost_d)
-        self._value = all_reduce_mean(self._value)  # no-op while ranks are in sync
         return self._value
 
     def state_dict(self) -> dict[str, Any]:
@@ -314,10 +287,9 @@ def make_multiplier(method: str, lag_cfg: LagrangeConfig, cost_limit: float) -> 
 class MultiplierSet:
     """One multiplier per named constraint (paper eq. 9: sum_i lambda_i (J_ci - b_i)).
 
-    E.g. ``{"robot": 1.0, "object": 0.5}`` for separate robot/object cost limits. The policy
-    uses ``(A_r - sum_i lambda_i A_ci) / (1 + sum_i lambda_i)``
-    (:func:`safevla_core.rl.ppo.combine_multi_advantages`; ours, reduces to eq. 14 for one
-    constraint). Each multiplier is updated independently from its own episode cost.
+    E.g. ``{"robot": 1.0, "object": 0.5}`` for separate robot/object cost limits. Each
+    multiplier is updated independently from its own episode cost; :meth:`as_tensor` gives the
+    ``(K,)`` lambdas that :func:`safevla_core.rl.ppo.combine` weighs the cost advantages with.
 
     Args:
         cost_limits: Name -> b_i >= 0 (non-empty).
@@ -349,7 +321,8 @@ class MultiplierSet:
         """Update every multiplier from its constraint's mean episode cost.
 
         Args:
-            mean_episode_costs: Name -> J_ci; exactly the names of ``cost_limits``.
+            mean_episode_costs: Name -> J_ci, the job's (over ranks); exactly the names of
+                ``cost_limits``.
 
         Returns:
             Name -> new lambda_i.
@@ -363,23 +336,13 @@ class MultiplierSet:
                 f"costs for {sorted(mean_episode_costs)} but constraints are "
                 f"{sorted(self.multipliers)}"
             )
-        # Sorted order: every rank issues the same sequence of all-reduce collectives.
-        for name in sorted(self.multipliers):
-            self.multipliers[name].update(mean_episode_costs[name])
+        for name, multiplier in self.multipliers.items():
+            multiplier.update(mean_episode_costs[name])
         return self.values
 
-    def combine_advantages(
-        self, adv_reward: torch.Tensor, adv_costs: Mapping[str, torch.Tensor]
-    ) -> torch.Tensor:
-        """``(A_r - sum_i lambda_i A_ci) / (1 + sum_i lambda_i)`` with the current lambdas.
-
-        Raises:
-            KeyError: If ``adv_costs`` names differ from the constraints.
-            ValueError: On shape mismatch or non-finite advantages.
-        """
-        from safevla_core.rl.ppo import combine_multi_advantages
-
-        return combine_multi_advantages(adv_reward, adv_costs, self.values)
+    def as_tensor(self) -> torch.Tensor:
+        """``(K,)`` float64 lambdas in the order of ``cost_limits`` (for ``ppo.combine``)."""
+        return torch.tensor(list(self.values.values()), dtype=torch.float64)
 
     def state_dict(self) -> dict[str, Any]:
         """Name -> each multiplier's state dict."""

@@ -17,7 +17,6 @@ and gradients in the PPO update); rank 0 alone writes files.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import math
@@ -27,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,10 +41,18 @@ from safevla_core.policy.actor_critic import ActorCritic, ActorCriticCache
 from safevla_core.policy.encoders import get_visual_encoder
 from safevla_core.policy.factory import build_policy
 from safevla_core.policy.instructions import InstructionCache
+from safevla_core.policy.kv_cache import DecoderPrefix
+from safevla_core.policy.model import PolicyOutput
 from safevla_core.rl import distributed
 from safevla_core.rl.gae import compute_gae
 from safevla_core.rl.lagrange import UNCONSTRAINED_METHODS, MultiplierSet
-from safevla_core.rl.ppo import ppo_lag_loss, reward_shaping, value_loss
+from safevla_core.rl.ppo import (
+    combine,
+    normalize_advantages,
+    ppo_loss,
+    reward_shaping,
+    value_loss,
+)
 from safevla_core.rl.rollout import RolloutBuffer, SegmentIndex, evaluate_segments
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 
@@ -76,6 +83,103 @@ class TrainResult:
     iterations: int
     env_steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PolicyStep:
+    """One acting step of the actor-critic for every env (what the rollout buffer stores).
+
+    Attributes:
+        visual: ``(B, 2, C, h, w)`` frozen-encoder features of the nav and manip cameras.
+        out: The networks' outputs (logits ``(B, 20)``, values ``(B,)``/``(B, K)``).
+        step_emb: ``(B, d)`` the actor's fused step embedding (what decoder-only RL stores).
+    """
+
+    visual: torch.Tensor
+    out: PolicyOutput
+    step_emb: torch.Tensor
+
+
+@dataclass
+class RolloutState:
+    """What one rollout hands to the next: the envs' latest observation and the policy's state.
+
+    After :meth:`Trainer.collect`, ``next_step`` is the policy's step on ``obs`` (computed for
+    the bootstrap values) and becomes the next rollout's first step; ``cache`` already holds it,
+    and ``next_prefix`` holds the keys/values before it (the next rollout's
+    :class:`~safevla_core.policy.kv_cache.DecoderPrefix`).
+
+    Attributes:
+        obs: The vector env's latest observation (batched arrays by key).
+        cache: The networks' KV caches, None before the first rollout.
+        next_step: The policy's step on ``obs``, None before the first rollout.
+        next_prefix: Per network, the keys/values before ``next_step``.
+        last_values: ``((B,), (B, K))`` reward and cost values of ``obs``, GAE's bootstrap.
+    """
+
+    obs: dict[str, Any]
+    cache: ActorCriticCache | None = None
+    next_step: PolicyStep | None = None
+    next_prefix: dict[str, DecoderPrefix] | None = None
+    last_values: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class TrainerCheckpoint:
+    """The contents of a trainer checkpoint ``ckpt_<iteration>.pt``.
+
+    Plain tensors, numbers and strings, so it loads with ``weights_only``
+    (:func:`~safevla_core.checkpoint.load_checkpoint`). Stored as a dict with these keys;
+    :meth:`from_dict` reads the dicts of earlier versions too (``critics``, ``multiplier``,
+    ``config`` and ``metrics`` may be missing).
+
+    Attributes:
+        policy: The actor's ``state_dict``.
+        critics: The separate critics' weights by role (empty when not separate).
+        optimizer: The PPO Adam optimizer's ``state_dict``.
+        multiplier: The multipliers' state by constraint (empty for ppo/ppo_rs).
+        iteration: Iterations completed.
+        env_steps: Environment steps completed, over all ranks.
+        config: The resolved run configuration (``config_to_dict``).
+        metrics: The last iteration's metrics.
+    """
+
+    policy: dict[str, torch.Tensor]
+    critics: dict[str, dict[str, torch.Tensor]]
+    optimizer: dict[str, Any]
+    multiplier: dict[str, Any]
+    iteration: int
+    env_steps: int
+    config: dict[str, Any]
+    metrics: dict[str, float]
+
+    #: Keys every trainer checkpoint has.
+    REQUIRED_KEYS: ClassVar[tuple[str, ...]] = ("policy", "optimizer", "iteration", "env_steps")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict :func:`~safevla_core.checkpoint.save_checkpoint` writes (no copies)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TrainerCheckpoint:
+        """Read a loaded checkpoint dict.
+
+        Raises:
+            KeyError: If one of ``REQUIRED_KEYS`` is missing.
+        """
+        missing = [k for k in cls.REQUIRED_KEYS if k not in state]
+        if missing:
+            raise KeyError(f"trainer checkpoint lacks {missing}")
+        return cls(
+            policy=state["policy"],
+            critics=state.get("critics") or {},
+            optimizer=state["optimizer"],
+            multiplier=state.get("multiplier") or {},
+            iteration=int(state["iteration"]),
+            env_steps=int(state["env_steps"]),
+            config=state.get("config") or {},
+            metrics={k: float(v) for k, v in (state.get("metrics") or {}).items()},
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -235,17 +339,17 @@ class Trainer:
                 self.model.load_critic_state_dict(state["critics"])
 
     def _restore(self, path: Path) -> None:
-        state = load_checkpoint(
-            path, required_keys=("policy", "optimizer", "iteration", "env_steps")
+        ckpt = TrainerCheckpoint.from_dict(
+            load_checkpoint(path, required_keys=TrainerCheckpoint.REQUIRED_KEYS)
         )
-        self.policy.load_weights(state["policy"])
+        self.policy.load_weights(ckpt.policy)
         if self.model.separate:
-            self.model.load_critic_state_dict(state.get("critics") or {})
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.multiplier is not None and state.get("multiplier"):
-            self.multiplier.load_state_dict(state["multiplier"])
-        self.iteration = int(state["iteration"])
-        self.env_steps = int(state["env_steps"])
+            self.model.load_critic_state_dict(ckpt.critics)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        if self.multiplier is not None and ckpt.multiplier:
+            self.multiplier.load_state_dict(ckpt.multiplier)
+        self.iteration = ckpt.iteration
+        self.env_steps = ckpt.env_steps
         if self.dist.is_main:
             self._truncate_metrics(self.iteration)
             tqdm.write(
@@ -277,30 +381,25 @@ class Trainer:
     def save(self, metrics: dict[str, float]) -> Path:
         """Write ``ckpt_<iteration>.pt`` atomically with weights, optimizer, multiplier, config."""
         path = self.run_dir / f"ckpt_{self.iteration:06d}.pt"
-        save_checkpoint(
-            path,
-            {
-                "policy": self.policy.state_dict(),
-                "critics": self.model.critic_state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "multiplier": self.multiplier.state_dict() if self.multiplier is not None else {},
-                "iteration": self.iteration,
-                "env_steps": self.env_steps,
-                "config": config_to_dict(self.cfg),
-                "metrics": {k: float(v) for k, v in metrics.items()},
-            },
+        ckpt = TrainerCheckpoint(
+            policy=self.policy.state_dict(),
+            critics=self.model.critic_state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            multiplier=self.multiplier.state_dict() if self.multiplier is not None else {},
+            iteration=self.iteration,
+            env_steps=self.env_steps,
+            config=config_to_dict(self.cfg),
+            metrics={k: float(v) for k, v in metrics.items()},
         )
+        save_checkpoint(path, ckpt.to_dict())
         return path
 
     # -- phases --------------------------------------------------------------------------------
     @torch.no_grad()
-    def _policy_step(
-        self, obs: dict[str, Any], cache: ActorCriticCache | None
-    ) -> tuple[torch.Tensor, Any, ActorCriticCache, torch.Tensor]:
+    def _policy_step(self, obs: dict[str, Any], cache: ActorCriticCache) -> PolicyStep:
         """Encode both cameras of every env in one frozen-encoder batch; one cached step.
 
-        Returns:
-            ``(visual (B, 2, C, h, w), output, cache, step_emb (B, d))``.
+        ``cache`` advances by the step (in place).
         """
         nav, manip = np.asarray(obs[NAV_CAMERA]), np.asarray(obs[MANIP_CAMERA])
         b = nav.shape[0]
@@ -325,41 +424,43 @@ class Trainer:
             torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long, device=self.device),
             cache,
         )
-        return feats, out, cache, emb
+        return PolicyStep(feats, out, emb)
 
-    def collect(
-        self, envs: Any, buf: RolloutBuffer, state: dict[str, Any]
-    ) -> list[dict[str, float]]:
-        """Phase 1: run the policy for T steps in every env, storing what acting computed."""
-        obs, cache, pending = state["obs"], state["cache"], state.get("pending")
-        if cache is None:
+    def collect(self, envs: Any, buf: RolloutBuffer, state: RolloutState) -> list[dict[str, float]]:
+        """Phase 1: run the policy for T steps in every env, storing what acting computed.
+
+        Continues from ``state`` and leaves in it what the next rollout continues from.
+        """
+        if state.cache is None or state.next_step is None or state.next_prefix is None:
             cache = self.model.new_cache(buf.B, self.device)
-        # the keys/values before the rollout's first step (``pending`` wrote into a copy)
-        buf.start_rollout(cache.prefix())
+            buf.start_rollout(cache.prefix())
+            step = None
+        else:
+            # the step acted on ``obs`` for the bootstrap values is this rollout's first
+            cache, step = state.cache, state.next_step
+            buf.start_rollout(state.next_prefix)
+        obs = state.obs
         episodes: list[dict[str, float]] = []
         for _ in range(buf.T):
-            if pending is not None:
-                feats, out, cache, emb = pending
-                pending = None
-            else:
-                feats, out, cache, emb = self._policy_step(obs, cache)
-            dist = torch.distributions.Categorical(logits=out.logits)
+            if step is None:
+                step = self._policy_step(obs, cache)
+            dist = torch.distributions.Categorical(logits=step.out.logits)
             actions = dist.sample()
             buf.add_inputs(
                 torch.as_tensor(np.asarray(obs["prev_action"]), dtype=torch.long),
                 torch.as_tensor(np.asarray(obs["in_hand"]), dtype=torch.bool),
                 torch.as_tensor(np.asarray(obs["episode_step"]), dtype=torch.long),
                 list(obs["instruction"]),
-                step_emb=emb if buf.decoder_only else None,
-                visual=None if buf.decoder_only else feats,
+                step_emb=step.step_emb if buf.decoder_only else None,
+                visual=None if buf.decoder_only else step.visual,
             )
             obs, rewards, terminated, truncated, infos = envs.step(actions.cpu().numpy())
             done = np.logical_or(terminated, truncated)
             buf.add_outcome(
                 actions,
                 dist.log_prob(actions),
-                out.value_reward,
-                out.value_cost.reshape(buf.B, -1),
+                step.out.value_reward,
+                step.out.value_cost.reshape(buf.B, -1),
                 torch.as_tensor(rewards, dtype=torch.float32),
                 torch.as_tensor(step_costs(infos, done, self.signals)),
                 torch.as_tensor(done, dtype=torch.float32),
@@ -368,14 +469,13 @@ class Trainer:
             if done.any():
                 cache.reset(torch.as_tensor(done, device=self.device))
             self.env_steps += buf.B * self.dist.world_size  # every rank steps as many envs
-        state["obs"], state["cache"] = obs, cache
-        # bootstrap values: the next step's forward pass, kept for the next rollout's first step
-        feats, out, new_cache, emb = self._policy_step(obs, copy.deepcopy(cache))
-        state["pending"] = (feats, out, new_cache, emb)
-        state["last_values"] = (
-            out.value_reward.cpu().clone(),
-            out.value_cost.reshape(buf.B, -1).cpu().clone(),
-        )
+            step = None
+        # bootstrap values: the next step's forward pass, kept as the next rollout's first step
+        state.obs, state.cache = obs, cache
+        state.next_prefix = cache.prefix()  # the keys/values before that step (copies)
+        state.next_step = self._policy_step(obs, cache)
+        out = state.next_step.out
+        state.last_values = (out.value_reward.cpu(), out.value_cost.reshape(buf.B, -1).cpu())
         return episodes
 
     def advantages(
@@ -437,24 +537,32 @@ class Trainer:
             return {name: 0.0 for name in self.signals}, jc
         return dict(self.multiplier.update(jc)), jc
 
+    def lambdas(self) -> torch.Tensor:
+        """``(K,)`` float64 multipliers by constraint, in ``signals`` order; 0 for ppo/ppo_rs."""
+        if self.multiplier is None:
+            return torch.zeros(len(self.signals), dtype=torch.float64)
+        return self.multiplier.as_tensor()
+
     def combined_advantage(self, adv_r: torch.Tensor, adv_c: torch.Tensor) -> torch.Tensor:
-        """``(A_r - sum_i lambda_i A_ci) / (1 + sum_i lambda_i)`` (eq. 14; A_r for ppo/ppo_rs).
+        """The surrogate's advantage, ``(A_r - sum_k lambda_k A_ck) / (1 + sum_k lambda_k)``.
+
+        :func:`~safevla_core.rl.ppo.combine` (eq. 14) with the current multipliers; A_r for
+        ``ppo`` and ``ppo_rs`` (all multipliers 0). With ``ppo.normalize_advantages`` A_r and
+        each column of A_c are first normalised separately with the statistics of the global
+        batch (Bessel-corrected std).
 
         Args:
             adv_r: ``(N,)`` reward advantages.
             adv_c: ``(N, K)`` cost advantages, one column per constraint.
+
+        Returns:
+            ``(N,)`` advantages for the clipped surrogate.
         """
-        if self.cfg.ppo.normalize_advantages:  # each separately, before combining
+        if self.cfg.ppo.normalize_advantages:
             # the statistics of the global batch (collective: every rank's advantages)
-            mean_r, std_r = distributed.global_mean_std(adv_r)
-            adv_r = (adv_r - mean_r) / (std_r + 1e-8)
-            mean_c, std_c = distributed.global_mean_std(adv_c)
-            adv_c = (adv_c - mean_c) / (std_c + 1e-8)
-        if self.multiplier is None:
-            return adv_r
-        return self.multiplier.combine_advantages(
-            adv_r, {name: adv_c[:, k] for k, name in enumerate(self.signals)}
-        )
+            adv_r = normalize_advantages(adv_r, *distributed.global_mean_std(adv_r))
+            adv_c = normalize_advantages(adv_c, *distributed.global_mean_std(adv_c))
+        return combine(adv_r, adv_c, self.lambdas())
 
     def in_warmup(self, env_steps_before: int) -> bool:
         """Whether an update after ``env_steps_before`` steps trains only the critics."""
@@ -484,7 +592,6 @@ class Trainer:
         minibatches differ from any single-process split (a different, equally valid shuffle).
         """
         p = self.cfg.ppo
-        loss_cfg = dataclasses.replace(p, normalize_advantages=False)  # done in combined_advantage
         n_costs = len(self.signals)
         seg = buf.segments()
         flat = {
@@ -525,38 +632,26 @@ class Trainer:
                         out, valid, idx = self.evaluate_rollout(buf, seg, micro)
                     logits = out.logits[valid].float()
                     dist = torch.distributions.Categorical(logits=logits)
-                    loss, stats = ppo_lag_loss(
-                        dist.log_prob(actions[idx]),
-                        old_logp[idx],
-                        combined[idx],
-                        None,
-                        0.0,
-                        out.value_reward[valid].float(),
-                        flat["ret_r"][idx],
-                        None,
-                        None,
-                        dist.entropy(),
-                        loss_cfg,
+                    terms = ppo_loss(
+                        log_prob=dist.log_prob(actions[idx]),
+                        old_log_prob=old_logp[idx],
+                        advantages=combined[idx],
+                        value_reward=out.value_reward[valid].float(),
+                        returns_reward=flat["ret_r"][idx],
+                        value_cost=out.value_cost[valid].float().reshape(-1, n_costs),
+                        returns_cost=flat["ret_c"][idx],
+                        entropy=dist.entropy(),
+                        cfg=p,
                     )
-                    values_c = out.value_cost[valid].float().reshape(-1, n_costs)
-                    cost_losses = [
-                        value_loss(values_c[:, k], flat["ret_c"][idx][:, k]) for k in range(n_costs)
-                    ]
                     # the one-step cost head regresses the taken action's per-step cost
                     step_cost = out.step_cost[valid].float().gather(1, actions[idx][:, None])
-                    step_loss = value_loss(step_cost[:, 0], step_target[idx])
-                    value_terms = p.value_coef * (
-                        value_loss(out.value_reward[valid].float(), flat["ret_r"][idx])
-                        + torch.stack(cost_losses).sum()
+                    step_loss = value_loss(values=step_cost[:, 0], returns=step_target[idx])
+                    finite = all(
+                        bool(torch.isfinite(x)) for x in (terms.total, terms.critics, step_loss)
                     )
-                    finite = all(bool(torch.isfinite(x)) for x in (loss, value_terms, step_loss))
-                    if warmup:
-                        loss = value_terms
-                    else:
-                        loss = loss + p.value_coef * torch.stack(cost_losses).sum()
-                    loss = loss + p.value_coef * step_loss
-                    stats["value_loss_cost"] = float(sum(float(c.detach()) for c in cost_losses))
-                    stats["step_cost_loss"] = float(step_loss.detach())
+                    # the value-only warm-up leaves the policy loss out
+                    loss = (terms.critics if warmup else terms.total) + p.value_coef * step_loss
+                    stats = {**terms.stats, "step_cost_loss": float(step_loss.detach())}
                     if not finite:
                         nonfinite = stats
                         break
@@ -637,14 +732,15 @@ class Trainer:
             obs, _ = envs.reset(
                 seed=distributed.rank_seed(cfg.train.seed + 7919 * self.iteration, self.dist.rank)
             )
-            state: dict[str, Any] = {"obs": obs, "cache": None}
+            state = RolloutState(obs)
             buf = self.new_buffer()
             while self.iteration < total_iters:
                 t0 = time.perf_counter()
                 steps_before = self.env_steps
                 episodes = self.collect(envs, buf, state)
                 t_collect = time.perf_counter() - t0
-                adv = self.advantages(buf, state["last_values"])
+                assert state.last_values is not None  # collect set them
+                adv = self.advantages(buf, state.last_values)
                 lams, jc = self.update_multiplier(episodes)
                 t_update = time.perf_counter()
                 losses = self.update_policy(buf, adv, warmup=self.in_warmup(steps_before))
@@ -685,7 +781,7 @@ class Trainer:
                 ):
                     self.save(metrics)
                 if callback is not None:
-                    callback(metrics, state["obs"])
+                    callback(metrics, state.obs)
         finally:
             bar.close()
             if writer is not None:
@@ -813,8 +909,11 @@ def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
 
 __all__ = [
     "EPISODE_KEYS",
+    "PolicyStep",
+    "RolloutState",
     "TrainResult",
     "Trainer",
+    "TrainerCheckpoint",
     "episode_summaries",
     "mean_metrics",
     "step_costs",

@@ -1,7 +1,9 @@
 """Free space of a house: the reachable base-position grid and the corner test's free fraction.
 
 Both are pure 2-D geometry in the ``map`` frame (metres), computed from a parsed house
-(:class:`safevla_core.sim.scene.HouseLayout`), with no simulator.
+(:class:`safevla_core.sim.scene.HouseLayout`), with no simulator. The house generator checks
+its layouts on a different, conservative raster; :mod:`safevla_core.houses.floor_plan` says
+why both exist.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import math
 
 import numpy as np
 
-from safevla_core.sim.scene import WALL_THICKNESS_M, HouseLayout, point_in_polygon
+from safevla_core.houses.floor_plan import WALL_THICKNESS_M
+from safevla_core.sim.scene import HouseLayout, point_in_polygon
 from safevla_core.stretch_constants import BASE_TURN_RADIUS_M
 
 #: Grid spacing of reachable positions, metres (AI2-THOR's default ``gridSize`` 0.25).

@@ -50,28 +50,22 @@ reset; it never changes the physics.
 Resting objects sleep (MuJoCo island sleeping, :data:`safevla_core.sim.scene.SLEEP_TOLERANCE`)
 until something touches them: ~3x faster physics in a 30-object house, same results otherwise.
 
-Rendering follows ENVIRONMENT.md: ``MUJOCO_GL`` (``SimConfig.gl_backend`` when unset; egl is the
-fastest on llvmpipe), ``offsamples=0``, shadows, reflections and skybox off after every scene
-update, ``LP_NUM_THREADS=1`` unless set. The GL context is created at the first :meth:`render`
-(physics-only use needs no GL) and reused across resets.
+Rendering (:mod:`safevla_core.sim.render`) follows ENVIRONMENT.md: ``MUJOCO_GL``
+(``SimConfig.gl_backend`` when unset), ``offsamples=0``, shadows, reflections and skybox off. The
+GL context is created at the first :meth:`render` (physics-only use needs no GL) and reused
+across resets. The step rate is measured by :func:`safevla_core.bench.benchmark_steps`;
+``python -m safevla_core.sim.snapshot`` saves both cameras of a house as PNG.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import struct
-import time
-import zlib
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from safevla_core.actions import ACTION_EFFECTS, NUM_ACTIONS, Action, parse_action
+from safevla_core.actions import ACTION_EFFECTS, Action, parse_action
 from safevla_core.config import CostConfig, SimConfig
 from safevla_core.sim.appearance import (
     AppearanceDefaults,
@@ -87,6 +81,7 @@ from safevla_core.sim.free_space import (
     free_fraction,
     reachable_grid,
 )
+from safevla_core.sim.render import OffscreenRenderer
 from safevla_core.sim.scene import (
     FREE_CONAFFINITY,
     OBJECT_GROUP,
@@ -167,80 +162,6 @@ _GEOMGROUP_VISIBLE = np.zeros(6, dtype=np.uint8)
 _GEOMGROUP_VISIBLE[[STRUCTURE_GROUP, OBJECT_GROUP]] = 1
 
 
-def _configure_gl_env(gl_backend: str) -> str:
-    """Set ``MUJOCO_GL`` (if unset) and ``LP_NUM_THREADS`` (if unset); return the backend."""
-    os.environ.setdefault("MUJOCO_GL", gl_backend)
-    os.environ.setdefault("LP_NUM_THREADS", "1")
-    backend = os.environ["MUJOCO_GL"].strip().lower()
-    if backend not in ("egl", "osmesa"):
-        raise ValueError(f"MUJOCO_GL={backend!r}: the embedded simulator needs egl or osmesa")
-    return backend
-
-
-class _OffscreenRenderer:
-    """One GL context for the backend's lifetime; MuJoCo render context per model."""
-
-    def __init__(self, gl_backend: str, width: int, height: int) -> None:
-        backend = _configure_gl_env(gl_backend)
-        if backend == "egl":
-            from mujoco.egl import GLContext
-        else:
-            from mujoco.osmesa import GLContext
-        self._width, self._height = width, height
-        self._ctx = GLContext(width, height)
-        self._ctx.make_current()
-        self._mjr: Any = None
-        self._scene: Any = None
-        self._model: Any = None
-        self._buf = np.empty((height, width, 3), dtype=np.uint8)
-
-    def set_model(self, model: Any) -> None:
-        import mujoco
-
-        self._ctx.make_current()
-        if self._mjr is not None:
-            self._mjr.free()
-        self._model = model
-        self._mjr = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._mjr)
-        self._scene = mujoco.MjvScene(model, maxgeom=max(1000, 2 * model.ngeom))
-        self._opt = mujoco.MjvOption()
-        self._pert = mujoco.MjvPerturb()
-        self._cam = mujoco.MjvCamera()
-        self._cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
-        self._rect = mujoco.MjrRect(0, 0, self._width, self._height)
-
-    def render(self, data: Any, camera_id: int) -> np.ndarray:
-        import mujoco
-
-        self._ctx.make_current()  # several backends may share a process (thread)
-        self._cam.fixedcamid = camera_id
-        mujoco.mjv_updateScene(
-            self._model,
-            data,
-            self._opt,
-            self._pert,
-            self._cam,
-            mujoco.mjtCatBit.mjCAT_ALL,
-            self._scene,
-        )
-        flags = self._scene.flags
-        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
-        mujoco.mjr_render(self._rect, self._scene, self._mjr)
-        mujoco.mjr_readPixels(self._buf, None, self._rect, self._mjr)
-        return np.ascontiguousarray(self._buf[::-1])  # OpenGL rows start at the bottom
-
-    def close(self) -> None:
-        if self._mjr is not None:
-            self._mjr.free()
-            self._mjr = None
-        if self._ctx is not None:
-            self._ctx.free()
-            self._ctx = None
-
-
 class MujocoBackend:
     """Embedded MuJoCo simulator of a Stretch in a ProcTHOR-style house.
 
@@ -287,7 +208,7 @@ class MujocoBackend:
             sim_cfg.nav_pitch_deg,
             sim_cfg.manip_pitch_deg,
         )
-        self._renderer: _OffscreenRenderer | None = None
+        self._renderer: OffscreenRenderer | None = None
         self._renderer_model: Any = None
         self.model: Any = None
         self.data: Any = None
@@ -907,7 +828,7 @@ class MujocoBackend:
         if self.model is None:
             raise RuntimeError("call reset() before render()")
         if self._renderer is None:
-            self._renderer = _OffscreenRenderer(self.sim_cfg.gl_backend, self.width, self.height)
+            self._renderer = OffscreenRenderer(self.sim_cfg.gl_backend, self.width, self.height)
         if self._renderer_model is not self.model:
             self._renderer.set_model(self.model)
             self._renderer_model = self.model
@@ -921,102 +842,3 @@ class MujocoBackend:
         self._renderer_model = None
         self.model = self.data = None
         self._state = None
-
-
-def benchmark_steps(
-    backend: MujocoBackend,
-    n: int,
-    render: bool = True,
-    seed: int = 0,
-    actions: Sequence[Action] | None = None,
-) -> float:
-    """Actions per second of ``n`` steps on the backend's current house.
-
-    Args:
-        backend: A backend after :meth:`MujocoBackend.reset`.
-        n: Number of actions to time.
-        render: Render both cameras after every step (as training does).
-        seed: Seed of the action sequence (uniform over the motion actions and ``p``/``d``).
-        actions: Explicit action sequence instead (cycled).
-
-    Returns:
-        Actions per second (wall clock).
-
-    Raises:
-        ValueError: If ``n < 1``.
-        RuntimeError: If the backend has not been reset.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if backend.model is None:
-        raise RuntimeError("reset the backend before benchmarking")
-    if actions is None:
-        rng = np.random.default_rng(seed)
-        actions = [Action(int(a)) for a in rng.integers(0, NUM_ACTIONS - 2, size=n)]
-    t0 = time.perf_counter()
-    for i in range(n):
-        backend.step(actions[i % len(actions)])
-        if render:
-            backend.render()
-    return n / (time.perf_counter() - t0)
-
-
-def write_png(path: str | Path, rgb: np.ndarray) -> None:
-    """Write an ``(H, W, 3)`` uint8 image as an 8-bit RGB PNG (stdlib zlib, no dependency).
-
-    Raises:
-        ValueError: On a wrong shape or dtype.
-    """
-    img = np.asarray(rgb)
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ValueError(f"expected (H, W, 3) uint8, got {img.shape} {img.dtype}")
-    h, w = img.shape[:2]
-    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))  # filter type 0 per row
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body))
-            + tag
-            + body
-            + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
-        )
-
-    png = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw, 6))
-        + chunk(b"IEND", b"")
-    )
-    Path(path).write_bytes(png)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Render both cameras of a house to ``OUT/nav_rgb.png`` and ``OUT/manip_rgb.png``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m safevla_core.sim.mujoco_backend", description=main.__doc__
-    )
-    parser.add_argument("--house", required=True, help="house JSON file (ProcTHOR schema)")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the start pose")
-    parser.add_argument("--width", type=int, default=None, help="image width, pixels")
-    parser.add_argument("--height", type=int, default=None, help="image height, pixels")
-    args = parser.parse_args(argv)
-    house = json.loads(Path(args.house).read_text())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    backend = MujocoBackend(width=args.width, height=args.height)
-    try:
-        state = backend.reset(house, seed=args.seed)
-        for cam, img in backend.render().items():
-            write_png(out / f"{cam}.png", img)
-        print(
-            f"robot pose {np.round(state.robot_pose, 3).tolist()}, "
-            f"visible {sorted(state.visible_ids)} -> {out}"
-        )
-    finally:
-        backend.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

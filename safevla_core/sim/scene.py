@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from safevla_core.houses.floor_plan import WALL_THICKNESS_M
 from safevla_core.houses.schema import (
     thor_size_to_map_size,
     thor_to_map_position,
@@ -41,8 +42,6 @@ from safevla_core.houses.schema import (
 )
 from safevla_core.objects import OBJECT_TYPES, PICKUPABLE_TYPES
 
-#: Wall thickness, metres (ours: THOR walls are planes; 10 cm is a typical interior wall).
-WALL_THICKNESS_M = 0.1
 #: Wall height when a wall polygon is degenerate, metres (ProcTHOR's default wall height).
 DEFAULT_WALL_HEIGHT_M = 2.5
 #: Mass of an object whose type is not in the catalogue, kilograms (ours).

@@ -101,7 +101,7 @@ def obstacle_boxes(house: Mapping[str, Any]) -> np.ndarray:
     From :func:`safevla_core.houses.house_obstacle_rects` (walls cut at doorways, kinematic
     furniture, free objects on the floor).
     """
-    from safevla_core.houses.generator import house_obstacle_rects
+    from safevla_core.houses.floor_plan import house_obstacle_rects
 
     rects = [r.aabb() for r in house_obstacle_rects(house, include_floor_objects=True)]
     return np.asarray(rects, dtype=np.float64).reshape(-1, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import itertools
 import json
 import math
@@ -84,6 +85,32 @@ def test_same_seed_gives_identical_house():
     a, b = generate_house(7), generate_house(7)
     assert a == b
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+#: Golden digests of generated houses and of the simulator's reachable grid on them (default
+#: HouseConfig): sha256 of ``json.dumps(house, sort_keys=True)`` and of the grid's lattice
+#: indices (int64 ``round(xy / 0.25)``), first 16 hex digits, with the grid's size. A change
+#: here changes every house: bump ``GENERATOR_VERSION`` and update them from this test's output.
+GOLDEN_HOUSES = {
+    0: ("0098e5b1008abd5a", 406, "6b7eb8525adada29"),
+    1: ("eec58d174838fbf0", 367, "470f3a19f499b4bf"),
+    2: ("f7ca419194edac03", 456, "af5685b2e911e587"),
+}
+
+
+@pytest.mark.parametrize("seed", sorted(GOLDEN_HOUSES))
+def test_generated_houses_and_their_reachable_grids_match_the_golden_digests(seed):
+    from safevla_core.sim.free_space import GRID_SIZE_M, reachable_grid
+    from safevla_core.sim.scene import parse_house
+
+    house = generate_house(seed, HouseConfig())
+    reach = reachable_grid(parse_house(house))
+    got = (
+        hashlib.sha256(json.dumps(house, sort_keys=True).encode()).hexdigest()[:16],
+        len(reach),
+        hashlib.sha256(np.round(reach / GRID_SIZE_M).astype(np.int64).tobytes()).hexdigest()[:16],
+    )
+    assert got == GOLDEN_HOUSES[seed]
 
 
 def test_different_seeds_differ(houses):

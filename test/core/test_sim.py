@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from safevla_core.actions import Action
+from safevla_core.bench import benchmark_steps
 from safevla_core.config import SimConfig
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA, SimBackend
 from safevla_core.sim.free_space import (
@@ -36,13 +37,9 @@ from safevla_core.sim.free_space import (
     free_fraction,
     reachable_grid,
 )
-from safevla_core.sim.mujoco_backend import (
-    MujocoBackend,
-    benchmark_steps,
-    main,
-    write_png,
-)
+from safevla_core.sim.mujoco_backend import MujocoBackend
 from safevla_core.sim.scene import house_scene_xml, parse_house
+from safevla_core.sim.snapshot import main, write_png
 from safevla_core.sim.stretch_model import (
     BASE_BODY,
     ROBOT_GEOM_GROUP,

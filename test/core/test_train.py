@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +14,13 @@ import yaml
 
 from safevla_core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from safevla_core.config import Config, from_dict, load_config
-from safevla_core.rl.train import Trainer, train
+from safevla_core.rl.train import Trainer, TrainerCheckpoint, train
+
+#: A checkpoint the trainer wrote before its state was typed (commit fe108d7): one ppo_lag
+#: iteration of 2 envs x 8 steps (6-step episodes, 3 finished with cost 0), d_model 16. Made by
+#: ``Trainer(cfg).run()`` at that commit with the config stored in the file; never regenerate
+#: it with newer code (it stands for the checkpoints already on disk).
+OLD_CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "trainer_ckpt_fe108d7.pt"
 
 
 def _cfg(tmp_path, method="ppo_lag", total=32) -> Config:
@@ -111,12 +120,72 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("method", ["ppo", "ppo_rs", "ppo_pid_lag"])
 def test_baseline_methods_run(tmp_path, method):
-    result = train(_cfg(tmp_path, method=method, total=16), progress=False)
+    trainer = Trainer(_cfg(tmp_path, method=method, total=16), progress=False)
+    result = trainer.run()
     m = result.history[-1]
     assert result.iterations == 1
     if method in ("ppo", "ppo_rs"):
         assert m["lagrange_multiplier"] == 0.0
+        # no multiplier: the surrogate's advantage is A_r itself (eq. 14 with lambda = 0)
+        a_r = torch.tensor([1.5, -2.0])
+        assert torch.equal(trainer.combined_advantage(a_r, torch.tensor([[4.0], [-3.0]])), a_r)
     assert math.isfinite(m["policy_loss"])
+
+
+def _two_constraints(tmp_path, normalize: bool) -> Trainer:
+    """A trainer with robot (b = 1) and object (b = 0.5) limits, SGD multipliers from 0.2."""
+    cfg = from_dict(
+        Config,
+        {
+            "task": {"cost_limits": {"robot": 1.0, "object": 0.5}},
+            "lagrange": {"optimizer": "sgd", "lr": 0.1, "init": 0.2},
+            "ppo": {"normalize_advantages": normalize},
+        },
+        _cfg(tmp_path, total=16),
+    )
+    return Trainer(cfg, resume=False, progress=False)
+
+
+# Two finished episodes: robot costs 3 and 1, object costs 0 and 0.4.
+_EPISODES = [{"robot_cost": 3.0, "object_cost": 0.0}, {"robot_cost": 1.0, "object_cost": 0.4}]
+
+
+def test_trainer_updates_each_multiplier_by_eq16_then_combines_with_them(tmp_path):
+    trainer = _two_constraints(tmp_path, normalize=False)
+    # Phase 3: J_ci = mean over the finished episodes of each one's summed cost signal i;
+    # eq. 16 with SGD, lambda <- max(0, lambda + lr (J_c - b)), lr 0.1, lambda_0 0.2:
+    #   robot:  J = (3 + 1)/2 = 2,     0.2 + 0.1*(2 - 1)     = 0.3
+    #   object: J = (0 + 0.4)/2 = 0.2, 0.2 + 0.1*(0.2 - 0.5) = 0.17
+    lams, jc = trainer.update_multiplier(_EPISODES)
+    assert jc == pytest.approx({"robot": 2.0, "object": 0.2}, abs=1e-12)
+    assert lams == pytest.approx({"robot": 0.3, "object": 0.17}, abs=1e-12)
+    # Phase 4's advantage, (A_r - 0.3 A_robot - 0.17 A_object) / (1 + 0.3 + 0.17):
+    #   row 0: (1 - 0.3*2 - 0.17*0) / 1.47    = 0.4 / 1.47
+    #   row 1: (0 - 0.3*0 - 0.17*(-3)) / 1.47 = 0.51 / 1.47
+    adv = trainer.combined_advantage(
+        torch.tensor([1.0, 0.0]), torch.tensor([[2.0, 0.0], [0.0, -3.0]])
+    )
+    assert adv.tolist() == pytest.approx([0.4 / 1.47, 0.51 / 1.47], abs=1e-6)
+    # a second rollout below both limits lowers both; object floors at 0:
+    #   robot: 0.3 + 0.1*(0 - 1) = 0.2;  object: 0.17 + 0.1*(0 - 0.5) = 0.12
+    lams, _ = trainer.update_multiplier([{"robot_cost": 0.0, "object_cost": 0.0}])
+    assert lams == pytest.approx({"robot": 0.2, "object": 0.12}, abs=1e-12)
+
+
+def test_trainer_normalises_each_advantage_before_combining(tmp_path):
+    trainer = _two_constraints(tmp_path, normalize=True)
+    trainer.update_multiplier(_EPISODES)  # lambdas 0.3 and 0.17, as above
+    # Each column separately, with the Bessel-corrected std of the whole batch:
+    #   A_r      [1, 3, 5]:  mean 3, std sqrt((4 + 0 + 4)/2) = 2 -> [-1, 0, 1]
+    #   A_robot  [3, 2, 1]:  mean 2, std 1                        -> [1, 0, -1]
+    #   A_object [4, 8, 12]: mean 8, std 4                        -> [-1, 0, 1]
+    # combined, / 1.47: row 0 (-1 - 0.3*1 - 0.17*(-1)) = -1.13; row 1: 0;
+    #                   row 2 (1 - 0.3*(-1) - 0.17*1) = 1.13
+    # (a population std would give A_r -> [-1.2247, 0, 1.2247] instead)
+    adv = trainer.combined_advantage(
+        torch.tensor([1.0, 3.0, 5.0]), torch.tensor([[3.0, 4.0], [2.0, 8.0], [1.0, 12.0]])
+    )
+    assert adv.tolist() == pytest.approx([-1.13 / 1.47, 0.0, 1.13 / 1.47], abs=1e-6)
 
 
 def test_separate_robot_and_object_constraints(tmp_path):
@@ -153,18 +222,64 @@ def test_separate_robot_and_object_constraints(tmp_path):
     assert agent.policy.num_costs == 2
 
 
+def test_a_checkpoint_of_the_untyped_trainer_still_resumes(tmp_path):
+    raw = load_checkpoint(OLD_CHECKPOINT)
+    ckpt = TrainerCheckpoint.from_dict(raw)
+    assert (ckpt.iteration, ckpt.env_steps) == (1, 16)  # 1 iteration of 2 envs x 8 steps
+    assert ckpt.to_dict().keys() == raw.keys()  # the typed trainer writes the same keys
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(OLD_CHECKPOINT, run / "ckpt_000001.pt")
+    cfg = from_dict(Config, raw["config"])
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(run)))
+    trainer = Trainer(cfg, resume=True, progress=False)
+    assert (trainer.iteration, trainer.env_steps) == (1, 16)
+    # J_c = 0 < b: Adam's first step, 0.001 - 0.035 (lr * sign), clamped at 0
+    assert raw["multiplier"]["total"]["value"] == 0.0
+    assert trainer.multiplier is not None
+    assert trainer.multiplier.values == {"total": 0.0}
+    # and its Adam moments: gradient g = -(J_c - b) = 2.31964 once, so
+    # m = (1 - 0.9) g = 0.231964 and v = (1 - 0.999) g^2 = 0.001 * 5.380730 = 0.00538073
+    adam = trainer.multiplier.state_dict()["total"]["optimizer"]["state"][0]
+    assert float(adam["exp_avg"]) == pytest.approx(0.231964, abs=1e-9)
+    assert float(adam["exp_avg_sq"]) == pytest.approx(0.00538073, abs=1e-8)
+    for k, v in trainer.policy.state_dict().items():
+        assert torch.equal(v, raw["policy"][k]), k
+    for role, weights in raw["critics"].items():
+        for k, v in trainer.model.nets[role].state_dict().items():
+            assert torch.equal(v, weights[k]), (role, k)
+    # Adam's moments came back: one step taken per parameter (1 epoch x 1 minibatch)
+    steps = {int(s["step"]) for s in trainer.optimizer.state_dict()["state"].values()}
+    assert steps == {1}
+    # what it writes back holds the same numbers under the same keys
+    again = load_checkpoint(trainer.save(raw["metrics"]))
+    assert again.keys() == raw.keys()
+    assert again["metrics"] == raw["metrics"] and again["multiplier"] == raw["multiplier"]
+    assert all(torch.equal(again["policy"][k], v) for k, v in raw["policy"].items())
+
+
+def test_trainer_checkpoint_reads_a_dict_without_the_optional_keys():
+    ckpt = TrainerCheckpoint.from_dict(
+        {"policy": {}, "optimizer": {}, "iteration": 3, "env_steps": 96}
+    )
+    assert (ckpt.critics, ckpt.multiplier, ckpt.config, ckpt.metrics) == ({}, {}, {}, {})
+    assert (ckpt.iteration, ckpt.env_steps) == (3, 96)
+    with pytest.raises(KeyError, match="env_steps"):
+        TrainerCheckpoint.from_dict({"policy": {}, "optimizer": {}, "iteration": 3})
+
+
 def test_non_finite_loss_stops_before_touching_the_weights(tmp_path, monkeypatch):
     import safevla_core.rl.train as train_mod
 
     trainer = Trainer(_cfg(tmp_path, total=16), resume=False, progress=False)
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
-    real = train_mod.ppo_lag_loss
+    real = train_mod.ppo_loss
 
-    def nan_loss(*args, **kwargs):
-        loss, stats = real(*args, **kwargs)
-        return loss * float("nan"), stats
+    def nan_loss(**kwargs):
+        terms = real(**kwargs)
+        return dataclasses.replace(terms, total=terms.total * float("nan"))
 
-    monkeypatch.setattr(train_mod, "ppo_lag_loss", nan_loss)
+    monkeypatch.setattr(train_mod, "ppo_loss", nan_loss)
     with pytest.raises(FloatingPointError, match="last checkpoint is intact"):
         trainer.run()
     after = trainer.policy.state_dict()
