@@ -511,7 +511,7 @@ class Trainer:
         return {"adv_r": adv_r, "ret_r": ret_r, "adv_c": adv_c, "ret_c": ret_c}
 
     def update_multiplier(
-        self, episodes: list[dict[str, float]]
+        self, episodes: list[dict[str, float]], hold: bool = False
     ) -> tuple[dict[str, float], dict[str, float]]:
         """Phase 3: the Lagrange multipliers update, once per rollout before the PPO epochs.
 
@@ -521,6 +521,12 @@ class Trainer:
         episode finished anywhere, there is no estimate of the per-episode cost: the multipliers
         keep their values (comparing a partial rollout sum with a per-episode limit would let lambda
         decay while the policy violates) and J_c is reported as NaN. Eq. 16 per constraint.
+
+        With ``hold`` (the trainer passes it during the value-only warm-up) J_c is estimated and
+        reported but the multipliers keep their values (ours): the policy is not updated then,
+        so it cannot respond to lambda, and a multiplier that kept integrating the violation
+        would start the policy updates already wound up (0.001 -> 0.40 over a 10k-step warm-up
+        in the pilot of docs/results/README.md).
 
         Returns:
             ``(lambdas, J_c)`` by signal name; lambdas are 0 for ``ppo`` and ``ppo_rs``.
@@ -535,6 +541,8 @@ class Trainer:
         jc = {name: means[SIGNAL_SUMMARY_KEYS[name]] for name in self.signals}
         if self.multiplier is None:
             return {name: 0.0 for name in self.signals}, jc
+        if hold:
+            return dict(self.multiplier.values), jc
         return dict(self.multiplier.update(jc)), jc
 
     def lambdas(self) -> torch.Tensor:
@@ -741,9 +749,10 @@ class Trainer:
                 t_collect = time.perf_counter() - t0
                 assert state.last_values is not None  # collect set them
                 adv = self.advantages(buf, state.last_values)
-                lams, jc = self.update_multiplier(episodes)
+                warmup = self.in_warmup(steps_before)
+                lams, jc = self.update_multiplier(episodes, hold=warmup)
                 t_update = time.perf_counter()
-                losses = self.update_policy(buf, adv, warmup=self.in_warmup(steps_before))
+                losses = self.update_policy(buf, adv, warmup=warmup)
                 t_update = time.perf_counter() - t_update
                 self.iteration += 1
                 # every rank's finished episodes (collective)

@@ -159,3 +159,27 @@ def test_shipping_keeps_the_actor_and_cost_critic_only(tmp_path, monkeypatch):
     assert shipped.default_eval_checkpoint("objnav") == path
     agent = PolicyAgent.from_checkpoint(path)
     assert agent.cost_critic is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("warmup_steps", [16, 0])
+def test_multiplier_holds_still_during_the_value_only_warm_up(tmp_path, warmup_steps):
+    pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
+    # One rollout of 2 envs x 8 steps with 4-step episodes: 4 episodes finish, so J_c is known.
+    # Inside the 16-step warm-up lambda keeps the authors' initial 0.001; without a warm-up the
+    # same rollout moves it (Adam's first step changes it by the lr, 0.035, unless J_c == b
+    # exactly; projected at 0: 0.001 - 0.035 < 0 -> 0).
+    import dataclasses
+
+    from safevla_core.rl.train import train
+
+    cfg = _cfg(tmp_path, critic_warmup_env_steps=warmup_steps)
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, max_steps_train=4))
+    row = train(cfg, resume=False, progress=False).history[-1]
+    assert row["episodes"] >= 4 and math.isfinite(row["cost_estimate"])
+    if warmup_steps:
+        assert row["critic_warmup"] == 1.0
+        assert row["lagrange_multiplier"] == pytest.approx(0.001)
+    else:
+        assert row["critic_warmup"] == 0.0
+        assert row["lagrange_multiplier"] != pytest.approx(0.001)
