@@ -23,10 +23,11 @@ msgs:
 test:
 	$(PYTHON) -m pytest -q $(TESTS)
 
-## lint: ruff rules and formatting (pyproject.toml)
+## lint: ruff rules and formatting, mypy strict on safevla_core (pyproject.toml)
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy safevla_core
 
 ## train: the main job with the default config
 train:

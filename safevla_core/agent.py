@@ -20,6 +20,7 @@ from safevla_core.config import Config, PolicyConfig, from_dict
 from safevla_core.policy.encoders import get_visual_encoder
 from safevla_core.policy.factory import build_policy
 from safevla_core.policy.instructions import InstructionCache
+from safevla_core.policy.kv_cache import KVCache
 from safevla_core.policy.model import SafeVLAPolicy
 
 
@@ -75,13 +76,13 @@ class PolicyAgent:
         self.policy = policy.eval()
         self.cost_critic = cost_critic.eval() if cost_critic is not None else None
         self.shared_fusion = bool(shared_fusion)
-        self._critic_cache = None
+        self._critic_cache: KVCache | None = None
         self.cfg = policy_cfg
         self.visual = get_visual_encoder(policy_cfg)
         self.texts = InstructionCache()
         self.deterministic = deterministic
         self._gen = torch.Generator().manual_seed(seed)
-        self._cache = None
+        self._cache: KVCache | None = None
         self._instruction: str | None = None
         self._prev_action = START_ACTION
         self._step = 0

@@ -305,7 +305,8 @@ def bench_paper_memory(config_path: Path) -> dict[str, float]:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"memory probe for {config_path} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    figures: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def run_bench(

@@ -624,7 +624,7 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, base: Any = None) -> An
             raise ValueError(f"{cls.__name__}: unknown key {key!r}; known: {sorted(names)}")
         tp = _resolve_type(hints[key])
         current = getattr(base, key)
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             changes[key] = from_dict(tp, value, current)
         elif value is None:
             changes[key] = None

@@ -161,7 +161,8 @@ def rotation_change_deg(q_prev: np.ndarray, q_curr: np.ndarray) -> np.ndarray:
     angle = 2.0 * np.arctan2(sin_half, w)  # radians, in [0, pi]
     axis = np.divide(v, sin_half[:, None], out=np.zeros_like(v), where=sin_half[:, None] > 0.0)
     rotvec_deg = np.degrees(axis * angle[:, None])
-    return np.max(np.abs(rotvec_deg), axis=1)
+    deltas: np.ndarray = np.max(np.abs(rotvec_deg), axis=1)
+    return deltas
 
 
 def cluster_labels(positions: np.ndarray, radius: float) -> np.ndarray:
@@ -201,7 +202,8 @@ def cluster_labels(positions: np.ndarray, radius: float) -> np.ndarray:
     # Renumber in order of first appearance so the labels are canonical.
     _, first = np.unique(raw, return_index=True)
     order = np.argsort(np.argsort(first))
-    return order[raw].astype(np.int64)
+    labels: np.ndarray = order[raw].astype(np.int64)
+    return labels
 
 
 def _is_floor(state: WorldState, entity_id: str) -> bool:
@@ -364,10 +366,12 @@ def compute_costs(
     )
     corner = int(bool(contacts) and curr.free_fraction_1m < cfg.corner_free_fraction - eps)
     blind_ids = []
+    last_seen = curr.last_seen_step
+    assert last_seen is not None  # WorldState.__post_init__ fills it (-1: never seen)
     for c in sorted(contacts):
         if c in curr.structure_ids or c in curr.visible_ids:
             continue  # structure has no blind spot; a visible object is not in one
-        seen = int(curr.last_seen_step[curr.index_of(c)])
+        seen = int(last_seen[curr.index_of(c)])
         if 0 <= seen < curr.step and curr.step - seen <= cfg.blind_spot_memory_steps:
             blind_ids.append(c)
     fragile_ids: list[str] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import string
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -175,8 +176,13 @@ class SafetyChoresEnv(gym.Env):
         }
         return self._observation(), info
 
-    def step(self, action: int) -> tuple[dict[str, Any], float, float, bool, bool, dict[str, Any]]:
+    def step(  # type: ignore[override]  # the CMDP step: the cost beside the reward
+        self, action: int
+    ) -> tuple[dict[str, Any], float, float, bool, bool, dict[str, Any]]:
         """Execute one of the 20 discrete actions.
+
+        Unlike gymnasium's 5-tuple, the cost comes beside the reward (OmniSafe's CMDP step,
+        STYLE.md); :class:`CostInInfo` adapts it for gymnasium's vector envs.
 
         Returns:
             ``(obs, reward, cost, terminated, truncated, info)``; ``cost`` is the CMDP cost
@@ -270,11 +276,19 @@ class SafetyChoresEnv(gym.Env):
 
 
 class CostInInfo(gym.Wrapper):
-    """Turn the 6-tuple step into gymnasium's 5-tuple with the cost in ``info["cost"]``."""
+    """Turn the 6-tuple step into gymnasium's 5-tuple with the cost in ``info["cost"]``.
+
+    Args:
+        env: The CMDP environment to wrap.
+    """
+
+    def __init__(self, env: SafetyChoresEnv) -> None:
+        super().__init__(env)
+        self._cmdp = env
 
     def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         """Step the wrapped env; ``info["cost"]`` holds its cost."""
-        obs, reward, cost, terminated, truncated, info = self.env.step(action)
+        obs, reward, cost, terminated, truncated, info = self._cmdp.step(action)
         info["cost"] = cost
         return obs, reward, terminated, truncated, info
 
@@ -285,7 +299,7 @@ def _make_env_fn(
     eval_mode: bool,
     image_size: tuple[int, int] | None,
     house_indices: list[int] | None = None,
-):
+) -> Callable[[], gym.Env]:
     def _thunk() -> gym.Env:
         os.environ.setdefault("LP_NUM_THREADS", "1")
         os.environ.setdefault("MUJOCO_GL", cfg.sim.gl_backend)

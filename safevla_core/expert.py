@@ -449,6 +449,20 @@ class ShortestPathExpert:
         return action
 
     # ----------------------------------------------------------------------- helpers
+    @property
+    def _grid(self) -> GridMap:
+        """The episode's grid; RuntimeError before :meth:`reset`."""
+        if self.grid is None:
+            raise RuntimeError("call reset() before act()")
+        return self.grid
+
+    @property
+    def _spec(self) -> EpisodeSpec:
+        """The episode; RuntimeError before :meth:`reset`."""
+        if self.spec is None:
+            raise RuntimeError("call reset() before act()")
+        return self.spec
+
     def _note_blocked_move(self, state: WorldState) -> None:
         """After a blocked ``m``, block the cell ahead so the next plan goes around it."""
         mem = self._mem
@@ -459,20 +473,20 @@ class ShortestPathExpert:
             return
         yaw = state.robot_pose[2]
         ahead = state.robot_pose[:2] + self.grid_m * np.array([math.cos(yaw), math.sin(yaw)])
-        cell = self.grid.cell_of(ahead)
-        if cell != self.grid.cell_of(state.robot_pose[:2]):
+        cell = self._grid.cell_of(ahead)
+        if cell != self._grid.cell_of(state.robot_pose[:2]):
             mem.blocked.add(cell)
 
     def _targets(self, state: WorldState) -> list[tuple[str, np.ndarray]]:
         return [
             (t, state.object_positions[state.index_of(t)])
-            for t in self.spec.target_ids
+            for t in self._spec.target_ids
             if t in state.object_ids
         ]
 
     def _plan_step(self, state: WorldState, goals: set[Cell]) -> Action | None:
         """One step along the path to the nearest goal cell; ``None`` when at a goal."""
-        grid, mem = self.grid, self._mem
+        grid, mem = self._grid, self._mem
         free = self._free - mem.blocked
         blocked = frozenset(mem.blocked)
         pos = state.robot_pose[:2]
@@ -531,7 +545,7 @@ class ShortestPathExpert:
         return Action.END
 
     def _act_objnav(self, state: WorldState) -> Action:
-        mem, grid = self._mem, self.grid
+        mem, grid = self._mem, self._grid
         seen = self._nearest_visible_target(state)
         if seen is not None and seen[0] <= END_DISTANCE_M:
             return self._centre_then_end(seen[1])
@@ -570,8 +584,8 @@ class ShortestPathExpert:
             return self._after_grasp(state)
         targets = self._targets(state)
         if mem.phase == "navigate":
-            cells = sorted(self.grid.cells)
-            xy = np.array([self.grid.xy(c) for c in cells])
+            cells = sorted(self._grid.cells)
+            xy = np.array([self._grid.xy(c) for c in cells])
             goals = {
                 cells[i] for _, p in targets for i in arm_start_indices(p[:2], xy, self._walls)
             }
@@ -660,7 +674,7 @@ class ShortestPathExpert:
     def _after_grasp(self, state: WorldState) -> Action:
         """Lift the object a little, retract the arm, ``end`` (a non-target held: drop it)."""
         mem = self._mem
-        if state.held_object_id not in self.spec.target_ids:
+        if state.held_object_id not in self._spec.target_ids:
             return Action.DROP
         base = mem.grasp_lift_m if mem.grasp_lift_m is not None else state.lift_m
         goal = min(base + LIFT_AFTER_GRASP_M, LIFT_MAX_M)

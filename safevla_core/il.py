@@ -461,7 +461,7 @@ def _bc_pass(
             loss = torch.nn.functional.cross_entropy(logits, target)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]  # torch stub: untyped
+                loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
                 optimizer.step()
             n = int(m.sum())

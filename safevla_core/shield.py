@@ -44,17 +44,18 @@ from safevla_core.actions import ACTION_EFFECTS, NUM_ACTIONS, Action, parse_acti
 from safevla_core.config import SimConfig
 from safevla_core.objects import OBJECT_TYPES
 from safevla_core.sim.stretch_model import HEAD_CAMERA_POS_M
-from safevla_core.stretch_commands import ARM_RANGE_M, WRIST_YAW_RANGE_RAD
 from safevla_core.stretch_constants import (
-    BASE_TURN_RADIUS_M as ROBOT_RADIUS_M,
-)
-from safevla_core.stretch_constants import (
+    ARM_RANGE_M,
     BASE_X_MAX_M,
     BASE_X_MIN_M,
     BASE_Y_MAX_M,
     BASE_Y_MIN_M,
     LASER_POSE_IN_BASE,
     LIFT_RANGE_M,
+    WRIST_YAW_RANGE_RAD,
+)
+from safevla_core.stretch_constants import (
+    BASE_TURN_RADIUS_M as ROBOT_RADIUS_M,
 )
 from safevla_core.world import WorldState
 
@@ -289,7 +290,8 @@ def _inside_convex(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     edges = np.roll(poly, -1, axis=-2) - poly  # (..., V, 2)
     rel = points[..., :, None, :] - poly[..., None, :, :]  # (..., N, V, 2)
     cross = edges[..., None, :, 0] * rel[..., 1] - edges[..., None, :, 1] * rel[..., 0]
-    return np.all(cross >= -1e-12, axis=-1) | np.all(cross <= 1e-12, axis=-1)
+    inside: np.ndarray = np.all(cross >= -1e-12, axis=-1) | np.all(cross <= 1e-12, axis=-1)
+    return inside
 
 
 def inside_footprint(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.ndarray:
@@ -439,7 +441,7 @@ def check_scan(
     c, s = np.cos(yaw), np.sin(yaw)
     rx, ry = cand[None, :, 0] - fwd, cand[None, :, 1]
     local = np.stack([c * rx + s * ry, -s * rx + c * ry], axis=-1)
-    hit = _inside_convex(local[:, None], polys).any(axis=1)  # (S, N)
+    hit: np.ndarray = np.asarray(_inside_convex(local[:, None], polys).any(axis=1))  # (S, N)
     if not hit.any():
         return None
     first = cand[hit[int(np.argmax(hit.any(axis=1)))]][0]  # the first configuration that hits
@@ -637,7 +639,7 @@ def check_depth(
         inside = _inside_convex(local[:, None], polys)  # (S, 3, N)
         z = p[None, None, :, 2]
         in_band = (z >= bands[:, :, 0:1]) & (z <= bands[:, :, 1:2])
-        return (inside & in_band).any(axis=1)
+        return np.asarray((inside & in_band).any(axis=1))
 
     now = np.array([[0.0, 0.0, arm.arm_m, arm.wrist_yaw_rad]])
     if eff.lift_m != 0.0:

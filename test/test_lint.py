@@ -1,4 +1,4 @@
-"""Linters run as tests (ros2/demos practice): ruff's rules and formatting (pyproject.toml)."""
+"""Linters run as tests (ros2/demos practice): ruff, ruff format and mypy (pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _ruff() -> str:
-    """The ruff of this environment; it is pinned in requirements.txt, so missing is a failure."""
-    exe = Path(sys.executable).with_name("ruff")
+def _tool(name: str) -> str:
+    """A linter of this environment; it is pinned in requirements.txt, so missing is a failure."""
+    exe = Path(sys.executable).with_name(name)
     if exe.exists():
         return str(exe)
-    found = shutil.which("ruff")
-    assert found is not None, "ruff is not installed: it is pinned in requirements.txt"
+    found = shutil.which(name)
+    assert found is not None, f"{name} is not installed: it is pinned in requirements.txt"
     return found
+
+
+def _ruff() -> str:
+    return _tool("ruff")
 
 
 def test_ruff_check_passes_on_the_repository():
@@ -30,6 +34,18 @@ def test_ruff_check_passes_on_the_repository():
 def test_ruff_format_leaves_the_repository_unchanged():
     proc = subprocess.run(
         [_ruff(), "format", "--check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict_passes_on_safevla_core():
+    # the settings ([tool.mypy], strict) come from pyproject.toml; this interpreter's packages
+    # are the ones checked against, wherever the mypy executable was found
+    proc = subprocess.run(
+        [_tool("mypy"), "--python-executable", sys.executable, "safevla_core"],
         cwd=ROOT,
         capture_output=True,
         text=True,

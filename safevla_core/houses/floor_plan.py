@@ -169,7 +169,7 @@ def _door_gaps(house: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]
             continue  # a window-like hole does not open the floor
         a = thor_to_map_position(w0["polygon"][0])[:2]
         b = thor_to_map_position(w0["polygon"][1])[:2]
-        u = (b - a) / max(np.linalg.norm(b - a), 1e-12)
+        u = (b - a) / max(float(np.linalg.norm(b - a)), 1e-12)
         h0, h1 = sorted((float(hole[0]["x"]), float(hole[1]["x"])))
         p0, p1 = a + u * h0, a + u * h1
         for wid in (door.get("wall0"), door.get("wall1")):
@@ -178,7 +178,7 @@ def _door_gaps(house: Mapping[str, Any]) -> dict[str, list[tuple[float, float]]]
                 continue
             wa = thor_to_map_position(w["polygon"][0])[:2]
             wb = thor_to_map_position(w["polygon"][1])[:2]
-            wu = (wb - wa) / max(np.linalg.norm(wb - wa), 1e-12)
+            wu = (wb - wa) / max(float(np.linalg.norm(wb - wa)), 1e-12)
             t0, t1 = sorted((float((p0 - wa) @ wu), float((p1 - wa) @ wu)))
             gaps.setdefault(wid, []).append((t0, t1))
     return gaps
@@ -277,7 +277,7 @@ def door_probe_points(house: Mapping[str, Any], depth_m: float = 0.5) -> list[tu
         w0 = walls[door["wall0"]]
         a = thor_to_map_position(w0["polygon"][0])[:2]
         b = thor_to_map_position(w0["polygon"][1])[:2]
-        u = (b - a) / max(np.linalg.norm(b - a), 1e-12)
+        u = (b - a) / max(float(np.linalg.norm(b - a)), 1e-12)
         hole = door["holePolygon"]
         c = a + u * (float(hole[0]["x"]) + float(hole[1]["x"])) / 2
         n = np.array([-u[1], u[0]])
@@ -345,12 +345,13 @@ def _run_fill(free: np.ndarray, reached: np.ndarray) -> np.ndarray:
     ids = np.cumsum((free & ~prev).ravel()).reshape(free.shape)
     hit = np.zeros(int(ids[-1, -1]) + 2, dtype=bool)
     hit[ids[reached & free]] = True
-    return hit[ids] & free
+    grown: np.ndarray = hit[ids] & free
+    return grown
 
 
 def _flood_fill(free: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """4-connected flood fill by alternating row and column run sweeps (numpy only)."""
-    reached = seed & free
+    reached: np.ndarray = seed & free
     while True:
         grown = _run_fill(free.T, _run_fill(free, reached).T).T
         if np.array_equal(grown, reached):

@@ -737,7 +737,9 @@ def _room_json(room: _Room) -> dict[str, Any]:
     }
 
 
-def _wall_json(wall_id: str, room_id: str, a: tuple[float, float], b: tuple[float, float]):
+def _wall_json(
+    wall_id: str, room_id: str, a: tuple[float, float], b: tuple[float, float]
+) -> dict[str, Any]:
     return {
         "id": wall_id,
         "roomId": room_id,
@@ -775,7 +777,9 @@ def _check_args(seed: int, cfg: HouseConfig) -> None:
         raise ValueError(f"max_rooms={cfg.max_rooms} exceeds the generator's MAX_ROOMS={MAX_ROOMS}")
 
 
-def generate_house(seed: int, cfg: HouseConfig = _DEFAULT_CFG, house_id: str | None = None) -> dict:
+def generate_house(
+    seed: int, cfg: HouseConfig = _DEFAULT_CFG, house_id: str | None = None
+) -> dict[str, Any]:
     """Generate one multi-room house in ProcTHOR's JSON schema (THOR frame, metres, degrees).
 
     Steps (all ours, ProcTHOR-like): sample a footprint and guillotine-split it into rooms;
@@ -830,7 +834,7 @@ def _furnished_house(
     doors: list[tuple[_Segment, _Segment]],
     seed: int,
     house_id: str | None,
-) -> dict | None:
+) -> dict[str, Any] | None:
     zones = [_door_zone(s0) for s0, _ in doors]
     walls: list[dict[str, Any]] = []
     for s in segs:

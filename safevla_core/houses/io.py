@@ -17,7 +17,9 @@ from typing import Any
 from safevla_core.houses.schema import validate_house
 
 
-def write_houses_jsonl_gz(houses: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+def write_houses_jsonl_gz(
+    houses: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]
+) -> Path:
     """Write houses as gzip JSON lines, atomically (temp file in the same folder + os.replace).
 
     The gzip header's mtime is 0, so the same houses give byte-identical files.
@@ -52,7 +54,7 @@ def write_houses_jsonl_gz(houses: Iterable[Mapping[str, Any]], path: str | os.Pa
     return path
 
 
-def read_houses_jsonl_gz(path: str | os.PathLike) -> list[dict]:
+def read_houses_jsonl_gz(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read every house of a gzip JSON-lines file (blank lines are skipped).
 
     Args:
@@ -81,7 +83,7 @@ def read_houses_jsonl_gz(path: str | os.PathLike) -> list[dict]:
     return houses
 
 
-def _parse(text: str, where: str) -> dict:
+def _parse(text: str, where: str) -> dict[str, Any]:
     try:
         house = json.loads(text)
     except json.JSONDecodeError as err:
@@ -95,7 +97,7 @@ def _parse(text: str, where: str) -> dict:
     return house
 
 
-def load_house_file(path: str | os.PathLike) -> dict | list[dict]:
+def load_house_file(path: str | os.PathLike[str]) -> dict[str, Any] | list[dict[str, Any]]:
     """Load a ``.json`` file (one house, returns a dict) or a ``.jsonl.gz`` file (returns a list).
 
     Raises:

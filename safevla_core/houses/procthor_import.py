@@ -50,7 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from safevla_core.houses.schema import validate_house
 from safevla_core.objects import OBJECT_TYPES
@@ -88,6 +88,8 @@ OBJAVERSE_UID_RE = re.compile(r"^[0-9a-f]{32}$")
 #: ``primaryProperty`` of THOR assets that never move (ProcTHOR asset database; AI2-THOR's
 #: ``SimObjPrimaryProperty.Static``): used for ``"kinematic"`` when a house omits it.
 STATIC_PRIMARY_PROPERTY = "Static"
+
+_Obj = TypeVar("_Obj", bound=Mapping[str, Any])
 
 _CATALOGUE_BY_KEY = {re.sub(r"[^a-z0-9]", "", n.lower()): n for n in OBJECT_TYPES}
 _ALIAS_BY_KEY = {re.sub(r"[^a-z0-9]", "", k.lower()): v for k, v in THOR_TYPE_TO_CATEGORY.items()}
@@ -232,8 +234,8 @@ class AssetDatabase:
 
     def __init__(
         self,
-        thor_db: str | os.PathLike | None = None,
-        objaverse_annotations: str | os.PathLike | None = None,
+        thor_db: str | os.PathLike[str] | None = None,
+        objaverse_annotations: str | os.PathLike[str] | None = None,
     ) -> None:
         """Remember the paths; nothing is read yet."""
         self._thor_path = Path(thor_db) if thor_db is not None else None
@@ -360,8 +362,11 @@ class AssetDatabase:
         return table[asset_id]
 
 
-def iter_house_objects(objects: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-    """Every object of a house object list, depth first, ``"children"`` included."""
+def iter_house_objects(objects: Sequence[_Obj]) -> Iterator[_Obj]:
+    """Every object of a house object list, depth first, ``"children"`` included.
+
+    The objects themselves, not copies: a list of dicts yields dicts the caller may change.
+    """
     for obj in objects:
         yield obj
         yield from iter_house_objects(list(obj.get("children") or []))
@@ -459,7 +464,9 @@ def _hole_polygon(opening: dict[str, Any], house_id: str) -> None:
     opening["holePolygon"] = [dict(box["min"]), dict(box["max"])]
 
 
-def export_procthor_house(house: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
+def export_procthor_house(
+    house: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Our-schema house -> (ProcTHOR-form house, asset database of its assets).
 
     The inverse of :func:`import_procthor_house`: ``"objectType"``, ``"boundingBox"`` and
@@ -499,13 +506,13 @@ def export_procthor_house(house: Mapping[str, Any]) -> tuple[dict[str, Any], dic
                 f"{prev['objectType']} {prev['boundingBox']} vs "
                 f"{entry['objectType']} {entry['boundingBox']}"
             )
-    database: dict[str, list] = {}
+    database: dict[str, list[dict[str, Any]]] = {}
     for entry in seen.values():
         database.setdefault(entry["objectType"], []).append(entry)
     return out, database
 
 
-def read_raw_houses(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_raw_houses(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read houses without validating them: a ``.json`` (one house or a list) or ``.jsonl.gz``.
 
     Raises:
@@ -542,7 +549,7 @@ def read_raw_houses(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def load_house_file_any(
-    path: str | os.PathLike, assets: AssetDatabase | None = None
+    path: str | os.PathLike[str], assets: AssetDatabase | None = None
 ) -> dict[str, Any] | list[dict[str, Any]]:
     """Like :func:`safevla_core.houses.io.load_house_file`, but ProcTHOR-form houses are imported.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from typing import Any
 
 from safevla_core.config import HouseConfig
 from safevla_core.houses.generator import generate_house
@@ -68,7 +69,7 @@ def _house_json(split: str, index: int, cfg: HouseConfig) -> str:
     return json.dumps(generate_house(seed, cfg, house_id=house_id(split, index)))
 
 
-def load_house(split: str, index: int, cfg: HouseConfig = _DEFAULT_CFG) -> dict:
+def load_house(split: str, index: int, cfg: HouseConfig = _DEFAULT_CFG) -> dict[str, Any]:
     """House ``index`` of a split, generated once per process and then served from a cache.
 
     Args:
@@ -85,9 +86,10 @@ def load_house(split: str, index: int, cfg: HouseConfig = _DEFAULT_CFG) -> dict:
     size = _split_size(split, cfg)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
         raise ValueError(f"index {index!r} out of range for split {split!r} of {size} houses")
-    return json.loads(_house_json(split, index, cfg))
+    house: dict[str, Any] = json.loads(_house_json(split, index, cfg))
+    return house
 
 
-def load_split(split: str, cfg: HouseConfig = _DEFAULT_CFG) -> list[dict]:
+def load_split(split: str, cfg: HouseConfig = _DEFAULT_CFG) -> list[dict[str, Any]]:
     """All houses of a split, in index order (see :func:`load_house`)."""
     return [load_house(split, i, cfg) for i in range(_split_size(split, cfg))]

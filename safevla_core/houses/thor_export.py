@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +100,13 @@ def load_asset_table(assets: AssetDatabase | None = None) -> dict[str, list[dict
 
 def load_materials(path: str | Path | None = None) -> dict[str, list[str]]:
     """ProcTHOR's material database: group (``"Wood"``, ``"Wall"``, ...) -> material names."""
-    return json.loads(Path(path or _database_file("material-database.json")).read_text())
+    materials: dict[str, list[str]] = json.loads(
+        Path(path or _database_file("material-database.json")).read_text()
+    )
+    return materials
 
 
-def thor_type_for(our_type: str, table: Mapping[str, list]) -> str | None:
+def thor_type_for(our_type: str, table: Mapping[str, Sequence[object]]) -> str | None:
     """The THOR type with assets for one of our catalogue types, or None."""
     if table.get(our_type):
         return our_type
@@ -113,7 +116,9 @@ def thor_type_for(our_type: str, table: Mapping[str, list]) -> str | None:
     return None
 
 
-def nearest_asset(size: Mapping[str, float], entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+def nearest_asset(
+    size: Mapping[str, float], entries: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     """The entry whose ``boundingBox`` is nearest ``size`` (L1 over x, y, z; ties by id)."""
 
     def key(e: Mapping[str, Any]) -> tuple[float, str]:
@@ -121,7 +126,8 @@ def nearest_asset(size: Mapping[str, float], entries: list[Mapping[str, Any]]) -
         # Rounded to 1e-9 m so that float noise does not break ties.
         return round(sum(abs(float(bb[k]) - float(size[k])) for k in "xyz"), 9), str(e["assetId"])
 
-    return dict(min(entries, key=key))
+    best = min(entries, key=key)
+    return dict(best)
 
 
 def _lights(house: Mapping[str, Any], ceiling_m: float) -> list[dict[str, Any]]:
@@ -213,6 +219,7 @@ def export_house_for_thor(
     tops: dict[str, float] = {}
     for o in sorted(kept, key=lambda o: o.get("parentReceptacle") is not None):
         thor_type = thor_type_for(str(o["objectType"]), table)
+        assert thor_type is not None  # the objects without a THOR type were dropped above
         size = o["boundingBox"]
         entry = nearest_asset(size, table[thor_type])
         bottom = float(o["position"]["y"]) - float(size["y"]) / 2

@@ -4,6 +4,7 @@ The encoders are imported lazily by their getters (loading them takes seconds); 
 package only imports torch.
 """
 
+from safevla_core.actions import START_ACTION
 from safevla_core.policy.encoders import (
     FrozenTextEncoder,
     FrozenVisualEncoder,
@@ -13,7 +14,6 @@ from safevla_core.policy.encoders import (
 from safevla_core.policy.kv_cache import KVCache
 from safevla_core.policy.model import (
     MAX_TIME_STEPS,
-    START_ACTION,
     PolicyOutput,
     SafeVLAPolicy,
     decoder_attention_mask,

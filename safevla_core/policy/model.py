@@ -24,7 +24,7 @@ cached features (ARCHITECTURE.md "Scale").
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (conventional alias)
@@ -71,7 +71,7 @@ class PolicyOutput(NamedTuple):
     logits: torch.Tensor
     value_reward: torch.Tensor
     value_cost: torch.Tensor
-    step_cost: torch.Tensor | None = None
+    step_cost: torch.Tensor
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -147,7 +147,8 @@ class _DecoderLayer(nn.Module):
         b, _, t, _ = attn.shape
         attn = attn.transpose(1, 2).reshape(b, t, -1)
         x = x + self.drop(self.proj(attn))
-        return x + self.drop(self.mlp(self.norm2(x)))
+        out: torch.Tensor = x + self.drop(self.mlp(self.norm2(x)))
+        return out
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor
@@ -213,6 +214,9 @@ class SafeVLAPolicy(nn.Module):
     Raises:
         ValueError: On non-positive shapes.
     """
+
+    #: ``(MAX_TIME_STEPS, d)`` sinusoidal time encodings (a non-persistent buffer).
+    time_table: torch.Tensor
 
     def __init__(
         self,
@@ -353,7 +357,8 @@ class SafeVLAPolicy(nn.Module):
             dim=1,
         )
         if not (self.checkpoint_fusion and torch.is_grad_enabled() and tokens.requires_grad):
-            return self.fusion(tokens, src_key_padding_mask=pad)[:, 0]
+            fused: torch.Tensor = self.fusion(tokens, src_key_padding_mask=pad)[:, 0]
+            return fused
         # Activation checkpointing (Chen et al. 2016; torch.utils.checkpoint): keep only each
         # layer's input and recompute the layer in the backward pass -- the same gradient with
         # a fraction of the activation memory (the faithful PPO update at the paper's sizes).
@@ -373,12 +378,13 @@ class SafeVLAPolicy(nn.Module):
     ) -> torch.Tensor:
         """Step embedding + previous action + object in hand + time encoding, same leading dims."""
         t = episode_step.long().clamp(max=MAX_TIME_STEPS - 1)
-        return (
+        x: torch.Tensor = (
             step_emb
             + self.prev_action_embed(prev_action.long())
             + self.in_hand_embed(in_hand.long())
             + self.time_table[t]
         )
+        return x
 
     def fusion_parameters(self) -> list[nn.Parameter]:
         """Parameters of the observation tokens and the fusion encoder.
@@ -436,7 +442,7 @@ class SafeVLAPolicy(nn.Module):
         """
         x, cache = self._step_inputs(step_emb, prev_action, in_hand, episode_step, cache)
         slot = cache.kv_slot
-        for layer, keys, values in zip(self.decoder, cache.keys, cache.values, strict=True):
+        for layer, keys, values in zip(self._layers(), cache.keys, cache.values, strict=True):
             x = layer.step(x, keys, values, slot, cache.kv_valid)
         cache.num_writes += 1
         return self._heads(x[:, 0]), cache
@@ -493,7 +499,7 @@ class SafeVLAPolicy(nn.Module):
             dim=1,
         )  # (S, P + T)
         mask = (in_window[None] & key_ok[:, None, :])[:, None]  # (S, 1, T, P + T)
-        for layer, pk, pv in zip(self.decoder, prefix.keys, prefix.values, strict=True):
+        for layer, pk, pv in zip(self._layers(), prefix.keys, prefix.values, strict=True):
             x = layer.forward_prefix(x, mask, pk.to(x.device), pv.to(x.device))
         return self._heads(x)
 
@@ -615,6 +621,10 @@ class SafeVLAPolicy(nn.Module):
         for layer in self.decoder:
             x, _, _ = layer(x, mask)
         return self._heads(x)
+
+    def _layers(self) -> list[_DecoderLayer]:
+        """The decoder layers (``nn.ModuleList`` holds only them)."""
+        return [cast(_DecoderLayer, layer) for layer in self.decoder]
 
     def new_cache(self, batch_size: int, device: torch.device | str | None = None) -> KVCache:
         """An empty :class:`KVCache` for ``batch_size`` rows.

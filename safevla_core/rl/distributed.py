@@ -319,10 +319,12 @@ def all_reduce_gradients(
     )
     dist.all_reduce(has, op=dist.ReduceOp.MAX)
     live = [p for p, h in zip(params, has.tolist(), strict=True) if h]
+    grads: list[torch.Tensor] = []
     for p in live:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    for group in _buckets([p.grad for p in live], cap_bytes):
+        grads.append(p.grad)
+    for group in _buckets(grads, cap_bytes):
         flat = torch.cat([g.reshape(-1) for g in group])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         offset = 0

@@ -243,7 +243,7 @@ class RolloutBuffer:
 
     def flat(self, name: str) -> torch.Tensor:
         """A ``(T, B, ...)`` field as ``(T * B, ...)`` (index ``t * B + b``)."""
-        x = getattr(self, name)
+        x: torch.Tensor = getattr(self, name)
         return x.reshape(self.T * self.B, *x.shape[2:])
 
 

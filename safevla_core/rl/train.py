@@ -282,7 +282,7 @@ class Trainer:
         self.model = ActorCritic(
             self.policy, separate=cfg.train.separate_critics, freeze_fusion=cfg.train.decoder_only()
         ).to(self.device)
-        for net in self.model.nets.values():
+        for net in self.model.networks().values():
             net.checkpoint_fusion = cfg.ppo.checkpoint_fusion
         self.optimizer = self._make_optimizer()
         self.multiplier: MultiplierSet | None = None
@@ -332,7 +332,7 @@ class Trainer:
                     f"{tuple(own[key].shape)}: the cost critics start fresh"
                 )
                 weights[key] = own[key]
-        for net in self.model.nets.values():
+        for net in self.model.networks().values():
             net.load_weights(weights)
         if state.get("critics") and self.model.separate:
             with contextlib.suppress(KeyError, RuntimeError):
@@ -676,7 +676,7 @@ class Trainer:
                         "lower ppo.lr or check the rewards and costs"
                     )
                 distributed.all_reduce_gradients(trainable)  # collective: sum over ranks
-                for net in self.model.nets.values():
+                for net in self.model.networks().values():
                     torch.nn.utils.clip_grad_norm_(
                         [q for q in net.parameters() if q.requires_grad], p.max_grad_norm
                     )

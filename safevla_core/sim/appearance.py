@@ -24,6 +24,7 @@ from __future__ import annotations
 import colorsys
 import re
 import zlib
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +174,7 @@ def _entities(model: Any, geoms: np.ndarray) -> np.ndarray:
         else:
             key_of[int(g)] = ("body", int(model.geom_bodyid[g]))
     for prefix, members in named.items():
+        key: Hashable
         if prefix.startswith("wall"):
             key = frozenset(
                 (

@@ -78,7 +78,8 @@ def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.nd
     ab = b - a
     denom = float(np.dot(ab, ab))
     t = np.zeros(len(points)) if denom < 1e-12 else np.clip((points - a) @ ab / denom, 0.0, 1.0)
-    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
+    dist: np.ndarray = np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
+    return dist
 
 
 def _box_distance(
@@ -89,7 +90,8 @@ def _box_distance(
     d = points - centre
     local = np.stack([d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c], axis=1)
     out = np.maximum(np.abs(local) - half, 0.0)
-    return np.linalg.norm(out, axis=1)
+    dist: np.ndarray = np.linalg.norm(out, axis=1)
+    return dist
 
 
 def reachable_grid(
@@ -123,7 +125,8 @@ def reachable_grid(
     ys = np.arange(math.ceil(ymin / grid_m - 1e-9), math.floor(ymax / grid_m + 1e-9) + 1) * grid_m
     gx, gy = np.meshgrid(xs, ys)
     pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    return pts[footprint_free(layout, pts, radius_m)]
+    free: np.ndarray = pts[footprint_free(layout, pts, radius_m)]
+    return free
 
 
 def footprint_free(

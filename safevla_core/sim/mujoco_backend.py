@@ -213,6 +213,7 @@ class MujocoBackend:
         self.model: Any = None
         self.data: Any = None
         self._state: WorldState | None = None
+        self._reachable: np.ndarray = np.zeros((0, 2))
 
     # ------------------------------------------------------------------ reset
     def reset(
@@ -346,6 +347,8 @@ class MujocoBackend:
     def _apply_appearance(self) -> None:
         import mujoco
 
+        if self._appearance_defaults is None:
+            raise RuntimeError("call reset() before applying an appearance")
         restore_defaults(self.model, self._appearance_defaults)
         perturbation, seed = self._appearance
         apply_appearance(self.model, perturbation, self.layout.house_id, seed)
@@ -362,10 +365,10 @@ class MujocoBackend:
         import mujoco
 
         def jid(name: str) -> int:
-            return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+            return int(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name))
 
         def aid(joint: str) -> int:
-            return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, f"act_{joint}")
+            return int(mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, f"act_{joint}"))
 
         self._base_qadr = np.array([model.jnt_qposadr[jid(j)] for j in BASE_JOINTS])
         self._base_act = np.array([aid(j) for j in BASE_JOINTS])
@@ -776,7 +779,8 @@ class MujocoBackend:
         """
         if self.model is None:
             raise RuntimeError("call reset() before reachable_positions()")
-        return self._reachable.copy()
+        reachable: np.ndarray = self._reachable.copy()
+        return reachable
 
     def laser_scan(self) -> np.ndarray:
         """Ranges of the simulated base laser (:func:`safevla_core.sim.laser.cast_scan`).

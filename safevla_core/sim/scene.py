@@ -319,7 +319,8 @@ def parse_house(house: Mapping[str, Any]) -> HouseLayout:
         )
 
     holes: dict[str, list[tuple[float, float, float, float]]] = {w: [] for w in raw_walls}
-    door_ids, window_ids = [], []
+    door_ids: list[str] = []
+    window_ids: list[str] = []
     for kind, ids in (("doors", door_ids), ("windows", window_ids)):
         for opening in house.get(kind, []) or []:
             ids.append(str(opening["id"]))
@@ -330,7 +331,7 @@ def parse_house(house: Mapping[str, Any]) -> HouseLayout:
             x0, x1 = sorted((float(hp[0]["x"]), float(hp[1]["x"])))
             z0, z1 = sorted((float(hp[0]["y"]), float(hp[1]["y"])))
             s0, e0, _ = raw_walls[wall0]
-            d0 = (e0 - s0) / max(np.linalg.norm(e0 - s0), 1e-9)
+            d0 = (e0 - s0) / max(float(np.linalg.norm(e0 - s0)), 1e-9)
             q0, q1 = s0 + d0 * x0, s0 + d0 * x1  # hole ends in map
             for wid in (wall0, str(opening.get("wall1"))):
                 if wid not in raw_walls:
@@ -430,7 +431,8 @@ def point_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     crosses = (y0 > py) != (y1 > py)
     with np.errstate(divide="ignore", invalid="ignore"):
         xint = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
-    return (np.sum(crosses & (px < xint), axis=1) % 2) == 1
+    inside: np.ndarray = (np.sum(crosses & (px < xint), axis=1) % 2) == 1
+    return inside
 
 
 def _fmt(*vals: float) -> str:

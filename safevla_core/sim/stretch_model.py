@@ -280,6 +280,22 @@ def _camera_xyaxes(yaw_rad: float, pitch_down_rad: float) -> str:
     return " ".join(f"{v:.6f}" for v in (*x, *y))
 
 
+def _child(parent: ET.Element, tag: str) -> ET.Element:
+    """The first ``tag`` child of ``parent`` in the converted URDF; ValueError if absent."""
+    el = parent.find(tag)
+    if el is None:
+        raise ValueError(f"the converted URDF has no <{tag}> under <{parent.tag}>")
+    return el
+
+
+def _attr(el: ET.Element, name: str) -> str:
+    """Attribute ``name`` of ``el`` in the converted URDF; ValueError if absent."""
+    value = el.get(name)
+    if value is None:
+        raise ValueError(f"the converted URDF's <{el.tag}> has no {name!r} attribute")
+    return value
+
+
 @functools.lru_cache(maxsize=8)
 def build_robot(
     robot_model: str = "SE3",
@@ -299,18 +315,19 @@ def build_robot(
         The robot's asset, body and actuator XML.
 
     Raises:
-        ValueError: On an unknown robot model or a FOV outside (0, 180).
+        ValueError: On an unknown robot model, a FOV outside (0, 180) or a converted URDF
+            without the expected elements.
     """
     import mujoco
 
     if not 0.0 < vertical_fov_deg < 180.0:
         raise ValueError(f"vertical_fov_deg must be in (0, 180), got {vertical_fov_deg}")
     root = ET.fromstring(urdf_to_mjcf(robot_model))
-    meshdir = Path(root.find("compiler").get("meshdir"))
-    assets = root.find("asset")
+    meshdir = Path(_attr(_child(root, "compiler"), "meshdir"))
+    assets = _child(root, "asset")
     for mesh in assets.iter("mesh"):
-        mesh.set("file", str(meshdir / mesh.get("file")))
-    base = root.find("worldbody").find("body")
+        mesh.set("file", str(meshdir / _attr(mesh, "file")))
+    base = _child(root, "worldbody").find("body")
     if base is None or base.get("name") != BASE_BODY:
         raise ValueError(f"{robot_model}: expected {BASE_BODY!r} as the URDF's root body")
 
@@ -320,7 +337,7 @@ def build_robot(
         for joint in list(body.findall("joint")):
             name = joint.get("name")
             if name in _KEEP_JOINTS:
-                lo, hi = (float(v) for v in joint.get("range").split())
+                lo, hi = (float(v) for v in _attr(joint, "range").split())
                 joint_ranges[name] = (lo, hi)
                 joint.set("limited", "true")
                 joint.set("damping", "0")
@@ -390,13 +407,13 @@ def build_robot(
         return float(full[dof, dof])
 
     acts = []
-    for joint in (*BASE_JOINTS, LIFT_JOINT, *ARM_JOINTS, WRIST_JOINT):
-        m = m_eff(joint)
+    for joint_name in (*BASE_JOINTS, LIFT_JOINT, *ARM_JOINTS, WRIST_JOINT):
+        m = m_eff(joint_name)
         kp = m * SERVO_OMEGA_RAD_S**2
         kv = 2.0 * m * SERVO_OMEGA_RAD_S  # critical damping
-        fmax = m * SERVO_ACCEL_LIMIT + (LIFT_PAYLOAD_FORCE_N if joint == LIFT_JOINT else 0.0)
+        fmax = m * SERVO_ACCEL_LIMIT + (LIFT_PAYLOAD_FORCE_N if joint_name == LIFT_JOINT else 0.0)
         acts.append(
-            f'<position name="act_{joint}" joint="{joint}" kp="{kp:.6g}" kv="{kv:.6g}" '
+            f'<position name="act_{joint_name}" joint="{joint_name}" kp="{kp:.6g}" kv="{kv:.6g}" '
             f'forcelimited="true" forcerange="{-fmax:.6g} {fmax:.6g}"/>'
         )
     return RobotMjcf(

@@ -55,7 +55,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 
@@ -391,15 +391,14 @@ def thor_action_for(
     if eff.base_yaw_rad:
         degrees = round(-math.degrees(eff.base_yaw_rad), 9)  # 30.0, not 29.999999999999996
         return {"action": "RotateRightQuick" if quick else "RotateAgent", "degrees": degrees}
-    if eff.moves_arm and state is None:
-        raise ValueError(f"action {a.name} needs the current state (absolute arm targets)")
-    if eff.lift_m or eff.arm_m:
-        x = float(state.extras.get("arm_x_m", 0.0))
-        position = {"x": x, "y": state.lift_m + eff.lift_m, "z": state.arm_m + eff.arm_m}
-        return {"action": "MoveArm", "position": position, **ARM_ACTION_ARGS}
-    if eff.wrist_yaw_rad:
-        reading = state.extras.get("wrist_reading_deg")
-        reading = math.degrees(state.wrist_yaw_rad) if reading is None else float(reading)
+    if eff.moves_arm:
+        if state is None:
+            raise ValueError(f"action {a.name} needs the current state (absolute arm targets)")
+        if eff.lift_m or eff.arm_m:
+            x = _extra_float(state, "arm_x_m", 0.0)
+            position = {"x": x, "y": state.lift_m + eff.lift_m, "z": state.arm_m + eff.arm_m}
+            return {"action": "MoveArm", "position": position, **ARM_ACTION_ARGS}
+        reading = _extra_float(state, "wrist_reading_deg", math.degrees(state.wrist_yaw_rad))
         yaw = authors_wrist_step_deg(a, reading)
         return {"action": "RotateWristRelative", "yaw": yaw, **ARM_ACTION_ARGS}
     if eff.grasp > 0:
@@ -407,6 +406,20 @@ def thor_action_for(
     if eff.grasp < 0:
         return {"action": "ReleaseObject"}
     return {"action": "Pass"}  # end, sub_done
+
+
+def _extra_float(state: WorldState, key: str, default: float) -> float:
+    """``state.extras[key]`` as a float (THOR metadata the backend stored), or ``default``.
+
+    Raises:
+        ValueError: If the stored value is not a number.
+    """
+    value = state.extras.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, SupportsFloat):
+        raise ValueError(f"state.extras[{key!r}] is not a number: {value!r}")
+    return float(value)
 
 
 def calibration_actions(
@@ -774,7 +787,7 @@ class ThorBackend:
         self.cost_cfg = cost_cfg
         self.controller: Any = None
         self._state: WorldState | None = None
-        self._reachable = np.zeros((0, 2))
+        self._reachable: np.ndarray = np.zeros((0, 2))
         self._types: dict[str, str] = {}
         self._structure: frozenset[str] = frozenset()
 
@@ -964,7 +977,8 @@ class ThorBackend:
 
     def reachable_positions(self) -> np.ndarray:
         """``(M, 2)`` reachable base positions (THOR ``GetReachablePositions``) in ``map``."""
-        return self._reachable.copy()
+        reachable: np.ndarray = self._reachable.copy()
+        return reachable
 
     def close(self) -> None:
         """Stop the Unity process."""

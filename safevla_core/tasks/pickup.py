@@ -186,17 +186,20 @@ def segments_cross(a: np.ndarray, b: np.ndarray, segs: np.ndarray) -> np.ndarray
     if len(segs) == 0:
         return np.zeros(len(a), dtype=bool)
 
-    def orient(p, q, r):  # sign of the z of (q - p) x (r - p), broadcast
-        return np.sign(
+    def orient(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+        # sign of the z of (q - p) x (r - p), broadcast
+        sign: np.ndarray = np.sign(
             (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1])
             - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
         )
+        return sign
 
     p1, p2 = a[:, None, :], np.broadcast_to(b, a.shape)[:, None, :]  # (M, 1, 2)
     q1, q2 = segs[None, :, 0, :], segs[None, :, 1, :]  # (1, K, 2)
     d1, d2 = orient(q1, q2, p1), orient(q1, q2, p2)
     d3, d4 = orient(p1, p2, q1), orient(p1, p2, q2)
-    return np.any((d1 * d2 < 0) & (d3 * d4 < 0), axis=1)
+    crossed: np.ndarray = np.any((d1 * d2 < 0) & (d3 * d4 < 0), axis=1)
+    return crossed
 
 
 def arm_start_indices(anchor_xy: np.ndarray, pts: np.ndarray, segs: np.ndarray) -> np.ndarray:
@@ -218,7 +221,10 @@ def arm_start_indices(anchor_xy: np.ndarray, pts: np.ndarray, segs: np.ndarray) 
     idx = np.flatnonzero((d >= lo) & (d <= hi))
     if len(idx) == 0:
         return idx
-    return idx[~segments_cross(pts[idx], np.asarray(anchor_xy[:2], dtype=np.float64), segs)]
+    clear: np.ndarray = idx[
+        ~segments_cross(pts[idx], np.asarray(anchor_xy[:2], dtype=np.float64), segs)
+    ]
+    return clear
 
 
 def pickup_candidates(
@@ -245,7 +251,7 @@ def pickup_candidates(
         if otype not in PICKUPABLE_TYPES:
             continue
         ok = [(i, p) for i, p in objs if graspable_height(otype, float(p[2]))]
-        if reachable_xy is not None:
+        if reachable_xy is not None and segs is not None:
             ok = [(i, p) for i, p in ok if len(arm_start_indices(p[:2], reachable_xy, segs))]
         if ok:
             out[otype] = ok
