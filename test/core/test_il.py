@@ -20,6 +20,29 @@ from safevla_core.il import (
 )
 
 
+def _tiny_cfg(max_steps_train: int | None = None) -> Config:
+    """A small policy (d_model 32, 1+1 layers, 16-step context) on 64x48 images, for fast runs."""
+    import dataclasses
+
+    cfg = dataclasses.replace(
+        Config(),
+        policy=PolicyConfig(
+            d_model=32,
+            num_heads=4,
+            encoder_layers=1,
+            decoder_layers=1,
+            context_steps=16,
+            image_width=64,
+            image_height=48,
+        ),
+    )
+    if max_steps_train is not None:
+        cfg = dataclasses.replace(
+            cfg, task=dataclasses.replace(cfg.task, max_steps_train=max_steps_train)
+        )
+    return cfg
+
+
 def test_episode_windows_split_long_episodes():
     # lengths [5, 2], window 3 -> episode 0: [0,3), [3,5); episode 1: [0,2).
     assert episode_windows([5, 2], 3) == [(0, 0, 3), (0, 3, 5), (1, 0, 2)]
@@ -96,25 +119,13 @@ def test_shard_roundtrip_and_validation(tmp_path):
 @pytest.mark.slow
 def test_collect_resume_and_behaviour_cloning_checkpoint(tmp_path):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
-    import dataclasses
 
     from safevla_core.agent import PolicyAgent
     from safevla_core.checkpoint import load_checkpoint
     from safevla_core.il import behaviour_cloning, collect
 
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(
-        Config(),
-        policy=PolicyConfig(
-            d_model=32,
-            num_heads=4,
-            encoder_layers=1,
-            decoder_layers=1,
-            context_steps=16,
-            image_width=64,
-            image_height=48,
-        ),
-    )
+    cfg = _tiny_cfg()
     info = collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=1, progress=False)
     assert info["shards"] == 2 and info["episodes_run"] == 2 and info["steps"] > 0
     again = collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=1, progress=False)
@@ -144,25 +155,12 @@ def test_episode_windows_with_moving_boundaries():
 @pytest.mark.slow
 def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
-    import dataclasses
     import json
 
     from safevla_core.il import collect, imitation
 
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(
-        Config(),
-        policy=PolicyConfig(
-            d_model=32,
-            num_heads=4,
-            encoder_layers=1,
-            decoder_layers=1,
-            context_steps=16,
-            image_width=64,
-            image_height=48,
-        ),
-    )
-    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, max_steps_train=15))
+    cfg = _tiny_cfg(max_steps_train=15)
     collect(
         cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, keep_failures=True, progress=False
     )
@@ -209,25 +207,13 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
 @pytest.mark.slow
 def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, monkeypatch):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
-    import dataclasses
     import json
 
     import safevla_core.il as il
     from safevla_core.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(
-        Config(),
-        policy=PolicyConfig(
-            d_model=32,
-            num_heads=4,
-            encoder_layers=1,
-            decoder_layers=1,
-            context_steps=16,
-            image_width=64,
-            image_height=48,
-        ),
-    )
+    cfg = _tiny_cfg()
     il.collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, progress=False)
     kw = dict(epochs=3, batch_size=2, progress=False, val_data=tmp_path / "data", patience=5)
     ref = il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "ref", seed=3, **kw)
@@ -262,7 +248,6 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, 
 @pytest.mark.slow
 def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
-    import dataclasses
 
     from safevla_core.actions import Action
     from safevla_core.checkpoint import save_checkpoint
@@ -271,19 +256,7 @@ def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
     from safevla_core.policy.factory import build_policy
 
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(
-        Config(),
-        policy=PolicyConfig(
-            d_model=32,
-            num_heads=4,
-            encoder_layers=1,
-            decoder_layers=1,
-            context_steps=16,
-            image_width=64,
-            image_height=48,
-        ),
-    )
-    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, max_steps_train=12))
+    cfg = _tiny_cfg(max_steps_train=12)
     torch.manual_seed(0)
     policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
     with torch.no_grad():  # a learner that always presses `end` (softmax ~ 1 on END)
