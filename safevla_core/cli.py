@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -464,15 +465,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect_on_ranks(run: Callable[[], dict[str, Any]]) -> int:
+    """Run a shard collection on this process's rank (CPU, gloo) and print its JSON summary.
+
+    Under torchrun each rank collects its share of the shards; rank 0 prints the figures,
+    which the collection has summed over ranks.
+    """
+    from safevla_core.rl import distributed
+
+    ctx = distributed.init_distributed("cpu")  # the simulator and the expert run on the CPU
+    try:
+        info = run()
+    finally:
+        distributed.shutdown()
+    if ctx.is_main:
+        print(json.dumps(info))
+    return 0
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     """``safevla collect`` (under torchrun each rank collects its share of the shards)."""
     from safevla_core.il import collect
-    from safevla_core.rl import distributed
 
     cfg = _config(args, {"task": {"name": args.task}})
-    ctx = distributed.init_distributed("cpu")  # the simulator and the expert run on the CPU
-    try:
-        info = collect(
+    return _collect_on_ranks(
+        lambda: collect(
             cfg,
             args.out_dir,
             args.episodes,
@@ -482,11 +499,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             keep_failures=args.keep_failures,
             progress=not args.no_progress,
         )
-    finally:
-        distributed.shutdown()
-    if ctx.is_main:
-        print(json.dumps(info))
-    return 0
+    )
 
 
 def cmd_dagger(args: argparse.Namespace) -> int:
@@ -494,13 +507,11 @@ def cmd_dagger(args: argparse.Namespace) -> int:
     import torch
 
     from safevla_core.il import dagger_collect
-    from safevla_core.rl import distributed
 
     cfg = _config(args)
     torch.set_num_threads(cfg.train.torch_threads)
-    ctx = distributed.init_distributed("cpu")
-    try:
-        info = dagger_collect(
+    return _collect_on_ranks(
+        lambda: dagger_collect(
             cfg,
             args.checkpoint,
             args.out_dir,
@@ -513,11 +524,7 @@ def cmd_dagger(args: argparse.Namespace) -> int:
             deterministic=args.deterministic,
             continue_past_wrong_end=not args.stop_at_wrong_end,
         )
-    finally:
-        distributed.shutdown()
-    if ctx.is_main:
-        print(json.dumps(info))
-    return 0
+    )
 
 
 def cmd_il(args: argparse.Namespace) -> int:
