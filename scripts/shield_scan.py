@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -88,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also the navigation camera's depth image (80x48 ray cast, as the simulator node "
         "publishes it) as the monitor reads it with the default depth.* settings",
     )
+    ap.add_argument(
+        "--depth-pitch-deg",
+        type=float,
+        default=None,
+        help="with --depth: a depth camera at the navigation camera's place tilted this far "
+        "down instead (a head camera looking nearer the base)",
+    )
     args = ap.parse_args(argv)
 
     from safevla_core.actions import ACTION_NAMES, Action
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         depth_to_points,
         scan_to_points,
     )
-    from safevla_core.sim.laser import DepthSpec, LaserSpec, cast_depth
+    from safevla_core.sim.laser import DepthSpec, LaserSpec, cast_depth, cast_depth_at
     from safevla_core.sim.mujoco_backend import MujocoBackend
     from safevla_core.sim.stretch_model import NAV_CAMERA_NAME
 
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     limits = ShieldLimits()
     spec = LaserSpec()
     dspec, dcam = DepthSpec(), DepthCamera()
+    if args.depth_pitch_deg is not None:
+        dcam = DepthCamera(pitch_rad=math.radians(args.depth_pitch_deg))
     f = dspec.focal_px(cfg.sim.vertical_fov_deg)
     k = PinholeIntrinsics(
         f, f, (dspec.width - 1) / 2, (dspec.height - 1) / 2, dspec.width, dspec.height
@@ -150,7 +160,21 @@ def main(argv: list[str] | None = None) -> int:
             )
             depth = {}
             if args.depth:
-                dep = cast_depth(backend.model, backend.data, NAV_CAMERA_NAME, dspec)
+                if args.depth_pitch_deg is None:
+                    dep = cast_depth(backend.model, backend.data, NAV_CAMERA_NAME, dspec)
+                else:  # the tilted camera's pose in the world, from the robot's pose
+                    x, y, yaw = (float(v) for v in world.robot_pose)
+                    c, s = math.cos(yaw), math.sin(yaw)
+                    rz = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+                    origin = np.array([x, y, 0.0]) + rz @ [dcam.x_m, dcam.y_m, dcam.z_m]
+                    dep = cast_depth_at(
+                        backend.model,
+                        backend.data,
+                        origin,
+                        rz @ dcam.rotation(),
+                        cfg.sim.vertical_fov_deg,
+                        dspec,
+                    )
                 xyz, dbad = depth_to_points(dep, k, dcam)
                 depth = {"depth_xyz": xyz, "depth_invalid_fraction": dbad}
             d = decide(
@@ -189,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"episodes {args.episodes} x {args.steps} random proposals ({args.split} houses, "
         f"seed {args.seed}, {'scan only' if args.no_world else 'scan + world state'}"
-        f"{' + depth camera' if args.depth else ''})"
+        f"{' + depth camera' if args.depth else ''}"
+        f"{f' tilted {args.depth_pitch_deg:g} deg' if args.depth_pitch_deg is not None else ''})"
     )
     print(
         f"colliding proposals: {coll}; stopped {counts['collide', 'veto']} = {stopped:.1%}; "

@@ -168,19 +168,49 @@ def cast_depth(model: Any, data: Any, camera: str, spec: DepthSpec | None = None
     """
     import mujoco
 
-    spec = spec or DepthSpec()
     cid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
     if cid < 0:
         raise KeyError(f"no camera {camera!r} in the model")
-    f = spec.focal_px(float(model.cam_fovy[cid]))
+    # MuJoCo's camera frame looks along -z with y up; the optical frame is it turned by pi about x.
+    rot = data.cam_xmat[cid].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+    return cast_depth_at(model, data, data.cam_xpos[cid], rot, float(model.cam_fovy[cid]), spec)
+
+
+def cast_depth_at(
+    model: Any,
+    data: Any,
+    origin: np.ndarray,
+    optical_to_world: np.ndarray,
+    vertical_fov_deg: float,
+    spec: DepthSpec | None = None,
+) -> np.ndarray:
+    """Depth image of a pinhole camera at any pose in the world, by ray casting.
+
+    As :func:`cast_depth`, for a camera that is not in the model (e.g. a head camera tilted
+    otherwise than the navigation camera).
+
+    Args:
+        model: ``mujoco.MjModel``.
+        data: ``mujoco.MjData`` after ``mj_forward``.
+        origin: ``(3,)`` optical centre in the world, metres.
+        optical_to_world: ``(3, 3)`` rotation, columns the optical x (right), y (down) and z
+            (forward) axes in the world.
+        vertical_fov_deg: Vertical field of view, degrees.
+        spec: Image geometry (default :class:`DepthSpec`).
+
+    Returns:
+        ``(H, W)`` float32 depths, metres (REP-117/118 non-finite values).
+    """
+    import mujoco
+
+    spec = spec or DepthSpec()
+    f = spec.focal_px(vertical_fov_deg)
     v, u = np.mgrid[0 : spec.height, 0 : spec.width]
     opt = np.stack(
         [(u - (spec.width - 1) / 2.0) / f, (v - (spec.height - 1) / 2.0) / f, np.ones(u.shape)],
         axis=-1,
     ).reshape(-1, 3)
-    # MuJoCo's camera frame looks along -z with y up; the optical frame is it turned by pi about x.
-    rot = data.cam_xmat[cid].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
-    vec = np.ascontiguousarray(opt @ rot.T)
+    vec = np.ascontiguousarray(opt @ np.asarray(optical_to_world, dtype=np.float64).T)
     n = vec.shape[0]
     groups = np.zeros(6, dtype=np.uint8)
     groups[list(spec.geom_groups)] = 1
@@ -189,7 +219,7 @@ def cast_depth(model: Any, data: Any, camera: str, spec: DepthSpec | None = None
     mujoco.mj_multiRay(
         model,
         data,
-        np.asarray(data.cam_xpos[cid], dtype=np.float64),
+        np.asarray(origin, dtype=np.float64),
         vec.ravel(),
         groups,
         True,

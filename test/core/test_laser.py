@@ -101,3 +101,21 @@ def test_cast_depth_is_depth_along_the_optical_axis():
     assert invalid == 0.0
     with pytest.raises(KeyError):
         cast_depth(model, data, "nope", spec)
+
+
+def test_cast_depth_at_a_pose_outside_the_model():
+    from safevla_core.shield import DepthCamera
+    from safevla_core.sim.laser import DepthSpec, cast_depth_at
+
+    model = mujoco.MjModel.from_xml_string(DEPTH_SCENE)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    # The same lens 1 m up, tilted 20 deg down: the centre ray (cos 20, 0, -sin 20) meets the
+    # wall x = 2 at z = 1 - 2 tan 20 = 0.272 m, 2 / cos 20 = 2.128 m along the axis.
+    rot = DepthCamera(pitch_rad=math.radians(20.0)).rotation()
+    depth = cast_depth_at(model, data, np.array([0.0, 0.0, 1.0]), rot, 90.0, DepthSpec(5, 5))
+    assert depth[2, 2] == pytest.approx(2.0 / math.cos(math.radians(20.0)), abs=1e-6)
+    # Row 4 looks along z + 0.8 y of the optical frame = (cos 20 - 0.8 sin 20, 0, -(sin 20 +
+    # 0.8 cos 20)) = (0.666, 0, -1.094): at x = 2 it is at z = 1 - 2 x 1.094 / 0.666 = -2.3,
+    # under the wall (no floor in this scene) -> no return.
+    assert depth[4, 2] == math.inf
