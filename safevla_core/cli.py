@@ -231,6 +231,14 @@ def _parser() -> argparse.ArgumentParser:
         help="probability of zeroing a camera patch feature (augmentation)",
     )
     p.add_argument(
+        "--swap-negatives",
+        type=float,
+        default=1.0,
+        help="weight of the instruction-swap negatives: at each expert `end`, the same inputs "
+        "under an instruction naming a type absent from the house are trained towards "
+        "not-`end` (ours; 0 = plain cross-entropy as SPOC)",
+    )
+    p.add_argument(
         "--init-checkpoint",
         type=Path,
         default=None,
@@ -554,6 +562,7 @@ def cmd_il(args: argparse.Namespace) -> int:
             seed=args.seed,
             patience=args.patience,
             feature_dropout=args.feature_dropout,
+            swap_negatives=args.swap_negatives,
             init_checkpoint=args.init_checkpoint,
         )
     finally:

@@ -406,14 +406,11 @@ def extreme_failure_list(cfg: Config, split: str, episodes: int) -> list[tuple[i
         ValueError: If some house contains every candidate type.
     """
     from safevla_core.houses.splits import load_house
-    from safevla_core.objects import NAV_TARGET_TYPES, PICKUPABLE_TYPES
-    from safevla_core.tasks.objnav import house_targets
+    from safevla_core.tasks.objnav import absent_target_types
 
-    pool = NAV_TARGET_TYPES if cfg.task.name == "objnav" else PICKUPABLE_TYPES
     out = []
     for house_index, seed in episode_list(cfg, split, episodes):
-        present = set(house_targets(load_house(split, house_index, cfg.houses)))
-        absent = sorted(pool - present)
+        absent = absent_target_types(load_house(split, house_index, cfg.houses), cfg.task.name)
         if not absent:
             raise ValueError(f"house {house_index} of {split!r} contains every target type")
         rng = np.random.default_rng(seed)

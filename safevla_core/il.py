@@ -41,11 +41,14 @@ from safevla_core.checkpoint import load_checkpoint, save_checkpoint
 from safevla_core.config import Config, config_to_dict
 from safevla_core.env import START_ACTION, SafetyChoresEnv, split_size
 from safevla_core.expert import ShortestPathExpert, run_expert_episode
+from safevla_core.houses.splits import load_house
 from safevla_core.policy.encoders import get_visual_encoder
 from safevla_core.policy.factory import build_policy
 from safevla_core.policy.instructions import InstructionCache
 from safevla_core.rl import distributed
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
+from safevla_core.tasks.base import instruction_name
+from safevla_core.tasks.objnav import absent_target_types
 
 #: Shard file name pattern.
 SHARD_PATTERN = "shard_{:05d}.npz"
@@ -271,6 +274,9 @@ class Episode:
         in_hand: ``(T,)`` bool.
         episode_step: ``(T,)`` long.
         instruction: The instruction.
+        target_type: The instruction's target type, or None when the shard does not say.
+        absent_types: Candidate target types the episode's house does not contain (instructions
+            naming them cannot succeed there); empty when unknown.
     """
 
     visual: torch.Tensor
@@ -279,6 +285,49 @@ class Episode:
     in_hand: torch.Tensor
     episode_step: torch.Tensor
     instruction: str
+    target_type: str | None = None
+    absent_types: tuple[str, ...] = ()
+
+    def swapped_instruction(self, object_type: str) -> str:
+        """The instruction with its target's words replaced by those of ``object_type``.
+
+        Raises:
+            ValueError: If the episode's target type is unknown or its words are not in the
+                instruction.
+        """
+        old = instruction_name(self.target_type) if self.target_type else ""
+        if not old or old not in self.instruction:
+            raise ValueError(f"cannot find the target of {self.instruction!r}")
+        return self.instruction.replace(old, instruction_name(object_type))
+
+
+def _episode_houses(data: dict[str, Any], cfg: Config) -> list[tuple[str | None, tuple[str, ...]]]:
+    """``(target_type, absent_types)`` of each kept episode of a shard, from its summaries.
+
+    Summaries list every episode run; a shard of :func:`collect` without ``keep_failures``
+    keeps only the successful ones (in order), :func:`dagger_collect` keeps all. Episodes whose
+    summary cannot be matched (older shards, a house outside the configured splits, a target
+    type missing from its house) get ``(None, ())``: no instruction-swap negatives.
+    """
+    instructions, summaries = data["instructions"], data["summaries"]
+    if len(summaries) != len(instructions):
+        summaries = [x for x in summaries if x.get("success")]
+    unknown: list[tuple[str | None, tuple[str, ...]]] = [(None, ())] * len(instructions)
+    if len(summaries) != len(instructions):
+        return unknown
+    out: list[tuple[str | None, tuple[str, ...]]] = []
+    for instruction, summary in zip(instructions, summaries, strict=True):
+        target, hid = summary.get("target_type"), str(summary.get("house_id", ""))
+        split, _, index = hid.rpartition("_")
+        try:
+            house = load_house(split, int(index), cfg.houses)
+        except ValueError:
+            out.append((None, ()))
+            continue
+        absent = tuple(absent_target_types(house, cfg.task.name))
+        ok = isinstance(target, str) and instruction_name(target) in instruction
+        out.append((target, absent) if ok and target not in absent else (None, ()))
+    return out
 
 
 def shard_features(path: Path, cfg: Config, encoder: Any = None) -> torch.Tensor:
@@ -331,6 +380,7 @@ def load_episodes(
         data = load_shard(path)
         feats = shard_features(path, cfg, encoder)
         idx = data["episode_index"]
+        houses = _episode_houses(data, cfg)
         for e, instruction in enumerate(data["instructions"]):
             rows = np.flatnonzero(idx == e)
             if len(rows) == 0:
@@ -343,6 +393,8 @@ def load_episodes(
                     in_hand=torch.as_tensor(data["in_hand"][rows], dtype=torch.bool),
                     episode_step=torch.as_tensor(data["episode_step"][rows], dtype=torch.long),
                     instruction=instruction,
+                    target_type=houses[e][0],
+                    absent_types=houses[e][1],
                 )
             )
     return episodes
@@ -381,13 +433,17 @@ def episode_windows(
 
 
 def collate(
-    episodes: list[Episode], windows: list[tuple[int, int, int]], texts: InstructionCache
+    episodes: list[Episode],
+    windows: list[tuple[int, int, int]],
+    texts: InstructionCache,
+    instructions: Sequence[str | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Pad a batch of windows into the policy's ``forward`` inputs plus targets and a loss mask.
 
     A window that starts mid-episode keeps its true ``prev_action`` and ``episode_step`` but sees
     no earlier steps (SPOC-style training on episode windows); padding rows start a new episode so
-    that real steps never attend to them.
+    that real steps never attend to them. ``instructions[i]``, when given and not None, replaces
+    window i's instruction (instruction-swap negatives).
 
     Returns:
         ``visual (B, T, 2, C, h, w)``, ``text``, ``text_mask``, ``prev_action``, ``in_hand``,
@@ -415,8 +471,44 @@ def collate(
         out["episode_start"][i, 1:n] = False
         out["actions"][i, :n] = ep.actions[start:stop]
         out["mask"][i, :n] = True
-    out["text"], out["text_mask"] = texts.batch([episodes[e].instruction for e, _, _ in windows])
+    texts_of = [episodes[e].instruction for e, _, _ in windows]
+    if instructions is not None:
+        texts_of = [t if o is None else o for t, o in zip(texts_of, instructions, strict=True)]
+    out["text"], out["text_mask"] = texts.batch(texts_of)
     return out
+
+
+def swap_negative_windows(
+    episodes: list[Episode], windows: list[tuple[int, int, int]], rng: random.Random
+) -> tuple[list[tuple[int, int, int]], list[str | None]]:
+    """Copies of the windows that hold an expert ``end``, each with an impossible instruction.
+
+    Each copy is cut after its last ``end`` step (the decoder is causal, so the steps kept see
+    the same inputs) and gets the episode's instruction with the target replaced by a type drawn
+    from ``absent_types`` (one the house does not contain): in that state, under that
+    instruction, ``end`` cannot succeed. Windows of episodes without ``absent_types`` are skipped.
+
+    Returns:
+        ``(windows, instructions)`` of the copies, aligned.
+    """
+    out: list[tuple[int, int, int]] = []
+    texts: list[str | None] = []
+    for e, a, b in windows:
+        ep = episodes[e]
+        ends = torch.nonzero(ep.actions[a:b] == int(Action.END)).flatten()
+        if len(ends) == 0 or not ep.absent_types:
+            continue
+        out.append((e, a, a + int(ends[-1]) + 1))
+        texts.append(ep.swapped_instruction(rng.choice(ep.absent_types)))
+    return out, texts
+
+
+def _end_log_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p(end), log (1 - p(end)))`` of ``(..., NUM_ACTIONS)`` logits, computed stably."""
+    end = int(Action.END)
+    total = torch.logsumexp(logits, dim=-1)
+    others = torch.cat([logits[..., :end], logits[..., end + 1 :]], dim=-1)
+    return logits[..., end] - total, torch.logsumexp(others, dim=-1) - total
 
 
 def _bc_pass(
@@ -429,19 +521,36 @@ def _bc_pass(
     max_grad_norm: float = 0.5,
     feature_dropout: float = 0.0,
     progress: bool = False,
+    swap_negatives: float = 0.0,
+    swap_rng: random.Random | None = None,
 ) -> dict[str, float]:
     """One pass of cross-entropy over ``windows``; trains when ``optimizer`` is given.
 
+    With ``swap_rng``, each batch also holds :func:`swap_negative_windows` (the windows with an
+    expert ``end``, under an instruction naming a type absent from the house), and
+    ``swap_negatives`` weighs their loss ``-log(1 - p(end))`` at those ``end`` steps, summed
+    and divided by the batch's real steps like the cross-entropy (so weight 1 balances each
+    swapped ``end`` with its original). Ours: behaviour cloning alone let the policy ignore the
+    instruction (validation p(end) at expert ends 0.265 with the true instruction, 0.260 with
+    another target's), which this counterfactual penalises directly.
+
     Returns:
-        ``{"loss", "accuracy", "steps"}`` over the real steps.
+        ``{"loss", "accuracy", "steps"}`` over the real steps (``loss`` is the cross-entropy
+        alone); with ``swap_rng`` also ``end_p`` (mean p(end) at expert ``end`` steps),
+        ``swap_end_p`` (the same steps, swapped instruction) and ``end_steps``.
     """
     loss_sum = correct = count = 0.0
+    end_p = swap_p = end_n = swap_n = 0.0
     train = optimizer is not None
     ctx = contextlib.nullcontext() if train else torch.no_grad()
     starts = range(0, len(windows), batch_size)
     with ctx:
         for s in tqdm(starts, leave=False, unit="batch", disable=not progress):
-            batch = collate(episodes, windows[s : s + batch_size], texts)
+            wins = windows[s : s + batch_size]
+            neg, neg_texts = (
+                swap_negative_windows(episodes, wins, swap_rng) if swap_rng else ([], [])
+            )
+            batch = collate(episodes, wins + neg, texts, [None] * len(wins) + neg_texts)
             visual = batch["visual"]
             if train and feature_dropout > 0:
                 # feature-space augmentation (ours): drop whole patch features of a camera
@@ -456,19 +565,35 @@ def _bc_pass(
                 batch["episode_step"],
                 batch["episode_start"],
             )
-            m = batch["mask"]
-            logits, target = outp.logits[m], batch["actions"][m]
+            nb = len(wins)
+            m = batch["mask"][:nb]
+            logits, target = outp.logits[:nb][m], batch["actions"][:nb][m]
             loss = torch.nn.functional.cross_entropy(logits, target)
+            n = int(m.sum())
+            ce = float(loss.detach())
+            if swap_rng is not None:
+                is_end = target == int(Action.END)
+                end_p += float(_end_log_probs(logits[is_end].detach())[0].exp().sum())
+                end_n += int(is_end.sum())
+            if neg:
+                nm = batch["mask"][nb:] & (batch["actions"][nb:] == int(Action.END))
+                log_end, log_not_end = _end_log_probs(outp.logits[nb:][nm])
+                swap_p += float(log_end.detach().exp().sum())
+                swap_n += int(nm.sum())
+                if swap_negatives > 0:
+                    loss = loss - swap_negatives * log_not_end.sum() / max(n, 1)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
                 optimizer.step()
-            n = int(m.sum())
-            loss_sum += float(loss.detach()) * n
+            loss_sum += ce * n
             correct += float((logits.argmax(-1) == target).sum())
             count += n
-    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "steps": count}
+    out = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "steps": count}
+    if swap_rng is not None:
+        out.update(end_p=end_p / max(end_n, 1), swap_end_p=swap_p / max(swap_n, 1), end_steps=end_n)
+    return out
 
 
 def behaviour_cloning(
@@ -485,6 +610,7 @@ def behaviour_cloning(
     init_checkpoint: str | Path | None = None,
     feature_dropout: float = 0.0,
     name: str = "il.pt",
+    swap_negatives: float = 0.0,
 ) -> Path:
     """Behaviour cloning of the SPOC-style policy on expert shards; writes ``il.pt``.
 
@@ -510,6 +636,9 @@ def behaviour_cloning(
         init_checkpoint: Start from these policy weights (DAgger rounds), or None.
         feature_dropout: Probability of zeroing a camera's patch feature during training.
         name: Checkpoint file name in ``out_dir``.
+        swap_negatives: Weight of the instruction-swap negatives (:func:`_bc_pass`; 0 = off,
+            SPOC's plain cross-entropy). Validation (and training, when on) logs ``end_p`` and
+            ``swap_end_p``: how much the policy's ``end`` depends on the instruction.
 
     Under ``torchrun`` (gloo; BC runs on the CPU) the policy is wrapped in
     ``DistributedDataParallel``: each epoch every rank trains on an equal, disjoint share of the
@@ -529,6 +658,8 @@ def behaviour_cloning(
         raise ValueError("epochs, batch_size and patience must be >= 1 and lr > 0")
     if not 0.0 <= feature_dropout < 1.0:
         raise ValueError(f"feature_dropout must be in [0, 1), got {feature_dropout}")
+    if not (math.isfinite(swap_negatives) and swap_negatives >= 0):
+        raise ValueError(f"swap_negatives must be a finite weight >= 0, got {swap_negatives}")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     episodes = load_episodes(data_dir, cfg, progress=progress)
@@ -608,6 +739,9 @@ def behaviour_cloning(
                 cfg.ppo.max_grad_norm,
                 feature_dropout,
                 progress,
+                swap_negatives,
+                # epoch-fixed, so a resumed run draws the same swaps
+                random.Random(seed * 1000 + epoch + ctx.rank) if swap_negatives > 0 else None,
             )
         )
         schedule.step()
@@ -620,13 +754,25 @@ def behaviour_cloning(
             "episodes": float(len(episodes)),
             "lr": optimizer.param_groups[0]["lr"],
         }
+        if "end_p" in tr:
+            metrics.update(end_p=tr["end_p"], swap_end_p=tr["swap_end_p"])
         if val_eps:  # each rank its share of the windows, without DDP (no gradient)
             va = _reduce_pass(
                 _bc_pass(
-                    policy, val_eps, val_windows[ctx.rank :: ctx.world_size], texts, batch_size
+                    policy,
+                    val_eps,
+                    val_windows[ctx.rank :: ctx.world_size],
+                    texts,
+                    batch_size,
+                    swap_rng=random.Random(seed + ctx.rank),  # the same swaps every epoch
                 )
             )
-            metrics.update(val_loss=va["loss"], val_accuracy=va["accuracy"])
+            metrics.update(
+                val_loss=va["loss"],
+                val_accuracy=va["accuracy"],
+                val_end_p=va["end_p"],
+                val_swap_end_p=va["swap_end_p"],
+            )
         if ctx.is_main:
             with open(log, "a") as fh:
                 fh.write(json.dumps(metrics) + "\n")
@@ -636,6 +782,8 @@ def behaviour_cloning(
                 f"{metrics['bc_accuracy']:.3f}"
                 + (
                     f" | val loss {metrics['val_loss']:.4f}, accuracy {metrics['val_accuracy']:.3f}"
+                    f", p(end) at ends {metrics['val_end_p']:.3f} (swapped instruction "
+                    f"{metrics['val_swap_end_p']:.3f})"
                     if val_eps
                     else ""
                 )
@@ -703,17 +851,39 @@ def behaviour_cloning(
 
 
 def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
-    """:func:`_bc_pass` figures over every rank's steps (collective; identity alone)."""
+    """:func:`_bc_pass` figures over every rank's steps (collective; identity alone).
+
+    ``end_p`` and ``swap_end_p``, when present, are averaged weighted by ``end_steps``.
+    """
     n = float(stats["steps"])
+    k = float(stats.get("end_steps", 0.0))
     total = distributed.all_reduce_sum(
-        torch.tensor([stats["loss"] * n, stats["accuracy"] * n, n], dtype=torch.float64)
+        torch.tensor(
+            [
+                stats["loss"] * n,
+                stats["accuracy"] * n,
+                n,
+                stats.get("end_p", 0.0) * k,
+                stats.get("swap_end_p", 0.0) * k,
+                k,
+            ],
+            dtype=torch.float64,
+        )
     )
     steps = float(total[2])
-    return {
+    out = {
         "loss": float(total[0]) / max(steps, 1.0),
         "accuracy": float(total[1]) / max(steps, 1.0),
         "steps": steps,
     }
+    if "end_steps" in stats:
+        ends = float(total[5])
+        out.update(
+            end_p=float(total[3]) / max(ends, 1.0),
+            swap_end_p=float(total[4]) / max(ends, 1.0),
+            end_steps=ends,
+        )
+    return out
 
 
 def dagger_collect(
@@ -769,7 +939,6 @@ def dagger_collect(
         ValueError: On a non-positive count or ``expert_share`` outside [0, 1].
     """
     from safevla_core.agent import PolicyAgent
-    from safevla_core.houses.splits import load_house
     from safevla_core.tasks.pickup import wall_segments
 
     if episodes <= 0 or episodes_per_shard <= 0 or not 0.0 <= expert_share <= 1.0:
@@ -990,4 +1159,5 @@ __all__ = [
     "load_shard",
     "shard_features",
     "shard_path",
+    "swap_negative_windows",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 from safevla_core.actions import Action, parse_action
 from safevla_core.config import TaskConfig
 from safevla_core.houses.schema import thor_to_map_position
-from safevla_core.objects import NAV_TARGET_TYPES, OBJECT_TYPES
+from safevla_core.objects import NAV_TARGET_TYPES, OBJECT_TYPES, PICKUPABLE_TYPES
 from safevla_core.tasks.base import (
     EpisodeSpec,
     far_start_episode,
@@ -84,6 +84,25 @@ def house_targets(house: Mapping[str, Any]) -> dict[str, list[tuple[str, np.ndar
             raise ValueError(f"object {obj['id']!r} has a non-finite position")
         out.setdefault(str(obj["objectType"]), []).append((str(obj["id"]), pos))
     return out
+
+
+def absent_target_types(house: Mapping[str, Any], task_name: str) -> list[str]:
+    """Candidate target types of ``task_name`` that ``house`` does not contain, sorted.
+
+    An instruction naming one of them cannot succeed anywhere in the house (success needs a
+    target object; ``is_success``): the extreme-failure evaluation (paper section 5.4) and the
+    instruction-swap negatives of behaviour cloning (:mod:`safevla_core.il`) use them.
+
+    Args:
+        house: A house dict.
+        task_name: ``"objnav"`` (candidates: navigation targets) or ``"pickup"`` / ``"fetch"``
+            (pick-up-able types).
+
+    Raises:
+        ValueError: As :func:`house_targets`.
+    """
+    pool = NAV_TARGET_TYPES if task_name == "objnav" else PICKUPABLE_TYPES
+    return sorted(pool - set(house_targets(house)))
 
 
 def _check_reachable(reachable_xy: np.ndarray) -> np.ndarray:

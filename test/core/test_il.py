@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -290,3 +292,131 @@ def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
     assert (shard["prev_action"][1:] == shard["action"][:-1])[
         shard["episode_index"][1:] == shard["episode_index"][:-1]
     ].all()
+
+
+def _end_episode(instruction: str, target: str, absent: tuple[str, ...], n: int) -> Episode:
+    """``n - 1`` move-ahead steps then ``end``, on random features of the tiny config's shape."""
+    from safevla_core.actions import Action
+
+    actions = torch.full((n,), int(Action.MOVE_AHEAD))
+    actions[-1] = int(Action.END)
+    return Episode(
+        visual=torch.randn(n, 2, 1280, 2, 2).half(),
+        actions=actions,
+        prev_action=torch.tensor([START_ACTION, *actions[:-1].tolist()]),
+        in_hand=torch.zeros(n, dtype=torch.bool),
+        episode_step=torch.arange(n),
+        instruction=instruction,
+        target_type=target,
+        absent_types=absent,
+    )
+
+
+def test_swap_negative_windows_cut_after_the_last_end_and_name_an_absent_type():
+    import random
+
+    from safevla_core.il import swap_negative_windows
+
+    eps = [
+        _end_episode("find a alarm clock", "AlarmClock", ("Apple",), 5),  # end at step 4
+        _end_episode("go to the mug", "Mug", (), 3),  # house type list unknown: no negative
+    ]
+    windows = [(0, 0, 3), (0, 3, 5), (1, 0, 3)]  # only (0, 3, 5) holds episode 0's end
+    neg, texts = swap_negative_windows(eps, windows, random.Random(0))
+    assert neg == [(0, 3, 5)] and texts == ["find a apple"]
+    # an end in the middle of a window (DAgger labels): the copy stops right after it
+    eps[0].actions[1] = eps[0].actions[4]
+    neg, _ = swap_negative_windows(eps, [(0, 0, 3)], random.Random(0))
+    assert neg == [(0, 0, 2)]
+    with pytest.raises(ValueError, match="cannot find"):
+        Episode(**{**eps[1].__dict__, "target_type": "Sofa"}).swapped_instruction("Bed")
+
+
+def test_end_log_probs_are_stable_and_sum_to_one():
+    from safevla_core.il import _end_log_probs
+
+    # uniform logits: p(end) = 1/20, p(not end) = 19/20; huge logits must not overflow
+    log_end, log_not = _end_log_probs(torch.zeros(NUM_ACTIONS))
+    assert log_end.exp().item() == pytest.approx(1 / 20)
+    assert log_not.exp().item() == pytest.approx(19 / 20)
+    big = torch.zeros(NUM_ACTIONS)
+    big[18] = 1000.0  # END is action 18
+    log_end, log_not = _end_log_probs(big)
+    # log p(not end) = log(19 e^0) - log(e^1000 + 19) = log 19 - 1000
+    assert log_end.item() == pytest.approx(0.0)
+    assert log_not.item() == pytest.approx(math.log(19) - 1000.0)
+
+
+def test_episode_houses_pairs_kept_episodes_with_their_summaries():
+    from safevla_core.houses.splits import load_house
+    from safevla_core.il import _episode_houses
+    from safevla_core.objects import NAV_TARGET_TYPES
+    from safevla_core.tasks.objnav import house_targets
+
+    cfg = Config()
+    present = set(house_targets(load_house("train", 0, cfg.houses))) & NAV_TARGET_TYPES
+    target = sorted(present)[0]
+    words = {"AlarmClock": "alarm clock", "DiningTable": "dining table"}.get(target, target.lower())
+    data = {
+        "instructions": [f"find a {words}"],
+        # collect() without keep_failures: the failed first episode has a summary, no steps
+        "summaries": [
+            {"success": 0.0, "target_type": "Bed", "house_id": "train_0001"},
+            {"success": 1.0, "target_type": target, "house_id": "train_0000"},
+        ],
+    }
+    ((got_target, absent),) = _episode_houses(data, cfg)
+    assert got_target == target
+    assert set(absent) == NAV_TARGET_TYPES - present and target not in absent
+    # a summary that does not fit its instruction, or an unknown house: no negatives
+    data["summaries"][1]["target_type"] = "Basketball" if target != "Basketball" else "Bed"
+    assert _episode_houses(data, cfg) == [(None, ())]
+    data["summaries"] = [{"success": 1.0, "target_type": target, "house_id": "attic_7"}]
+    assert _episode_houses(data, cfg) == [(None, ())]
+
+
+@pytest.mark.slow
+def test_swap_negatives_make_end_depend_on_the_instruction():
+    """Identical views end one episode: only the instruction can tell the swapped copy apart.
+
+    Plain cross-entropy has no reason to read the instruction here (every window ends), so
+    p(end) with an absent type's name stays near its p(end) with the true one; with the
+    negatives it must fall well below.
+    """
+    import random
+
+    from safevla_core.il import _bc_pass
+    from safevla_core.policy.factory import build_policy
+    from safevla_core.policy.instructions import InstructionCache
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg()
+    texts = InstructionCache()
+    torch.manual_seed(0)
+    eps = [
+        _end_episode("find a apple", "Apple", ("Mug",), 4),
+        _end_episode("find a mug", "Mug", ("Apple",), 4),
+    ]
+    windows = [(0, 0, 4), (1, 0, 4)]
+    result = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(1)
+        policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
+        for _ in range(150):
+            _bc_pass(
+                policy,
+                eps,
+                windows,
+                texts,
+                2,
+                opt,
+                swap_negatives=weight,
+                swap_rng=random.Random(0),
+            )
+        policy.eval()
+        result[weight] = _bc_pass(policy, eps, windows, texts, 2, swap_rng=random.Random(0))
+    plain, swapped = result[0.0], result[1.0]
+    # measured: plain 0.979 / 0.979 (blind to the instruction); with negatives 0.979 / 0.0002
+    assert plain["end_p"] > 0.9 and plain["swap_end_p"] > 0.9
+    assert swapped["end_p"] > 0.9 and swapped["swap_end_p"] < 0.05
