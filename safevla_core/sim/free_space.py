@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from safevla_core.houses.floor_plan import WALL_THICKNESS_M
-from safevla_core.sim.scene import HouseLayout, point_in_polygon
+from safevla_core.houses.floor_plan import WALL_THICKNESS_M, point_in_polygon
+from safevla_core.sim.scene import HouseLayout
 from safevla_core.stretch_constants import BASE_TURN_RADIUS_M
 
 #: Grid spacing of reachable positions, metres (AI2-THOR's default ``gridSize`` 0.25).
