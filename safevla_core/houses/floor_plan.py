@@ -335,15 +335,22 @@ def house_floor_plan(house: Mapping[str, Any]) -> FloorPlan:
         floors.append(poly)
     if not floors:
         raise ValueError(f"house {house.get('id', '?')!r} has no floor")
-    furniture, floor_objects = [], []
+    furniture, floor_objects = _object_footprints(house, floor_objects=True)
+    return FloorPlan(tuple(floors), tuple(_wall_pieces(house)), furniture, floor_objects)
+
+
+def _object_footprints(
+    house: Mapping[str, Any], floor_objects: bool
+) -> tuple[tuple[Obstacle2D, ...], tuple[Obstacle2D, ...]]:
+    """Footprints of the static objects and (if asked) of the movable ones on the floor."""
+    static, loose = [], []
     for o in iter_objects(house):
         if is_kinematic(o):
-            furniture.append(object_footprint(o))
-        elif float(o["position"]["y"]) - float(object_size_map(o)[2]) / 2 < FLOOR_CONTACT_TOL_M:
-            floor_objects.append(object_footprint(o))
-    return FloorPlan(
-        tuple(floors), tuple(_wall_pieces(house)), tuple(furniture), tuple(floor_objects)
-    )
+            static.append(object_footprint(o))
+        elif floor_objects:
+            if float(o["position"]["y"]) - float(object_size_map(o)[2]) / 2 < FLOOR_CONTACT_TOL_M:
+                loose.append(object_footprint(o))
+    return tuple(static), tuple(loose)
 
 
 def house_obstacle_rects(
@@ -351,8 +358,9 @@ def house_obstacle_rects(
 ) -> list[Obstacle2D]:
     """Walls (cut at doorways) and static furniture as 2-D rectangles, map frame.
 
-    The rectangles of :func:`house_floor_plan`: walls WALL_THICKNESS_M thick centred on their
-    polygon's bottom edge (walls on the same line yield one obstacle), then furniture.
+    The rectangles of :func:`house_floor_plan` (but a house without rooms is fine here): walls
+    WALL_THICKNESS_M thick centred on their polygon's bottom edge (walls on the same line yield
+    one obstacle), then furniture, then the floor objects if asked.
 
     Args:
         house: A house in the schema of :mod:`safevla_core.houses.schema`.
@@ -363,11 +371,11 @@ def house_obstacle_rects(
         Obstacles; call :meth:`Obstacle2D.aabb` for axis-aligned boxes.
 
     Raises:
-        ValueError: On a door or window naming an unknown ``wall0``, a house without rooms.
+        ValueError: On a door or window naming an unknown ``wall0``.
         KeyError: On an object with neither bounding box nor catalogued type.
     """
-    plan = house_floor_plan(house)
-    return [*plan.walls, *plan.furniture, *(plan.floor_objects if include_floor_objects else ())]
+    furniture, floor_objects = _object_footprints(house, include_floor_objects)
+    return [*_wall_pieces(house), *furniture, *floor_objects]
 
 
 def point_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
