@@ -9,18 +9,18 @@ points at once, "does the robot's footprint of radius r fit here". Everything el
 * :func:`free_space_grid` (here): a 5 cm raster with a flood fill, the generator's check of its
   layouts (a robot reaches every doorway; the agent starts clear of furniture) and so the
   definition of the generated houses (``GENERATOR_VERSION`` in
-  :mod:`~safevla_core.houses.generator`). It tests the footprint's *square* and counts movable
-  objects standing on the floor (``square=True, floor_objects=True``).
+  :mod:`~safevla_core.houses.generator`). It tests the footprint's *square*, a touch blocking,
+  and counts movable objects standing on the floor (``conservative=True, floor_objects=True``).
 * :func:`safevla_core.sim.free_space.reachable_grid`: AI2-THOR's 0.25 m lattice, the simulator's
   reachable positions (start poses, the corner cost, the expert). It tests the footprint's
-  *circle* against walls and static furniture only (the defaults).
+  *circle*, a touch fitting, against walls and static furniture only (the defaults).
 
 The two settings differ because each defines data that must not change. On the 120 houses of
 the default splits, the generator testing the circle would move the agent start
 (``metadata.agent``, nothing else) of 119 houses, leaving out the floor objects that of 98; the
 simulator testing the square would lose 1,383 of its 48,475 reachable points (2.9%, every
-house), counting the floor objects 438 (0.9%, 103 houses), both 1,905 (3.9%). docs/houses.md
-has the measurement.
+house), counting the floor objects 438 (0.9%, 103 houses), both 1,905 (3.9%) (measured by
+swapping the settings of the two callers, issue #13).
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ FLOOR_OPENING_TOL_M: float = 1e-6
 #: A point this close to a room's floor edge is on that floor, metres (ours: a doorway's centre
 #: line is the edge two rooms share).
 FLOOR_EDGE_TOL_M: float = 1e-6
-#: A footprint that touches an obstacle, or misses it by less than this, is blocked, metres
-#: (ours: far below the 1e-4 m rounding of house JSON, far above float error, so a footprint
-#: exactly touching a wall is blocked the same way on every machine).
+#: In the conservative footprint test a footprint that touches an obstacle, or misses it by less
+#: than this, is blocked, metres (ours: far below the 1e-4 m rounding of house JSON, far above
+#: float error, so a touch is blocked whatever the rounding; the generator's raster did the same).
 CONTACT_TOL_M: float = 1e-9
 
 
@@ -449,37 +449,56 @@ def _on_floor(plan: FloorPlan, query: _BoxQuery) -> np.ndarray:
     return inside
 
 
+def _axes(yaw_rad: float) -> tuple[float, float]:
+    """``(cos, sin)`` of a yaw, exactly ``(0, +-1)`` or ``(+-1, 0)`` at a multiple of 90 degrees.
+
+    ``math.cos(math.pi / 2)`` is 6e-17, not 0: unsnapped, a point's offset along an
+    axis-parallel wall leaks into its distance across it by an ulp or so, and whether a
+    footprint touching the wall fits would depend on where along the wall it stands.
+    """
+    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
+    if abs(c) < 1e-12:
+        return 0.0, math.copysign(1.0, s)
+    if abs(s) < 1e-12:
+        return math.copysign(1.0, c), 0.0
+    return c, s
+
+
 def footprint_free(
     plan: FloorPlan,
     points: np.ndarray,
     radius_m: float,
     *,
-    square: bool = False,
+    conservative: bool = False,
     floor_objects: bool = False,
 ) -> np.ndarray:
     """Whether the robot's footprint of radius ``radius_m`` fits at each point: the one test.
 
     A point is free when it is on a floor (:func:`on_floor`) and the footprint centred there
-    keeps more than CONTACT_TOL_M from every obstacle: each wall piece's centre line thickened
-    by half the wall thickness, each furniture footprint (and each floor object's, if asked).
+    stays clear of every obstacle: each wall piece's centre line thickened by half the wall
+    thickness, each furniture footprint (and each floor object's, if asked).
 
-    The footprint is the circle of ``radius_m`` (Euclidean distance), or with ``square`` its
-    circumscribed square, aligned with each obstacle (Chebyshev distance in the obstacle's
-    frame). The square is the conservative test (a point free for the square is free for the
-    circle) the generator's houses were built with. The thickening follows the same metric, so
-    a wall piece counts as a capsule reaching WALL_THICKNESS_M / 2 past the wall box's flat
-    end for the circle, and as a box as much longer for the square.
+    The exact test (the default, the simulator's) takes the footprint as the circle of
+    ``radius_m`` (Euclidean distance) and lets it touch an obstacle (a touch computed exactly,
+    e.g. in binary fractions; at a decimal one such as 0.39 m float rounding decides, the same
+    way all along an axis-parallel side: see :func:`_axes`). The conservative test (the
+    generator's houses were built with it) takes the circle's circumscribed square, aligned with
+    each obstacle (Chebyshev distance in the obstacle's frame), and counts a touch, or a miss by
+    less than CONTACT_TOL_M, as blocked; every point it finds free, the exact test does too. The
+    thickening follows the metric: a wall piece counts as a capsule reaching
+    WALL_THICKNESS_M / 2 past the wall box's flat end for the circle, as a box as much longer
+    for the square.
 
-    Worked example: a wall along the x axis from (0, 0) to (2, 0), radius 0.34: (1, 0.39) is
-    blocked (0.39 - 0.05 = 0.34 touches), (1, 0.4) is free; (2.3, 0.3) beyond the wall's end is
-    hypot(0.3, 0.3) - 0.05 = 0.374 away, free for the circle, but max(0.3, 0.3) - 0.05 = 0.25
-    for the square, blocked.
+    Worked example, a wall along the x axis from (0, 0) to (2, 0), radius 0.34: (1, 0.38) is
+    blocked (0.38 - 0.05 = 0.33 < 0.34), (1, 0.4) is free (0.35); (2.3, 0.3), beyond the wall's
+    end, is hypot(0.3, 0.3) - 0.05 = 0.374 away, free for the exact test, but
+    max(0.3, 0.3) - 0.05 = 0.25 for the conservative one, blocked.
 
     Args:
         plan: The house's floor plan (:func:`house_floor_plan`).
         points: ``(M, 2)`` positions in ``map``, metres.
         radius_m: Footprint radius, metres (>= 0).
-        square: Test the circumscribed square instead of the circle.
+        conservative: The square footprint, and touching blocks (the generator's test).
         floor_objects: Movable objects standing on the floor block too.
 
     Returns:
@@ -501,19 +520,22 @@ def footprint_free(
     shapes += [(ob, ob.half_extents, 0.0) for ob in objects]
     for ob, (hx, hy), thick in shapes:
         # Only points in the bounding box of the obstacle's rectangle grown by the reach on
-        # every side can be blocked by it (the square's reach; the circle's is inside it).
+        # every side can be blocked by it (the square's reach, which holds the circle's).
         reach = thick + radius_m + CONTACT_TOL_M + 1e-6
         grown = Obstacle2D(ob.id, ob.center_xy, (hx + reach, hy + reach), ob.yaw_rad)
         near = query.inside(*grown.aabb())
         near = near[free[near]]
         if len(near) == 0:
             continue
-        c, s = math.cos(ob.yaw_rad), math.sin(ob.yaw_rad)
+        c, s = _axes(ob.yaw_rad)
         q = pts[near] - np.asarray(ob.center_xy)
         ex = np.maximum(np.abs(q[:, 0] * c + q[:, 1] * s) - hx, 0.0)
         ey = np.maximum(np.abs(-q[:, 0] * s + q[:, 1] * c) - hy, 0.0)
-        dist = np.maximum(ex, ey) if square else np.hypot(ex, ey)
-        free[near[dist - thick <= radius_m + CONTACT_TOL_M]] = False
+        if conservative:
+            blocked = np.maximum(ex, ey) <= radius_m + thick + CONTACT_TOL_M
+        else:  # the 2-norm as np.linalg.norm computes it; a touch (equality) fits
+            blocked = np.sqrt(ex * ex + ey * ey) < radius_m + thick
+        free[near[blocked]] = False
     return free
 
 
@@ -622,8 +644,9 @@ def free_space_grid(
 ) -> FreeSpaceGrid:
     """The generator's raster: :func:`footprint_free` at the centres of square cells.
 
-    The square footprint with floor objects (``square=True, floor_objects=True``): the test the
-    generated houses were built with (see the module docstring for why it is not the circle).
+    The conservative test with floor objects (``conservative=True, floor_objects=True``): the
+    test the generated houses were built with (the module docstring says why it is not the
+    simulator's).
 
     Args:
         house: A house in the schema of :mod:`safevla_core.houses.schema`.
@@ -647,5 +670,5 @@ def free_space_grid(
     ny = math.ceil((fy1 - fy0) / cell_m - 1e-9)
     gx, gy = np.meshgrid(fx0 + (np.arange(nx) + 0.5) * cell_m, fy0 + (np.arange(ny) + 0.5) * cell_m)
     centres = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    free = footprint_free(plan, centres, robot_radius_m, square=True, floor_objects=True)
+    free = footprint_free(plan, centres, robot_radius_m, conservative=True, floor_objects=True)
     return FreeSpaceGrid(free.reshape(ny, nx), (fx0, fy0), cell_m)
