@@ -106,10 +106,9 @@ GOLDEN_HOUSES = {
 @pytest.mark.parametrize("seed", sorted(GOLDEN_HOUSES))
 def test_generated_houses_and_their_reachable_grids_match_the_golden_digests(seed):
     from safevla_core.sim.free_space import GRID_SIZE_M, reachable_grid
-    from safevla_core.sim.scene import parse_house
 
     house = generate_house(seed, HouseConfig())
-    reach = reachable_grid(parse_house(house))
+    reach = reachable_grid(house_floor_plan(house))
     got = (
         hashlib.sha256(json.dumps(house, sort_keys=True).encode()).hexdigest()[:16],
         len(reach),
