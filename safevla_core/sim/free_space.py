@@ -1,9 +1,9 @@
-"""Free space of a house: the reachable base-position grid and the corner test's free fraction.
+"""The simulator's free space: reachable base positions on AI2-THOR's lattice, the corner test.
 
-Both are pure 2-D geometry in the ``map`` frame (metres), computed from a parsed house
-(:class:`safevla_core.sim.scene.HouseLayout`), with no simulator. The house generator checks
-its layouts on a different, conservative raster; :mod:`safevla_core.houses.floor_plan` says
-why both exist.
+Both are pure 2-D geometry in the ``map`` frame (metres), with no simulator. A position is
+reachable when the robot's footprint *circle* fits there against walls and static furniture:
+:func:`safevla_core.houses.floor_plan.footprint_free` with its defaults, the same test the house
+generator samples with the square footprint (that module says why the two settings differ).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import math
 
 import numpy as np
 
-from safevla_core.houses.floor_plan import WALL_THICKNESS_M
-from safevla_core.sim.scene import HouseLayout, point_in_polygon
+from safevla_core.houses.floor_plan import FloorPlan, footprint_free
 from safevla_core.stretch_constants import BASE_TURN_RADIUS_M
 
 #: Grid spacing of reachable positions, metres (AI2-THOR's default ``gridSize`` 0.25).
@@ -73,42 +72,22 @@ def free_fraction(
     return float(np.count_nonzero(nearest <= radius_m) / n)
 
 
-def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(M,)`` distance from each point to the segment ``a``-``b``."""
-    ab = b - a
-    denom = float(np.dot(ab, ab))
-    t = np.zeros(len(points)) if denom < 1e-12 else np.clip((points - a) @ ab / denom, 0.0, 1.0)
-    dist: np.ndarray = np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
-    return dist
-
-
-def _box_distance(
-    points: np.ndarray, centre: np.ndarray, yaw: float, half: np.ndarray
-) -> np.ndarray:
-    """``(M,)`` distance from each point to a yawed rectangle (0 inside)."""
-    c, s = math.cos(yaw), math.sin(yaw)
-    d = points - centre
-    local = np.stack([d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c], axis=1)
-    out = np.maximum(np.abs(local) - half, 0.0)
-    dist: np.ndarray = np.linalg.norm(out, axis=1)
-    return dist
-
-
 def reachable_grid(
-    layout: HouseLayout,
+    plan: FloorPlan,
     grid_m: float = GRID_SIZE_M,
     radius_m: float = ROBOT_RADIUS_M,
 ) -> np.ndarray:
     """Grid of base positions where the robot's footprint circle is free.
 
-    A grid point (multiples of ``grid_m`` in ``map``) is reachable when it lies inside a room's
-    floor polygon (or on a shared room edge, e.g. in a doorway), the circle of ``radius_m`` about
-    it stays clear of every solid wall piece (walls are ``WALL_THICKNESS_M`` thick; door and
-    window holes reaching down to the floor are open) and of every static furniture footprint.
-    Free (movable) objects do not block.
+    A grid point (multiples of ``grid_m`` in ``map``, over the floors' bounding box) is
+    reachable when :func:`~safevla_core.houses.floor_plan.footprint_free` holds there: on a
+    room's floor (a shared room edge, e.g. in a doorway, counts), the circle of ``radius_m``
+    clear of every solid wall piece (walls are ``WALL_THICKNESS_M`` thick; holes reaching down
+    to the floor are open) and of every static furniture footprint. Movable objects do not
+    block.
 
     Args:
-        layout: Parsed house.
+        plan: The house's floor plan (:func:`safevla_core.houses.floor_plan.house_floor_plan`).
         grid_m: Grid spacing, metres.
         radius_m: Footprint radius, metres.
 
@@ -120,66 +99,10 @@ def reachable_grid(
     """
     if not (grid_m > 0 and radius_m > 0):
         raise ValueError(f"grid_m and radius_m must be positive, got {grid_m}, {radius_m}")
-    xmin, ymin, xmax, ymax = layout.bounds
+    xmin, ymin, xmax, ymax = plan.bounds
     xs = np.arange(math.ceil(xmin / grid_m - 1e-9), math.floor(xmax / grid_m + 1e-9) + 1) * grid_m
     ys = np.arange(math.ceil(ymin / grid_m - 1e-9), math.floor(ymax / grid_m + 1e-9) + 1) * grid_m
     gx, gy = np.meshgrid(xs, ys)
     pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    free: np.ndarray = pts[footprint_free(layout, pts, radius_m)]
+    free: np.ndarray = pts[footprint_free(plan, pts, radius_m)]
     return free
-
-
-def footprint_free(
-    layout: HouseLayout, points: np.ndarray, radius_m: float = ROBOT_RADIUS_M
-) -> np.ndarray:
-    """Whether the robot's footprint circle fits at each point (the test of :func:`reachable_grid`).
-
-    Args:
-        layout: Parsed house.
-        points: ``(M, 2)`` positions in ``map``, metres.
-        radius_m: Footprint radius, metres.
-
-    Returns:
-        ``(M,)`` bool.
-
-    Raises:
-        ValueError: On a wrong shape or non-finite points.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2 or not np.all(np.isfinite(pts)):
-        raise ValueError(f"points must be finite (M, 2), got shape {pts.shape}")
-    inside = np.zeros(len(pts), dtype=bool)
-    for room in layout.rooms:
-        poly = room.polygon
-        inside |= point_in_polygon(pts, poly)
-        # Points on a room edge (between two rooms, in doorways) count as inside.
-        for a, b in zip(poly, np.roll(poly, -1, axis=0), strict=True):
-            inside |= _segment_distance(pts, a, b) < 1e-6
-    clearance = radius_m + WALL_THICKNESS_M / 2
-    ok = inside
-    for wall in layout.walls:
-        length = wall.length_m
-        if length < 1e-9:
-            continue
-        d = (wall.end - wall.start) / length
-        # Openings that reach the floor (doors) leave a gap; windows above the base do not.
-        floor_holes = [(a, b) for a, b, z0, _ in wall.holes if z0 <= 1e-6]
-        for a, b in _solid_intervals(length, floor_holes):
-            ok &= _segment_distance(pts, wall.start + d * a, wall.start + d * b) >= clearance
-    for obj in layout.objects:
-        if obj.kinematic:
-            half = np.asarray(obj.size_m[:2], dtype=np.float64) / 2
-            ok &= _box_distance(pts, obj.position[:2], obj.yaw_rad, half) >= radius_m
-    return ok
-
-
-def _solid_intervals(length: float, holes: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Solid intervals of ``[0, length]`` minus the ``holes`` (metres along the wall)."""
-    out, s = [], 0.0
-    for a, b in sorted(holes):
-        if a > s:
-            out.append((s, a))
-        s = max(s, b)
-    if s < length:
-        out.append((s, length))
-    return [(a, b) for a, b in out if b - a > 1e-9]

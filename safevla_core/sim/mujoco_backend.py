@@ -38,7 +38,8 @@ How each action runs (all constants below are ours unless a source is named):
   first hit is the object itself. The robot's own geoms never occlude. ``last_seen_step`` uses the
   same test in both cameras.
 * ``free_fraction_1m``: :func:`safevla_core.sim.free_space.free_fraction` of the robot position
-  against the reachable grid (:func:`safevla_core.sim.free_space.reachable_grid`).
+  against the reachable grid (:func:`safevla_core.sim.free_space.reachable_grid` of the house's
+  :func:`~safevla_core.houses.floor_plan.house_floor_plan`).
 
 Reset: the arm starts retracted, with the gripper stowed over the base (``stow_gripper``) or in
 the original pose pointing right; the start pose is one where no robot geom touches anything,
@@ -67,6 +68,7 @@ import numpy as np
 
 from safevla_core.actions import ACTION_EFFECTS, Action, parse_action
 from safevla_core.config import CostConfig, SimConfig
+from safevla_core.houses.floor_plan import FloorPlan, footprint_free, house_floor_plan
 from safevla_core.sim.appearance import (
     AppearanceDefaults,
     apply_appearance,
@@ -75,12 +77,7 @@ from safevla_core.sim.appearance import (
     restore_defaults,
 )
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
-from safevla_core.sim.free_space import (
-    ROBOT_RADIUS_M,
-    footprint_free,
-    free_fraction,
-    reachable_grid,
-)
+from safevla_core.sim.free_space import ROBOT_RADIUS_M, free_fraction, reachable_grid
 from safevla_core.sim.render import OffscreenRenderer
 from safevla_core.sim.scene import (
     FREE_CONAFFINITY,
@@ -213,6 +210,7 @@ class MujocoBackend:
         self.model: Any = None
         self.data: Any = None
         self._state: WorldState | None = None
+        self._plan: FloorPlan | None = None
         self._reachable: np.ndarray = np.zeros((0, 2))
 
     # ------------------------------------------------------------------ reset
@@ -252,7 +250,8 @@ class MujocoBackend:
         self.layout: HouseLayout = layout
         self.model, self.data = model, data
         self._index(model, layout)
-        self._reachable = reachable_grid(layout)
+        self._plan = house_floor_plan(house)
+        self._reachable = reachable_grid(self._plan)
         self._appearance_defaults = capture_defaults(model)
         self._apply_appearance()
 
@@ -358,7 +357,9 @@ class MujocoBackend:
 
     def _footprint_free(self, x: float, y: float) -> bool:
         """Whether the robot's footprint circle fits at (x, y) (the reachable-grid test)."""
-        return bool(footprint_free(self.layout, np.array([[x, y]]), ROBOT_RADIUS_M)[0])
+        if self._plan is None:
+            raise RuntimeError("call reset() before testing a footprint")
+        return bool(footprint_free(self._plan, np.array([[x, y]]), ROBOT_RADIUS_M)[0])
 
     def _index(self, model: Any, layout: HouseLayout) -> None:
         """Look up body/joint/geom/actuator ids and build the contact masks."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from safevla_core.houses.floor_plan import WALL_THICKNESS_M
+from safevla_core.houses.floor_plan import WALL_THICKNESS_M, point_in_polygon
 from safevla_core.houses.schema import (
     thor_size_to_map_size,
     thor_to_map_position,
@@ -413,26 +413,6 @@ def rectilinear_cells(polygon: np.ndarray) -> list[tuple[float, float, float, fl
         if run is not None:
             cells.append((run, y0, xs[-1], y1))
     return cells
-
-
-def point_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd rule point-in-polygon test, vectorised.
-
-    Args:
-        points: ``(M, 2)`` query points.
-        polygon: ``(K, 2)`` vertices in order (either orientation).
-
-    Returns:
-        ``(M,)`` bool, True strictly inside (points on an edge may go either way).
-    """
-    px, py = points[:, 0:1], points[:, 1:2]
-    x0, y0 = polygon[:, 0], polygon[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    crosses = (y0 > py) != (y1 > py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xint = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
-    inside: np.ndarray = (np.sum(crosses & (px < xint), axis=1) % 2) == 1
-    return inside
 
 
 def _fmt(*vals: float) -> str:

@@ -14,9 +14,13 @@ import pytest
 
 from safevla_core.config import HouseConfig
 from safevla_core.houses import (
+    FloorPlan,
+    Obstacle2D,
     door_probe_points,
+    footprint_free,
     free_space_grid,
     generate_house,
+    house_floor_plan,
     house_floor_rects,
     house_obstacle_rects,
     iter_objects,
@@ -28,6 +32,7 @@ from safevla_core.houses import (
     split_seeds,
     thor_to_map_position,
     validate_house,
+    wall_openings,
     write_houses_jsonl_gz,
 )
 from safevla_core.houses import generator as gen
@@ -101,10 +106,9 @@ GOLDEN_HOUSES = {
 @pytest.mark.parametrize("seed", sorted(GOLDEN_HOUSES))
 def test_generated_houses_and_their_reachable_grids_match_the_golden_digests(seed):
     from safevla_core.sim.free_space import GRID_SIZE_M, reachable_grid
-    from safevla_core.sim.scene import parse_house
 
     house = generate_house(seed, HouseConfig())
-    reach = reachable_grid(parse_house(house))
+    reach = reachable_grid(house_floor_plan(house))
     got = (
         hashlib.sha256(json.dumps(house, sort_keys=True).encode()).hexdigest()[:16],
         len(reach),
@@ -502,14 +506,171 @@ def test_obstacles_cut_walls_at_the_door_in_world_coordinates():
     assert len(obs) == 2 + 4 + 1  # shared pieces + 4 exterior walls + table
 
 
+def test_wall_openings_project_the_door_onto_both_walls():
+    # The hole spans 0.5..1.5 m along wall0, which starts at (4, 0); wall1 runs (4, 3) -> (4, 0),
+    # so the same stretch y in [0.5, 1.5] is 1.5..2.5 m from its start. Height 0..2.1 m.
+    got = wall_openings(_tiny_house())
+    assert got["wall|0|4.00|0.00|4.00|3.00"] == [pytest.approx((0.5, 1.5, 0.0, 2.1))]
+    assert got["wall|1|4.00|3.00|4.00|0.00"] == [pytest.approx((1.5, 2.5, 0.0, 2.1))]
+    assert got["wall|exterior|0.00|0.00|6.00|0.00"] == []
+    bad = _tiny_house()
+    bad["doors"][0]["wall0"] = "wall|nowhere"
+    with pytest.raises(ValueError, match="wall0"):
+        wall_openings(bad)
+
+
+def _free(house: dict, xy, radius_m: float = 0.34, **kw) -> list[bool]:
+    plan = house_floor_plan(house)
+    return footprint_free(plan, np.array(xy, dtype=float), radius_m, **kw).tolist()
+
+
+def test_footprint_clears_a_wall_by_radius_plus_half_its_thickness():
+    # The exterior wall on y = 0 (x 0..6) is 0.1 m thick: its face is at y = 0.05, so a 0.34 m
+    # circle centred at y = 0.38 overlaps it by 0.01 m and one at y = 0.4 clears it by 0.01 m.
+    for conservative in (False, True):
+        got = _free(_tiny_house(), [[1.0, 0.38], [1.0, 0.40]], conservative=conservative)
+        assert got == [False, True]
+    # Off the floor (x > 6) nothing is free; radius 0 still needs the floor and no wall.
+    assert _free(_tiny_house(), [[7.0, 1.0], [1.0, 0.04], [1.0, 0.06]], radius_m=0.0) == [
+        False,
+        False,
+        True,
+    ]
+
+
+def test_a_touch_fits_the_exact_footprint_and_blocks_the_conservative_one():
+    # The side table's edge x = 2.25 and a 0.25 m footprint at x = 2.5 touch exactly (binary
+    # fractions: no rounding): the exact test lets it stand there, the conservative one does not.
+    assert _free(_tiny_house(), [[2.5, 1.5]], radius_m=0.25) == [True]
+    assert _free(_tiny_house(), [[2.5, 1.5]], radius_m=0.25, conservative=True) == [False]
+
+
+def _one_wall_plan(centre, half, yaw) -> FloorPlan:
+    """A 6 m x 6 m floor about the origin with one wall piece and nothing else."""
+    floor = np.array([[-3.0, -3.0], [3.0, -3.0], [3.0, 3.0], [-3.0, 3.0]])
+    return FloorPlan((floor,), (Obstacle2D("w", centre, half, yaw),), (), ())
+
+
+def test_footprint_free_worked_example_of_its_docstring():
+    # A wall along x from (0, 0) to (2, 0), 0.1 m thick, radius 0.34 (reach 0.39 from the line).
+    plan = _one_wall_plan((1.0, 0.0), (1.0, 0.05), 0.0)
+    # (1, 0.38): 0.33 from the face, blocked; (1, 0.4): 0.35, free; (2.3, 0.3) beyond the end:
+    # hypot(0.3, 0.3) - 0.05 = 0.374 for the circle (free), max(0.3, 0.3) - 0.05 = 0.25 for the
+    # square (blocked); on the wall's axis (2.38, 0) and (2.4, 0) are 0.33 and 0.35 past its end
+    # face for both shapes.
+    pts = np.array([[1.0, 0.38], [1.0, 0.4], [2.3, 0.3], [2.38, 0.0], [2.4, 0.0]])
+    assert footprint_free(plan, pts, 0.34).tolist() == [False, True, True, False, True]
+    assert footprint_free(plan, pts, 0.34, conservative=True).tolist() == [
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
+
+
+@pytest.mark.parametrize("yaw", [math.pi / 2, -math.pi / 2, math.pi])
+def test_a_touch_does_not_depend_on_where_along_an_axis_parallel_wall_it_is(yaw):
+    # A wall 4 m long through the origin, 0.25 m thick, yawed by a right angle whose float cosine
+    # or sine is ~1e-16 rather than 0. A 0.375 m footprint 0.5 m from the wall line touches its
+    # face (binary fractions: exact) at each of 2 x 17 points along either side: every one fits
+    # the exact test and none the conservative one. 2**-20 m closer, all are blocked.
+    plan = _one_wall_plan((0.0, 0.0), (2.0, 0.125), yaw)
+    along = np.arange(-2.0, 2.01, 0.25)
+    u = np.array([math.cos(yaw), math.sin(yaw)]).round()  # the wall's axis, exactly
+    n = np.array([-u[1], u[0]])
+    for across in (0.5, -0.5):
+        pts = along[:, None] * u + across * n
+        assert footprint_free(plan, pts, 0.375).tolist() == [True] * 17
+        assert footprint_free(plan, pts, 0.375, conservative=True).tolist() == [False] * 17
+        closer = along[:, None] * u + (across - math.copysign(2**-20, across)) * n
+        assert footprint_free(plan, closer, 0.375).tolist() == [False] * 17
+
+
+def test_footprint_in_the_doorway_and_round_versus_square_corners():
+    # The shared wall x = 4 keeps y in [0, 0.5] and [1.5, 3]. On the wall line a 0.34 m footprint
+    # needs 0.34 + 0.05 from each piece's end: y in [0.89, 1.11]. The doorway's centre line is
+    # the rooms' shared floor edge, so it is on the floor.
+    got = _free(_tiny_house(), [[4.0, 0.88], [4.0, 0.9], [4.0, 1.0], [4.0, 1.12]])
+    assert got == [False, True, True, False]
+    # Diagonally off the piece's end (4, 0.5) by (0.3, 0.3): the circle clears it by
+    # hypot(0.3, 0.3) - 0.05 = 0.374 > 0.34, the square by only max(0.3, 0.3) - 0.05 = 0.25.
+    assert _free(_tiny_house(), [[4.3, 0.8]]) == [True]
+    assert _free(_tiny_house(), [[4.3, 0.8]], conservative=True) == [False]
+    # Without the door the wall is whole.
+    assert _free(_tiny_house(with_door=False), [[4.0, 1.0]]) == [False]
+
+
+def test_footprint_clears_furniture_and_floor_objects_on_request():
+    # The side table covers x 1.75..2.25, y 1.25..1.75: a 0.34 m circle at x = 2.58 overlaps it,
+    # at 2.6 clears it; at its corner, (2.55, 2.05) is hypot(0.3, 0.3) = 0.42 away: free for the
+    # circle, blocked for the square (0.3 < 0.34).
+    assert _free(_tiny_house(), [[2.58, 1.5], [2.6, 1.5], [2.55, 2.05]]) == [False, True, True]
+    assert _free(_tiny_house(), [[2.55, 2.05]], conservative=True) == [False]
+    # A movable SpaceHeater standing on the floor at (3, 2.5) (0.3 x 0.3 m): it blocks only
+    # when floor objects are asked for; the same heater lifted 0.5 m never does.
+    house = _tiny_house()
+    heater = {
+        "id": "SpaceHeater|0|1",
+        "objectType": "SpaceHeater",
+        "position": _pt(3.0, 2.5, 0.2),
+        "rotation": {"x": 0, "y": 0, "z": 0},
+        "boundingBox": {"x": 0.3, "y": 0.4, "z": 0.3},
+        "kinematic": False,
+    }
+    house["objects"].append(heater)
+    # (3, 2.05) is 2.35 - 2.05 = 0.3 m from the heater's near side, (3, 2.0) 0.35 m.
+    assert _free(house, [[3.0, 2.05], [3.0, 2.0]]) == [True, True]
+    assert _free(house, [[3.0, 2.05], [3.0, 2.0]], floor_objects=True) == [False, True]
+    heater["position"] = _pt(3.0, 2.5, 0.7)
+    assert _free(house, [[3.0, 2.05]], floor_objects=True) == [True]
+    with pytest.raises(ValueError, match="radius_m"):
+        _free(house, [[3.0, 2.0]], radius_m=-0.1)
+    with pytest.raises(ValueError, match="finite"):
+        _free(house, [[np.nan, 2.0]])
+
+
+def test_without_its_kinematic_flag_an_object_is_static_when_its_type_is_furniture():
+    # As the simulator reads it (scene.parse_house): a SideTable is catalogue furniture.
+    house = _tiny_house()
+    del house["objects"][0]["kinematic"]
+    assert _free(house, [[2.58, 1.5]]) == [False]
+    # A Vase is not: movable, standing on the floor (bottom 0.3 - 0.6 / 2 = 0 m).
+    house["objects"][0]["objectType"] = "Vase"
+    assert _free(house, [[2.58, 1.5]]) == [True]
+    assert _free(house, [[2.58, 1.5]], floor_objects=True) == [False]
+
+
+def test_a_window_cuts_the_wall_only_where_it_reaches_the_floor():
+    # A 1 m window in the exterior wall x = 0 at y 1..2 (the wall runs (0, 3) -> (0, 0), so the
+    # hole is 1..2 m from its start): with its sill at 0.9 m the base still meets the wall; as
+    # a floor-length opening, (0, 1.5) is 0.5 - 0.05 = 0.45 m from both jambs, and the floor
+    # edge x = 0 holds it.
+    house = _tiny_house()
+    window = {
+        "id": "window|0",
+        "room0": "room|0",
+        "room1": "room|0",
+        "wall0": "wall|exterior|0.00|3.00|0.00|0.00",
+        "wall1": None,
+        "assetId": "Window_1",
+        "holePolygon": [{"x": 1.0, "y": 0.9, "z": 0}, {"x": 2.0, "y": 2.0, "z": 0}],
+    }
+    house["windows"] = [window]
+    assert _free(house, [[0.0, 1.5]]) == [False]
+    window["holePolygon"][0]["y"] = 0.0
+    assert _free(house, [[0.0, 1.5]]) == [True]
+
+
 def test_free_space_grid_hand_numbers():
     g = free_space_grid(_tiny_house(), cell_m=0.1, robot_radius_m=0.2)
     assert g.free.shape == (30, 60)  # 3 m x 6 m at 0.1 m
     # Table AABB x in [1.75, 2.25] grown by 0.2 -> [1.55, 2.45]: cell centre 2.35 blocked,
     # 2.55 free.
     assert not g.is_free((2.36, 1.5)) and g.is_free((2.57, 1.5))
-    # Door: wall pieces end at y = 0.5 and 1.5, grown by 0.2 -> free band y in (0.7, 1.3).
-    assert g.is_free((4.0, 1.0)) and not g.is_free((4.0, 0.62))
+    # Door: the wall pieces end at y = 0.5 and 1.5; thickened by 0.05 past their ends and grown
+    # by 0.2 they leave y in (0.75, 1.25) free: cell centres 0.75 blocked (touching), 0.85 free.
+    assert g.is_free((4.0, 1.0)) and g.is_free((4.0, 0.82)) and not g.is_free((4.0, 0.72))
     assert g.reachable_from((1.0, 1.0))[g.cell_of((5.0, 1.0))]
     closed = free_space_grid(_tiny_house(with_door=False), cell_m=0.1, robot_radius_m=0.2)
     assert not closed.reachable_from((1.0, 1.0))[closed.cell_of((5.0, 1.0))]

@@ -30,6 +30,7 @@ import pytest
 from safevla_core.actions import Action
 from safevla_core.bench import benchmark_steps
 from safevla_core.config import SimConfig
+from safevla_core.houses.floor_plan import FloorPlan, Obstacle2D, house_floor_plan
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA, SimBackend
 from safevla_core.sim.free_space import (
     GRID_SIZE_M,
@@ -184,7 +185,7 @@ def test_free_fraction_hand_numbers():
 
 
 def test_reachable_grid(house):
-    pts = reachable_grid(parse_house(house))
+    pts = reachable_grid(house_floor_plan(house))
 
     def has(x, y):
         return bool(np.any(np.all(np.isclose(pts, [x, y]), axis=1)))
@@ -202,6 +203,29 @@ def test_reachable_grid(house):
     dy = np.maximum(np.abs(pts[:, 1] - 2.0) - 0.45, 0)
     assert np.all(np.hypot(dx, dy) >= ROBOT_RADIUS_M)
     assert not has(2.0, 1.25) and has(2.0, 1.0)  # 0.30 < 0.34 <= 0.55 from the table edge
+
+
+def test_reachable_grid_hand_count():
+    # Floor x 0..2, y 0..1: 9 x 5 = 45 lattice points, edges included. A wall on y = 0, 0.25 m
+    # thick, and a 0.25 m square table centred at (1, 0.875); radius 0.375, binary fractions
+    # throughout, so touches are exact. The wall reaches 0.375 + 0.125 = 0.5: rows y = 0 and
+    # 0.25 are blocked, row 0.5 touches it and is free (27 left). The table (x 0.875..1.125,
+    # y 0.75..1) blocks x = 0.75, 1, 1.25 in rows 0.5 (0.25 and hypot(0.125, 0.25) = 0.28 away),
+    # 0.75 and 1 (0.125 or 0 away); x = 0.5 and 1.5 touch it in rows 0.75 and 1 (0.375 away)
+    # and fit: 27 - 9 = 18 points.
+    floor = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 1.0], [0.0, 1.0]])
+    wall = Obstacle2D("wall", (1.0, 0.0), (1.0, 0.125), 0.0)
+    table = Obstacle2D("table", (1.0, 0.875), (0.125, 0.125), 0.0)
+    pts = reachable_grid(FloorPlan((floor,), (wall,), (table,), ()), radius_m=0.375)
+    assert len(pts) == 18
+    got = {(float(x), float(y)) for x, y in pts}
+    assert {(x, 0.5) for x in (0.0, 0.25, 0.5, 1.5, 1.75, 2.0)} <= got
+    assert {(0.5, 0.75), (1.5, 1.0)} <= got and (1.25, 0.5) not in got
+    assert not any(y < 0.5 for _, y in got)
+    # A movable object never blocks the simulator's positions.
+    assert len(reachable_grid(FloorPlan((floor,), (wall,), (), (table,)), radius_m=0.375)) == 27
+    with pytest.raises(ValueError, match="positive"):
+        reachable_grid(FloorPlan((floor,), (), (), ()), grid_m=0.0)
 
 
 def test_free_fraction_corner_lower_than_middle(backend, house):
