@@ -10,11 +10,14 @@ Modelling choices (ours, documented here once):
   (rectilinear decomposition of the floor polygon, coloured by ``roomType``).
 * Walls: ProcTHOR walls have no thickness; ours are boxes ``WALL_THICKNESS_M`` thick centred on
   the wall line, cut into pieces around each door/window hole (``holePolygon`` = min and max
-  corner in wall-local coordinates of ``wall0``; the hole is projected onto ``wall1`` too).
+  corner in wall-local coordinates of ``wall0``; the hole is projected onto ``wall1`` too:
+  :func:`safevla_core.houses.floor_plan.wall_openings`).
   Doorways stay open (no door leaf). Walls shared by two rooms appear twice, coinciding.
-* Objects: ``"kinematic": true`` -> a static box (furniture); otherwise a free body (free joint)
-  with box collision geometry, a cylinder for round types and a sphere for balls, sized from
-  ``"boundingBox"`` (fallback: the catalogue's nominal size) and weighted with the catalogue mass.
+* Objects: kinematic ones (``"kinematic"``, else the catalogue type's furniture flag:
+  :func:`safevla_core.houses.floor_plan.is_kinematic`) -> a static box (furniture); otherwise a
+  free body (free joint) with box collision geometry, a cylinder for round types and a sphere for
+  balls, sized from ``"boundingBox"`` (fallback: the catalogue's nominal size) and weighted with
+  the catalogue mass.
   Only the yaw of ``"rotation"`` is used (objects stand upright). ``"children"`` are flattened.
 * Collision bitmasks: floor ``contype=2 conaffinity=2``; walls and furniture ``2/1``; free
   objects ``2/3``; the robot ``1/0``. So the robot hits walls, furniture and objects but not the
@@ -33,7 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from safevla_core.houses.floor_plan import WALL_THICKNESS_M, point_in_polygon
+from safevla_core.houses.floor_plan import (
+    WALL_THICKNESS_M,
+    is_kinematic,
+    point_in_polygon,
+    wall_openings,
+)
 from safevla_core.houses.schema import (
     thor_size_to_map_size,
     thor_to_map_position,
@@ -318,31 +326,9 @@ def parse_house(house: Mapping[str, Any]) -> HouseLayout:
             height if height > 1e-6 else DEFAULT_WALL_HEIGHT_M,
         )
 
-    holes: dict[str, list[tuple[float, float, float, float]]] = {w: [] for w in raw_walls}
-    door_ids: list[str] = []
-    window_ids: list[str] = []
-    for kind, ids in (("doors", door_ids), ("windows", window_ids)):
-        for opening in house.get(kind, []) or []:
-            ids.append(str(opening["id"]))
-            wall0 = str(opening.get("wall0"))
-            if wall0 not in raw_walls:
-                raise ValueError(f"{kind[:-1]} {opening['id']!r}: wall0 {wall0!r} not in walls")
-            hp = opening["holePolygon"]
-            x0, x1 = sorted((float(hp[0]["x"]), float(hp[1]["x"])))
-            z0, z1 = sorted((float(hp[0]["y"]), float(hp[1]["y"])))
-            s0, e0, _ = raw_walls[wall0]
-            d0 = (e0 - s0) / max(float(np.linalg.norm(e0 - s0)), 1e-9)
-            q0, q1 = s0 + d0 * x0, s0 + d0 * x1  # hole ends in map
-            for wid in (wall0, str(opening.get("wall1"))):
-                if wid not in raw_walls:
-                    continue
-                s, e, _ = raw_walls[wid]
-                length = float(np.linalg.norm(e - s))
-                d = (e - s) / max(length, 1e-9)
-                a, b = sorted((float(np.dot(q0 - s, d)), float(np.dot(q1 - s, d))))
-                a, b = max(a, 0.0), min(b, length)
-                if b > a:
-                    holes[wid].append((a, b, z0, z1))
+    door_ids = [str(door["id"]) for door in house.get("doors", []) or []]
+    window_ids = [str(window["id"]) for window in house.get("windows", []) or []]
+    holes = wall_openings(house)
     walls = tuple(Wall(wid, s, e, h, tuple(holes[wid])) for wid, (s, e, h) in raw_walls.items())
 
     objects = []
@@ -361,7 +347,6 @@ def parse_house(house: Mapping[str, Any]) -> HouseLayout:
         yaw = thor_yaw_to_map_yaw(float(obj["rotation"].get("y", 0.0)))
         if not (np.all(np.isfinite(pos)) and math.isfinite(yaw)):
             raise ValueError(f"object {obj['id']!r}: non-finite position or rotation")
-        kinematic = bool(obj.get("kinematic", entry.furniture if entry else False))
         shape = (
             "sphere" if otype in SPHERE_TYPES else "cylinder" if otype in CYLINDER_TYPES else "box"
         )
@@ -372,7 +357,7 @@ def parse_house(house: Mapping[str, Any]) -> HouseLayout:
                 position=pos,
                 yaw_rad=yaw,
                 size_m=size,
-                kinematic=kinematic,
+                kinematic=is_kinematic(obj),
                 mass_kg=entry.mass_kg if entry else DEFAULT_MASS_KG,
                 shape=shape,
                 rgba=_type_rgba(otype),
