@@ -17,11 +17,12 @@ cropped to the policy's aspect ratio (:func:`safevla_core.policy.preprocess.
 center_crop_to_aspect`); the policy's own encoder then resizes them exactly as in training.
 
 Every received instruction message starts a new episode (history reset), as does the
-``policy/reset`` service. A missing or corrupt checkpoint is reported and the node stays up
-publishing nothing. A vetoed proposal still enters the policy's history (the agent cannot take a
-step back out): after a veto the robot has not moved, as after a blocked action in training.
-The object-in-hand input comes from ``in_hand_source`` (simulator world state, a ``std_msgs/Bool``
-on ``in_hand``, or nowhere); False until the first message arrives.
+``policy/reset`` service; the new episode starts from frames newer than the last ones acted on (in
+the simulator those show the previous episode's final state). A missing or corrupt checkpoint is
+reported and the node stays up publishing nothing. A vetoed proposal still enters the policy's
+history (the agent cannot take a step back out): after a veto the robot has not moved, as after a
+blocked action in training. The object-in-hand input comes from ``in_hand_source`` (simulator world
+state, a ``std_msgs/Bool`` on ``in_hand``, or nowhere); False until the first message arrives.
 """
 
 from __future__ import annotations
@@ -153,7 +154,11 @@ class PolicyNode(Node):
         return response
 
     def _reset(self, instruction: str | None) -> bool:
-        self._last_pair_stamp = -1.0
+        # ``_last_pair_stamp`` is kept: a new episode never starts from the pair the last step
+        # acted on. In the simulator that pair is the previous episode's final state (gone by
+        # now), and re-acting on it after the instruction arrived sent a second proposal for
+        # an old stamp (approved again by the monitor, rejected by the simulator, ~150-200 ms
+        # old: measure_latency.py's p99 tail). Frames newer than it are used at once.
         self._waiting = None
         if self.agent is None or instruction is None:
             return False
@@ -169,6 +174,9 @@ class PolicyNode(Node):
     def _on_instruction(self, msg: String) -> None:
         if self._reset(msg.data):
             self.get_logger().info(f"new episode: {msg.data!r}")
+            # The new episode's first frames may be here already (the image subscriptions run
+            # first when both are ready): act on them now, not on the next control tick.
+            self._tick_if_due()
 
     def _on_world(self, msg: WorldStateStamped) -> None:
         self.in_hand = bool(msg.held_object_id)
