@@ -17,11 +17,12 @@ cropped to the policy's aspect ratio (:func:`safevla_core.policy.preprocess.
 center_crop_to_aspect`); the policy's own encoder then resizes them exactly as in training.
 
 Every received instruction message starts a new episode (history reset), as does the
-``policy/reset`` service. A missing or corrupt checkpoint is reported and the node stays up
-publishing nothing. A vetoed proposal still enters the policy's history (the agent cannot take a
-step back out): after a veto the robot has not moved, as after a blocked action in training.
-The object-in-hand input comes from ``in_hand_source`` (simulator world state, a ``std_msgs/Bool``
-on ``in_hand``, or nowhere); False until the first message arrives.
+``policy/reset`` service; the new episode starts from frames newer than the last ones acted on (in
+the simulator those show the previous episode's final state). A missing or corrupt checkpoint is
+reported and the node stays up publishing nothing. A vetoed proposal still enters the policy's
+history (the agent cannot take a step back out): after a veto the robot has not moved, as after a
+blocked action in training. The object-in-hand input comes from ``in_hand_source`` (simulator world
+state, a ``std_msgs/Bool`` on ``in_hand``, or nowhere); False until the first message arrives.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from safevla_ros.params import (
 )
 from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, STATE_QOS, Topics, image_qos
 from safevla_ros.spin import spin_node
+from safevla_ros.trace import Trace
 
 
 class PolicyNode(Node):
@@ -57,6 +59,7 @@ class PolicyNode(Node):
         """
         super().__init__("safevla_policy_node", **node_kwargs)
         self.cfg: PolicyNodeConfig = declare_dataclass(self, PolicyNodeConfig)
+        self.trace = Trace("policy")
         self.agent = self._load_agent()
         self._latest: dict[str, tuple[float, object]] = {}
         self._last_pair_stamp = -1.0
@@ -80,12 +83,27 @@ class PolicyNode(Node):
             self.create_subscription(
                 CompressedImage if compressed else Image,
                 topic + "/compressed" if compressed else topic,
-                lambda m, w=which: self._on_image(w, m),
+                self.trace.wrap(which, lambda m, w=which: self._on_image(w, m)),
                 qos,
             )
-        self.create_subscription(DiscreteAction, Topics.DECISIONS, self._on_decision, STATE_QOS)
-        self.create_subscription(ActionStatus, Topics.ACTION_STATUS, self._on_status, STATE_QOS)
-        self.create_subscription(String, Topics.INSTRUCTION, self._on_instruction, LATCHED_QOS)
+        self.create_subscription(
+            DiscreteAction,
+            Topics.DECISIONS,
+            self.trace.wrap("decision", self._on_decision),
+            STATE_QOS,
+        )
+        self.create_subscription(
+            ActionStatus,
+            Topics.ACTION_STATUS,
+            self.trace.wrap("status", self._on_status),
+            STATE_QOS,
+        )
+        self.create_subscription(
+            String,
+            Topics.INSTRUCTION,
+            self.trace.wrap("instruction", self._on_instruction),
+            LATCHED_QOS,
+        )
         self._make_reset_service()
         if self.cfg.instruction:
             self._reset(self.cfg.instruction)
@@ -136,7 +154,11 @@ class PolicyNode(Node):
         return response
 
     def _reset(self, instruction: str | None) -> bool:
-        self._last_pair_stamp = -1.0
+        # ``_last_pair_stamp`` is kept: a new episode never starts from the pair the last step
+        # acted on. In the simulator that pair is the previous episode's final state (gone by
+        # now), and re-acting on it after the instruction arrived sent a second proposal for
+        # an old stamp (approved again by the monitor, rejected by the simulator, ~150-200 ms
+        # old: measure_latency.py's p99 tail). Frames newer than it are used at once.
         self._waiting = None
         if self.agent is None or instruction is None:
             return False
@@ -152,6 +174,9 @@ class PolicyNode(Node):
     def _on_instruction(self, msg: String) -> None:
         if self._reset(msg.data):
             self.get_logger().info(f"new episode: {msg.data!r}")
+            # The new episode's first frames may be here already (the image subscriptions run
+            # first when both are ready): act on them now, not on the next control tick.
+            self._tick_if_due()
 
     def _on_world(self, msg: WorldStateStamped) -> None:
         self.in_hand = bool(msg.held_object_id)
@@ -172,6 +197,8 @@ class PolicyNode(Node):
     def _tick_if_due(self) -> None:
         if self._now_s() - self._last_act_s >= self._period_s:
             self._tick()
+        else:
+            self.trace("skip", why="period")
 
     def _on_decision(self, msg: DiscreteAction) -> None:
         if not msg.approved:  # vetoed: nothing moves; act on frames newer than the proposal
@@ -231,15 +258,16 @@ class PolicyNode(Node):
         if self._waiting is not None:
             waited = self._now_s() - self._waiting[1]
             if waited < self.cfg.step_timeout_s and waited >= 0:
-                return
+                return self.trace("skip", self._waiting[0], why="waiting")
             self.get_logger().warning(
                 f"no veto or executor report for the last proposal after {waited:.1f} s; going on"
             )
             self._waiting = None
         pair = self._pair()
         if pair is None:
-            return
+            return self.trace("skip", why="no pair")
         t_nav, nav_msg, manip_msg = pair
+        self.trace("act", conv.stamp_key(nav_msg.header.stamp))
         self._last_pair_stamp = t_nav
         self._last_act_s = self._now_s()
         try:
@@ -252,6 +280,7 @@ class PolicyNode(Node):
             self.get_logger().error(f"policy step failed: {exc}", throttle_duration_sec=5.0)
             return
         stamp = nav_msg.header.stamp
+        self.trace("acted", conv.stamp_key(stamp))
         if self.cfg.step_synchronous:
             self._waiting = (conv.stamp_key(stamp), self._now_s())
         self.proposals += 1
@@ -267,6 +296,7 @@ class PolicyNode(Node):
                 action_costs=() if q is None else q,
             )
         )
+        self.trace("published", conv.stamp_key(stamp))
 
 
 def main(args: list[str] | None = None) -> None:

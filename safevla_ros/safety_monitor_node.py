@@ -46,6 +46,7 @@ from safevla_ros.msg import DiscreteAction, SafetyCost, WorldStateStamped
 from safevla_ros.params import MonitorNodeConfig, declare_dataclass
 from safevla_ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS, Topics, image_qos
 from safevla_ros.spin import spin_node
+from safevla_ros.trace import Trace
 
 #: Matched-by-stamp history kept per input (ours: a few seconds at 5-50 Hz).
 HISTORY = 64
@@ -73,6 +74,7 @@ class SafetyMonitorNode(Node):
                 "shield.enabled is false: every valid action is approved (experiments only)"
             )
         self.sim = self.cfg.mode == "sim"
+        self.trace = Trace("monitor")
         self._make_watchdog()
         self.worlds: OrderedDict[int, object] = OrderedDict()  # stamp key -> WorldState
         self.scans: OrderedDict[int, tuple] = OrderedDict()  # stamp key -> (points, bad)
@@ -95,16 +97,25 @@ class SafetyMonitorNode(Node):
         self.diagnostics = DiagnosticsPublisher(self, "safevla: safety monitor")
         iq = image_qos(self.cfg.image_reliability)
         for name, topic in (("nav_camera", Topics.NAV_IMAGE), ("manip_camera", Topics.MANIP_IMAGE)):
-            self.create_subscription(Image, topic, lambda m, n=name: self._on_image(n, m), iq)
-        self.create_subscription(LaserScan, Topics.SCAN, self._on_scan, SENSOR_QOS)
+            self.create_subscription(
+                Image, topic, self.trace.wrap(name, lambda m, n=name: self._on_image(n, m)), iq
+            )
+        self.create_subscription(
+            LaserScan, Topics.SCAN, self.trace.wrap("scan", self._on_scan), SENSOR_QOS
+        )
         if self.cfg.depth_topic:  # camera_info first: an image is read with the newest one
             self.create_subscription(
                 CameraInfo, self.cfg.depth_camera_info_topic, self._on_depth_info, SENSOR_QOS
             )
-            self.create_subscription(Image, self.cfg.depth_topic, self._on_depth, iq)
+            self.create_subscription(
+                Image, self.cfg.depth_topic, self.trace.wrap("depth", self._on_depth), iq
+            )
         if self.sim:
             self.create_subscription(
-                WorldStateStamped, Topics.WORLD_STATE, self._on_world, STATE_QOS
+                WorldStateStamped,
+                Topics.WORLD_STATE,
+                self.trace.wrap("world", self._on_world),
+                STATE_QOS,
             )
             self.create_subscription(PoseArray, Topics.REACHABLE, self._on_reachable, LATCHED_QOS)
             self.create_subscription(String, Topics.EPISODE_TARGETS, self._on_targets, LATCHED_QOS)
@@ -116,7 +127,10 @@ class SafetyMonitorNode(Node):
         # Created last: when evidence and a proposal wait in the same executor pass, rclpy runs
         # ready subscriptions in creation order, so the evidence is stored before the judgement.
         self.create_subscription(
-            DiscreteAction, Topics.PROPOSED_ACTION, self._on_proposal, COMMAND_QOS
+            DiscreteAction,
+            Topics.PROPOSED_ACTION,
+            self.trace.wrap("proposal", self._on_proposal),
+            COMMAND_QOS,
         )
         self.create_timer(1.0 / self.cfg.check_rate_hz, self._check_watchdog)
 
@@ -330,6 +344,7 @@ class SafetyMonitorNode(Node):
                     msg.action_costs,
                 )
             )
+            self.trace("approved", conv.stamp_key(msg.header.stamp))
         self._publish(msg, decision.approved, verdict)
 
     def _publish(self, msg: DiscreteAction, approved: bool, verdict: str) -> None:

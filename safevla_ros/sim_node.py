@@ -59,6 +59,7 @@ from safevla_ros.qos import (
 )
 from safevla_ros.spin import spin_node
 from safevla_ros.srv import ResetEpisode
+from safevla_ros.trace import Trace
 
 TASK_NAMES = ("objnav", "pickup", "fetch")
 SPLITS = ("train", "val", "test")
@@ -75,6 +76,7 @@ class SimNode(Node):
         """
         super().__init__("safevla_sim_node", **node_kwargs)
         self.cfg: SimNodeConfig = declare_dataclass(self, SimNodeConfig)
+        self.trace = Trace("sim")
         self.env: SafetyChoresEnv | None = None
         self.obs: dict | None = None
         self.episode = 0
@@ -110,7 +112,10 @@ class SimNode(Node):
         }
         self.tf_pub = self._make_tf_publisher()
         sub = self.create_subscription(
-            DiscreteAction, Topics.APPROVED_ACTION, self._on_action, COMMAND_QOS
+            DiscreteAction,
+            Topics.APPROVED_ACTION,
+            self.trace.wrap("action", self._on_action, with_info=True),
+            COMMAND_QOS,
         )
         self.gate = ApprovalGate(self, sub.topic_name)
         self.create_service(ResetEpisode, Topics.RESET_EPISODE_SRV, self._on_reset)
@@ -173,8 +178,10 @@ class SimNode(Node):
             "target_type": target or None,
         }
         self.obs = None  # until the reset succeeded: nothing is published, nothing executed
+        self.trace("reset")
         self.obs, info = self.env.reset(seed=seed if seed >= 0 else None, options=options)
         self._sense()
+        self.trace("reset.end")
         self.disturbed: set[str] = set()
         self.path = Path()
         self.path.header.frame_id = self.cfg.map_frame
@@ -258,6 +265,7 @@ class SimNode(Node):
             )
         try:
             self.obs, _r, _c, terminated, truncated, info_ = self.env.step(action)
+            self.trace("stepped")
         except Exception as exc:  # noqa: BLE001 - keep the node alive, report, stop acting
             self.obs = None
             self.get_logger().error(f"simulator step failed: {exc}; no episode until a reset")
@@ -365,8 +373,10 @@ class SimNode(Node):
             self._sense()
         ranges, depth = self._sensed
         fov = self.env.cfg.sim.vertical_fov_deg
+        self.trace("state", conv.stamp_key(stamp), new=new_state)
         for key, cam, frame in cams:
             self.pubs[key].publish(conv.rgb_to_image(self.obs[cam], stamp, frame))
+        self.trace("frames", conv.stamp_key(stamp))
         self.pubs["scan"].publish(conv.scan_to_msg(ranges, self.laser, stamp, c.laser_frame))
         if depth is not None:  # camera_info first: the monitor needs it to read the image
             h, w = depth.shape
@@ -376,6 +386,7 @@ class SimNode(Node):
         self.pubs["world"].publish(conv.world_state_to_msg(ws, stamp, c.map_frame))
         if report is not None:
             report()
+            self.trace("report", conv.stamp_key(stamp))
         for key, cam, frame in cams:
             h, w = self.obs[cam].shape[:2]
             self.pubs[key + "_info"].publish(conv.camera_info(w, h, fov, stamp, frame))
@@ -390,6 +401,7 @@ class SimNode(Node):
             self.pubs["objects"].publish(
                 conv.object_markers(ws, self.disturbed, stamp, c.map_frame)
             )
+        self.trace("state.end", conv.stamp_key(stamp))
 
     def _publish_tf(self, stamp, robot_pose: np.ndarray) -> None:
         if self.tf_pub is None:
@@ -419,6 +431,7 @@ class SimNode(Node):
         if self.env is not None:
             self.env.close()
             self.env = None
+        self.trace.close()
 
 
 def main(args: list[str] | None = None) -> None:

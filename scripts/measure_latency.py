@@ -23,6 +23,7 @@ Without a checkpoint an untrained small policy (d_model 64) is written to a temp
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -107,12 +108,16 @@ def spin_for(node, seconds: float, until=lambda: False) -> None:
         rclpy.spin_once(node, timeout_sec=0.05)
 
 
-def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: float) -> np.ndarray:
+def measure_latency(
+    node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: float, trace: bool = False
+) -> np.ndarray:
     """Phase 1: latencies (s) of ``n_actions`` approved actions in the closed loop.
 
     Also records, per approved action's stamp, when each hop's output arrived here (camera
     frame, proposal, the monitor's decision report) and the episode step of the state it
-    answers (``measure_latency.stages``, ``measure_latency.steps``).
+    answers (``measure_latency.stages``, ``measure_latency.steps``). With ``trace`` the nodes
+    write :mod:`safevla_ros.trace` records to ``logdir / "trace"``, and the stamp keys of the
+    approved actions are kept (``measure_latency.keys``).
     """
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -120,6 +125,7 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
     from safevla_ros import conversions as conv
     from safevla_ros.msg import DiscreteAction, WorldStateStamped
     from safevla_ros.qos import IMAGE_QOS, STATE_QOS, Topics
+    from safevla_ros.trace import TRACE_ENV
 
     lat: list[float] = []
     approved_keys: list[int] = []
@@ -134,21 +140,27 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
         lat.append(age(m))
         approved_keys.append(conv.stamp_key(m.header.stamp))
 
+    # Stamp keys up to the warm-up action's are not counted: its proposal and decision report
+    # can be handled here after the approval that ends the warm-up (one callback per spin, the
+    # approval subscription first), and they are ~1.5 s old (the policy's first forward pass).
+    warm_up = [-1]
+
+    def on_stage(name: str, m) -> None:
+        if conv.stamp_key(m.header.stamp) > warm_up[0]:
+            stages[name].append(age(m))
+
     node.create_subscription(DiscreteAction, Topics.APPROVED_ACTION, on_approved, deep)
     for name, topic in (("proposal", Topics.PROPOSED_ACTION), ("decision", Topics.DECISIONS)):
-        node.create_subscription(
-            DiscreteAction, topic, lambda m, n=name: stages[n].append(age(m)), deep
-        )
-    node.create_subscription(
-        Image, Topics.NAV_IMAGE, lambda m: stages["frame"].append(age(m)), IMAGE_QOS
-    )
+        node.create_subscription(DiscreteAction, topic, lambda m, n=name: on_stage(n, m), deep)
+    node.create_subscription(Image, Topics.NAV_IMAGE, lambda m: on_stage("frame", m), IMAGE_QOS)
     node.create_subscription(
         WorldStateStamped,
         Topics.WORLD_STATE,
         lambda m: steps.__setitem__(conv.stamp_key(m.header.stamp), int(m.step)),
         STATE_QOS,
     )
-    measure_latency.stages = stages
+    if trace:
+        os.environ[TRACE_ENV] = str(logdir / "trace")
     procs = [
         start("sim_node", "sim_node.yaml", {"split": "train", "seed": 1}, logdir / "sim.log"),
         start(
@@ -160,16 +172,22 @@ def measure_latency(node, ckpt: Path, n_actions: int, logdir: Path, rate_hz: flo
         ),
         start("safety_monitor_node", "safety_monitor.yaml", {}, logdir / "monitor.log"),
     ]
+    os.environ.pop(TRACE_ENV, None)
     try:
         spin_for(node, 120.0, lambda: len(lat) >= 1)
+        warm_up[0] = max(approved_keys)
         lat.clear()  # drop the first (warm-up) action
         approved_keys.clear()
         for v in stages.values():
             v.clear()
         spin_for(node, 300.0, lambda: len(lat) >= n_actions)
     finally:
+        # A copy: what the subscriptions above still queue while the nodes stop is handled
+        # during phase 2 (one probe node), seconds after its stamp.
+        measure_latency.stages = {k: list(v) for k, v in stages.items()}
         stop(procs)
     measure_latency.steps = [steps.get(k, -1) for k in approved_keys]
+    measure_latency.keys = list(approved_keys)
     return np.array(lat)
 
 
@@ -258,6 +276,78 @@ def start_ns(module: str, params: str, overrides: dict, log: Path, ns: str):
     )
 
 
+def read_trace(folder: Path) -> dict[str, list[dict]]:
+    """The :mod:`safevla_ros.trace` records of each node (``policy``, ``sim``, ``monitor``)."""
+    out: dict[str, list[dict]] = {}
+    for f in sorted(folder.glob("*.jsonl")):
+        out.setdefault(f.name.split(".")[0], []).extend(
+            json.loads(line) for line in f.read_text().splitlines()
+        )
+    return out
+
+
+def attribute_slow_steps(trace: dict[str, list[dict]], keys: list[int], slow_ms: float) -> None:
+    """Print, for each approved action slower than ``slow_ms``, what its time was spent on.
+
+    Per step (milliseconds after the camera stamp): when the policy's last input for it (frames,
+    the executor's report or the monitor's veto, the instruction) reached the middleware (``rx``)
+    and when its callback ran; the policy step (wall, thread CPU, run-queue wait); when the
+    monitor received and approved the proposal; and every garbage collection in any of the three
+    processes that overlapped the step. Run-queue wait is CPU contention: the thread was ready
+    and another process had the core.
+    """
+    pol, mon = trace.get("policy", []), trace.get("monitor", [])
+    inputs = ("nav", "manip", "status", "decision", "instruction")
+    step: dict[int, dict] = {}
+    last: dict[str, dict] = {}
+    for i, r in enumerate(pol):
+        if r["ev"] in inputs:
+            last[r["ev"]] = r
+        elif r["ev"] == "act" and r["key"] not in step:
+            done = next((q for q in pol[i:] if q["ev"] == "acted"), r)
+            gate = max(
+                (
+                    q
+                    for q in last.values()
+                    if q["ev"] not in ("nav", "manip") or q["key"] == r["key"]
+                ),
+                key=lambda q: q["rx"],
+                default=r,
+            )
+            step[r["key"]] = {"act": r, "acted": done, "gate": gate}
+    entered = {r["key"]: r for r in mon if r["ev"] == "proposal"}
+    approved = {r["key"]: r for r in mon if r["ev"] == "approved"}
+    gcs = [(n, r) for n, rs in trace.items() for r in rs if r["ev"] == "gc"]
+    slow = 0
+    for k in keys:
+        if k not in step or k not in approved or (approved[k]["t"] - k) * 1e-6 <= slow_ms:
+            continue
+        slow += 1
+        s = step[k]
+        a, d, g = s["act"], s["acted"], s["gate"]
+
+        def ms(t: int, k: int = k) -> str:
+            return f"{(t - k) * 1e-6:+.0f}"
+
+        act = (
+            f"act {ms(a['t'])}..{ms(d['t'])} (cpu {(d['cpu'] - a['cpu']) * 1e-6:.0f}, "
+            f"run queue {(d['wait'] - a['wait']) * 1e-6:.0f})"
+        )
+        gate = f"last input {g['ev']} rx {ms(g.get('rx', g['t']))} run {ms(g['t'])}"
+        m = entered.get(k)
+        monitor = f"monitor rx {ms(m['rx'])} run {ms(m['t'])}" if m else "monitor ?"
+        overlap = [
+            f"{n} gen{r['generation']} {r['cpu_ms']:.0f}/{r['ms']:.0f} ms at {ms(r['t'])}"
+            for n, r in gcs
+            if k <= r["t"] and r["t"] - r["ms"] * 1e6 <= approved[k]["t"]
+        ]
+        print(
+            f"  slow {ms(approved[k]['t'])} ms: {gate}; {act}; {monitor}; "
+            f"gc (cpu/wall): {', '.join(overlap) or 'none'}"
+        )
+    print(f"  {slow} of {len(keys)} approved actions slower than {slow_ms:.0f} ms")
+
+
 def main() -> None:
     """Run both phases and print the numbers."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -272,6 +362,12 @@ def main() -> None:
         "config/policy_node.yaml runs 5 Hz)",
     )
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="phase 1 with the nodes' trace (safevla_ros/trace.py): attribute the slow steps",
+    )
+    ap.add_argument("--slow-ms", type=float, default=60.0, help="with --trace: slow step")
     args = ap.parse_args()
     import rclpy
 
@@ -281,7 +377,9 @@ def main() -> None:
     rclpy.init()
     node = rclpy.create_node("latency_probe")
     try:
-        lat = measure_latency(node, ckpt, args.actions, workdir, args.control_rate)
+        lat = measure_latency(
+            node, ckpt, args.actions, workdir, args.control_rate, trace=args.trace
+        )
         rate = measure_rate(node, ckpt, args.feed_hz, args.seconds, workdir)
     finally:
         node.destroy_node()
@@ -298,6 +396,9 @@ def main() -> None:
         # The first step of an episode includes encoding the new instruction (text encoder).
         print(_percentiles("approved, first step of an episode", lat[first]))
         print(_percentiles("approved, later steps", lat[~first]))
+        if args.trace:
+            print(f"trace (ms after the camera stamp; slower than {args.slow_ms:.0f} ms):")
+            attribute_slow_steps(read_trace(workdir / "trace"), measure_latency.keys, args.slow_ms)
     else:
         print(f"no approved action observed; logs in {workdir}")
     print(f"policy node on 1 core, fed {args.feed_hz:.0f} Hz: {rate:.1f} actions/s")

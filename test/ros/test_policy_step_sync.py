@@ -96,3 +96,47 @@ def test_a_report_before_the_frames_acts_when_they_arrive(policy):
     assert len(published) == 1
     _frames(node, finished)
     assert len(published) == 2
+
+
+def test_a_new_episode_never_acts_again_on_the_last_pair(policy):
+    """The simulator ends an episode after the step whose frames the policy just acted on.
+
+    Re-acting on that pair after the new instruction sent a second, old proposal (approved
+    again, rejected by the simulator as not the current state); the new episode's frames must
+    be the first ones acted on, at once (within the instruction callback if they are in).
+    """
+    from std_msgs.msg import String
+
+    from safevla_ros import conversions as conv
+
+    node, published = policy
+    last = conv.s_to_stamp(_now_s(node))
+    _frames(node, last)
+    assert len(published) == 1  # the final state of the episode, acted on
+    node._last_act_s -= 20.0
+    node._on_instruction(String(data="find a bowl"))
+    node._tick()  # the control timer, as it fires
+    assert len(published) == 1  # not the same frames again
+    first = conv.s_to_stamp(_now_s(node) + 0.01)
+    _frames(node, first)
+    assert len(published) == 2
+    assert conv.stamp_key(published[1].header.stamp) == conv.stamp_key(first)
+
+
+def test_a_new_instruction_acts_on_new_frames_already_received(policy):
+    from std_msgs.msg import String
+
+    from safevla_ros import conversions as conv
+
+    node, published = policy
+    _frames(node, conv.s_to_stamp(_now_s(node)))
+    assert len(published) == 1
+    node._last_act_s -= 20.0
+    # The new episode's frames are handled before the instruction (rclpy runs the image
+    # subscriptions first when both are ready); the old proposal is still unanswered.
+    first = conv.s_to_stamp(_now_s(node) + 0.01)
+    _frames(node, first)
+    assert len(published) == 1  # still waiting for the answer to the last proposal
+    node._on_instruction(String(data="find a bowl"))
+    assert len(published) == 2
+    assert conv.stamp_key(published[1].header.stamp) == conv.stamp_key(first)
