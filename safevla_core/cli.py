@@ -239,6 +239,17 @@ def _parser() -> argparse.ArgumentParser:
         "not-`end` (ours; 0 = plain cross-entropy as SPOC)",
     )
     p.add_argument(
+        "--aux-visible",
+        type=float,
+        default=0.0,
+        help="weight of the auxiliary visibility loss: a linear head on each step's fused "
+        "embedding predicts whether an object of the instructed type is visible in the "
+        "navigation camera (the shards' target_visible; shards collected before it have no "
+        "label and are skipped; swapped instructions count as not visible). Ours, to bind the "
+        "instruction to the view at every step; logs vis_loss / vis_acc. Default 0 = off "
+        "until its effect is measured",
+    )
+    p.add_argument(
         "--init-checkpoint",
         type=Path,
         default=None,
@@ -563,6 +574,7 @@ def cmd_il(args: argparse.Namespace) -> int:
             patience=args.patience,
             feature_dropout=args.feature_dropout,
             swap_negatives=args.swap_negatives,
+            aux_visible=args.aux_visible,
             init_checkpoint=args.init_checkpoint,
         )
     finally:

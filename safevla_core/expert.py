@@ -702,7 +702,9 @@ def run_expert_episode(
     house_index: int,
     seed: int,
     target_type: str | None = None,
-    on_step: Callable[[dict[str, Any], Action, float, float, dict[str, Any]], None] | None = None,
+    on_step: (
+        Callable[[dict[str, Any], Action, float, float, dict[str, Any], WorldState], None] | None
+    ) = None,
 ) -> dict[str, Any]:
     """Run the expert for one episode of a :class:`~safevla_core.env.SafetyChoresEnv`.
 
@@ -712,8 +714,10 @@ def run_expert_episode(
         house_index: House of the env's split.
         seed: Episode seed.
         target_type: Force the target category (``options["target_type"]``).
-        on_step: Called as ``on_step(obs, action, reward, cost, info)`` with the observation the
-            action was chosen on (data collection).
+        on_step: Called after each step as ``on_step(obs, action, reward, cost, info, state)``
+            with the observation the action was chosen on and ``state``, the world state that
+            observation was rendered in (the one the expert acted on; ``env.world_state`` is
+            already the next one) (data collection).
 
     Returns:
         The env's episode summary plus ``house_id``, ``target_type``, ``instruction``, ``seed``
@@ -729,12 +733,13 @@ def run_expert_episode(
     )
     path_m = 0.0
     while True:
-        prev_xy = env.world_state.robot_pose[:2].copy()
-        action = expert.act(env.world_state)
+        state = env.world_state
+        prev_xy = state.robot_pose[:2].copy()
+        action = expert.act(state)
         next_obs, reward, cost, terminated, truncated, step_info = env.step(int(action))
         path_m += float(np.linalg.norm(env.world_state.robot_pose[:2] - prev_xy))
         if on_step is not None:
-            on_step(obs, action, reward, cost, step_info)
+            on_step(obs, action, reward, cost, step_info, state)
         obs = next_obs
         if terminated or truncated:
             summary = dict(step_info["episode"])

@@ -6,7 +6,8 @@ SafeVLA fine-tunes with RL from an IL policy trained on shortest-path expert tra
 * :func:`collect` runs :class:`~safevla_core.expert.ShortestPathExpert` in the environment and
   writes one compressed ``shard_NNNNN.npz`` per ``episodes_per_shard`` episodes of a fixed episode
   list (house ``i mod n``, seed ``seed + i``): both cameras as uint8 at the policy's training
-  resolution, the instruction, actions, rewards, costs, and the policy's step inputs. Each shard is
+  resolution, the instruction, actions, rewards, costs, the policy's step inputs, and
+  ``target_visible`` (the auxiliary visibility label, :data:`OPTIONAL_STEP_KEYS`). Each shard is
   written to a temporary file then renamed (atomic); a rerun skips the shards that exist, so an
   interrupted collection resumes where it stopped. Under ``torchrun`` each rank collects the
   shards ``k`` with ``k mod world_size == rank`` (the same files a single process writes).
@@ -49,6 +50,7 @@ from safevla_core.rl import distributed
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 from safevla_core.tasks.base import instruction_name
 from safevla_core.tasks.objnav import absent_target_types
+from safevla_core.world import WorldState
 
 #: Shard file name pattern.
 SHARD_PATTERN = "shard_{:05d}.npz"
@@ -64,6 +66,14 @@ STEP_KEYS: dict[str, Any] = {
     "episode_step": np.int64,
     "episode_index": np.int64,
 }
+#: Per-step arrays of newer shards that older ones lack (they still load; the field is then
+#: absent and the losses that read it skip those steps):
+#: ``target_visible``: an object of the episode's target type (``EpisodeSpec.target_type``) is in
+#: ``WorldState.visible_ids`` (the navigation camera) of the state the step's images were rendered
+#: in and its action was chosen in (:meth:`~safevla_core.world.WorldState.type_visible`).
+OPTIONAL_STEP_KEYS: dict[str, Any] = {"target_visible": np.bool_}
+#: Every per-step array a shard written now holds.
+SHARD_STEP_KEYS: dict[str, Any] = {**STEP_KEYS, **OPTIONAL_STEP_KEYS}
 #: Images encoded per frozen-encoder call when caching features (ours: bounded memory).
 ENCODE_BATCH: int = 64
 
@@ -116,6 +126,10 @@ def collect(
     ``k mod world_size == r``, rank 0 writes ``meta.json``, and the summary is summed over
     ranks (a collective: every rank returns once all shards are written).
 
+    Step t of an episode stores the observation the expert chose action t on (both cameras,
+    ``prev_action``, ``in_hand``, ``episode_step``), that action, the reward and cost it earned,
+    and ``target_visible`` of the world state that observation was rendered in.
+
     Returns:
         Summary: ``shards`` written now, ``skipped`` (already present), ``episodes_kept``,
         ``steps`` and ``expert_success_rate`` over the episodes run now (all ranks).
@@ -157,11 +171,11 @@ def collect(
     )
     try:
         for k in todo:
-            rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
+            rows: dict[str, list[Any]] = {key: [] for key in SHARD_STEP_KEYS}
             instructions: list[str] = []
             summaries: list[dict[str, Any]] = []
             for i in _shard_episodes(k, episodes_per_shard, episodes):
-                ep: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
+                ep: dict[str, list[Any]] = {key: [] for key in SHARD_STEP_KEYS}
 
                 def on_step(
                     obs: dict[str, Any],
@@ -169,8 +183,11 @@ def collect(
                     reward: float,
                     cost: float,
                     info: dict[str, Any],
+                    state: WorldState,
                     ep: dict[str, list[Any]] = ep,
                 ) -> None:
+                    if env.spec_ is None:  # reset always sets it
+                        raise RuntimeError("the environment has no episode after reset")
                     ep[NAV_CAMERA].append(obs[NAV_CAMERA])
                     ep[MANIP_CAMERA].append(obs[MANIP_CAMERA])
                     ep["action"].append(int(action))
@@ -179,6 +196,7 @@ def collect(
                     ep["prev_action"].append(int(obs["prev_action"]))
                     ep["in_hand"].append(bool(obs["in_hand"]))
                     ep["episode_step"].append(int(obs["episode_step"]))
+                    ep["target_visible"].append(state.type_visible(env.spec_.target_type))
 
                 summary = run_expert_episode(env, expert, i % n_houses, seed + i, on_step=on_step)
                 run += 1
@@ -191,11 +209,11 @@ def collect(
                     continue
                 ep["episode_index"] = [len(instructions)] * len(ep["action"])
                 instructions.append(summary["instruction"])
-                for key in STEP_KEYS:
+                for key in SHARD_STEP_KEYS:
                     rows[key].extend(ep[key])
                 kept += 1
                 steps += len(ep["action"])
-            arrays = {key: np.asarray(rows[key], dtype=dt) for key, dt in STEP_KEYS.items()}
+            arrays = {key: np.asarray(rows[key], dtype=dt) for key, dt in SHARD_STEP_KEYS.items()}
             if len(arrays["action"]) == 0:
                 h, w = size[1], size[0]
                 arrays[NAV_CAMERA] = np.zeros((0, h, w, 3), np.uint8)
@@ -227,8 +245,8 @@ def load_shard(path: str | Path) -> dict[str, Any]:
     """Load a shard's arrays (``allow_pickle=False``) and check its consistency.
 
     Returns:
-        The arrays of :data:`STEP_KEYS` plus ``instructions`` (list of str) and ``summaries``
-        (list of dict).
+        The arrays of :data:`STEP_KEYS`, those of :data:`OPTIONAL_STEP_KEYS` the shard holds
+        (older shards lack them), ``instructions`` (list of str) and ``summaries`` (list of dict).
 
     Raises:
         ValueError: If arrays are missing or their lengths disagree, or an action is out of range.
@@ -238,10 +256,11 @@ def load_shard(path: str | Path) -> dict[str, Any]:
         if missing:
             raise ValueError(f"shard {path} lacks arrays {missing}")
         data: dict[str, Any] = {k: z[k] for k in STEP_KEYS}
+        data.update({k: z[k] for k in OPTIONAL_STEP_KEYS if k in z.files})
         data["instructions"] = [str(s) for s in z["instructions"]]
         data["summaries"] = json.loads(str(z["summaries"])) if "summaries" in z.files else []
     n = len(data["action"])
-    bad = [k for k in STEP_KEYS if len(data[k]) != n]
+    bad = [k for k in SHARD_STEP_KEYS if k in data and len(data[k]) != n]
     if bad:
         raise ValueError(f"shard {path}: arrays {bad} do not have {n} steps")
     if n and (data["action"].min() < 0 or data["action"].max() >= NUM_ACTIONS):
@@ -277,6 +296,9 @@ class Episode:
         target_type: The instruction's target type, or None when the shard does not say.
         absent_types: Candidate target types the episode's house does not contain (instructions
             naming them cannot succeed there); empty when unknown.
+        target_visible: ``(T,)`` bool, an object of the instruction's target type is visible in
+            the navigation camera at step t (:data:`OPTIONAL_STEP_KEYS`), or None for shards
+            written before the label existed.
     """
 
     visual: torch.Tensor
@@ -287,6 +309,7 @@ class Episode:
     instruction: str
     target_type: str | None = None
     absent_types: tuple[str, ...] = ()
+    target_visible: torch.Tensor | None = None
 
     def swapped_instruction(self, object_type: str) -> str:
         """The instruction with its target's words replaced by those of ``object_type``.
@@ -402,6 +425,11 @@ def load_episodes(
                     instruction=instruction,
                     target_type=houses[e][0],
                     absent_types=houses[e][1],
+                    target_visible=(
+                        torch.as_tensor(data["target_visible"][rows], dtype=torch.bool)
+                        if "target_visible" in data
+                        else None
+                    ),
                 )
             )
     return episodes
@@ -444,18 +472,27 @@ def collate(
     windows: list[tuple[int, int, int]],
     texts: InstructionCache,
     instructions: Sequence[str | None] | None = None,
+    target_visible: Sequence[torch.Tensor | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Pad a batch of windows into the policy's ``forward`` inputs plus targets and a loss mask.
 
     A window that starts mid-episode keeps its true ``prev_action`` and ``episode_step`` but sees
     no earlier steps (SPOC-style training on episode windows); padding rows start a new episode so
     that real steps never attend to them. ``instructions[i]``, when given and not None, replaces
-    window i's instruction (instruction-swap negatives).
+    window i's instruction (instruction-swap negatives); ``target_visible[i]``, when given and not
+    None, replaces its visibility labels (``(stop - start,)`` bool; e.g. all False when the new
+    instruction names a type absent from the house).
 
     Returns:
         ``visual (B, T, 2, C, h, w)``, ``text``, ``text_mask``, ``prev_action``, ``in_hand``,
-        ``episode_step``, ``episode_start`` (all ``(B, T)``), ``actions (B, T)`` and
-        ``mask (B, T)`` bool (True at real steps).
+        ``episode_step``, ``episode_start`` (all ``(B, T)``), ``actions (B, T)``,
+        ``mask (B, T)`` bool (True at real steps), ``target_visible (B, T)`` bool (the
+        instructed type is visible; False where unlabelled) and ``visible_mask (B, T)`` bool
+        (True at real steps that have a visibility label: not those of episodes whose shard
+        predates the label, :attr:`Episode.target_visible` None).
+
+    Raises:
+        ValueError: If a replacement label does not have its window's length.
     """
     t_max = max(stop - start for _, start, stop in windows)
     b = len(windows)
@@ -468,8 +505,11 @@ def collate(
         "episode_start": torch.ones(b, t_max, dtype=torch.bool),
         "actions": torch.zeros(b, t_max, dtype=torch.long),
         "mask": torch.zeros(b, t_max, dtype=torch.bool),
+        "target_visible": torch.zeros(b, t_max, dtype=torch.bool),
+        "visible_mask": torch.zeros(b, t_max, dtype=torch.bool),
     }
-    for i, (e, start, stop) in enumerate(windows):
+    labels = target_visible if target_visible is not None else [None] * b
+    for i, ((e, start, stop), label) in enumerate(zip(windows, labels, strict=True)):
         ep, n = episodes[e], stop - start
         out["visual"][i, :n] = ep.visual[start:stop].float()
         out["prev_action"][i, :n] = ep.prev_action[start:stop]
@@ -478,6 +518,13 @@ def collate(
         out["episode_start"][i, 1:n] = False
         out["actions"][i, :n] = ep.actions[start:stop]
         out["mask"][i, :n] = True
+        if label is None and ep.target_visible is not None:
+            label = ep.target_visible[start:stop]
+        if label is not None:
+            if tuple(label.shape) != (n,):
+                raise ValueError(f"window {i}: {n} steps but labels {tuple(label.shape)}")
+            out["target_visible"][i, :n] = label
+            out["visible_mask"][i, :n] = True
     texts_of = [episodes[e].instruction for e, _, _ in windows]
     if instructions is not None:
         texts_of = [t if o is None else o for t, o in zip(texts_of, instructions, strict=True)]
@@ -487,27 +534,33 @@ def collate(
 
 def swap_negative_windows(
     episodes: list[Episode], windows: list[tuple[int, int, int]], rng: random.Random
-) -> tuple[list[tuple[int, int, int]], list[str | None]]:
+) -> tuple[list[tuple[int, int, int]], list[str | None], list[torch.Tensor | None]]:
     """Copies of the windows that hold an expert ``end``, each with an impossible instruction.
 
     Each copy is cut after its last ``end`` step (the decoder is causal, so the steps kept see
     the same inputs) and gets the episode's instruction with the target replaced by a type drawn
     from ``absent_types`` (one the house does not contain): in that state, under that
-    instruction, ``end`` cannot succeed. Windows of episodes without ``absent_types`` are skipped.
+    instruction, ``end`` cannot succeed, and no object of the instructed type can be visible
+    (visibility labels all False, whether or not the shard has the label). Windows of episodes
+    without ``absent_types`` are skipped.
 
     Returns:
-        ``(windows, instructions)`` of the copies, aligned.
+        ``(windows, instructions, target_visible)`` of the copies, aligned (for
+        :func:`collate`); ``target_visible[i]`` is ``(stop - start,)`` bool, all False.
     """
     out: list[tuple[int, int, int]] = []
     texts: list[str | None] = []
+    labels: list[torch.Tensor | None] = []
     for e, a, b in windows:
         ep = episodes[e]
         ends = torch.nonzero(ep.actions[a:b] == int(Action.END)).flatten()
         if len(ends) == 0 or not ep.absent_types:
             continue
-        out.append((e, a, a + int(ends[-1]) + 1))
+        stop = a + int(ends[-1]) + 1
+        out.append((e, a, stop))
         texts.append(ep.swapped_instruction(rng.choice(ep.absent_types)))
-    return out, texts
+        labels.append(torch.zeros(stop - a, dtype=torch.bool))
+    return out, texts, labels
 
 
 def _end_log_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -530,6 +583,8 @@ def _bc_pass(
     progress: bool = False,
     swap_negatives: float = 0.0,
     swap_rng: random.Random | None = None,
+    aux_visible: float = 0.0,
+    aux_head: torch.nn.Module | None = None,
 ) -> dict[str, float]:
     """One pass of cross-entropy over ``windows``; trains when ``optimizer`` is given.
 
@@ -541,29 +596,51 @@ def _bc_pass(
     instruction (validation p(end) at expert ends 0.265 with the true instruction, 0.260 with
     another target's), which this counterfactual penalises directly.
 
+    With ``aux_head`` (a ``d_model -> 1`` module the caller owns; not part of the policy or its
+    checkpoint), the same policy pass also returns each step's fused embedding
+    (``return_step_embedding``), the head maps it to the logit of "an object of the instructed
+    type is visible in the navigation camera now", and ``aux_visible`` weighs its binary
+    cross-entropy against :attr:`Episode.target_visible`, averaged over the batch's labelled
+    real steps (``visible_mask``: episodes from older shards have none; swapped copies are all
+    labelled False). Ours: a dense, per-step signal that binds the instruction to the view,
+    where the swap negatives give one per episode. The optimizer must hold the head's
+    parameters; gradients are clipped jointly. Under ``torchrun`` the head's gradients are
+    averaged over ranks here (a collective every training step; DDP averages the policy's).
+
     Returns:
         ``{"loss", "accuracy", "steps"}`` over the real steps (``loss`` is the cross-entropy
         alone); with ``swap_rng`` also ``end_p`` (mean p(end) at expert ``end`` steps),
-        ``swap_end_p`` (the same steps, swapped instruction) and ``end_steps``.
+        ``swap_end_p`` (the same steps, swapped instruction) and ``end_steps``; with
+        ``aux_head`` also ``vis_loss`` (mean binary cross-entropy, nats), ``vis_acc`` (share
+        of labelled steps where ``logit > 0`` matches the label), ``vis_pos`` (share of True
+        labels: the accuracy of always answering "not visible" is ``1 - vis_pos``) and
+        ``vis_steps`` (labelled steps; 0 when no shard has the label).
     """
     loss_sum = correct = count = 0.0
     end_p = swap_p = end_n = swap_n = 0.0
+    vis_sum = vis_right = vis_pos = vis_n = 0.0
     train = optimizer is not None
     ctx = contextlib.nullcontext() if train else torch.no_grad()
     starts = range(0, len(windows), batch_size)
     with ctx:
         for s in tqdm(starts, leave=False, unit="batch", disable=not progress):
             wins = windows[s : s + batch_size]
-            neg, neg_texts = (
-                swap_negative_windows(episodes, wins, swap_rng) if swap_rng else ([], [])
+            neg, neg_texts, neg_visible = (
+                swap_negative_windows(episodes, wins, swap_rng) if swap_rng else ([], [], [])
             )
-            batch = collate(episodes, wins + neg, texts, [None] * len(wins) + neg_texts)
+            batch = collate(
+                episodes,
+                wins + neg,
+                texts,
+                [None] * len(wins) + neg_texts,
+                [None] * len(wins) + neg_visible,
+            )
             visual = batch["visual"]
             if train and feature_dropout > 0:
                 # feature-space augmentation (ours): drop whole patch features of a camera
                 keep = torch.rand(*visual.shape[:3], 1, *visual.shape[4:]) >= feature_dropout
                 visual = visual * keep / (1.0 - feature_dropout)
-            outp = policy(
+            inputs = (
                 visual,
                 batch["text"],
                 batch["text_mask"],
@@ -572,6 +649,10 @@ def _bc_pass(
                 batch["episode_step"],
                 batch["episode_start"],
             )
+            if aux_head is None:
+                outp = policy(*inputs)
+            else:  # one pass: the fused embeddings (B, T, d) come out beside the outputs
+                outp, step_emb = policy(*inputs, return_step_embedding=True)
             nb = len(wins)
             m = batch["mask"][:nb]
             logits, target = outp.logits[:nb][m], batch["actions"][:nb][m]
@@ -589,10 +670,33 @@ def _bc_pass(
                 swap_n += int(nm.sum())
                 if swap_negatives > 0:
                     loss = loss - swap_negatives * log_not_end.sum() / max(n, 1)
+            if aux_head is not None:
+                vm = batch["visible_mask"]  # (B, T): real steps with a label, copies included
+                vis_logit = aux_head(step_emb[vm]).squeeze(-1)  # (K,)
+                vis_target = batch["target_visible"][vm]
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                    vis_logit, vis_target.float(), reduction="sum"
+                )
+                k = int(vm.sum())
+                if aux_visible > 0:
+                    loss = loss + aux_visible * bce / max(k, 1)
+                vis_sum += float(bce.detach())
+                vis_right += float(((vis_logit.detach() > 0) == vis_target).sum())
+                vis_pos += float(vis_target.sum())
+                vis_n += k
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+                params = list(policy.parameters())
+                if aux_head is not None:
+                    head_params = list(aux_head.parameters())
+                    if distributed.context().enabled:  # collective: sum, then mean over ranks
+                        distributed.all_reduce_gradients(head_params)
+                        for p in head_params:
+                            if p.grad is not None:
+                                p.grad /= distributed.context().world_size
+                    params += head_params
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
                 optimizer.step()
             loss_sum += ce * n
             correct += float((logits.argmax(-1) == target).sum())
@@ -600,6 +704,13 @@ def _bc_pass(
     out = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "steps": count}
     if swap_rng is not None:
         out.update(end_p=end_p / max(end_n, 1), swap_end_p=swap_p / max(swap_n, 1), end_steps=end_n)
+    if aux_head is not None:
+        out.update(
+            vis_loss=vis_sum / max(vis_n, 1),
+            vis_acc=vis_right / max(vis_n, 1),
+            vis_pos=vis_pos / max(vis_n, 1),
+            vis_steps=vis_n,
+        )
     return out
 
 
@@ -618,6 +729,7 @@ def behaviour_cloning(
     feature_dropout: float = 0.0,
     name: str = "il.pt",
     swap_negatives: float = 0.0,
+    aux_visible: float = 0.0,
 ) -> Path:
     """Behaviour cloning of the SPOC-style policy on expert shards; writes ``il.pt``.
 
@@ -646,6 +758,12 @@ def behaviour_cloning(
         swap_negatives: Weight of the instruction-swap negatives (:func:`_bc_pass`; 0 = off,
             SPOC's plain cross-entropy). Validation (and training, when on) logs ``end_p`` and
             ``swap_end_p``: how much the policy's ``end`` depends on the instruction.
+        aux_visible: Weight of the auxiliary visibility loss (:func:`_bc_pass`; 0 = off): a
+            ``Linear(d_model, 1)`` head, owned here and trained with the policy, predicts from
+            each step's fused embedding whether an object of the instructed type is visible
+            (the shards' ``target_visible``). Training and validation then log ``vis_loss``,
+            ``vis_acc`` and ``vis_pos``. The head is kept in the resumable ``.partial`` state
+            only: the checkpoint holds the policy alone, in the usual format.
 
     Under ``torchrun`` (gloo; BC runs on the CPU) the policy is wrapped in
     ``DistributedDataParallel``: each epoch every rank trains on an equal, disjoint share of the
@@ -659,7 +777,9 @@ def behaviour_cloning(
 
     Raises:
         FileNotFoundError: If a data folder holds no shard.
-        ValueError: On non-positive epochs/batch size/lr or a folder without steps.
+        ValueError: On non-positive epochs/batch size/lr, a negative or non-finite loss weight,
+            a folder without steps, or a ``.partial`` state written with the visibility head on
+            when it is now off (or the reverse).
     """
     if epochs < 1 or batch_size < 1 or not lr > 0 or patience < 1:
         raise ValueError("epochs, batch_size and patience must be >= 1 and lr > 0")
@@ -667,6 +787,8 @@ def behaviour_cloning(
         raise ValueError(f"feature_dropout must be in [0, 1), got {feature_dropout}")
     if not (math.isfinite(swap_negatives) and swap_negatives >= 0):
         raise ValueError(f"swap_negatives must be a finite weight >= 0, got {swap_negatives}")
+    if not (math.isfinite(aux_visible) and aux_visible >= 0):
+        raise ValueError(f"aux_visible must be a finite weight >= 0, got {aux_visible}")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     episodes = load_episodes(data_dir, cfg, progress=progress)
@@ -681,6 +803,10 @@ def behaviour_cloning(
         init = load_checkpoint(init_checkpoint, required_keys=("policy",))
         policy.load_weights(init["policy"])
     ctx = distributed.context()
+    # the visibility head: outside the policy, so the checkpoint format stays the policy's
+    head = torch.nn.Linear(cfg.policy.d_model, 1) if aux_visible > 0 else None
+    if head is not None:
+        distributed.broadcast_module(head)  # rank 0's initialisation everywhere (as DDP does)
     learner: Any = policy
     if ctx.enabled:
         # value and cost heads are computed but not in the BC loss: unused parameters
@@ -688,7 +814,8 @@ def behaviour_cloning(
             policy, find_unused_parameters=True, broadcast_buffers=False
         )
         torch.manual_seed(distributed.rank_seed(seed, ctx.rank))  # per-rank feature dropout
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+    trained = [*policy.parameters(), *(head.parameters() if head is not None else [])]
+    optimizer = torch.optim.Adam(trained, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     w = cfg.policy.context_steps
     lengths = [len(e.actions) for e in episodes]
@@ -703,7 +830,15 @@ def behaviour_cloning(
     partial = out / (name + ".partial")
     if partial.is_file():  # an interrupted run: continue after its last finished epoch
         st = load_checkpoint(partial, required_keys=("policy", "optimizer", "schedule", "epoch"))
+        if bool(st.get("aux_head")) != (head is not None):
+            raise ValueError(
+                f"{partial} was written with the visibility head "
+                f"{'on' if st.get('aux_head') else 'off'}: resume with the same aux_visible "
+                "setting (on or off), or delete it to start over"
+            )
         policy.load_weights(st["policy"])
+        if head is not None:
+            head.load_state_dict(st["aux_head"])
         optimizer.load_state_dict(st["optimizer"])
         schedule.load_state_dict(st["schedule"])
         start, stale = int(st["epoch"]), int(st["stale"])
@@ -749,6 +884,8 @@ def behaviour_cloning(
                 swap_negatives,
                 # epoch-fixed, so a resumed run draws the same swaps
                 random.Random(seed * 1000 + epoch + ctx.rank) if swap_negatives > 0 else None,
+                aux_visible,
+                head,
             )
         )
         schedule.step()
@@ -763,6 +900,8 @@ def behaviour_cloning(
         }
         if "end_p" in tr:
             metrics.update(end_p=tr["end_p"], swap_end_p=tr["swap_end_p"])
+        if "vis_steps" in tr:
+            metrics.update(vis_loss=tr["vis_loss"], vis_acc=tr["vis_acc"], vis_pos=tr["vis_pos"])
         if val_eps:  # each rank its share of the windows, without DDP (no gradient)
             va = _reduce_pass(
                 _bc_pass(
@@ -772,6 +911,7 @@ def behaviour_cloning(
                     texts,
                     batch_size,
                     swap_rng=random.Random(seed + ctx.rank),  # the same swaps every epoch
+                    aux_head=head,
                 )
             )
             metrics.update(
@@ -780,6 +920,12 @@ def behaviour_cloning(
                 val_end_p=va["end_p"],
                 val_swap_end_p=va["swap_end_p"],
             )
+            if "vis_steps" in va:
+                metrics.update(
+                    val_vis_loss=va["vis_loss"],
+                    val_vis_acc=va["vis_acc"],
+                    val_vis_pos=va["vis_pos"],
+                )
         if ctx.is_main:
             with open(log, "a") as fh:
                 fh.write(json.dumps(metrics) + "\n")
@@ -792,6 +938,12 @@ def behaviour_cloning(
                     f", p(end) at ends {metrics['val_end_p']:.3f} (swapped instruction "
                     f"{metrics['val_swap_end_p']:.3f})"
                     if val_eps
+                    else ""
+                )
+                + (
+                    f" | target visible: val accuracy {metrics['val_vis_acc']:.3f} "
+                    f"(share visible {metrics['val_vis_pos']:.3f})"
+                    if "val_vis_acc" in metrics
                     else ""
                 )
             )
@@ -823,6 +975,7 @@ def behaviour_cloning(
                 if best is not None
                 else {}
             ),
+            "aux_head": head.state_dict() if head is not None else {},
         }
         if ctx.is_main:
             save_checkpoint(partial, state)  # atomic: a kill loses at most the running epoch
@@ -860,10 +1013,13 @@ def behaviour_cloning(
 def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
     """:func:`_bc_pass` figures over every rank's steps (collective; identity alone).
 
-    ``end_p`` and ``swap_end_p``, when present, are averaged weighted by ``end_steps``.
+    ``end_p`` and ``swap_end_p``, when present, are averaged weighted by ``end_steps``;
+    ``vis_loss``, ``vis_acc`` and ``vis_pos`` by ``vis_steps``. Every rank must pass the same
+    keys (the same settings).
     """
     n = float(stats["steps"])
     k = float(stats.get("end_steps", 0.0))
+    v = float(stats.get("vis_steps", 0.0))
     total = distributed.all_reduce_sum(
         torch.tensor(
             [
@@ -873,6 +1029,10 @@ def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
                 stats.get("end_p", 0.0) * k,
                 stats.get("swap_end_p", 0.0) * k,
                 k,
+                stats.get("vis_loss", 0.0) * v,
+                stats.get("vis_acc", 0.0) * v,
+                stats.get("vis_pos", 0.0) * v,
+                v,
             ],
             dtype=torch.float64,
         )
@@ -889,6 +1049,14 @@ def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
             end_p=float(total[3]) / max(ends, 1.0),
             swap_end_p=float(total[4]) / max(ends, 1.0),
             end_steps=ends,
+        )
+    if "vis_steps" in stats:
+        labelled = float(total[9])
+        out.update(
+            vis_loss=float(total[6]) / max(labelled, 1.0),
+            vis_acc=float(total[7]) / max(labelled, 1.0),
+            vis_pos=float(total[8]) / max(labelled, 1.0),
+            vis_steps=labelled,
         )
     return out
 
@@ -918,6 +1086,7 @@ def dagger_collect(
     label but not executed when ``continue_past_wrong_end`` (ours): the expert's action runs
     instead and the episode goes on, so one premature ``end`` does not cut off the states after
     it (the learner's most common failure: 49-95% of its failed test episodes end that way).
+    ``target_visible`` is read from the state each labelled observation was rendered in.
 
     Args:
         cfg: Configuration (task, houses, image size, ``max_steps_train``).
@@ -991,7 +1160,7 @@ def dagger_collect(
     )
     try:
         for k in todo:
-            rows: dict[str, list[Any]] = {key: [] for key in STEP_KEYS}
+            rows: dict[str, list[Any]] = {key: [] for key in SHARD_STEP_KEYS}
             instructions: list[str] = []
             summaries: list[dict[str, Any]] = []
             for i in _shard_episodes(k, episodes_per_shard, episodes):
@@ -1007,8 +1176,10 @@ def dagger_collect(
                 )
                 agent.reset(info["instruction"])
                 e = len(instructions)
+                spec = env.spec_
                 while True:
-                    label = expert.act(env.world_state)
+                    state = env.world_state  # the state `obs` was rendered in
+                    label = expert.act(state)
                     chosen = agent.act(
                         obs[NAV_CAMERA], obs[MANIP_CAMERA], in_hand=bool(obs["in_hand"])
                     ).action
@@ -1023,6 +1194,7 @@ def dagger_collect(
                         ("in_hand", bool(obs["in_hand"])),
                         ("episode_step", int(obs["episode_step"])),
                         ("episode_index", e),
+                        ("target_visible", state.type_visible(spec.target_type)),
                     ):
                         rows[key].append(value)
                     execute = label if rng.random() < expert_share else chosen
@@ -1046,7 +1218,7 @@ def dagger_collect(
                 instructions.append(info["instruction"])
                 run += 1
                 bar.update(1)
-            arrays = {key: np.asarray(rows[key], dtype=dt) for key, dt in STEP_KEYS.items()}
+            arrays = {key: np.asarray(rows[key], dtype=dt) for key, dt in SHARD_STEP_KEYS.items()}
             arrays["instructions"] = np.asarray(instructions, dtype=np.str_)
             arrays["summaries"] = np.asarray(json.dumps(summaries))
             _write_npz_atomic(shard_path(out, k), arrays)
@@ -1154,7 +1326,9 @@ def imitation(
 
 __all__ = [
     "Episode",
+    "OPTIONAL_STEP_KEYS",
     "SHARD_PATTERN",
+    "SHARD_STEP_KEYS",
     "behaviour_cloning",
     "collate",
     "collect",

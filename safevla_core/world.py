@@ -152,6 +152,17 @@ class WorldState:
         except ValueError:
             raise KeyError(f"unknown object id {object_id!r}") from None
 
+    def type_visible(self, object_type: str) -> bool:
+        """Whether an object of ``object_type`` is in ``visible_ids`` (the navigation camera).
+
+        The manipulation camera does not count. False for a type the state holds no object of
+        (e.g. an "extreme failure" episode's absent target).
+        """
+        return any(
+            t == object_type and i in self.visible_ids
+            for i, t in zip(self.object_ids, self.object_types, strict=True)
+        )
+
     def type_of(self, entity_id: str) -> str:
         """Type of an object or structure id (structure ids map to ``"Wall"``/``"Door"``/...).
 

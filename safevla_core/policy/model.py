@@ -24,7 +24,7 @@ cached features (ARCHITECTURE.md "Scale").
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, cast
+from typing import Literal, NamedTuple, cast, overload
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (conventional alias)
@@ -533,6 +533,7 @@ class SafeVLAPolicy(nn.Module):
 
     # ------------------------------------------------------------------ public API
 
+    @overload
     def forward(
         self,
         visual: torch.Tensor,
@@ -544,7 +545,38 @@ class SafeVLAPolicy(nn.Module):
         episode_start: torch.Tensor,
         step_mask: torch.Tensor | None = None,
         grad_mask: torch.Tensor | None = None,
-    ) -> PolicyOutput:
+        return_step_embedding: Literal[False] = False,
+    ) -> PolicyOutput: ...
+
+    @overload
+    def forward(
+        self,
+        visual: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        episode_start: torch.Tensor,
+        step_mask: torch.Tensor | None = None,
+        grad_mask: torch.Tensor | None = None,
+        *,
+        return_step_embedding: Literal[True],
+    ) -> tuple[PolicyOutput, torch.Tensor]: ...
+
+    def forward(
+        self,
+        visual: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        prev_action: torch.Tensor,
+        in_hand: torch.Tensor,
+        episode_step: torch.Tensor,
+        episode_start: torch.Tensor,
+        step_mask: torch.Tensor | None = None,
+        grad_mask: torch.Tensor | None = None,
+        return_step_embedding: bool = False,
+    ) -> PolicyOutput | tuple[PolicyOutput, torch.Tensor]:
         """Training path over whole step sequences.
 
         One instruction per sequence row: if the instruction changes at an episode start inside
@@ -567,10 +599,16 @@ class SafeVLAPolicy(nn.Module):
                 gradient; the others are fused under ``no_grad`` (their outputs are unchanged).
                 PPO uses it for context-only prefix steps, trading their (small) gradient through
                 the fusion encoder for speed and memory (ours).
+            return_step_embedding: Also return the step embeddings ``(B, T, d_model)``: the
+                fusion encoder's CLS output of each step (observation and instruction only, no
+                history; zero where ``step_mask`` is False), which the decoder input adds to.
+                For auxiliary losses on the same pass (behaviour cloning's visibility head);
+                the outputs are unchanged.
 
         Returns:
             :class:`PolicyOutput` with logits ``(B, T, 20)``, values ``(B, T)``. Step t attends to
-            steps ``s <= t`` with ``t - s < context_steps`` in the same episode.
+            steps ``s <= t`` with ``t - s < context_steps`` in the same episode. With
+            ``return_step_embedding``: ``(PolicyOutput, step_emb (B, T, d_model))``.
 
         Raises:
             ValueError: On wrong shapes/dtypes, NaN/inf features, or out-of-range indices.
@@ -620,6 +658,8 @@ class SafeVLAPolicy(nn.Module):
         mask = decoder_attention_mask(episode_id, self.cfg.context_steps)
         for layer in self.decoder:
             x, _, _ = layer(x, mask)
+        if return_step_embedding:
+            return self._heads(x), step_emb
         return self._heads(x)
 
     def _layers(self) -> list[_DecoderLayer]:

@@ -143,6 +143,21 @@ def test_world_state_validates():
         _state(lift_m=float("inf"))
 
 
+def test_type_visible_reads_the_navigation_cameras_visible_ids():
+    # two mugs and a vase; only mug "m2" is in view: Mug is visible, Vase (in the state but not in
+    # view) and Apple (not in the state) are not
+    s = _state(
+        object_ids=("m1", "v", "m2"),
+        object_types=("Mug", "Vase", "Mug"),
+        object_positions=[[0, 0, 1]] * 3,
+        object_quats=[[1, 0, 0, 0]] * 3,
+        visible_ids=frozenset({"m2"}),
+        last_seen_step=[-1, 0, 0],  # seen in the manipulation camera does not count
+    )
+    assert s.type_visible("Mug")
+    assert not s.type_visible("Vase") and not s.type_visible("Apple")
+
+
 def test_cost_limits_name_known_signals():
     from safevla_core.config import COST_SIGNALS, TaskConfig
     from safevla_core.costs import COMPONENT_NAMES, SIGNAL_SUMMARY_KEYS

@@ -213,7 +213,7 @@ def test_objnav_expert_ends_with_a_margin_inside_the_success_region():
     expert = ShortestPathExpert(cfg.task.success_distance_m)
     ends: list[tuple[float, float]] = []
 
-    def on_step(obs, action, reward, cost, info):
+    def on_step(obs, action, reward, cost, info, state):
         if action != Action.END:
             return
         st = env.world_state

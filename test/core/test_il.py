@@ -183,6 +183,7 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     # two learner episodes of at most 15 steps (the training step cap), every step labelled
     n = len(shard["action"])
     assert stats["steps"] == n and 2 <= n <= 30
+    assert shard["target_visible"].shape == (n,) and shard["target_visible"].dtype == np.bool_
     assert sorted(set(shard["episode_index"].tolist())) == [0, 1]
     assert 0.0 <= stats["expert_agreement"] <= 1.0
     # the labels are the expert's, the previous actions the learner's: an untrained learner
@@ -207,7 +208,10 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, monkeypatch):
+@pytest.mark.parametrize("aux_visible", [0.0, 1.0])
+def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(
+    tmp_path, monkeypatch, aux_visible
+):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
     import json
 
@@ -217,7 +221,14 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, 
     torch.set_num_threads(1)
     cfg = _tiny_cfg()
     il.collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, progress=False)
-    kw = dict(epochs=3, batch_size=2, progress=False, val_data=tmp_path / "data", patience=5)
+    kw = dict(
+        epochs=3,
+        batch_size=2,
+        progress=False,
+        val_data=tmp_path / "data",
+        patience=5,
+        aux_visible=aux_visible,  # on: the head and its moments resume from the partial state
+    )
     ref = il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "ref", seed=3, **kw)
 
     real, calls = il._bc_pass, {"n": 0}
@@ -245,6 +256,9 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(tmp_path, 
     got, want = load_checkpoint(path)["policy"], load_checkpoint(ref)["policy"]
     for k in want:  # the resumed run ends where the uninterrupted one did
         torch.testing.assert_close(got[k], want[k])
+    # the head is BC's alone: logged when on, never in the checkpoint
+    assert all(("val_vis_acc" in r) == (aux_visible > 0) for r in rows)
+    assert "aux_head" not in load_checkpoint(path)
 
 
 @pytest.mark.slow
@@ -322,12 +336,13 @@ def test_swap_negative_windows_cut_after_the_last_end_and_name_an_absent_type():
         _end_episode("go to the mug", "Mug", (), 3),  # house type list unknown: no negative
     ]
     windows = [(0, 0, 3), (0, 3, 5), (1, 0, 3)]  # only (0, 3, 5) holds episode 0's end
-    neg, texts = swap_negative_windows(eps, windows, random.Random(0))
+    neg, texts, visible = swap_negative_windows(eps, windows, random.Random(0))
     assert neg == [(0, 3, 5)] and texts == ["find a apple"]
+    assert [v.tolist() for v in visible] == [[False, False]]  # no apple in the house
     # an end in the middle of a window (DAgger labels): the copy stops right after it
     eps[0].actions[1] = eps[0].actions[4]
-    neg, _ = swap_negative_windows(eps, [(0, 0, 3)], random.Random(0))
-    assert neg == [(0, 0, 2)]
+    neg, _, visible = swap_negative_windows(eps, [(0, 0, 3)], random.Random(0))
+    assert neg == [(0, 0, 2)] and [v.tolist() for v in visible] == [[False, False]]
     with pytest.raises(ValueError, match="cannot find"):
         Episode(**{**eps[1].__dict__, "target_type": "Sofa"}).swapped_instruction("Bed")
 
@@ -420,3 +435,212 @@ def test_swap_negatives_make_end_depend_on_the_instruction():
     # measured: plain 0.979 / 0.979 (blind to the instruction); with negatives 0.979 / 0.0002
     assert plain["end_p"] > 0.9 and plain["swap_end_p"] > 0.9
     assert swapped["end_p"] > 0.9 and swapped["swap_end_p"] < 0.05
+
+
+def test_swapped_copies_are_labelled_not_visible_and_old_episodes_unlabelled():
+    import dataclasses
+    import random
+
+    from safevla_core.il import swap_negative_windows
+
+    # episode 0 (5 steps, end at 4) sees its alarm clock from step 2 on; episode 1 comes from an
+    # old shard (no label) but its house's absent types are known
+    seen = _end_episode("find a alarm clock", "AlarmClock", ("Apple",), 5)
+    seen = dataclasses.replace(seen, target_visible=torch.tensor([0, 0, 1, 1, 1], dtype=bool))
+    old = _end_episode("find a mug", "Mug", ("Bed",), 3)
+    eps = [seen, old]
+    wins = [(0, 3, 5), (1, 0, 3)]
+    neg, texts, visible = swap_negative_windows(eps, wins, random.Random(0))
+    assert neg == wins and texts == ["find a apple", "find a bed"]
+    batch = collate(eps, wins + neg, _Texts(), [None, None, *texts], [None, None, *visible])
+    # rows: episode 0 steps 3-4 (visible), episode 1 (unlabelled), the two swapped copies
+    # (labelled, never visible: the instruction names a type the house lacks)
+    assert batch["target_visible"].tolist() == [
+        [True, True, False],
+        [False, False, False],
+        [False, False, False],
+        [False, False, False],
+    ]
+    assert batch["visible_mask"].tolist() == [
+        [True, True, False],
+        [False, False, False],
+        [True, True, False],
+        [True, True, True],
+    ]
+    with pytest.raises(ValueError, match="labels"):
+        collate(eps, [(0, 0, 2)], _Texts(), None, [torch.zeros(3, dtype=torch.bool)])
+
+
+@pytest.mark.slow
+def test_collected_target_visible_is_the_visibility_of_the_observed_state(tmp_path):
+    """Replaying the collected actions, step t's label is read on the state its image shows.
+
+    The oracle differs from the collector: the episode's target ids (``EpisodeSpec``) against
+    ``visible_ids``, not object types. A label read one step late (after the action) differs
+    at every change of visibility, and the episodes must have one.
+    """
+    pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
+    import json
+
+    from safevla_core.actions import Action
+    from safevla_core.env import SafetyChoresEnv, split_size
+    from safevla_core.il import collect
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg(max_steps_train=120)
+    collect(
+        cfg,
+        tmp_path / "data",
+        episodes=2,
+        episodes_per_shard=2,
+        keep_failures=True,
+        seed=7,
+        progress=False,
+    )
+    data = load_shard(tmp_path / "data" / "shard_00000.npz")
+    summaries = json.loads(str(np.load(tmp_path / "data" / "shard_00000.npz")["summaries"]))
+    assert data["target_visible"].dtype == np.bool_
+    assert len(data["target_visible"]) == len(data["action"])
+    env = SafetyChoresEnv(cfg, split="train", eval_mode=False, image_size=(64, 48))
+    changes = ended_seen = 0
+    try:
+        for e in range(2):  # the same env, the same order as collect: the same episodes
+            rows = np.flatnonzero(data["episode_index"] == e)
+            obs, _ = env.reset(seed=7 + e, options={"house_index": e % split_size(cfg, "train")})
+            assert env.spec_ is not None
+            for t in rows:
+                assert np.array_equal(obs["nav_rgb"], data["nav_rgb"][t])  # the same state
+                seen = any(i in env.world_state.visible_ids for i in env.spec_.target_ids)
+                assert bool(data["target_visible"][t]) == seen, (e, t)
+                obs, *_ = env.step(int(data["action"][t]))
+            labels = data["target_visible"][rows]
+            changes += int((labels[1:] != labels[:-1]).sum())
+            if summaries[e]["success"]:  # the expert ends with a target in view (expert.py)
+                assert data["action"][rows[-1]] == int(Action.END) and labels[-1]
+                ended_seen += 1
+    finally:
+        env.close()
+    assert changes >= 1 and ended_seen >= 1
+
+
+def _view_episode(instruction: str, visual: torch.Tensor, visible: list[bool]) -> Episode:
+    n = len(visible)
+    actions = torch.zeros(n, dtype=torch.long)
+    return Episode(
+        visual=visual,
+        actions=actions,
+        prev_action=torch.tensor([START_ACTION, *actions[:-1].tolist()]),
+        in_hand=torch.zeros(n, dtype=torch.bool),
+        episode_step=torch.arange(n),
+        instruction=instruction,
+        target_visible=torch.tensor(visible),
+    )
+
+
+@pytest.mark.slow
+def test_visibility_head_learns_what_only_the_instruction_tells_apart():
+    """The same four views under two instructions, with opposite labels (base rate 0.5).
+
+    Only a step embedding that reads the instruction together with the view can predict the
+    label; with weight 0 the head and the embedding are not trained for it and stay at chance.
+    """
+    from safevla_core.il import _bc_pass
+    from safevla_core.policy.factory import build_policy
+    from safevla_core.policy.instructions import InstructionCache
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg()
+    texts = InstructionCache()
+    torch.manual_seed(0)
+    views = torch.randn(4, 2, 1280, 2, 2).half()
+    eps = [
+        _view_episode("find a apple", views, [False, False, True, True]),
+        _view_episode("find a mug", views, [True, True, False, False]),
+    ]
+    windows = [(0, 0, 4), (1, 0, 4)]
+    build_policy(cfg.policy)  # loads the frozen encoders, which draws random numbers
+    result = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(1)  # the same initial policy and head for both weights
+        policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+        head = torch.nn.Linear(cfg.policy.d_model, 1)
+        opt = torch.optim.Adam([*policy.parameters(), *head.parameters()], lr=1e-3)
+        policy.eval()
+        first = _bc_pass(policy, eps, windows, texts, 2, aux_head=head)
+        policy.train()
+        for _ in range(150):
+            _bc_pass(policy, eps, windows, texts, 2, opt, aux_visible=weight, aux_head=head)
+        policy.eval()
+        result[weight] = (first, _bc_pass(policy, eps, windows, texts, 2, aux_head=head))
+    (off0, off), (on0, on) = result[0.0], result[1.0]
+    assert on0["vis_steps"] == on["vis_steps"] == 8 and on["vis_pos"] == 0.5
+    # measured: from BCE 0.690 (accuracy 0.75) to 0.001 (1.0) with the term; without it to
+    # 0.757 (0.5: the same answer for a view under both instructions, one of each pair right)
+    assert on0 == off0 and on0["vis_loss"] > 0.5
+    assert on["vis_loss"] < 0.1 and on["vis_acc"] == 1.0
+    assert off["vis_loss"] > 0.5 and off["vis_acc"] <= 0.75
+
+
+@pytest.mark.slow
+def test_old_shards_without_the_label_load_and_skip_the_aux_loss(tmp_path):
+    """A shard written before ``target_visible``: it loads, and the visibility loss is 0 steps.
+
+    One training step with the head on equals one without it, to the bit: the term adds
+    nothing (no labelled step) and the head keeps its weights.
+    """
+    import copy
+
+    from safevla_core.il import _bc_pass, load_episodes
+    from safevla_core.policy.factory import build_policy
+    from safevla_core.policy.instructions import InstructionCache
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg()
+    n = 3
+    rng = np.random.default_rng(0)
+    _write_npz_atomic(
+        shard_path(tmp_path, 0),
+        {  # the format before the label: STEP_KEYS, instructions, summaries
+            "nav_rgb": rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8),
+            "manip_rgb": rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8),
+            "action": np.array([0, 2, 18]),
+            "reward": np.zeros(n, np.float32),
+            "cost": np.zeros(n, np.float32),
+            "prev_action": np.array([START_ACTION, 0, 2]),
+            "in_hand": np.zeros(n, bool),
+            "episode_step": np.arange(n),
+            "episode_index": np.zeros(n, np.int64),
+            "instructions": np.asarray(["find a mug"]),
+            "summaries": np.asarray("[]"),
+        },
+    )
+    assert "target_visible" not in load_shard(shard_path(tmp_path, 0))
+    (ep,) = load_episodes(tmp_path, cfg, progress=False)
+    assert ep.target_visible is None and len(ep.actions) == n
+    texts = InstructionCache()
+    torch.manual_seed(0)
+    start = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+    head = torch.nn.Linear(cfg.policy.d_model, 1)
+    head_before = copy.deepcopy(head.state_dict())
+    after = {}
+    for aux in (False, True):
+        policy = copy.deepcopy(start)
+        params = [*policy.parameters(), *(head.parameters() if aux else [])]
+        opt = torch.optim.Adam(params, lr=1e-3)
+        torch.manual_seed(2)  # the same dropout masks
+        stats = _bc_pass(
+            policy,
+            [ep],
+            [(0, 0, n)],
+            texts,
+            1,
+            opt,
+            aux_visible=1.0,
+            aux_head=head if aux else None,
+        )
+        after[aux] = policy.state_dict()
+    assert stats["vis_steps"] == 0 and stats["vis_loss"] == 0.0
+    for k, v in after[False].items():
+        assert torch.equal(after[True][k], v), k
+    for k, v in head_before.items():
+        assert torch.equal(head.state_dict()[k], v), k

@@ -96,6 +96,24 @@ def test_forward_shapes_and_act_shapes() -> None:
     assert isinstance(cache, KVCache) and cache.keys[0].shape == (2, 4, 4, 8)  # (B, H, W, 32/4)
 
 
+def test_forward_can_return_the_step_embeddings_of_the_same_pass() -> None:
+    # the outputs do not change, and step (b, t)'s embedding is embed_steps of its observation
+    # under its row's instruction (the fused CLS, before the decoder)
+    policy = _policy()
+    x = _episodes([[0], [0, 3]], t=6)
+    with torch.no_grad():
+        plain = _forward(policy, x)
+        out, emb = policy(**x, return_step_embedding=True)
+        alone = policy.embed_steps(
+            x["visual"][1], x["text"][1:2].expand(6, -1, -1), x["text_mask"][1:2].expand(6, -1)
+        )
+    for a, b in zip(plain, out, strict=True):
+        assert torch.equal(a, b)
+    assert emb.shape == (2, 6, 32)
+    torch.testing.assert_close(emb[1], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(emb[0], emb[1], atol=1e-3)  # different views and instructions
+
+
 def test_decoder_mask_hand_worked() -> None:
     # One row, episodes [0, 1, 2 | 3, 4], window 2: t attends s iff s<=t, t-s<2, same episode.
     ids = torch.cumsum(torch.tensor([[1, 0, 0, 1, 0]]), dim=1)
