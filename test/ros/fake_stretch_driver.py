@@ -79,6 +79,8 @@ class FakeStretchDriver(Node):
             )
         self.create_timer(0.05, self._publish_status)
         self._pending = None
+        # goal id -> set by the cancel callback, so a running goal waits on it, not on a clock
+        self._cancel_events: dict[bytes, threading.Event] = {}
         self.action_server = self._make_action_server()
 
     def _make_action_server(self):
@@ -93,15 +95,24 @@ class FakeStretchDriver(Node):
             ok = self.mode == "position" and not self.runstopped
             return GoalResponse.ACCEPT if ok else GoalResponse.REJECT
 
+        def on_cancel(handle):
+            self._cancel_event(handle).set()  # wakes the goal's _execute at once
+            return CancelResponse.ACCEPT
+
         return ActionServer(
             self,
             FollowJointTrajectory,
             "stretch_controller/follow_joint_trajectory",
             execute_callback=self._execute,
             goal_callback=on_goal,
-            cancel_callback=lambda _h: CancelResponse.ACCEPT,
+            cancel_callback=on_cancel,
             callback_group=ReentrantCallbackGroup(),
         )
+
+    def _cancel_event(self, handle) -> threading.Event:
+        """The event a cancel request for ``handle``'s goal sets (made on first use)."""
+        with self._lock:
+            return self._cancel_events.setdefault(bytes(handle.goal_id.uuid), threading.Event())
 
     def _event(self, name: str) -> None:
         with self._lock:
@@ -127,14 +138,17 @@ class FakeStretchDriver(Node):
         self._event("accepted")
         speed = point.velocities[0] if len(point.velocities) else 0.1
         duration_s = abs(point.positions[0]) / max(abs(speed), 1e-3)
-        end = time.monotonic() + min(duration_s, 30.0)
         result = FollowJointTrajectory.Result()
-        while time.monotonic() < end:
+        if self._cancel_event(handle).wait(timeout=min(duration_s, 30.0)):
+            # rclpy moves the goal to CANCELING just after the cancel callback returns
+            # (ActionServer._execute_cancel_request): at most a thread switch away.
+            deadline = time.monotonic() + 1.0
+            while not handle.is_cancel_requested and time.monotonic() < deadline:
+                pass
             if handle.is_cancel_requested:
                 handle.canceled()
                 self._event("canceled")
                 return result
-            time.sleep(0.01)
         handle.succeed()
         result.error_code = FollowJointTrajectory.Result.SUCCESSFUL
         self._event("succeeded")
