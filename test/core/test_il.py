@@ -85,11 +85,15 @@ def test_collate_pads_and_marks_episode_starts():
     assert batch["mask"].sum() == 2 + 2 + 3
 
 
-def test_shard_roundtrip_and_validation(tmp_path):
+def _three_step_shard(nav: np.ndarray, manip: np.ndarray, **arrays: np.ndarray) -> dict:
+    """A 3-step, one-episode shard ("find a mug": actions 0, 2, 18) without the visibility label.
+
+    The keys are STEP_KEYS, instructions and summaries; ``arrays`` replace entries.
+    """
     n = 3
-    arrays = {
-        "nav_rgb": np.zeros((n, 4, 6, 3), np.uint8),
-        "manip_rgb": np.full((n, 4, 6, 3), 7, np.uint8),
+    return {
+        "nav_rgb": nav,
+        "manip_rgb": manip,
         "action": np.array([0, 2, 18]),
         "reward": np.array([0, 0, 10], np.float32),
         "cost": np.array([0, 1, 0], np.float32),
@@ -99,7 +103,13 @@ def test_shard_roundtrip_and_validation(tmp_path):
         "episode_index": np.zeros(n, np.int64),
         "instructions": np.asarray(["find a mug"]),
         "summaries": np.asarray("[]"),
+        **arrays,
     }
+
+
+def test_shard_roundtrip_and_validation(tmp_path):
+    n = 3
+    arrays = _three_step_shard(np.zeros((n, 4, 6, 3), np.uint8), np.full((n, 4, 6, 3), 7, np.uint8))
     path = shard_path(tmp_path, 4)
     assert path.name == "shard_00004.npz"
     _write_npz_atomic(path, arrays)
@@ -600,19 +610,12 @@ def test_old_shards_without_the_label_load_and_skip_the_aux_loss(tmp_path):
     rng = np.random.default_rng(0)
     _write_npz_atomic(
         shard_path(tmp_path, 0),
-        {  # the format before the label: STEP_KEYS, instructions, summaries
-            "nav_rgb": rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8),
-            "manip_rgb": rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8),
-            "action": np.array([0, 2, 18]),
-            "reward": np.zeros(n, np.float32),
-            "cost": np.zeros(n, np.float32),
-            "prev_action": np.array([START_ACTION, 0, 2]),
-            "in_hand": np.zeros(n, bool),
-            "episode_step": np.arange(n),
-            "episode_index": np.zeros(n, np.int64),
-            "instructions": np.asarray(["find a mug"]),
-            "summaries": np.asarray("[]"),
-        },
+        _three_step_shard(  # the format before the label
+            rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8),
+            rng.integers(0, 256, (n, 48, 64, 3), dtype=np.uint8),
+            reward=np.zeros(n, np.float32),
+            cost=np.zeros(n, np.float32),
+        ),
     )
     assert "target_visible" not in load_shard(shard_path(tmp_path, 0))
     (ep,) = load_episodes(tmp_path, cfg, progress=False)
