@@ -94,11 +94,13 @@ class PolicyAgent:
         deterministic: bool = False,
         seed: int = 0,
         with_cost_critic: bool = True,
+        end_gate: float | None = None,
     ) -> PolicyAgent:
         """Load a training checkpoint (policy weights + resolved config).
 
         ``with_cost_critic`` also loads the trained cost critic when the checkpoint has one
         (its per-action one-step costs for the shield); evaluation leaves it out (faster).
+        ``end_gate`` overrides the stored ``PolicyConfig.end_gate`` (None keeps it).
 
         Raises:
             CheckpointError: If the file is missing, corrupt, or holds no policy.
@@ -108,6 +110,10 @@ class PolicyAgent:
             cfg = from_dict(Config, state["config"])
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: stored config is invalid: {exc}") from exc
+        if end_gate is not None:
+            cfg = dataclasses.replace(
+                cfg, policy=dataclasses.replace(cfg.policy, end_gate=float(end_gate))
+            )
         policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
         critic = None
         try:

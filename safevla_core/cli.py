@@ -115,6 +115,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="evaluate the privileged shortest-path expert instead of a checkpoint",
     )
+    p.add_argument(
+        "--end-gate",
+        type=float,
+        default=None,
+        metavar="P",
+        help="override the checkpoint's learned end gate (mask `end` while its visibility "
+        "head gives the target a probability below P of being in view; 0 = off; default: "
+        "the checkpoint's own setting, written by `safevla il --end-gate`)",
+    )
     p.add_argument("--task", choices=["objnav", "pickup", "fetch"], default=None)
     p.add_argument(
         "--extreme",
@@ -242,12 +251,26 @@ def _parser() -> argparse.ArgumentParser:
         "--aux-visible",
         type=float,
         default=0.0,
-        help="weight of the auxiliary visibility loss: a linear head on each step's fused "
-        "embedding predicts whether an object of the instructed type is visible in the "
+        help="weight of the auxiliary visibility loss: the policy's visibility head (on the "
+        "decoder output) predicts whether an object of the instructed type is visible in the "
         "navigation camera (the shards' target_visible; shards collected before it have no "
         "label and are skipped; swapped instructions count as not visible). Ours, to bind the "
-        "instruction to the view at every step; logs vis_loss / vis_acc. Default 0 = off "
-        "until its effect is measured",
+        "instruction to the view at every step; logs vis_loss / vis_acc. Default 0 = off",
+    )
+    p.add_argument(
+        "--end-gate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="store a learned end gate in the checkpoint: wherever the policy runs, `end` is "
+        "masked while its visibility head gives the target a probability below P of being in "
+        "view (ours; needs --aux-visible > 0; BC itself trains with the gate off; validation "
+        "logs the share of expert ends the gate passes). Default 0 = off",
+    )
+    p.add_argument(
+        "--keep-epochs",
+        action="store_true",
+        help="also write every epoch's weights to il_r0.epoch<N>.pt (each can be evaluated)",
     )
     p.add_argument(
         "--init-checkpoint",
@@ -468,6 +491,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ood=args.ood,
             agent="expert" if args.expert else None,
             shard=(k, n),
+            end_gate=args.end_gate,
         )
     except NotImplementedError as exc:
         print(f"safevla eval: error: {exc}", file=sys.stderr)
@@ -575,6 +599,8 @@ def cmd_il(args: argparse.Namespace) -> int:
             feature_dropout=args.feature_dropout,
             swap_negatives=args.swap_negatives,
             aux_visible=args.aux_visible,
+            end_gate=args.end_gate,
+            keep_epochs=args.keep_epochs,
             init_checkpoint=args.init_checkpoint,
         )
     finally:

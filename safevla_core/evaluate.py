@@ -429,6 +429,7 @@ def evaluate(
     ood: str | None = None,
     agent: Any = None,
     shard: tuple[int, int] = (0, 1),
+    end_gate: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or any agent, e.g. the expert) on a house split.
 
@@ -447,6 +448,8 @@ def evaluate(
         agent: An agent factory result to use instead of the checkpoint: either a
             :class:`PolicyAgent` or the string ``"expert"``
             (:class:`~safevla_core.expert.ShortestPathExpert`).
+        end_gate: Override the checkpoint's end-gate threshold (``PolicyConfig.end_gate``;
+            0 = off), or None to keep it. The report records the threshold used.
 
     Returns:
         The :func:`aggregate` report plus ``checkpoint``, ``split``, ``extreme`` and ``ood``.
@@ -466,7 +469,11 @@ def evaluate(
         if checkpoint is None:
             raise ValueError("evaluate needs a checkpoint or an agent")
         agent = PolicyAgent.from_checkpoint(
-            checkpoint, deterministic=det, seed=cfg.eval.seed, with_cost_critic=False
+            checkpoint,
+            deterministic=det,
+            seed=cfg.eval.seed,
+            with_cost_critic=False,
+            end_gate=end_gate,
         )
     if use_expert:
         size = (cfg.policy.image_width, cfg.policy.image_height)
@@ -524,6 +531,7 @@ def evaluate(
         split=split,
         extreme=extreme,
         ood=ood,
+        end_gate=None if use_expert else float(getattr(agent.cfg, "end_gate", 0.0)),
     )
     return report
 
@@ -543,14 +551,17 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from the shard reports of one evaluation (:func:`aggregate` of all episodes).
 
     Raises:
-        ValueError: If the shards evaluated different checkpoints or splits.
+        ValueError: If the shards evaluated different checkpoints, splits or end gates.
     """
-    meta = {(r.get("checkpoint"), r.get("split"), r.get("extreme"), r.get("ood")) for r in reports}
+    meta = {
+        (r.get("checkpoint"), r.get("split"), r.get("extreme"), r.get("ood"), r.get("end_gate"))
+        for r in reports
+    }
     if len(meta) != 1:
         raise ValueError(f"shards of different evaluations: {sorted(map(str, meta))}")
     merged = aggregate([e for r in reports for e in r["episodes"]])
-    checkpoint, split, extreme, ood = meta.pop()
-    merged.update(checkpoint=checkpoint, split=split, extreme=extreme, ood=ood)
+    checkpoint, split, extreme, ood, end_gate = meta.pop()
+    merged.update(checkpoint=checkpoint, split=split, extreme=extreme, ood=ood, end_gate=end_gate)
     return merged
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -584,7 +585,8 @@ def _bc_pass(
     swap_negatives: float = 0.0,
     swap_rng: random.Random | None = None,
     aux_visible: float = 0.0,
-    aux_head: torch.nn.Module | None = None,
+    track_visible: bool | None = None,
+    end_gate: float = 0.5,
 ) -> dict[str, float]:
     """One pass of cross-entropy over ``windows``; trains when ``optimizer`` is given.
 
@@ -596,26 +598,36 @@ def _bc_pass(
     instruction (validation p(end) at expert ends 0.265 with the true instruction, 0.260 with
     another target's), which this counterfactual penalises directly.
 
-    With ``aux_head`` (a ``d_model -> 1`` module the caller owns; not part of the policy or its
-    checkpoint), the same policy pass also returns each step's fused embedding
-    (``return_step_embedding``), the head maps it to the logit of "an object of the instructed
-    type is visible in the navigation camera now", and ``aux_visible`` weighs its binary
-    cross-entropy against :attr:`Episode.target_visible`, averaged over the batch's labelled
-    real steps (``visible_mask``: episodes from older shards have none; swapped copies are all
-    labelled False). Ours: a dense, per-step signal that binds the instruction to the view,
-    where the swap negatives give one per episode. The optimizer must hold the head's
-    parameters; gradients are clipped jointly. Under ``torchrun`` the head's gradients are
-    averaged over ranks here (a collective every training step; DDP averages the policy's).
+    ``aux_visible`` weighs the binary cross-entropy of the policy's visibility head
+    (:attr:`PolicyOutput.visible_logit`: "an object of the instructed type is visible in the
+    navigation camera now") against :attr:`Episode.target_visible`, averaged over the batch's
+    labelled real steps (``visible_mask``: episodes from older shards have none; swapped copies
+    are all labelled False). Ours: a dense, per-step signal that binds the instruction to the
+    view, where the swap negatives give one per episode; the same head gates ``end`` at run time
+    (``PolicyConfig.end_gate``). The policy must be built with ``end_gate`` 0 here, or masked
+    expert ``end`` steps would have an infinite cross-entropy.
 
     Returns:
         ``{"loss", "accuracy", "steps"}`` over the real steps (``loss`` is the cross-entropy
         alone); with ``swap_rng`` also ``end_p`` (mean p(end) at expert ``end`` steps),
         ``swap_end_p`` (the same steps, swapped instruction) and ``end_steps``; with
-        ``aux_head`` also ``vis_loss`` (mean binary cross-entropy, nats), ``vis_acc`` (share
-        of labelled steps where ``logit > 0`` matches the label), ``vis_pos`` (share of True
-        labels: the accuracy of always answering "not visible" is ``1 - vis_pos``) and
-        ``vis_steps`` (labelled steps; 0 when no shard has the label).
+        ``track_visible`` (default: ``aux_visible > 0``) also ``vis_loss`` (mean binary
+        cross-entropy, nats), ``vis_acc`` (share of labelled steps where ``logit > 0`` matches
+        the label), ``vis_pos`` (share of True labels: the accuracy of always answering "not
+        visible" is ``1 - vis_pos``), ``vis_steps`` (labelled steps; 0 when no shard has the
+        label) and, with ``swap_rng``, ``gate_end`` / ``gate_swap_end``: the share of expert
+        ``end`` steps a gate at ``end_gate`` would let through under the true / the swapped
+        instruction (the first should be near 1, the second near 0).
+
+    Raises:
+        ValueError: If the policy's ``end_gate`` is on.
     """
+    if (policy.module if hasattr(policy, "module") else policy).cfg.end_gate > 0:
+        raise ValueError("behaviour cloning needs the policy's end gate off (end_gate 0)")
+    if track_visible is None:
+        track_visible = aux_visible > 0
+    gate_logit = math.log(end_gate / (1.0 - end_gate))
+    gate_true = gate_swap = 0.0
     loss_sum = correct = count = 0.0
     end_p = swap_p = end_n = swap_n = 0.0
     vis_sum = vis_right = vis_pos = vis_n = 0.0
@@ -649,10 +661,7 @@ def _bc_pass(
                 batch["episode_step"],
                 batch["episode_start"],
             )
-            if aux_head is None:
-                outp = policy(*inputs)
-            else:  # one pass: the fused embeddings (B, T, d) come out beside the outputs
-                outp, step_emb = policy(*inputs, return_step_embedding=True)
+            outp = policy(*inputs)
             nb = len(wins)
             m = batch["mask"][:nb]
             logits, target = outp.logits[:nb][m], batch["actions"][:nb][m]
@@ -670,9 +679,14 @@ def _bc_pass(
                 swap_n += int(nm.sum())
                 if swap_negatives > 0:
                     loss = loss - swap_negatives * log_not_end.sum() / max(n, 1)
-            if aux_head is not None:
+            if track_visible:
+                assert outp.visible_logit is not None
+                if swap_rng is not None:
+                    v = outp.visible_logit.detach()
+                    gate_true += float((v[:nb][m][is_end] >= gate_logit).sum())
+                    gate_swap += float((v[nb:][nm] >= gate_logit).sum()) if neg else 0.0
                 vm = batch["visible_mask"]  # (B, T): real steps with a label, copies included
-                vis_logit = aux_head(step_emb[vm]).squeeze(-1)  # (K,)
+                vis_logit = outp.visible_logit[vm]  # (K,)
                 vis_target = batch["target_visible"][vm]
                 bce = torch.nn.functional.binary_cross_entropy_with_logits(
                     vis_logit, vis_target.float(), reduction="sum"
@@ -687,16 +701,7 @@ def _bc_pass(
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                params = list(policy.parameters())
-                if aux_head is not None:
-                    head_params = list(aux_head.parameters())
-                    if distributed.context().enabled:  # collective: sum, then mean over ranks
-                        distributed.all_reduce_gradients(head_params)
-                        for p in head_params:
-                            if p.grad is not None:
-                                p.grad /= distributed.context().world_size
-                    params += head_params
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
                 optimizer.step()
             loss_sum += ce * n
             correct += float((logits.argmax(-1) == target).sum())
@@ -704,13 +709,15 @@ def _bc_pass(
     out = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "steps": count}
     if swap_rng is not None:
         out.update(end_p=end_p / max(end_n, 1), swap_end_p=swap_p / max(swap_n, 1), end_steps=end_n)
-    if aux_head is not None:
+    if track_visible:
         out.update(
             vis_loss=vis_sum / max(vis_n, 1),
             vis_acc=vis_right / max(vis_n, 1),
             vis_pos=vis_pos / max(vis_n, 1),
             vis_steps=vis_n,
         )
+        if swap_rng is not None:
+            out.update(gate_end=gate_true / max(end_n, 1), gate_swap_end=gate_swap / max(swap_n, 1))
     return out
 
 
@@ -730,6 +737,8 @@ def behaviour_cloning(
     name: str = "il.pt",
     swap_negatives: float = 0.0,
     aux_visible: float = 0.0,
+    end_gate: float = 0.0,
+    keep_epochs: bool = False,
 ) -> Path:
     """Behaviour cloning of the SPOC-style policy on expert shards; writes ``il.pt``.
 
@@ -758,12 +767,17 @@ def behaviour_cloning(
         swap_negatives: Weight of the instruction-swap negatives (:func:`_bc_pass`; 0 = off,
             SPOC's plain cross-entropy). Validation (and training, when on) logs ``end_p`` and
             ``swap_end_p``: how much the policy's ``end`` depends on the instruction.
-        aux_visible: Weight of the auxiliary visibility loss (:func:`_bc_pass`; 0 = off): a
-            ``Linear(d_model, 1)`` head, owned here and trained with the policy, predicts from
-            each step's fused embedding whether an object of the instructed type is visible
-            (the shards' ``target_visible``). Training and validation then log ``vis_loss``,
-            ``vis_acc`` and ``vis_pos``. The head is kept in the resumable ``.partial`` state
-            only: the checkpoint holds the policy alone, in the usual format.
+        aux_visible: Weight of the auxiliary visibility loss (:func:`_bc_pass`; 0 = off): the
+            policy's visibility head (``visible_head``, on the decoder output) learns whether
+            an object of the instructed type is visible (the shards' ``target_visible``).
+            Training and validation then log ``vis_loss``, ``vis_acc`` and ``vis_pos``, and
+            validation ``gate_end`` / ``gate_swap_end`` (:func:`_bc_pass`).
+        end_gate: Threshold of the learned end gate stored in the checkpoints' config
+            (``PolicyConfig.end_gate``; 0 = off). Training itself runs with the gate off; it
+            acts wherever the checkpoint is used (evaluation, RL, the ROS nodes).
+        keep_epochs: Also write each epoch's weights to ``<name stem>.epoch<N>.pt`` (policy and
+            config, ready for ``safevla eval``): the validation loss is a weak selector of
+            success rate, so every epoch can be evaluated.
 
     Under ``torchrun`` (gloo; BC runs on the CPU) the policy is wrapped in
     ``DistributedDataParallel``: each epoch every rank trains on an equal, disjoint share of the
@@ -778,8 +792,8 @@ def behaviour_cloning(
     Raises:
         FileNotFoundError: If a data folder holds no shard.
         ValueError: On non-positive epochs/batch size/lr, a negative or non-finite loss weight,
-            a folder without steps, or a ``.partial`` state written with the visibility head on
-            when it is now off (or the reverse).
+            a folder without steps, or an end gate outside ``[0, 1)`` or without the
+            visibility loss that trains its head.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0 or patience < 1:
         raise ValueError("epochs, batch_size and patience must be >= 1 and lr > 0")
@@ -789,6 +803,13 @@ def behaviour_cloning(
         raise ValueError(f"swap_negatives must be a finite weight >= 0, got {swap_negatives}")
     if not (math.isfinite(aux_visible) and aux_visible >= 0):
         raise ValueError(f"aux_visible must be a finite weight >= 0, got {aux_visible}")
+    if not 0.0 <= end_gate < 1.0:
+        raise ValueError(f"end_gate must be in [0, 1) (0 = off), got {end_gate}")
+    if end_gate > 0 and aux_visible <= 0:
+        raise ValueError("end_gate needs aux_visible > 0: the gate's visibility head is untrained")
+    # the gate acts where the checkpoint is used; BC trains with it off (see _bc_pass)
+    saved_cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, end_gate=end_gate))
+    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, end_gate=0.0))
     torch.manual_seed(seed)
     rng = random.Random(seed)
     episodes = load_episodes(data_dir, cfg, progress=progress)
@@ -803,10 +824,6 @@ def behaviour_cloning(
         init = load_checkpoint(init_checkpoint, required_keys=("policy",))
         policy.load_weights(init["policy"])
     ctx = distributed.context()
-    # the visibility head: outside the policy, so the checkpoint format stays the policy's
-    head = torch.nn.Linear(cfg.policy.d_model, 1) if aux_visible > 0 else None
-    if head is not None:
-        distributed.broadcast_module(head)  # rank 0's initialisation everywhere (as DDP does)
     learner: Any = policy
     if ctx.enabled:
         # value and cost heads are computed but not in the BC loss: unused parameters
@@ -814,8 +831,7 @@ def behaviour_cloning(
             policy, find_unused_parameters=True, broadcast_buffers=False
         )
         torch.manual_seed(distributed.rank_seed(seed, ctx.rank))  # per-rank feature dropout
-    trained = [*policy.parameters(), *(head.parameters() if head is not None else [])]
-    optimizer = torch.optim.Adam(trained, lr=lr)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     w = cfg.policy.context_steps
     lengths = [len(e.actions) for e in episodes]
@@ -830,15 +846,7 @@ def behaviour_cloning(
     partial = out / (name + ".partial")
     if partial.is_file():  # an interrupted run: continue after its last finished epoch
         st = load_checkpoint(partial, required_keys=("policy", "optimizer", "schedule", "epoch"))
-        if bool(st.get("aux_head")) != (head is not None):
-            raise ValueError(
-                f"{partial} was written with the visibility head "
-                f"{'on' if st.get('aux_head') else 'off'}: resume with the same aux_visible "
-                "setting (on or off), or delete it to start over"
-            )
         policy.load_weights(st["policy"])
-        if head is not None:
-            head.load_state_dict(st["aux_head"])
         optimizer.load_state_dict(st["optimizer"])
         schedule.load_state_dict(st["schedule"])
         start, stale = int(st["epoch"]), int(st["stale"])
@@ -885,7 +893,7 @@ def behaviour_cloning(
                 # epoch-fixed, so a resumed run draws the same swaps
                 random.Random(seed * 1000 + epoch + ctx.rank) if swap_negatives > 0 else None,
                 aux_visible,
-                head,
+                end_gate=end_gate or 0.5,
             )
         )
         schedule.step()
@@ -911,7 +919,8 @@ def behaviour_cloning(
                     texts,
                     batch_size,
                     swap_rng=random.Random(seed + ctx.rank),  # the same swaps every epoch
-                    aux_head=head,
+                    aux_visible=aux_visible,
+                    end_gate=end_gate or 0.5,
                 )
             )
             metrics.update(
@@ -925,6 +934,8 @@ def behaviour_cloning(
                     val_vis_loss=va["vis_loss"],
                     val_vis_acc=va["vis_acc"],
                     val_vis_pos=va["vis_pos"],
+                    val_gate_end=va["gate_end"],
+                    val_gate_swap_end=va["gate_swap_end"],
                 )
         if ctx.is_main:
             with open(log, "a") as fh:
@@ -942,7 +953,9 @@ def behaviour_cloning(
                 )
                 + (
                     f" | target visible: val accuracy {metrics['val_vis_acc']:.3f} "
-                    f"(share visible {metrics['val_vis_pos']:.3f})"
+                    f"(share visible {metrics['val_vis_pos']:.3f}); the end gate passes "
+                    f"{metrics['val_gate_end']:.3f} of expert ends, "
+                    f"{metrics['val_gate_swap_end']:.3f} swapped"
                     if "val_vis_acc" in metrics
                     else ""
                 )
@@ -953,12 +966,21 @@ def behaviour_cloning(
                 stale = 0
             else:
                 stale += 1
+        if ctx.is_main and keep_epochs:
+            save_checkpoint(
+                out / f"{Path(name).stem}.epoch{epoch + 1}.pt",
+                {
+                    "policy": policy.state_dict(),
+                    "config": config_to_dict(saved_cfg),
+                    "metrics": dict(metrics),
+                },
+            )
         if ctx.is_main:  # the best weights so far, ready for `safevla eval` while BC goes on
             save_checkpoint(
                 out / f"{Path(name).stem}.best.pt",
                 {
                     "policy": best[1] if best is not None else policy.state_dict(),
-                    "config": config_to_dict(cfg),
+                    "config": config_to_dict(saved_cfg),
                     "metrics": best[2] if best is not None else dict(metrics),
                 },
             )
@@ -975,7 +997,6 @@ def behaviour_cloning(
                 if best is not None
                 else {}
             ),
-            "aux_head": head.state_dict() if head is not None else {},
         }
         if ctx.is_main:
             save_checkpoint(partial, state)  # atomic: a kill loses at most the running epoch
@@ -1000,7 +1021,7 @@ def behaviour_cloning(
                 "multiplier": {},
                 "iteration": 0,
                 "env_steps": 0,
-                "config": config_to_dict(cfg),
+                "config": config_to_dict(saved_cfg),
                 "metrics": metrics,
             },
         )
@@ -1014,8 +1035,8 @@ def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
     """:func:`_bc_pass` figures over every rank's steps (collective; identity alone).
 
     ``end_p`` and ``swap_end_p``, when present, are averaged weighted by ``end_steps``;
-    ``vis_loss``, ``vis_acc`` and ``vis_pos`` by ``vis_steps``. Every rank must pass the same
-    keys (the same settings).
+    ``vis_loss``, ``vis_acc`` and ``vis_pos`` by ``vis_steps``; ``gate_end`` and
+    ``gate_swap_end`` by ``end_steps``. Every rank must pass the same keys (the same settings).
     """
     n = float(stats["steps"])
     k = float(stats.get("end_steps", 0.0))
@@ -1033,6 +1054,8 @@ def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
                 stats.get("vis_acc", 0.0) * v,
                 stats.get("vis_pos", 0.0) * v,
                 v,
+                stats.get("gate_end", 0.0) * k,
+                stats.get("gate_swap_end", 0.0) * k,
             ],
             dtype=torch.float64,
         )
@@ -1057,6 +1080,12 @@ def _reduce_pass(stats: dict[str, float]) -> dict[str, float]:
             vis_acc=float(total[7]) / max(labelled, 1.0),
             vis_pos=float(total[8]) / max(labelled, 1.0),
             vis_steps=labelled,
+        )
+    if "gate_end" in stats:
+        ends = float(total[5])
+        out.update(
+            gate_end=float(total[10]) / max(ends, 1.0),
+            gate_swap_end=float(total[11]) / max(ends, 1.0),
         )
     return out
 

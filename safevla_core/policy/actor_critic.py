@@ -64,6 +64,9 @@ class ActorCritic(nn.Module):
         separate: Separate critic networks (True, the authors') or one network (False).
         freeze_fusion: Share and freeze the actor's observation fusion (decoder-only RL).
 
+    Every network's ``visible_head`` (the end gate's, ``PolicyConfig.end_gate``) is frozen: RL
+    has no visibility labels, so it stays as behaviour cloning trained it.
+
     Attributes:
         nets: ``ModuleDict`` of the distinct networks: ``actor`` (+ ``reward``, ``cost``).
     """
@@ -80,6 +83,10 @@ class ActorCritic(nn.Module):
             nets["reward"] = copy.deepcopy(actor)
             nets["cost"] = copy.deepcopy(actor)
         self.nets = nn.ModuleDict(nets)
+        for net in self.networks().values():
+            # RL has no visibility labels: the end gate's head stays as behaviour cloning left it
+            # (and optimizer states from before the head still fit)
+            net.visible_head.requires_grad_(False)
         if self.freeze_fusion:
             for net in self.networks().values():
                 for p in net.fusion_parameters():
@@ -170,6 +177,7 @@ class ActorCritic(nn.Module):
             value_reward=outs["reward"].value_reward,
             value_cost=outs["cost"].value_cost,
             step_cost=outs["cost"].step_cost,
+            visible_logit=outs["actor"].visible_logit,
         )
 
     # -- PPO update --------------------------------------------------------------------------

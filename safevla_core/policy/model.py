@@ -15,7 +15,8 @@ Architecture (REFERENCE.md "Policy", SPOC; sizes from :class:`PolicyConfig`):
    are already fused per step) over the step sequence. A step attends to at most the last
    ``context_steps`` steps, itself included, and never across an episode boundary.
 5. Heads: 20 action logits, reward value, cost value (a separate cost critic, REFERENCE.md
-   "Problem").
+   "Problem"), a one-step cost per action, and the logit that the target is in view, which can
+   gate ``end`` (:func:`gate_end`, ``PolicyConfig.end_gate``).
 
 The frozen encoders are not submodules: checkpoints hold only trainable parts and PPO epochs reuse
 cached features (ARCHITECTURE.md "Scale").
@@ -31,7 +32,7 @@ import torch.nn.functional as F  # noqa: N812 (conventional alias)
 from torch import nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from safevla_core.actions import NUM_ACTIONS, START_ACTION
+from safevla_core.actions import NUM_ACTIONS, START_ACTION, Action
 from safevla_core.config import PolicyConfig
 from safevla_core.policy.kv_cache import DecoderPrefix, KVCache
 
@@ -66,12 +67,55 @@ class PolicyOutput(NamedTuple):
             on the observed per-step cost of the taken action during RL (ours; cf. the per-step
             safety head of ../seeds/safedojo-review.txt). A second opinion for the shield, not
             a value: it does not look beyond the current step.
+        visible_logit: ``(...)`` logit of "an object of the instructed target type is in the
+            navigation camera's view now" (the end gate's head; trained by behaviour cloning's
+            auxiliary visibility loss, ``safevla il --aux-visible``). When
+            ``PolicyConfig.end_gate`` > 0, ``logits`` already has ``end`` masked where
+            ``sigmoid(visible_logit) < end_gate`` (:func:`gate_end`). ``None`` only from code
+            that builds outputs without it.
     """
 
     logits: torch.Tensor
     value_reward: torch.Tensor
     value_cost: torch.Tensor
     step_cost: torch.Tensor
+    visible_logit: torch.Tensor | None = None
+
+
+def gate_end(logits: torch.Tensor, visible_logit: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Mask ``end`` where the target is probably not in view (the learned end gate; ours).
+
+    A wrong ``end`` (the target not in view, metres away) ends most failed episodes of the
+    behaviour-cloned policy (docs/results section 6): ``end`` is learned from one label per
+    episode, while "is the target in view" has a label at every step. The gate lets that dense
+    signal veto ``end``: when in doubt the episode goes on (REFERENCE.md: a wrong ``end`` fails
+    the episode at once; another step only costs time).
+
+    Args:
+        logits: ``(..., 20)`` action logits.
+        visible_logit: ``(...)`` visibility logits (:attr:`PolicyOutput.visible_logit`).
+        threshold: Probability in ``(0, 1)``; ``end`` is masked where
+            ``sigmoid(visible_logit) < threshold``.
+
+    Returns:
+        ``(..., 20)`` logits with ``end`` set to the dtype's lowest finite value where masked
+        (probability 0 after softmax, finite log-probabilities for PPO ratios); other actions
+        unchanged.
+
+    Raises:
+        ValueError: If the threshold is outside ``(0, 1)`` or the shapes disagree.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"end gate threshold must be in (0, 1), got {threshold}")
+    if tuple(visible_logit.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"visible_logit {tuple(visible_logit.shape)} must match logits "
+            f"{tuple(logits.shape)} without the action dim"
+        )
+    blocked = visible_logit < math.log(threshold / (1.0 - threshold))  # sigmoid(v) < threshold
+    end = int(Action.END)
+    masked = logits[..., end].masked_fill(blocked, torch.finfo(logits.dtype).min)
+    return torch.cat([logits[..., :end], masked[..., None], logits[..., end + 1 :]], dim=-1)
 
 
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -272,6 +316,7 @@ class SafeVLAPolicy(nn.Module):
         self.reward_head = nn.Linear(d, 1)
         self.cost_head = nn.Linear(d, self.num_costs)
         self.step_cost_head = nn.Linear(d, NUM_ACTIONS)
+        self.visible_head = nn.Linear(d, 1)
         #: Recompute fusion-encoder activations in the backward pass (memory for time).
         self.checkpoint_fusion = False
         nn.init.normal_(self.action_head.weight, std=ACTION_HEAD_INIT_STD)
@@ -509,25 +554,36 @@ class SafeVLAPolicy(nn.Module):
 
     def _heads(self, x: torch.Tensor) -> PolicyOutput:
         x = self.decoder_norm(x)
+        logits = self.action_head(x)
+        visible = self.visible_head(x).squeeze(-1)
+        if self.cfg.end_gate > 0:
+            logits = gate_end(logits, visible, self.cfg.end_gate)
         return PolicyOutput(
-            logits=self.action_head(x),
+            logits=logits,
             value_reward=self.reward_head(x).squeeze(-1),
             value_cost=self.cost_head(x).squeeze(-1) if self.num_costs == 1 else self.cost_head(x),
             step_cost=self.step_cost_head(x),
+            visible_logit=visible,
         )
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         """``load_state_dict`` that accepts checkpoints written before the step-cost head.
 
-        Missing ``step_cost_head.*`` entries keep their fresh initialisation (untrained); any
-        other missing or unexpected key is an error.
+        Missing ``step_cost_head.*`` or ``visible_head.*`` entries (checkpoints written before
+        those heads) keep their fresh initialisation (untrained); any other missing or
+        unexpected key is an error.
 
         Raises:
             RuntimeError: On other missing/unexpected keys or shape mismatches.
         """
         own = self.state_dict()
         state = dict(state)
-        for key in ("step_cost_head.weight", "step_cost_head.bias"):
+        for key in (
+            "step_cost_head.weight",
+            "step_cost_head.bias",
+            "visible_head.weight",
+            "visible_head.bias",
+        ):
             state.setdefault(key, own[key])
         self.load_state_dict(state)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from safevla_core.actions import NUM_ACTIONS
+from safevla_core.actions import NUM_ACTIONS, Action
 from safevla_core.config import Config, PolicyConfig
 from safevla_core.env import START_ACTION
 from safevla_core.il import (
@@ -238,6 +238,7 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(
         val_data=tmp_path / "data",
         patience=5,
         aux_visible=aux_visible,  # on: the head and its moments resume from the partial state
+        end_gate=0.4 if aux_visible > 0 else 0.0,
     )
     ref = il.behaviour_cloning(cfg, tmp_path / "data", tmp_path / "ref", seed=3, **kw)
 
@@ -266,9 +267,11 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(
     got, want = load_checkpoint(path)["policy"], load_checkpoint(ref)["policy"]
     for k in want:  # the resumed run ends where the uninterrupted one did
         torch.testing.assert_close(got[k], want[k])
-    # the head is BC's alone: logged when on, never in the checkpoint
+    # logged when on; the gate is stored in the checkpoint's config (BC ran with it off)
     assert all(("val_vis_acc" in r) == (aux_visible > 0) for r in rows)
-    assert "aux_head" not in load_checkpoint(path)
+    assert all(("val_gate_end" in r) == (aux_visible > 0) for r in rows)
+    stored = load_checkpoint(path)["config"]["policy"]["end_gate"]
+    assert stored == (0.4 if aux_visible > 0 else 0.0)
 
 
 @pytest.mark.slow
@@ -551,8 +554,8 @@ def _view_episode(instruction: str, visual: torch.Tensor, visible: list[bool]) -
 def test_visibility_head_learns_what_only_the_instruction_tells_apart():
     """The same four views under two instructions, with opposite labels (base rate 0.5).
 
-    Only a step embedding that reads the instruction together with the view can predict the
-    label; with weight 0 the head and the embedding are not trained for it and stay at chance.
+    Only a policy that reads the instruction together with the view can predict the label;
+    with weight 0 its visibility head is not trained for it and stays at chance.
     """
     from safevla_core.il import _bc_pass
     from safevla_core.policy.factory import build_policy
@@ -573,15 +576,14 @@ def test_visibility_head_learns_what_only_the_instruction_tells_apart():
     for weight in (0.0, 1.0):
         torch.manual_seed(1)  # the same initial policy and head for both weights
         policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
-        head = torch.nn.Linear(cfg.policy.d_model, 1)
-        opt = torch.optim.Adam([*policy.parameters(), *head.parameters()], lr=1e-3)
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
         policy.eval()
-        first = _bc_pass(policy, eps, windows, texts, 2, aux_head=head)
+        first = _bc_pass(policy, eps, windows, texts, 2, track_visible=True)
         policy.train()
         for _ in range(150):
-            _bc_pass(policy, eps, windows, texts, 2, opt, aux_visible=weight, aux_head=head)
+            _bc_pass(policy, eps, windows, texts, 2, opt, aux_visible=weight, track_visible=True)
         policy.eval()
-        result[weight] = (first, _bc_pass(policy, eps, windows, texts, 2, aux_head=head))
+        result[weight] = (first, _bc_pass(policy, eps, windows, texts, 2, track_visible=True))
     (off0, off), (on0, on) = result[0.0], result[1.0]
     assert on0["vis_steps"] == on["vis_steps"] == 8 and on["vis_pos"] == 0.5
     # measured: from BCE 0.690 (accuracy 0.75) to 0.001 (1.0) with the term; without it to
@@ -595,8 +597,8 @@ def test_visibility_head_learns_what_only_the_instruction_tells_apart():
 def test_old_shards_without_the_label_load_and_skip_the_aux_loss(tmp_path):
     """A shard written before ``target_visible``: it loads, and the visibility loss is 0 steps.
 
-    One training step with the head on equals one without it, to the bit: the term adds
-    nothing (no labelled step) and the head keeps its weights.
+    One training step with the loss on equals one with it off, to the bit: the term adds
+    nothing (no labelled step).
     """
     import copy
 
@@ -623,27 +625,57 @@ def test_old_shards_without_the_label_load_and_skip_the_aux_loss(tmp_path):
     texts = InstructionCache()
     torch.manual_seed(0)
     start = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
-    head = torch.nn.Linear(cfg.policy.d_model, 1)
-    head_before = copy.deepcopy(head.state_dict())
     after = {}
     for aux in (False, True):
         policy = copy.deepcopy(start)
-        params = [*policy.parameters(), *(head.parameters() if aux else [])]
-        opt = torch.optim.Adam(params, lr=1e-3)
+        opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
         torch.manual_seed(2)  # the same dropout masks
-        stats = _bc_pass(
-            policy,
-            [ep],
-            [(0, 0, n)],
-            texts,
-            1,
-            opt,
-            aux_visible=1.0,
-            aux_head=head if aux else None,
-        )
+        stats = _bc_pass(policy, [ep], [(0, 0, n)], texts, 1, opt, aux_visible=1.0 if aux else 0.0)
         after[aux] = policy.state_dict()
     assert stats["vis_steps"] == 0 and stats["vis_loss"] == 0.0
     for k, v in after[False].items():
         assert torch.equal(after[True][k], v), k
-    for k, v in head_before.items():
-        assert torch.equal(head.state_dict()[k], v), k
+    assert torch.equal(
+        after[True]["visible_head.weight"], start.state_dict()["visible_head.weight"]
+    )
+
+
+@pytest.mark.parametrize("override", [None, 0.0])
+def test_an_agent_with_the_end_gate_does_not_end_while_the_target_is_out_of_view(
+    tmp_path, override
+):
+    """The stored end gate holds the agent back; overriding it to 0 lets it end.
+
+    The checkpoint's action head always prefers ``end`` and its visibility head always says
+    "out of view" (bias -10: sigmoid = 4.5e-5): with its stored gate at 0.5 the agent never
+    ends; with the gate overridden to 0 (``safevla eval --end-gate 0``) it ends at once.
+    """
+    import dataclasses
+
+    from safevla_core.agent import PolicyAgent
+    from safevla_core.checkpoint import save_checkpoint
+    from safevla_core.config import config_to_dict
+    from safevla_core.policy.factory import build_policy
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg()
+    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, end_gate=0.5))
+    torch.manual_seed(0)
+    policy = build_policy(dataclasses.replace(cfg.policy, end_gate=0.0))
+    with torch.no_grad():
+        policy.action_head.weight.zero_()
+        policy.action_head.bias.zero_()
+        policy.action_head.bias[int(Action.END)] = 20.0  # p(end) = 1 - 19 e^-20 without the gate
+        policy.visible_head.weight.zero_()
+        policy.visible_head.bias.fill_(-10.0)
+    path = tmp_path / "gated.pt"
+    save_checkpoint(path, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+    agent = PolicyAgent.from_checkpoint(path, deterministic=True, end_gate=override)
+    assert agent.cfg.end_gate == (0.5 if override is None else 0.0)
+    agent.reset("find a mug")
+    frame = np.zeros((48, 64, 3), np.uint8)
+    steps = [agent.act(frame, frame) for _ in range(3 if override is None else 1)]
+    if override is None:
+        assert all(s.action != Action.END and s.probs[int(Action.END)] == 0.0 for s in steps)
+    else:
+        assert steps[0].action == Action.END and steps[0].probs[int(Action.END)] > 0.99

@@ -208,9 +208,76 @@ def test_gradients_reach_every_trainable_parameter() -> None:
     x = _episodes([[0], [0, 3]], t=5)
     out = _forward(policy, x)
     loss = out.logits.square().sum() + out.value_reward.sum() + out.value_cost.sum()
-    (loss + out.step_cost.square().sum()).backward()
+    (loss + out.step_cost.square().sum() + out.visible_logit.sum()).backward()
     for name, p in policy.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_end_gate_masks_end_where_the_target_is_probably_out_of_view() -> None:
+    from safevla_core.actions import Action
+    from safevla_core.policy.model import gate_end
+
+    logits = torch.zeros(4, 20)
+    # threshold 0.8: logit(0.8) = ln 4 = 1.386; 1.0 and -3 are below (blocked), 1.5 and 9 pass
+    vis = torch.tensor([1.0, 1.5, -3.0, 9.0])
+    out = gate_end(logits, vis, 0.8)
+    end = int(Action.END)
+    lowest = torch.finfo(torch.float32).min
+    assert out[:, end].tolist() == [lowest, 0.0, lowest, 0.0]
+    assert torch.equal(out[:, :end], logits[:, :end]) and torch.equal(
+        out[:, end + 1 :], logits[:, end + 1 :]
+    )
+    # the gated distribution: p(end) = 0 and the rest uniform over 19 actions; log-probs finite
+    dist = SafeVLAPolicy.distribution(out)
+    assert dist.probs[0, end] == 0.0 and math.isclose(float(dist.probs[0, 0]), 1 / 19, rel_tol=1e-6)
+    assert math.isclose(float(dist.probs[1, end]), 1 / 20, rel_tol=1e-6)
+    assert torch.isfinite(dist.log_prob(torch.full((4,), end))).all()
+    with pytest.raises(ValueError, match="threshold"):
+        gate_end(logits, vis, 1.0)
+    with pytest.raises(ValueError, match="must match"):
+        gate_end(logits, vis[:3], 0.5)
+
+
+@pytest.mark.parametrize("bias", [-10.0, 10.0])
+def test_a_gated_policy_never_ends_while_its_head_says_out_of_view(bias: float) -> None:
+    import dataclasses
+
+    from safevla_core.actions import Action
+
+    x = _episodes([[0], [0, 3]], t=5)
+    plain = _policy()
+    gated = SafeVLAPolicy(dataclasses.replace(SMALL, end_gate=0.5), VIS, text_dim=TXT).eval()
+    with torch.no_grad():
+        plain.visible_head.weight.zero_()
+        plain.visible_head.bias.fill_(bias)  # sigmoid(-10) = 4.5e-5, sigmoid(10) = 0.99995
+    gated.load_weights(plain.state_dict())
+    end = int(Action.END)
+    with torch.no_grad():
+        want, got = _forward(plain, x), _forward(gated, x)
+        step, _ = gated.act(*_step(x, 0))
+    assert torch.equal(got.visible_logit, torch.full((2, 5), bias))
+    if bias > 0:  # in view: the gate changes nothing
+        assert torch.equal(got.logits, want.logits)
+        assert torch.equal(step.logits, plain.act(*_step(x, 0))[0].logits)
+    else:  # out of view at every step: end has probability 0, the other actions keep their odds
+        assert (SafeVLAPolicy.distribution(got.logits).probs[..., end] == 0).all()
+        assert (SafeVLAPolicy.distribution(step.logits).probs[:, end] == 0).all()
+        keep = [a for a in range(20) if a != end]
+        torch.testing.assert_close(
+            torch.log_softmax(got.logits[..., keep], -1),
+            torch.log_softmax(want.logits[..., keep], -1),
+        )
+
+
+def test_checkpoints_from_before_the_visibility_head_still_load() -> None:
+    policy = _policy()
+    old = {k: v for k, v in policy.state_dict().items() if not k.startswith("visible_head.")}
+    fresh = _policy(seed=5)
+    fresh.load_weights(old)
+    for k, v in old.items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    with pytest.raises(RuntimeError):
+        fresh.load_weights({**old, "bogus.weight": torch.zeros(1)})
 
 
 def test_deterministic_under_seed() -> None:

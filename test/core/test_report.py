@@ -241,6 +241,11 @@ def test_shard_reports_merge_into_the_whole_evaluation():
     # 2 successes in 4 episodes; costs (0 + 4 + 2 + 6) / 4 = 3
     assert merged["success_rate"] == 0.5 and merged["cumulative_cost"] == 3.0
     assert merged["num_episodes"] == 4 and merged["checkpoint"] == "il.pt"
+    shards[1]["end_gate"] = 0.5  # the same checkpoint with its end gate overridden
+    with pytest.raises(ValueError, match="different evaluations"):
+        merge_reports(shards)
+    shards[0]["end_gate"] = 0.5
+    assert merge_reports(shards)["end_gate"] == 0.5
     shards[1]["checkpoint"] = "other.pt"
     with pytest.raises(ValueError, match="different evaluations"):
         merge_reports(shards)
