@@ -258,6 +258,14 @@ def _parser() -> argparse.ArgumentParser:
         "instruction to the view at every step; logs vis_loss / vis_acc. Default 0 = off",
     )
     p.add_argument(
+        "--aux-label",
+        choices=["target_visible", "end_would_succeed"],
+        default="target_visible",
+        help="the shard label the visibility head learns: target_visible (an object of the "
+        "target type in view, any distance) or end_would_succeed (in view within the success "
+        "distance: an `end` now would succeed; what --end-gate asks)",
+    )
+    p.add_argument(
         "--end-gate",
         type=float,
         default=0.0,
@@ -601,6 +609,7 @@ def cmd_il(args: argparse.Namespace) -> int:
             aux_visible=args.aux_visible,
             end_gate=args.end_gate,
             keep_epochs=args.keep_epochs,
+            aux_label=args.aux_label,
             init_checkpoint=args.init_checkpoint,
         )
     finally:

@@ -72,7 +72,12 @@ STEP_KEYS: dict[str, Any] = {
 #: ``target_visible``: an object of the episode's target type (``EpisodeSpec.target_type``) is in
 #: ``WorldState.visible_ids`` (the navigation camera) of the state the step's images were rendered
 #: in and its action was chosen in (:meth:`~safevla_core.world.WorldState.type_visible`).
-OPTIONAL_STEP_KEYS: dict[str, Any] = {"target_visible": np.bool_}
+#: ``end_would_succeed``: ``end`` in that state would succeed (``task.is_success`` with ``end``;
+#: Safety-ObjNav: an object of the target type is visible within the 2 m success distance). A
+#: visibility label limited to the success distance: the one the learned end gate needs.
+OPTIONAL_STEP_KEYS: dict[str, Any] = {"target_visible": np.bool_, "end_would_succeed": np.bool_}
+#: Shard labels the auxiliary visibility loss can learn (``safevla il --aux-label``).
+AUX_LABELS: tuple[str, ...] = tuple(OPTIONAL_STEP_KEYS)
 #: Every per-step array a shard written now holds.
 SHARD_STEP_KEYS: dict[str, Any] = {**STEP_KEYS, **OPTIONAL_STEP_KEYS}
 #: Images encoded per frozen-encoder call when caching features (ours: bounded memory).
@@ -129,7 +134,8 @@ def collect(
 
     Step t of an episode stores the observation the expert chose action t on (both cameras,
     ``prev_action``, ``in_hand``, ``episode_step``), that action, the reward and cost it earned,
-    and ``target_visible`` of the world state that observation was rendered in.
+    and ``target_visible`` and ``end_would_succeed`` of the world state that observation was
+    rendered in (:data:`OPTIONAL_STEP_KEYS`).
 
     Returns:
         Summary: ``shards`` written now, ``skipped`` (already present), ``episodes_kept``,
@@ -198,6 +204,9 @@ def collect(
                     ep["in_hand"].append(bool(obs["in_hand"]))
                     ep["episode_step"].append(int(obs["episode_step"]))
                     ep["target_visible"].append(state.type_visible(env.spec_.target_type))
+                    ep["end_would_succeed"].append(
+                        bool(env.task.is_success(env.spec_, state, Action.END))
+                    )
 
                 summary = run_expert_episode(env, expert, i % n_houses, seed + i, on_step=on_step)
                 run += 1
@@ -298,8 +307,9 @@ class Episode:
         absent_types: Candidate target types the episode's house does not contain (instructions
             naming them cannot succeed there); empty when unknown.
         target_visible: ``(T,)`` bool, an object of the instruction's target type is visible in
-            the navigation camera at step t (:data:`OPTIONAL_STEP_KEYS`), or None for shards
-            written before the label existed.
+            the navigation camera at step t (:data:`OPTIONAL_STEP_KEYS`; with
+            ``load_episodes(aux_label="end_would_succeed")``, visible within the success
+            distance), or None for shards written before the label existed.
     """
 
     visual: torch.Tensor
@@ -384,9 +394,16 @@ def shard_features(path: Path, cfg: Config, encoder: Any = None) -> torch.Tensor
 
 
 def load_episodes(
-    data_dir: str | Path | Sequence[str | Path], cfg: Config, progress: bool = True
+    data_dir: str | Path | Sequence[str | Path],
+    cfg: Config,
+    progress: bool = True,
+    aux_label: str = "target_visible",
 ) -> list[Episode]:
     """All episodes of one or several shard folders, with cached frozen features.
+
+    ``aux_label`` (one of :data:`AUX_LABELS`) is the shard array read into
+    :attr:`Episode.target_visible`: any-distance visibility (default) or ``end_would_succeed``
+    (visible within the success distance). Shards without it give ``None`` there.
 
     Under ``torchrun`` each rank first encodes every ``world_size``-th shard into the cache
     (the frozen CNN is the costly part), then all ranks wait for each other (a collective) and
@@ -394,8 +411,10 @@ def load_episodes(
 
     Raises:
         FileNotFoundError: If a folder holds no shard.
-        ValueError: On an inconsistent shard.
+        ValueError: On an inconsistent shard or an unknown ``aux_label``.
     """
+    if aux_label not in AUX_LABELS:
+        raise ValueError(f"unknown aux_label {aux_label!r}; expected one of {AUX_LABELS}")
     dirs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
     encoder = get_visual_encoder(cfg.policy)
     episodes: list[Episode] = []
@@ -427,8 +446,8 @@ def load_episodes(
                     target_type=houses[e][0],
                     absent_types=houses[e][1],
                     target_visible=(
-                        torch.as_tensor(data["target_visible"][rows], dtype=torch.bool)
-                        if "target_visible" in data
+                        torch.as_tensor(data[aux_label][rows], dtype=torch.bool)
+                        if aux_label in data
                         else None
                     ),
                 )
@@ -739,6 +758,7 @@ def behaviour_cloning(
     aux_visible: float = 0.0,
     end_gate: float = 0.0,
     keep_epochs: bool = False,
+    aux_label: str = "target_visible",
 ) -> Path:
     """Behaviour cloning of the SPOC-style policy on expert shards; writes ``il.pt``.
 
@@ -775,6 +795,9 @@ def behaviour_cloning(
         end_gate: Threshold of the learned end gate stored in the checkpoints' config
             (``PolicyConfig.end_gate``; 0 = off). Training itself runs with the gate off; it
             acts wherever the checkpoint is used (evaluation, RL, the ROS nodes).
+        aux_label: The shard label the visibility head learns (:data:`AUX_LABELS`):
+            ``target_visible`` (in view at any distance) or ``end_would_succeed`` (in view
+            within the success distance, where ``end`` succeeds: what the end gate asks).
         keep_epochs: Also write each epoch's weights to ``<name stem>.epoch<N>.pt`` (policy and
             config, ready for ``safevla eval``): the validation loss is a weak selector of
             success rate, so every epoch can be evaluated.
@@ -812,10 +835,12 @@ def behaviour_cloning(
     cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, end_gate=0.0))
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    episodes = load_episodes(data_dir, cfg, progress=progress)
+    episodes = load_episodes(data_dir, cfg, progress=progress, aux_label=aux_label)
     if not episodes:
         raise ValueError(f"{data_dir} holds no expert steps")
-    val_eps = load_episodes(val_data, cfg, progress=progress) if val_data else []
+    val_eps = (
+        load_episodes(val_data, cfg, progress=progress, aux_label=aux_label) if val_data else []
+    )
     texts = InstructionCache()
     # seeded here, after the encoders loaded (their first load draws random numbers)
     torch.manual_seed(seed)
@@ -1224,6 +1249,10 @@ def dagger_collect(
                         ("episode_step", int(obs["episode_step"])),
                         ("episode_index", e),
                         ("target_visible", state.type_visible(spec.target_type)),
+                        (
+                            "end_would_succeed",
+                            bool(env.task.is_success(spec, state, Action.END)),
+                        ),
                     ):
                         rows[key].append(value)
                     execute = label if rng.random() < expert_share else chosen

@@ -194,6 +194,8 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     n = len(shard["action"])
     assert stats["steps"] == n and 2 <= n <= 30
     assert shard["target_visible"].shape == (n,) and shard["target_visible"].dtype == np.bool_
+    assert shard["end_would_succeed"].shape == (n,)
+    assert not (shard["end_would_succeed"] & ~shard["target_visible"]).any()
     assert sorted(set(shard["episode_index"].tolist())) == [0, 1]
     assert 0.0 <= stats["expert_agreement"] <= 1.0
     # the labels are the expert's, the previous actions the learner's: an untrained learner
@@ -523,17 +525,33 @@ def test_collected_target_visible_is_the_visibility_of_the_observed_state(tmp_pa
             assert env.spec_ is not None
             for t in rows:
                 assert np.array_equal(obs["nav_rgb"], data["nav_rgb"][t])  # the same state
-                seen = any(i in env.world_state.visible_ids for i in env.spec_.target_ids)
+                state = env.world_state
+                seen = any(i in state.visible_ids for i in env.spec_.target_ids)
                 assert bool(data["target_visible"][t]) == seen, (e, t)
+                # in view within the 2 m success distance (REFERENCE.md), base to object centre
+                near = [
+                    float(
+                        np.hypot(
+                            *(state.object_positions[state.index_of(i), :2] - state.robot_pose[:2])
+                        )
+                    )
+                    for i in env.spec_.target_ids
+                    if i in state.visible_ids
+                ]
+                assert bool(data["end_would_succeed"][t]) == any(d <= 2.0 + 1e-6 for d in near)
                 obs, *_ = env.step(int(data["action"][t]))
             labels = data["target_visible"][rows]
             changes += int((labels[1:] != labels[:-1]).sum())
             if summaries[e]["success"]:  # the expert ends with a target in view (expert.py)
                 assert data["action"][rows[-1]] == int(Action.END) and labels[-1]
+                assert data["end_would_succeed"][rows[-1]]  # ... and its end succeeded
                 ended_seen += 1
     finally:
         env.close()
     assert changes >= 1 and ended_seen >= 1
+    # within reach implies in view; and reach is rarer than view in these episodes
+    assert not (data["end_would_succeed"] & ~data["target_visible"]).any()
+    assert data["end_would_succeed"].sum() < data["target_visible"].sum()
 
 
 def _view_episode(instruction: str, visual: torch.Tensor, visible: list[bool]) -> Episode:
