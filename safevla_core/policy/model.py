@@ -45,6 +45,9 @@ MAX_TIME_STEPS = 1000
 NUM_CAMERAS = 2
 #: Feed-forward width as a multiple of d_model (Vaswani et al. 2017; PyTorch/SPOC convention).
 FFN_MULT = 4
+#: Logit of a gated ``end`` (:func:`gate_end`): its softmax probability is exactly 0 in float32,
+#: yet PPO's log-ratio and approximate KL stay finite (the dtype's lowest value would overflow).
+GATED_LOGIT = -1.0e9
 #: Std of the action head's initial weights, so the initial policy is near uniform (CleanRL PPO
 #: initialises the actor's last layer with gain 0.01).
 ACTION_HEAD_INIT_STD = 0.01
@@ -98,9 +101,8 @@ def gate_end(logits: torch.Tensor, visible_logit: torch.Tensor, threshold: float
             ``sigmoid(visible_logit) < threshold``.
 
     Returns:
-        ``(..., 20)`` logits with ``end`` set to the dtype's lowest finite value where masked
-        (probability 0 after softmax, finite log-probabilities for PPO ratios); other actions
-        unchanged.
+        ``(..., 20)`` logits with ``end`` set to :data:`GATED_LOGIT` where masked (probability
+        0 after softmax, finite log-probabilities for PPO ratios); other actions unchanged.
 
     Raises:
         ValueError: If the threshold is outside ``(0, 1)`` or the shapes disagree.
@@ -114,7 +116,7 @@ def gate_end(logits: torch.Tensor, visible_logit: torch.Tensor, threshold: float
         )
     blocked = visible_logit < math.log(threshold / (1.0 - threshold))  # sigmoid(v) < threshold
     end = int(Action.END)
-    masked = logits[..., end].masked_fill(blocked, torch.finfo(logits.dtype).min)
+    masked = logits[..., end].masked_fill(blocked, GATED_LOGIT)
     return torch.cat([logits[..., :end], masked[..., None], logits[..., end + 1 :]], dim=-1)
 
 
