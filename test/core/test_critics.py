@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from safevla_core.actions import Action
 from safevla_core.checkpoint import load_checkpoint, save_checkpoint
 from safevla_core.config import load_config
 from safevla_core.rl.train import Trainer
@@ -38,6 +39,12 @@ def _cfg(tmp_path, name="run", **train):
             },
         },
     )
+
+
+def _as_dict(cfg):
+    from safevla_core.config import config_to_dict
+
+    return config_to_dict(cfg)
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -113,6 +120,37 @@ def test_decoder_only_rl_leaves_the_fusion_encoder_untouched(tmp_path):
         torch.equal(a, b) for a, b in zip(fusion, trainer.policy.fusion_parameters(), strict=True)
     )
     assert _changed(decoder, trainer.policy.decoder)
+
+
+def test_rl_with_the_end_gate_keeps_its_head_and_never_ends_while_it_says_out_of_view(tmp_path):
+    # a gated policy whose visibility head says "out of view" everywhere (bias -10): in a whole
+    # PPO-Lagrangian iteration no env ever takes `end`, the head is untouched and stats are finite
+    cfg = _cfg(tmp_path, critic_warmup_env_steps=0)
+    cfg = load_config(
+        None, {**_as_dict(cfg), "policy": {**_as_dict(cfg)["policy"], "end_gate": 0.5}}
+    )
+    trainer = Trainer(cfg, resume=False, progress=False)
+    for net in trainer.model.networks().values():
+        with torch.no_grad():
+            net.visible_head.weight.zero_()
+            net.visible_head.bias.fill_(-10.0)
+    head = _params(trainer.model.nets["actor"].visible_head)
+    actor = _params(trainer.model.nets["actor"].action_head)
+    buffers = []
+    new_buffer = trainer.new_buffer
+    trainer.new_buffer = lambda: buffers.append(new_buffer()) or buffers[-1]
+    result = trainer.run()
+    (buf,) = buffers
+    assert buf.actions.shape == (8, 2) and not (buf.actions == int(Action.END)).any()
+    assert not _changed(head, trainer.model.nets["actor"].visible_head)
+    assert _changed(actor, trainer.model.nets["actor"].action_head)
+    stats = result.history[-1]
+    # every figure finite (approx_kl included), except J_c: no episode finished in 8 steps
+    bad = {k: v for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)}
+    assert bad.keys() == {"cost_estimate"} and stats["episodes"] == 0.0, bad
+    assert "approx_kl" in stats
+    frozen = {id(p) for p in trainer.model.actor.visible_head.parameters()}
+    assert not frozen & {id(p) for p in trainer.model.actor_parameters()}
 
 
 def test_step_cost_head_learns_the_taken_actions_cost_and_reaches_the_agent(tmp_path):
