@@ -78,6 +78,30 @@ STEP_KEYS: dict[str, Any] = {
 OPTIONAL_STEP_KEYS: dict[str, Any] = {"target_visible": np.bool_, "end_would_succeed": np.bool_}
 #: Shard labels the auxiliary visibility loss can learn (``safevla il --aux-label``).
 AUX_LABELS: tuple[str, ...] = tuple(OPTIONAL_STEP_KEYS)
+
+
+def step_labels(env: SafetyChoresEnv, state: WorldState) -> dict[str, bool]:
+    """The :data:`OPTIONAL_STEP_KEYS` labels of one step, read on ``state``.
+
+    Args:
+        env: The environment, with an episode (``spec_``) and its task.
+        state: The world state the step's images were rendered in.
+
+    Returns:
+        ``{"target_visible", "end_would_succeed"}`` as Python bools.
+
+    Raises:
+        RuntimeError: If the environment has no episode.
+    """
+    spec = env.spec_
+    if spec is None:  # reset always sets it
+        raise RuntimeError("the environment has no episode after reset")
+    return {
+        "target_visible": state.type_visible(spec.target_type),
+        "end_would_succeed": bool(env.task.is_success(spec, state, Action.END)),
+    }
+
+
 #: Every per-step array a shard written now holds.
 SHARD_STEP_KEYS: dict[str, Any] = {**STEP_KEYS, **OPTIONAL_STEP_KEYS}
 #: Images encoded per frozen-encoder call when caching features (ours: bounded memory).
@@ -193,8 +217,6 @@ def collect(
                     state: WorldState,
                     ep: dict[str, list[Any]] = ep,
                 ) -> None:
-                    if env.spec_ is None:  # reset always sets it
-                        raise RuntimeError("the environment has no episode after reset")
                     ep[NAV_CAMERA].append(obs[NAV_CAMERA])
                     ep[MANIP_CAMERA].append(obs[MANIP_CAMERA])
                     ep["action"].append(int(action))
@@ -203,10 +225,8 @@ def collect(
                     ep["prev_action"].append(int(obs["prev_action"]))
                     ep["in_hand"].append(bool(obs["in_hand"]))
                     ep["episode_step"].append(int(obs["episode_step"]))
-                    ep["target_visible"].append(state.type_visible(env.spec_.target_type))
-                    ep["end_would_succeed"].append(
-                        bool(env.task.is_success(env.spec_, state, Action.END))
-                    )
+                    for key, value in step_labels(env, state).items():
+                        ep[key].append(value)
 
                 summary = run_expert_episode(env, expert, i % n_houses, seed + i, on_step=on_step)
                 run += 1
@@ -1230,7 +1250,6 @@ def dagger_collect(
                 )
                 agent.reset(info["instruction"])
                 e = len(instructions)
-                spec = env.spec_
                 while True:
                     state = env.world_state  # the state `obs` was rendered in
                     label = expert.act(state)
@@ -1248,11 +1267,7 @@ def dagger_collect(
                         ("in_hand", bool(obs["in_hand"])),
                         ("episode_step", int(obs["episode_step"])),
                         ("episode_index", e),
-                        ("target_visible", state.type_visible(spec.target_type)),
-                        (
-                            "end_would_succeed",
-                            bool(env.task.is_success(spec, state, Action.END)),
-                        ),
+                        *step_labels(env, state).items(),
                     ):
                         rows[key].append(value)
                     execute = label if rng.random() < expert_share else chosen
@@ -1395,6 +1410,7 @@ __all__ = [
     "episode_windows",
     "list_shards",
     "load_episodes",
+    "step_labels",
     "load_shard",
     "shard_features",
     "shard_path",

@@ -41,12 +41,6 @@ def _cfg(tmp_path, name="run", **train):
     )
 
 
-def _as_dict(cfg):
-    from safevla_core.config import config_to_dict
-
-    return config_to_dict(cfg)
-
-
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -125,10 +119,10 @@ def test_decoder_only_rl_leaves_the_fusion_encoder_untouched(tmp_path):
 def test_rl_with_the_end_gate_keeps_its_head_and_never_ends_while_it_says_out_of_view(tmp_path):
     # a gated policy whose visibility head says "out of view" everywhere (bias -10): in a whole
     # PPO-Lagrangian iteration no env ever takes `end`, the head is untouched and stats are finite
+    import dataclasses
+
     cfg = _cfg(tmp_path, critic_warmup_env_steps=0)
-    cfg = load_config(
-        None, {**_as_dict(cfg), "policy": {**_as_dict(cfg)["policy"], "end_gate": 0.5}}
-    )
+    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, end_gate=0.5))
     trainer = Trainer(cfg, resume=False, progress=False)
     for net in trainer.model.networks().values():
         with torch.no_grad():
