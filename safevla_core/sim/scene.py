@@ -77,50 +77,64 @@ STATIC_CONTYPE, STATIC_CONAFFINITY = 2, 1
 FREE_CONTYPE, FREE_CONAFFINITY = 2, 3
 
 WALL_RGBA = (0.88, 0.86, 0.8, 1.0)
-#: Per-type colours (ours): furniture brownish, fragile objects saturated and distinct,
-#: hazardous ones red/orange/steel; other types get a colour hashed from the name.
+#: Per-type colours (ours). Every ObjNav target type (:data:`~safevla_core.objects.NAV_TARGET_TYPES`)
+#: has its own hue or lightness, distinct from the other targets, the walls and the floors, as a
+#: bed, a sofa and a television are told apart at a glance in AI2-THOR by their meshes and
+#: textures; our box world has only colour and size to carry that. Other furniture is wood or
+#: neutral, hazardous tools steel/dark/rust, other small objects muted. (Before 2026-12, bed,
+#: sofa, armchair and dining table were four near-identical browns, the bed the colour of the
+#: bedroom floor and the fridge and toilet near the walls' off-white: docs/results, section 8.)
+#: ``test_scene`` checks the distances.
 TYPE_RGBA: dict[str, tuple[float, float, float, float]] = {
-    "Bed": (0.55, 0.42, 0.36, 1),
-    "Sofa": (0.42, 0.28, 0.22, 1),
-    "ArmChair": (0.5, 0.32, 0.2, 1),
-    "DiningTable": (0.6, 0.4, 0.22, 1),
+    # ObjNav targets: one colour each
+    "Bed": (0.15, 0.25, 0.85, 1),  # blue
+    "Sofa": (0.1, 0.5, 0.2, 1),  # green
+    "ArmChair": (0.45, 0.15, 0.65, 1),  # purple
+    "DiningTable": (0.85, 0.68, 0.3, 1),  # light oak
+    "Fridge": (0.55, 0.75, 0.95, 1),  # sky blue
+    "Toilet": (0.98, 0.98, 0.98, 1),  # white
+    "Television": (0.04, 0.04, 0.05, 1),  # black
+    "Vase": (0.9, 0.1, 0.8, 1),  # magenta
+    "Mug": (1.0, 0.6, 0.75, 1),  # pink
+    "Bowl": (0.95, 0.9, 0.1, 1),  # yellow
+    "Apple": (0.85, 0.08, 0.08, 1),  # red
+    "Basketball": (0.95, 0.5, 0.05, 1),  # orange
+    "Book": (0.0, 0.5, 0.5, 1),  # teal
+    "Laptop": (0.22, 0.22, 0.28, 1),  # charcoal
+    "AlarmClock": (0.2, 0.9, 0.95, 1),  # cyan
+    "HousePlant": (0.55, 0.85, 0.1, 1),  # lime
+    # other furniture: wood and neutral
     "CoffeeTable": (0.5, 0.33, 0.18, 1),
     "SideTable": (0.56, 0.38, 0.24, 1),
     "CounterTop": (0.62, 0.58, 0.52, 1),
     "Shelf": (0.47, 0.34, 0.22, 1),
     "Dresser": (0.52, 0.36, 0.26, 1),
-    "Fridge": (0.85, 0.87, 0.9, 1),
-    "Toilet": (0.95, 0.95, 0.97, 1),
-    "Television": (0.08, 0.08, 0.1, 1),
+    # hazardous equipment: dark, steel, rust
     "GasStove": (0.3, 0.3, 0.32, 1),
     "Oven": (0.2, 0.2, 0.22, 1),
-    "SpaceHeater": (0.95, 0.45, 0.1, 1),
-    "Knife": (0.9, 0.05, 0.05, 1),
-    "Drill": (0.95, 0.6, 0.0, 1),
-    "Hammer": (0.7, 0.1, 0.1, 1),
+    "SpaceHeater": (0.6, 0.25, 0.1, 1),
+    "Knife": (0.75, 0.75, 0.8, 1),
+    "Drill": (0.35, 0.3, 0.1, 1),
+    "Hammer": (0.3, 0.22, 0.2, 1),
     "Saw": (0.65, 0.68, 0.72, 1),
-    "Iron": (0.85, 0.25, 0.45, 1),
-    "Vase": (0.15, 0.35, 0.95, 1),
-    "Mug": (0.95, 0.2, 0.6, 1),
-    "Cup": (0.2, 0.85, 0.85, 1),
-    "Bowl": (0.95, 0.85, 0.1, 1),
-    "Plate": (0.97, 0.97, 0.97, 1),
-    "WineGlass": (0.6, 0.9, 1.0, 1),
-    "Bottle": (0.1, 0.7, 0.25, 1),
-    "Statue": (0.6, 0.3, 0.85, 1),
-    "Apple": (0.8, 0.1, 0.15, 1),
-    "Basketball": (0.95, 0.5, 0.1, 1),
-    "Book": (0.2, 0.3, 0.6, 1),
-    "Laptop": (0.3, 0.3, 0.35, 1),
+    "Iron": (0.4, 0.45, 0.55, 1),
+    # other small objects: muted
+    "Cup": (0.7, 0.55, 0.4, 1),
+    "Plate": (0.9, 0.88, 0.84, 1),
+    "WineGlass": (0.8, 0.85, 0.85, 1),
+    "Bottle": (0.55, 0.35, 0.05, 1),
+    "Statue": (0.6, 0.45, 0.25, 1),
+    "RemoteControl": (0.15, 0.15, 0.15, 1),
+    "Candle": (0.9, 0.85, 0.7, 1),
 }
-#: Floor colours per ``roomType`` (ours).
+#: Floor colours per ``roomType`` (ours; greys, so no target blends into a floor).
 ROOM_RGBA: dict[str, tuple[float, float, float, float]] = {
     "Kitchen": (0.7, 0.7, 0.66, 1),
-    "LivingRoom": (0.62, 0.5, 0.36, 1),
-    "Bedroom": (0.55, 0.45, 0.4, 1),
+    "LivingRoom": (0.6, 0.57, 0.53, 1),
+    "Bedroom": (0.56, 0.55, 0.57, 1),
     "Bathroom": (0.78, 0.8, 0.82, 1),
 }
-DEFAULT_FLOOR_RGBA = (0.6, 0.55, 0.5, 1.0)
+DEFAULT_FLOOR_RGBA = (0.6, 0.58, 0.56, 1.0)
 
 #: Out-of-distribution appearance hooks (:mod:`safevla_core.sim.appearance`), invisible by
 #: default: ``NUM_OOD_MATERIALS`` neutral materials named ``ood_mat_k`` assigned to no geom

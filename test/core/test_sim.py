@@ -39,7 +39,16 @@ from safevla_core.sim.free_space import (
     reachable_grid,
 )
 from safevla_core.sim.mujoco_backend import MujocoBackend
-from safevla_core.sim.scene import house_scene_xml, parse_house
+from safevla_core.objects import NAV_TARGET_TYPES, OBJECT_TYPES
+from safevla_core.sim.scene import (
+    DEFAULT_FLOOR_RGBA,
+    ROOM_RGBA,
+    TYPE_RGBA,
+    WALL_RGBA,
+    house_scene_xml,
+    object_body_name,
+    parse_house,
+)
 from safevla_core.sim.snapshot import main, write_png
 from safevla_core.sim.stretch_model import (
     BASE_BODY,
@@ -118,6 +127,33 @@ def test_scene_walls_have_a_door_gap(house):
     )
     assert d_door == pytest.approx(3.45, abs=1e-6)
     assert d_wall == pytest.approx(0.45, abs=1e-6)
+
+
+def test_objnav_targets_are_told_apart_by_colour(house):
+    # Every catalogue type has its own entry; the 16 ObjNav target types are >= 0.3 apart in RGB
+    # (closest pair: Bowl (0.95, 0.9, 0.1) and DiningTable (0.85, 0.68, 0.3), distance
+    # sqrt(0.01 + 0.0484 + 0.04) = 0.314; the old palette had Sofa and ArmChair 0.092 apart) and
+    # >= 0.2 from the walls and every floor (closest: Toilet (0.98, 0.98, 0.98) and the walls
+    # (0.88, 0.86, 0.8), sqrt(0.01 + 0.0144 + 0.0324) = 0.238; the old bed was 0.05 from the
+    # bedroom floor).
+    assert set(TYPE_RGBA) == set(OBJECT_TYPES)
+    rgb = {t: np.array(TYPE_RGBA[t][:3]) for t in sorted(NAV_TARGET_TYPES)}
+    pairs = [(np.linalg.norm(rgb[a] - rgb[b]), a, b) for a in rgb for b in rgb if a < b]
+    closest = min(pairs)
+    assert closest[0] == pytest.approx(0.3137, abs=1e-4) and closest[1:] == ("Bowl", "DiningTable")
+    backgrounds = [WALL_RGBA, DEFAULT_FLOOR_RGBA, *ROOM_RGBA.values()]
+    nearest_bg = min(np.linalg.norm(c - np.array(b[:3])) for c in rgb.values() for b in backgrounds)
+    assert nearest_bg == pytest.approx(0.2383, abs=1e-4)
+    # The compiled scene paints each object geom in its type's colour.
+    model = mujoco.MjModel.from_xml_string(house_scene_xml(house))
+    painted = {}
+    for i, obj in enumerate(parse_house(house).objects):
+        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, object_body_name(i))
+        (geom,) = np.flatnonzero(model.geom_bodyid == body)
+        painted[obj.object_type] = tuple(model.geom_rgba[geom])
+    assert set(painted) == {"Sofa", "DiningTable", "Vase", "Knife"}
+    for t, c in painted.items():
+        assert c == pytest.approx(TYPE_RGBA[t])
 
 
 def test_parse_house_converts_frames(house):
