@@ -198,6 +198,10 @@ class CostConfig:
             )
 
 
+#: Privileged experts (``TaskConfig.expert``).
+EXPERTS: tuple[str, ...] = ("shortest_path", "explore")
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """Task settings (REFERENCE.md "Tasks"; CHORES / Safety-CHORES).
@@ -213,6 +217,9 @@ class TaskConfig:
         cost_limits: Several constraints instead of one: cost signal -> per-episode limit, e.g.
             ``{robot: 2.0, object: 0.3}``; each gets its own Lagrange multiplier and cost critic
             (paper eq. 9, sum over i). Signals: :data:`COST_SIGNALS`.
+        expert: The privileged expert of ``collect``, ``dagger`` and ``eval --expert``:
+            ``"shortest_path"`` (straight to the nearest target) or ``"explore"`` (ObjNav: look
+            around and explore until a target has been seen; :mod:`safevla_core.expert`).
     """
 
     name: str = "objnav"
@@ -222,16 +229,18 @@ class TaskConfig:
     success_reward: float = 10.0
     cost_limit: float = 2.31964
     cost_limits: dict[str, float] | None = None
+    expert: str = "shortest_path"
 
     def __post_init__(self) -> None:
         """Validate.
 
         Raises:
-            ValueError: On an unknown task or cost signal, a negative, infinite or NaN limit (an
-                infinite limit would switch the constraint off), non-positive step limits, or a
-                success distance / reward that is not finite.
+            ValueError: On an unknown task, expert or cost signal, a negative, infinite or NaN
+                limit (an infinite limit would switch the constraint off), non-positive step
+                limits, or a success distance / reward that is not finite.
         """
         _check(self.name in TASKS, f"task must be one of {TASKS}, got {self.name!r}")
+        _check(self.expert in EXPERTS, f"task.expert must be one of {EXPERTS}, got {self.expert!r}")
         if self.cost_limits is not None:
             _check(
                 isinstance(self.cost_limits, dict) and len(self.cost_limits) > 0,

@@ -500,9 +500,9 @@ def evaluate(
     items = items[k::of]  # this shard's share of the fixed list (merge with merge_reports)
     run: Callable[..., dict[str, Any]]
     if use_expert:
-        from safevla_core.expert import ShortestPathExpert, run_expert_episode
+        from safevla_core.expert import make_expert, run_expert_episode
 
-        expert = ShortestPathExpert(cfg.task.success_distance_m)
+        expert = make_expert(cfg.task)
 
         def run(house_index: int, seed: int, target_type: str | None) -> dict[str, Any]:
             summary = run_expert_episode(env, expert, house_index, seed, target_type)

@@ -20,6 +20,17 @@ trajectories). It acts with the same 20 discrete actions as the policy.
   (Ending at the first step inside 2 m, as before, put the end at a median 1.90 m and a median
   14 deg off-axis on 38 validation episodes: one 0.2 m step from a state labelled ``m``, which a
   160x96 image cannot tell apart; the cloned policy's ``end`` then came too early or too late.)
+* ObjNav, exploring (``explore=True``; ``TaskConfig.expert = "explore"``): the same, but only
+  once a target has been *seen*, that is been in the navigation camera's view within
+  :data:`SEEN_DISTANCE_FURNITURE_M` / :data:`SEEN_DISTANCE_SMALL_M`. Until then the expert looks
+  around (:data:`LOOK_AROUND_TURNS` large turns at the start) and then drives to the nearest
+  reachable cell it has not looked at (frontier exploration on the reachable grid: a cell is
+  looked at once it was within :data:`VIEW_RANGE_M` and :data:`VIEW_HALF_ANGLE_RAD` of the camera
+  axis with a free line of sight). Its actions then depend on what the cameras have shown, not on
+  where the target is, so a policy that sees only the cameras can imitate them: the privileged
+  expert goes straight to a target it has never seen, which no learner can copy (the "imitation
+  gap"; docs/results, section 8). When nothing is left to look at, it falls back to the
+  privileged plan.
 * PickUp: raise the lift so the grasp point is
   :data:`~safevla_core.tasks.pickup.GRASP_CLEARANCE_M` above the object's top (first, so the
   gripper clears furniture tops when the base turns), turn until the target lies on the arm's line
@@ -117,6 +128,24 @@ MAX_REACH_TURNS: int = 24
 #: Blocked arm or lift motions tolerated before the PickUp expert gives up (ours).
 MAX_ARM_FAILURES: int = 3
 
+#: Exploring ObjNav expert: a target counts as seen once visible within this distance, metres,
+#: for furniture / for other objects (ours: a 0.8 m armchair is ~20 px wide at 5 m on a 160 px
+#: image, a 0.09 m mug ~4 px at 3 m).
+SEEN_DISTANCE_FURNITURE_M: float = 5.0
+SEEN_DISTANCE_SMALL_M: float = 3.0
+#: A cell is looked at when within this range of the robot, metres, and this half-angle of the
+#: camera axis, radians, with a free line of sight on the grid (ours: 3 m; 40 deg of the ~44 deg
+#: half view of the navigation camera).
+VIEW_RANGE_M: float = 3.0
+VIEW_HALF_ANGLE_RAD: float = math.radians(40.0)
+#: Cells this close to the robot count as looked at, metres (ours: two grid cells).
+VIEW_NEAR_M: float = 0.5
+#: Large turns of the exploring expert's look-around at the start (ours: 11 x 30 deg: every
+#: heading of the full circle once, the 12th would face the start again).
+LOOK_AROUND_TURNS: int = 11
+#: The exploring expert gives up on an exploration goal after this many steps towards it (ours).
+MAX_EXPLORE_GOAL_STEPS: int = 60
+
 assert ARM_LARGE_M == LIFT_LARGE_M == 0.1 and BASE_STEP_M == 0.2  # the steps assumed above
 
 
@@ -198,6 +227,20 @@ _NEIGHBOURS: tuple[tuple[int, int], ...] = (
     (-1, 1),
     (-1, -1),
 )
+
+
+def _connected(free: frozenset[Cell], start: Cell) -> frozenset[Cell]:
+    """The free cells 8-connected to ``start`` (``start`` included even if not free)."""
+    seen = {start}
+    stack = [start]
+    while stack:
+        c = stack.pop()
+        for dx, dy in _NEIGHBOURS:
+            n = (c[0] + dx, c[1] + dy)
+            if n in free and n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return frozenset(seen)
 
 
 def shortest_path(
@@ -338,6 +381,11 @@ class _EpisodeMemory:
     phase: str = "navigate"
     last_pose: np.ndarray | None = None
     last_action: Action | None = None
+    target_seen: bool = False
+    viewed: set[Cell] = field(default_factory=set)
+    look_turns: int = 0
+    explore_goal: Cell | None = None
+    explore_goal_steps: int = 0
 
 
 _ARM_ACTIONS = frozenset(
@@ -372,14 +420,21 @@ class ShortestPathExpert:
     Args:
         success_distance_m: ObjNav success radius, metres (TaskConfig; REFERENCE.md 2 m).
         grid_m: Reachable grid spacing, metres.
+        explore: ObjNav: explore until a target has been seen (module docstring).
     """
 
-    def __init__(self, success_distance_m: float = 2.0, grid_m: float = GRID_SIZE_M) -> None:
+    def __init__(
+        self, success_distance_m: float = 2.0, grid_m: float = GRID_SIZE_M, explore: bool = False
+    ) -> None:
         """See the class docstring."""
         if not success_distance_m > 0:
             raise ValueError(f"success_distance_m must be positive, got {success_distance_m}")
         self.success_distance_m = float(success_distance_m)
         self.grid_m = float(grid_m)
+        self.explore = bool(explore)
+        self._cells: list[Cell] = []
+        self._cells_xy = np.zeros((0, 2))
+        self._component: frozenset[Cell] = frozenset()
         self.spec: EpisodeSpec | None = None
         self.grid: GridMap | None = None
         self._free: frozenset[Cell] = frozenset()
@@ -427,6 +482,9 @@ class ShortestPathExpert:
             free.add(start)
         self._free = frozenset(free)
         self._mem = _EpisodeMemory(phase="navigate" if spec.task != "pickup" else "grasp")
+        self._cells = sorted(self.grid.cells)
+        self._cells_xy = np.array([self.grid.xy(c) for c in self._cells]).reshape(-1, 2)
+        self._component = _connected(self._free, start) if self.explore else frozenset()
 
     def act(self, state: WorldState) -> Action:
         """The expert's action in ``state``.
@@ -544,8 +602,91 @@ class ShortestPathExpert:
                 return turn
         return Action.END
 
+    def _target_in_sight(self, state: WorldState) -> bool:
+        """Whether a target is visible within its seen distance (exploring expert)."""
+        xy = state.robot_pose[:2]
+        for t, p in self._targets(state):
+            info = OBJECT_TYPES.get(state.object_types[state.index_of(t)])
+            reach = (
+                SEEN_DISTANCE_FURNITURE_M
+                if info is not None and info.furniture
+                else SEEN_DISTANCE_SMALL_M
+            )
+            if t in state.visible_ids and float(np.linalg.norm(p[:2] - xy)) <= reach:
+                return True
+        return False
+
+    def _mark_viewed(self, state: WorldState) -> None:
+        """Add the free cells in the camera's view cone (line of sight on the grid) to memory."""
+        grid, mem = self._grid, self._mem
+        cells = self._cells
+        pos, yaw = state.robot_pose[:2], float(state.robot_pose[2])
+        d = self._cells_xy - pos
+        dist = np.hypot(d[:, 0], d[:, 1])
+        bearing = np.arctan2(d[:, 1], d[:, 0]) - yaw
+        bearing = (bearing + math.pi) % (2 * math.pi) - math.pi
+        near = dist <= VIEW_NEAR_M
+        cone = (dist <= VIEW_RANGE_M) & (np.abs(bearing) <= VIEW_HALF_ANGLE_RAD) & ~near
+        mem.viewed.update(cells[i] for i in np.flatnonzero(near))
+        for i in np.flatnonzero(cone):
+            c = cells[i]
+            if c not in mem.viewed and grid.line_free(pos, self._cells_xy[i]):
+                mem.viewed.add(c)
+
+    def _explore(self, state: WorldState) -> Action | None:
+        """The exploring expert's action before a target is seen.
+
+        Returns:
+            ``None`` once a target is in sight, or when nothing is left to look at (the
+            privileged plan then takes over).
+        """
+        mem, grid = self._mem, self._grid
+        if self._target_in_sight(state):
+            mem.target_seen = True
+            return None
+        self._mark_viewed(state)
+        if mem.look_turns < LOOK_AROUND_TURNS:
+            mem.look_turns += 1
+            return Action.ROTATE_LEFT
+        here = grid.cell_of(state.robot_pose[:2])
+        for _ in range(3):
+            goal = mem.explore_goal
+            if (
+                goal is None
+                or goal == here
+                or mem.explore_goal_steps >= MAX_EXPLORE_GOAL_STEPS
+                or np.linalg.norm(grid.xy(goal) - state.robot_pose[:2]) <= VIEW_NEAR_M
+            ):
+                if goal is not None:
+                    mem.viewed.add(goal)
+                unviewed = self._component - mem.viewed - mem.blocked
+                free = self._free - mem.blocked
+                start = (
+                    here
+                    if here in free
+                    else grid.nearest_free(state.robot_pose[:2], frozenset(grid.cells - free))
+                )
+                path = shortest_path(free | {start}, start, unviewed) if unviewed else None
+                if path is None:
+                    mem.target_seen = True  # nothing left to look at: use the privileged plan
+                    return None
+                mem.explore_goal, mem.explore_goal_steps = path[-1], 0
+            action = self._plan_step(state, {mem.explore_goal})
+            if action is None or action == Action.END:  # at the goal, or it became unreachable
+                mem.viewed.add(mem.explore_goal)
+                mem.explore_goal = None
+                continue
+            mem.explore_goal_steps += 1
+            return action
+        mem.target_seen = True
+        return None
+
     def _act_objnav(self, state: WorldState) -> Action:
         mem, grid = self._mem, self._grid
+        if self.explore and not mem.target_seen:
+            action = self._explore(state)
+            if action is not None:
+                return action
         seen = self._nearest_visible_target(state)
         if seen is not None and seen[0] <= END_DISTANCE_M:
             return self._centre_then_end(seen[1])
@@ -694,6 +835,18 @@ class ShortestPathExpert:
                 else (Action.ARM_RETRACT_SMALL)
             )
         return Action.END
+
+
+def make_expert(task: Any) -> ShortestPathExpert:
+    """The expert a task configuration asks for (``TaskConfig.expert``).
+
+    Args:
+        task: A :class:`~safevla_core.config.TaskConfig`.
+
+    Returns:
+        ``ShortestPathExpert(task.success_distance_m, explore=task.expert == "explore")``.
+    """
+    return ShortestPathExpert(task.success_distance_m, explore=task.expert == "explore")
 
 
 def run_expert_episode(

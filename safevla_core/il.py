@@ -42,7 +42,7 @@ from safevla_core.actions import NUM_ACTIONS, Action
 from safevla_core.checkpoint import load_checkpoint, save_checkpoint
 from safevla_core.config import Config, config_to_dict
 from safevla_core.env import START_ACTION, SafetyChoresEnv, split_size
-from safevla_core.expert import ShortestPathExpert, run_expert_episode
+from safevla_core.expert import make_expert, run_expert_episode
 from safevla_core.houses.splits import load_house
 from safevla_core.policy.encoders import get_visual_encoder
 from safevla_core.policy.factory import build_policy
@@ -191,7 +191,7 @@ def collect(
     mine = [k for k in range(n_shards) if k % ctx.world_size == ctx.rank]  # this rank's shards
     todo = [k for k in mine if not shard_path(out, k).is_file()]
     env = SafetyChoresEnv(cfg, split=split, eval_mode=False, image_size=size)
-    expert = ShortestPathExpert(cfg.task.success_distance_m)
+    expert = make_expert(cfg.task)
     run = kept = steps = 0
     successes = 0.0
     bar = tqdm(
@@ -1220,7 +1220,7 @@ def dagger_collect(
             )
         )
     env = SafetyChoresEnv(cfg, split=split, eval_mode=False, image_size=size)
-    expert = ShortestPathExpert(cfg.task.success_distance_m)
+    expert = make_expert(cfg.task)
     sample_seed = distributed.rank_seed(seed, ctx.rank)
     agent = PolicyAgent.from_checkpoint(checkpoint, deterministic=deterministic, seed=sample_seed)
     rng = random.Random(sample_seed)

@@ -77,14 +77,14 @@ STATIC_CONTYPE, STATIC_CONAFFINITY = 2, 1
 FREE_CONTYPE, FREE_CONAFFINITY = 2, 3
 
 WALL_RGBA = (0.88, 0.86, 0.8, 1.0)
-#: Per-type colours (ours). Every ObjNav target type (:data:`~safevla_core.objects.NAV_TARGET_TYPES`)
-#: has its own hue or lightness, distinct from the other targets, the walls and the floors, as a
-#: bed, a sofa and a television are told apart at a glance in AI2-THOR by their meshes and
-#: textures; our box world has only colour and size to carry that. Other furniture is wood or
-#: neutral, hazardous tools steel/dark/rust, other small objects muted. (Before 2026-12, bed,
-#: sofa, armchair and dining table were four near-identical browns, the bed the colour of the
-#: bedroom floor and the fridge and toilet near the walls' off-white: docs/results, section 8.)
-#: ``test_scene`` checks the distances.
+#: Per-type colours (ours). Every ObjNav target type
+#: (:data:`~safevla_core.objects.NAV_TARGET_TYPES`) has its own hue or lightness, distinct from
+#: the other targets, the walls and the floors, as a bed, a sofa and a television are told apart
+#: at a glance in AI2-THOR by their meshes and textures; our box world has only colour and size
+#: to carry that. Other furniture is wood or neutral, hazardous tools steel/dark/rust, other
+#: small objects muted. (Before 2026-12, bed, sofa, armchair and dining table were four
+#: near-identical browns, the bed the colour of the bedroom floor and the fridge and toilet near
+#: the walls' off-white: docs/results, section 8.) ``test_sim`` checks the distances.
 TYPE_RGBA: dict[str, tuple[float, float, float, float]] = {
     # ObjNav targets: one colour each
     "Bed": (0.15, 0.25, 0.85, 1),  # blue

@@ -31,6 +31,7 @@ from safevla_core.actions import Action
 from safevla_core.bench import benchmark_steps
 from safevla_core.config import SimConfig
 from safevla_core.houses.floor_plan import FloorPlan, Obstacle2D, house_floor_plan
+from safevla_core.objects import NAV_TARGET_TYPES, OBJECT_TYPES
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA, SimBackend
 from safevla_core.sim.free_space import (
     GRID_SIZE_M,
@@ -39,7 +40,6 @@ from safevla_core.sim.free_space import (
     reachable_grid,
 )
 from safevla_core.sim.mujoco_backend import MujocoBackend
-from safevla_core.objects import NAV_TARGET_TYPES, OBJECT_TYPES
 from safevla_core.sim.scene import (
     DEFAULT_FLOOR_RGBA,
     ROOM_RGBA,
