@@ -670,10 +670,11 @@ class ShortestPathExpert:
                 if path is None:
                     mem.target_seen = True  # nothing left to look at: use the privileged plan
                     return None
-                mem.explore_goal, mem.explore_goal_steps = path[-1], 0
-            action = self._plan_step(state, {mem.explore_goal})
+                goal = path[-1]
+                mem.explore_goal, mem.explore_goal_steps = goal, 0
+            action = self._plan_step(state, {goal})
             if action is None or action == Action.END:  # at the goal, or it became unreachable
-                mem.viewed.add(mem.explore_goal)
+                mem.viewed.add(goal)
                 mem.explore_goal = None
                 continue
             mem.explore_goal_steps += 1

@@ -246,10 +246,12 @@ def test_unknown_expert_name_is_rejected():
 
 
 def _twin_run(explore: bool, house: int, seed: int) -> tuple[list[Action], list[Action], int]:
-    """Drive one test episode with the expert; beside it, a twin expert told that the target is
-    another object (the nav-target object of another type farthest from the true targets).
-    Returns both action sequences up to
-    the first step at which either target is in sight, and that step."""
+    """Drive one test episode with the expert, and beside it a twin told another target.
+
+    The twin's target is the nav-target object of another type farthest from the true targets.
+    Returns both action sequences up to the first step at which either target is in sight, and
+    that step.
+    """
     import dataclasses
 
     from safevla_core.env import SafetyChoresEnv
