@@ -482,9 +482,10 @@ class ShortestPathExpert:
             free.add(start)
         self._free = frozenset(free)
         self._mem = _EpisodeMemory(phase="navigate" if spec.task != "pickup" else "grasp")
-        self._cells = sorted(self.grid.cells)
-        self._cells_xy = np.array([self.grid.xy(c) for c in self._cells]).reshape(-1, 2)
-        self._component = _connected(self._free, start) if self.explore else frozenset()
+        if self.explore:  # the view-cone cells and the reachable component, once per episode
+            self._cells = sorted(self.grid.cells)
+            self._cells_xy = np.array([self.grid.xy(c) for c in self._cells]).reshape(-1, 2)
+            self._component = _connected(self._free, start)
 
     def act(self, state: WorldState) -> Action:
         """The expert's action in ``state``.
