@@ -84,6 +84,30 @@ def _latest(run_dir: Path) -> Path:
     return ckpt
 
 
+def finished_env_steps(run_dir: str | Path, eval_path: str | Path, budget: int) -> int | None:
+    """Env steps of a run that is finished and evaluated, known from its light artefacts.
+
+    A run counts as finished when its evaluation report exists and the last line of its
+    ``metrics.jsonl`` reached ``budget`` env steps. Its checkpoints are then not needed, so a
+    comparison can continue on another machine from the metrics and evaluation files alone
+    (docs/results keeps those, not the tens of megabytes of RL checkpoints per run).
+
+    Returns:
+        The run's env steps, or None when it still has to train (or to be evaluated).
+    """
+    metrics = Path(run_dir) / "metrics.jsonl"
+    if not Path(eval_path).is_file() or not metrics.is_file():
+        return None
+    lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
+    if not lines:
+        return None
+    try:
+        steps = int(json.loads(lines[-1])["env_steps"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return steps if steps >= budget else None
+
+
 def converged_cost(run_dir: str | Path, tail_fraction: float = 0.25) -> float:
     """Mean episode cost over the last ``tail_fraction`` of a run's logged iterations.
 
@@ -289,15 +313,21 @@ def run_comparison(
                     total_env_steps=budget.rl_env_steps,
                 ),
             )
-            from safevla_core.rl.train import train
+            name = f"{method}_seed{k}"
+            steps = finished_env_steps(run_dir, out / "eval" / f"{name}.json", budget.rl_env_steps)
+            if steps is None:
+                from safevla_core.rl.train import train
 
-            result = timed(
-                f"train_{method}_seed{k}",
-                functools.partial(train, run_cfg, resume=True, progress=progress),
-            )
-            rep = evaluated(f"{method}_seed{k}", _latest(run_dir))
+                result = timed(
+                    f"train_{name}",
+                    functools.partial(train, run_cfg, resume=True, progress=progress),
+                )
+                steps = int(result.env_steps)
+                rep = evaluated(name, _latest(run_dir))
+            else:  # finished and evaluated (perhaps on another machine): nothing to redo
+                rep = evaluated(name, run_dir)
             reports.setdefault(method, []).append(rep)
-            env_steps.setdefault(method, []).append(int(result.env_steps))
+            env_steps.setdefault(method, []).append(steps)
             note = limit_info["rule"] if limit_info else "pending"
             paths = write_results(cfg, out, reports, env_steps, budget, command, note)
     return {"summary": json.loads(paths["summary"].read_text()), "paths": paths}

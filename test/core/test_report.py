@@ -249,3 +249,22 @@ def test_shard_reports_merge_into_the_whole_evaluation():
     shards[1]["checkpoint"] = "other.pt"
     with pytest.raises(ValueError, match="different evaluations"):
         merge_reports(shards)
+
+
+def test_finished_env_steps_needs_the_evaluation_and_the_budget(tmp_path):
+    """A run is done (no checkpoint needed) only when evaluated and at its step budget."""
+    import json as _json
+
+    from safevla_core.compare import finished_env_steps
+
+    run, report = tmp_path / "ppo" / "seed0", tmp_path / "eval" / "ppo_seed0.json"
+    run.mkdir(parents=True)
+    rows = [{"iteration": 1, "env_steps": 512}, {"iteration": 2, "env_steps": 1024}]
+    (run / "metrics.jsonl").write_text("\n".join(_json.dumps(r) for r in rows) + "\n")
+    assert finished_env_steps(run, report, 1024) is None  # trained, not evaluated
+    report.parent.mkdir()
+    report.write_text("{}")
+    assert finished_env_steps(run, report, 1024) == 1024
+    assert finished_env_steps(run, report, 1025) is None  # budget not reached: resume training
+    (run / "metrics.jsonl").write_text('{"iteration": 1}\n')  # no env_steps: not trusted
+    assert finished_env_steps(run, report, 1) is None
