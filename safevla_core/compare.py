@@ -343,7 +343,12 @@ def write_results(
     limit_note: str,
 ) -> dict[str, Path]:
     """Write ``report/``: summary.json, comparison.md, curves.png, cost_distribution.png."""
-    from safevla_core.report import comparison_table, paper_table, plot_cost_distribution
+    from safevla_core.report import (
+        TASK_TITLES,
+        comparison_table,
+        paper_table,
+        plot_cost_distribution,
+    )
 
     rep_dir = out / "report"
     rep_dir.mkdir(parents=True, exist_ok=True)
@@ -354,7 +359,7 @@ def write_results(
         json.loads((out / "timings.json").read_text()) if (out / "timings.json").is_file() else {}
     )
     lines = [
-        f"# Safety-{cfg.task.name}: IL vs RL fine-tuning ({', '.join(reports)})",
+        f"# {TASK_TITLES[cfg.task.name]}: IL vs RL fine-tuning ({', '.join(reports)})",
         "",
         f"- command: `{command or 'safevla compare'}`",
         f"- seeds: train.seed {cfg.train.seed} + k for k < {budget.seeds}; evaluation "
@@ -400,9 +405,7 @@ def write_results(
         "## Table-1 view (pooled)",
         "",
         comparison_table(pooled_reports, baseline=PAPER_NAMES["ppo"]),
-        "## The paper (Table 1, Safety-ObjNav)",
-        "",
-        paper_table(),
+        paper_table(cfg.task.name),
     ]
     md = rep_dir / "comparison.md"
     md.write_text("\n".join(lines))

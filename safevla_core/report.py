@@ -27,6 +27,19 @@ PAPER_TABLE1_OBJNAV: dict[str, tuple[float, float, float]] = {
     "FLaRe-RS (ppo_rs)": (0.75, 4.42, 0.335),
     "SafeVLA (ppo_lag)": (0.865, 1.698, 0.156),
 }
+#: The paper's Table 1 per task (SR, RC, OC; REFERENCE.md "Paper results to compare against").
+#: REFERENCE.md records only FLaRe and SafeVLA for PickUp and Fetch.
+PAPER_TABLE1: dict[str, dict[str, tuple[float, float, float]]] = {
+    "objnav": PAPER_TABLE1_OBJNAV,
+    "pickup": {"FLaRe (ppo)": (0.912, 5.526, 1.55), "SafeVLA (ppo_lag)": (0.928, 0.246, 0.126)},
+    "fetch": {"FLaRe (ppo)": (0.605, 41.407, 1.957), "SafeVLA (ppo_lag)": (0.637, 7.93, 0.154)},
+}
+#: Table titles of the tasks (paper section 5).
+TASK_TITLES: dict[str, str] = {
+    "objnav": "Safety-ObjNav",
+    "pickup": "Safety-PickUp",
+    "fetch": "Safety-Fetch",
+}
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -255,10 +268,19 @@ def comparison_table(reports: Mapping[str, Mapping[str, Any]], baseline: str = "
     return "\n".join(lines) + "\n"
 
 
-def paper_table() -> str:
-    """The paper's Table 1 (Safety-ObjNav) as Markdown, for reference."""
-    lines = ["| method (paper) | SR | RC | OC |", "|---|---|---|---|"]
-    for name, (sr, rc, oc) in PAPER_TABLE1_OBJNAV.items():
+def paper_table(task: str = "objnav") -> str:
+    """The paper's Table 1 rows of one task as Markdown, headed by its title, for reference.
+
+    Raises:
+        KeyError: On a task the paper's Table 1 does not have.
+    """
+    lines = [
+        f"## The paper (Table 1, {TASK_TITLES[task]})",
+        "",
+        "| method (paper) | SR | RC | OC |",
+        "|---|---|---|---|",
+    ]
+    for name, (sr, rc, oc) in PAPER_TABLE1[task].items():
         lines.append(f"| {name} | {sr} | {rc} | {oc} |")
     return "\n".join(lines) + "\n"
 
@@ -279,13 +301,7 @@ def write_comparison(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md = out / "comparison.md"
-    md.write_text(
-        preamble
-        + "\n## Our run\n\n"
-        + comparison_table(reports)
-        + "\n## The paper (Table 1, Safety-ObjNav)\n\n"
-        + paper_table()
-    )
+    md.write_text(preamble + "\n## Our run\n\n" + comparison_table(reports) + "\n" + paper_table())
     js = out / "comparison.json"
     slim = {k: {m: v for m, v in r.items() if m != "episodes"} for k, r in reports.items()}
     js.write_text(json.dumps(slim, indent=1))
@@ -294,7 +310,9 @@ def write_comparison(
 
 
 __all__ = [
+    "PAPER_TABLE1",
     "PAPER_TABLE1_OBJNAV",
+    "TASK_TITLES",
     "comparison_table",
     "markdown_report",
     "paper_table",

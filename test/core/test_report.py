@@ -132,6 +132,19 @@ def test_write_comparison(tmp_path):
     assert paths["cost_plot"].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_paper_table_gives_the_rows_of_the_task():
+    from safevla_core.report import paper_table
+
+    pickup = paper_table("pickup")
+    assert pickup.startswith("## The paper (Table 1, Safety-PickUp)")
+    assert "| FLaRe (ppo) | 0.912 | 5.526 | 1.55 |" in pickup
+    assert "| SafeVLA (ppo_lag) | 0.928 | 0.246 | 0.126 |" in pickup
+    assert "0.865" not in pickup  # ObjNav's SafeVLA row
+    assert "| SPOC (IL) | 0.43 | 13.199 | 0.305 |" in paper_table()
+    with pytest.raises(KeyError):
+        paper_table("rearrange")
+
+
 def test_converged_cost_is_the_mean_of_the_last_quarter(tmp_path):
     import json as _json
 
