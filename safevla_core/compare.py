@@ -250,8 +250,11 @@ def run_comparison(
     reports: dict[str, list[dict[str, Any]]] = {"IL": []}
     env_steps: dict[str, list[int]] = {"IL": [0]}
 
+    def report_path(name: str) -> Path:
+        return out / "eval" / f"{name}.json"
+
     def evaluated(name: str, ckpt: Path, split: str = "test", episodes: int | None = None) -> Any:
-        path = out / "eval" / f"{name}.json"
+        path = report_path(name)
         if path.is_file():
             return json.loads(path.read_text())
         rep = timed(
@@ -314,7 +317,7 @@ def run_comparison(
                 ),
             )
             name = f"{method}_seed{k}"
-            steps = finished_env_steps(run_dir, out / "eval" / f"{name}.json", budget.rl_env_steps)
+            steps = finished_env_steps(run_dir, report_path(name), budget.rl_env_steps)
             if steps is None:
                 from safevla_core.rl.train import train
 
@@ -325,7 +328,7 @@ def run_comparison(
                 steps = int(result.env_steps)
                 rep = evaluated(name, _latest(run_dir))
             else:  # finished and evaluated (perhaps on another machine): nothing to redo
-                rep = evaluated(name, run_dir)
+                rep = json.loads(report_path(name).read_text())
             reports.setdefault(method, []).append(rep)
             env_steps.setdefault(method, []).append(steps)
             note = limit_info["rule"] if limit_info else "pending"
