@@ -133,14 +133,23 @@ class PolicyAgent:
             shared_fusion=cfg.train.decoder_only(),
         )
 
-    def reset(self, instruction: str) -> None:
+    def reset(self, instruction: str, seed: int | None = None) -> None:
         """Start a new episode: forget the history and set the instruction.
+
+        Args:
+            instruction: The episode's text instruction.
+            seed: Reseed the action-sampling generator for this episode, so an episode's
+                sampled actions depend on its own seed only, not on the episodes run before it
+                in this process (evaluation in shards then equals evaluation in one process).
+                None keeps the generator running.
 
         Raises:
             ValueError: For an empty or whitespace-only instruction.
         """
         if not instruction or not instruction.strip():
             raise ValueError("the instruction must be a non-empty string")
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
         self.texts.get(instruction)
         self._instruction = instruction
         self._cache = None

@@ -161,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="instead of running: merge shard reports into one (--out, --report-dir)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run the episodes in this many processes here (the shards of --shard, merged "
+        "into one report; each episode seeds its own sampling, so the report is the same)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser(
@@ -337,6 +344,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the baseline of that rule: IL on the validation houses (default) or "
         "ppo seed 0's converged training cost",
     )
+    p.add_argument(
+        "--eval-workers",
+        type=int,
+        default=1,
+        help="evaluate each policy in this many processes (safevla eval --workers)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser(
@@ -458,7 +471,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``safevla eval``."""
-    from safevla_core.evaluate import evaluate, format_report, write_report
+    from safevla_core.evaluate import evaluate_parallel, format_report, write_report
 
     cfg = _config(args, {"task": {"name": args.task}})
     if args.merge:
@@ -478,6 +491,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         k, n = (int(x) for x in args.shard.split("/"))
     except ValueError as exc:
         raise ValueError(f"--shard must be K/N, e.g. 0/2, got {args.shard!r}") from exc
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1 and n > 1:
+        raise ValueError("give --workers (shards run here) or --shard K/N (one shard), not both")
     if args.checkpoint is None and not args.expert:
         from safevla_core.shipped import default_eval_checkpoint
 
@@ -488,9 +505,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             )
         print(f"evaluating the shipped policy {args.checkpoint}")
     try:
-        report = evaluate(
+        report = evaluate_parallel(
             cfg,
             None if args.expert else args.checkpoint,
+            workers=args.workers,
             episodes=args.episodes,
             split=args.split,
             deterministic=True if args.deterministic else None,
@@ -498,8 +516,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             extreme=args.extreme,
             ood=args.ood,
             agent="expert" if args.expert else None,
-            shard=(k, n),
             end_gate=args.end_gate,
+            **({"shard": (k, n)} if n > 1 else {}),
         )
     except NotImplementedError as exc:
         print(f"safevla eval: error: {exc}", file=sys.stderr)
@@ -639,6 +657,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         il_checkpoint=args.il_checkpoint,
         cost_limit_fraction=args.cost_limit_fraction,
         cost_limit_from=args.cost_limit_from,
+        eval_workers=args.eval_workers,
     )
     print(result["paths"]["markdown"].read_text())
     return 0

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from safevla_core.config import METHODS, Config
-from safevla_core.evaluate import aggregate, evaluate, write_report
+from safevla_core.evaluate import aggregate, evaluate_parallel, write_report
 
 #: Methods of the headline comparison (paper Table 1: FLaRe, FLaRe-RS, SafeVLA).
 HEADLINE_METHODS: tuple[str, ...] = ("ppo", "ppo_rs", "ppo_lag")
@@ -177,6 +177,7 @@ def run_comparison(
     cost_limit_fraction: float | None = None,
     cost_limit_from: str = "il",
     il_kwargs: dict[str, Any] | None = None,
+    eval_workers: int = 1,
 ) -> dict[str, Any]:
     """Run (or continue) the comparison; see the module docstring for the stages.
 
@@ -198,6 +199,8 @@ def run_comparison(
             its IL cost, 12.0 vs 13.2) or ``"ppo"`` (the converged training cost of ``ppo``
             seed 0, which must then run first).
         il_kwargs: Extra arguments of :func:`~safevla_core.il.imitation` (DAgger rounds, ...).
+        eval_workers: Processes per evaluation (:func:`~safevla_core.evaluate.evaluate_parallel`;
+            the same report as one process).
 
     Returns:
         ``{"summary": ..., "paths": {...}}``.
@@ -259,8 +262,13 @@ def run_comparison(
             return json.loads(path.read_text())
         rep = timed(
             f"eval_{name}",
-            lambda: evaluate(
-                cfg, ckpt, episodes=episodes or budget.eval_episodes, split=split, progress=progress
+            lambda: evaluate_parallel(
+                cfg,
+                ckpt,
+                workers=eval_workers,
+                episodes=episodes or budget.eval_episodes,
+                split=split,
+                progress=progress,
             ),
         )
         write_report(rep, path)

@@ -76,7 +76,7 @@ def run_episode(
         options["target_type"] = target_type
     obs, info = env.reset(seed=seed, options=options)
     shortest_m = shortest_path_length(env)
-    agent.reset(obs["instruction"])
+    agent.reset(obs["instruction"], seed=seed)
     path_m = 0.0
     while True:
         prev_xy = env.world_state.robot_pose[:2].copy()
@@ -532,6 +532,7 @@ def evaluate(
         extreme=extreme,
         ood=ood,
         end_gate=None if use_expert else float(getattr(agent.cfg, "end_gate", 0.0)),
+        shard=[k, of],
     )
     return report
 
@@ -550,8 +551,14 @@ def _shortest_after_reset(
 def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from the shard reports of one evaluation (:func:`aggregate` of all episodes).
 
+    When the reports carry their ``shard`` ``[k, n]`` (written by :func:`evaluate`) and are
+    the n shards 0..n-1 of one list, the episodes are put back in the order of the fixed list
+    (shard k ran episodes k, k + n, ...), so the merged report -- its bootstrap CIs included --
+    equals the one a single process writes. Older reports without ``shard`` are concatenated.
+
     Raises:
-        ValueError: If the shards evaluated different checkpoints, splits or end gates.
+        ValueError: If the shards evaluated different checkpoints, splits or end gates, or
+            two of them are the same shard.
     """
     meta = {
         (r.get("checkpoint"), r.get("split"), r.get("extreme"), r.get("ood"), r.get("end_gate"))
@@ -559,10 +566,83 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if len(meta) != 1:
         raise ValueError(f"shards of different evaluations: {sorted(map(str, meta))}")
-    merged = aggregate([e for r in reports for e in r["episodes"]])
+    shards = [r.get("shard") for r in reports]
+    episodes = [e for r in reports for e in r["episodes"]]
+    if all(s is not None for s in shards):
+        ks = [int(s[0]) for s in shards if s is not None]
+        if len(set(ks)) != len(ks):
+            raise ValueError(f"the same shard twice: {shards}")
+        whole = sorted(ks) == list(range(len(reports)))
+        if whole and {int(s[1]) for s in shards if s is not None} == {len(reports)}:
+            # shard k ran episodes k, k + n, ...: interleave back into the fixed list's order
+            lists = [reports[ks.index(k)]["episodes"] for k in range(len(reports))]
+            episodes = [
+                lst[i] for i in range(max(map(len, lists))) for lst in lists if i < len(lst)
+            ]
+    merged = aggregate(episodes)
     checkpoint, split, extreme, ood, end_gate = meta.pop()
     merged.update(checkpoint=checkpoint, split=split, extreme=extreme, ood=ood, end_gate=end_gate)
     return merged
+
+
+def _evaluate_shard(cfg: Config, checkpoint: str | Path | None, kwargs: dict[str, Any]) -> Any:
+    """One shard of :func:`evaluate_parallel` in a worker process (one torch thread)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return evaluate(cfg, checkpoint, **kwargs)
+
+
+def evaluate_parallel(
+    cfg: Config,
+    checkpoint: str | Path | None,
+    workers: int = 1,
+    progress: bool = True,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`evaluate` in ``workers`` processes, one shard each, merged into one report.
+
+    Each worker runs shard ``(k, workers)`` of the fixed episode list with one torch thread;
+    :func:`merge_reports` restores the list's order. Every episode seeds its own action
+    sampling (:meth:`PolicyAgent.reset`), so the report equals the single-process one.
+
+    Args:
+        cfg: As :func:`evaluate`.
+        checkpoint: As :func:`evaluate`.
+        workers: Processes (1 = run here, in this process).
+        progress: Show shard 0's progress bar.
+        **kwargs: Any other argument of :func:`evaluate` except ``shard`` (``agent`` only as
+            the string ``"expert"``: a policy object does not cross process boundaries).
+
+    Returns:
+        The merged report.
+
+    Raises:
+        ValueError: If ``workers`` < 1 or ``shard`` is given.
+        Whatever :func:`evaluate` raises in a worker (re-raised here).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if "shard" in kwargs:
+        raise ValueError("evaluate_parallel chooses the shards itself")
+    if workers == 1:
+        return evaluate(cfg, checkpoint, progress=progress, **kwargs)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")  # no forked torch / EGL state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [
+            pool.submit(
+                _evaluate_shard,
+                cfg,
+                checkpoint,
+                dict(kwargs, shard=(k, workers), progress=progress and k == 0),
+            )
+            for k in range(workers)
+        ]
+        reports = [f.result() for f in futures]
+    return merge_reports(reports)
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> Path:

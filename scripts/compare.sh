@@ -28,4 +28,4 @@ IL_ARGS=()
 [[ -n "${IL:-}" ]] && IL_ARGS=(--il-checkpoint "$IL")
 exec nice -n 5 "$PY" -m safevla_core.cli compare --out-dir "$OUT" --config config/compare_cpu.yaml \
   "${IL_ARGS[@]}" --rl-env-steps 100000 --eval-episodes 200 --seeds 3 --seed 0 \
-  --cost-limit-fraction 0.2 --cost-limit-from il "$@"
+  --cost-limit-fraction 0.2 --cost-limit-from il --eval-workers 2 "$@"

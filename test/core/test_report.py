@@ -264,6 +264,22 @@ def test_shard_reports_merge_into_the_whole_evaluation():
         merge_reports(shards)
 
 
+def test_merged_shards_keep_the_order_of_the_fixed_list():
+    from safevla_core.evaluate import merge_reports
+
+    # 5 episodes told apart by their length; shard 0 ran 0, 2, 4 and shard 1 ran 1, 3
+    eps = [ep(i % 2, float(i), length=10.0 + i) for i in range(5)]
+    shards = [aggregate(eps[1::2]), aggregate(eps[0::2])]  # handed over in either order
+    for r, k in zip(shards, (1, 0), strict=True):
+        r.update(checkpoint="il.pt", split="test", extreme=False, ood=None, shard=[k, 2])
+    merged = merge_reports(shards)
+    assert [e["length"] for e in merged["episodes"]] == [10.0, 11.0, 12.0, 13.0, 14.0]
+    assert merged["success_rate_ci"] == aggregate(eps)["success_rate_ci"]
+    shards[0]["shard"] = [0, 2]
+    with pytest.raises(ValueError, match="same shard twice"):
+        merge_reports(shards)
+
+
 def test_finished_env_steps_needs_the_evaluation_and_the_budget(tmp_path):
     """A run is done (no checkpoint needed) only when evaluated and at its step budget."""
     import json as _json
