@@ -108,6 +108,28 @@ def finished_env_steps(run_dir: str | Path, eval_path: str | Path, budget: int) 
     return steps if steps >= budget else None
 
 
+def cached_evaluation(path: str | Path, checkpoint: str | Path | None = None) -> Any:
+    """An evaluation report already on disk, if it still stands for the policy.
+
+    Args:
+        path: The report (JSON of :func:`~safevla_core.evaluate.evaluate`).
+        checkpoint: When given, the report counts only if it evaluated a checkpoint of this
+            file name (``ckpt_<iteration>.pt``): an RL run trained further after its
+            evaluation must be evaluated again. None accepts any report (IL, whose path may
+            differ between machines).
+
+    Returns:
+        The report, or None when there is none or it is stale.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    report = json.loads(p.read_text())
+    if checkpoint is not None and Path(str(report.get("checkpoint"))).name != Path(checkpoint).name:
+        return None
+    return report
+
+
 def converged_cost(run_dir: str | Path, tail_fraction: float = 0.25) -> float:
     """Mean episode cost over the last ``tail_fraction`` of a run's logged iterations.
 
@@ -256,10 +278,17 @@ def run_comparison(
     def report_path(name: str) -> Path:
         return out / "eval" / f"{name}.json"
 
-    def evaluated(name: str, ckpt: Path, split: str = "test", episodes: int | None = None) -> Any:
+    def evaluated(
+        name: str,
+        ckpt: Path,
+        split: str = "test",
+        episodes: int | None = None,
+        same_checkpoint: bool = False,
+    ) -> Any:
         path = report_path(name)
-        if path.is_file():
-            return json.loads(path.read_text())
+        cached = cached_evaluation(path, ckpt if same_checkpoint else None)
+        if cached is not None:
+            return cached
         rep = timed(
             f"eval_{name}",
             lambda: evaluate_parallel(
@@ -334,7 +363,7 @@ def run_comparison(
                     functools.partial(train, run_cfg, resume=True, progress=progress),
                 )
                 steps = int(result.env_steps)
-                rep = evaluated(name, _latest(run_dir))
+                rep = evaluated(name, _latest(run_dir), same_checkpoint=True)
             else:  # finished and evaluated (perhaps on another machine): nothing to redo
                 rep = json.loads(report_path(name).read_text())
             reports.setdefault(method, []).append(rep)

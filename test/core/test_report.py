@@ -280,6 +280,24 @@ def test_merged_shards_keep_the_order_of_the_fixed_list():
         merge_reports(shards)
 
 
+def test_a_cached_evaluation_of_an_older_checkpoint_is_stale(tmp_path):
+    import json as _json
+
+    from safevla_core.compare import cached_evaluation
+
+    path = tmp_path / "eval" / "ppo_seed0.json"
+    assert cached_evaluation(path) is None  # not evaluated yet
+    path.parent.mkdir()
+    path.write_text(
+        _json.dumps({"checkpoint": "runs/c/ppo/seed0/ckpt_000100.pt", "success_rate": 0.5})
+    )
+    # the run went on to iteration 196 after that evaluation: evaluate again
+    assert cached_evaluation(path, tmp_path / "ppo" / "seed0" / "ckpt_000196.pt") is None
+    # the same checkpoint on another machine (another folder) still counts
+    assert cached_evaluation(path, "/elsewhere/ckpt_000100.pt")["success_rate"] == 0.5
+    assert cached_evaluation(path)["success_rate"] == 0.5  # IL: any path
+
+
 def test_finished_env_steps_needs_the_evaluation_and_the_budget(tmp_path):
     """A run is done (no checkpoint needed) only when evaluated and at its step budget."""
     import json as _json
