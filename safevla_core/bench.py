@@ -171,7 +171,7 @@ def bench_policy(cfg: Config, context: int = BENCH_CONTEXT, repeats: int = 30) -
     torch.manual_seed(0)
     pcfg = dataclasses.replace(cfg.policy, context_steps=max(cfg.policy.context_steps, context))
     policy = build_policy(pcfg).eval()
-    c, h, w = get_visual_encoder(cfg.policy).feature_shape(pcfg.image_width, pcfg.image_height)
+    c, h, w = get_visual_encoder(pcfg).output_shape
     feats = torch.randn(1, 2, c, h, w)
     text, mask = InstructionCache().batch(["navigate to a basketball"])
     with torch.inference_mode():

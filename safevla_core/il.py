@@ -397,7 +397,7 @@ def shard_features(path: Path, cfg: Config, encoder: Any = None) -> torch.Tensor
     data = load_shard(path)
     n = len(data["action"])
     enc = encoder if encoder is not None else get_visual_encoder(cfg.policy)
-    c, h, w = enc.feature_shape(cfg.policy.image_width, cfg.policy.image_height)
+    c, h, w = enc.output_shape
     if cache.is_file() and cache.stat().st_mtime >= path.stat().st_mtime:
         cached = torch.load(cache, weights_only=True, mmap=True)
         if isinstance(cached, torch.Tensor) and tuple(cached.shape) == (n, 2, c, h, w):

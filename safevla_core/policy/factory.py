@@ -15,7 +15,7 @@ def build_policy(policy_cfg: PolicyConfig, num_costs: int = 1) -> SafeVLAPolicy:
         num_costs: Cost critics, one per CMDP constraint (``len(TaskConfig.constraints())``).
     """
     encoder = get_visual_encoder(policy_cfg)
-    shape = encoder.feature_shape(policy_cfg.image_width, policy_cfg.image_height)
+    shape = encoder.output_shape
     return SafeVLAPolicy(policy_cfg, shape, num_costs=num_costs)
 
 

@@ -573,13 +573,30 @@ class SafeVLAPolicy(nn.Module):
 
         Missing ``step_cost_head.*`` or ``visible_head.*`` entries (checkpoints written before
         those heads) keep their fresh initialisation (untrained); any other missing or
-        unexpected key is an error.
+        unexpected key is an error. A checkpoint of a policy without colour channels
+        (``PolicyConfig.colour_cells`` 0: its ``patch_proj`` sees the CNN's 1280 channels)
+        loads into one with them: the new input columns of ``patch_proj`` start at zero, so
+        the loaded policy acts exactly as the checkpoint's until training moves them.
 
         Raises:
             RuntimeError: On other missing/unexpected keys or shape mismatches.
         """
+        from safevla_core.policy.encoders import VISUAL_CHANNELS
+
         own = self.state_dict()
         state = dict(state)
+        for i in range(len(self.patch_proj)):
+            key = f"patch_proj.{i}.weight"
+            old, new = state.get(key), own[key]
+            if (
+                isinstance(old, torch.Tensor)
+                and old.dim() == 2
+                and old.shape[0] == new.shape[0]
+                and old.shape[1] == VISUAL_CHANNELS < new.shape[1]
+            ):
+                state[key] = torch.cat(
+                    [old, old.new_zeros(new.shape[0], new.shape[1] - old.shape[1])], 1
+                )
         for key in (
             "step_cost_head.weight",
             "step_cost_head.bias",

@@ -304,7 +304,7 @@ class Trainer:
         distributed.broadcast_module(self.model)
         if self.dist.is_main:
             _write_yaml_atomic(self.run_dir / "config.yaml", config_to_dict(cfg))
-        c, h, w = self.visual.feature_shape(cfg.policy.image_width, cfg.policy.image_height)
+        c, h, w = self.visual.output_shape
         self.visual_shape = (2, c, h, w)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
