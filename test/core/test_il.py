@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import numpy as np
@@ -697,3 +698,16 @@ def test_an_agent_with_the_end_gate_does_not_end_while_the_target_is_out_of_view
         assert all(s.action != Action.END and s.probs[int(Action.END)] == 0.0 for s in steps)
     else:
         assert steps[0].action == Action.END and steps[0].probs[int(Action.END)] > 0.99
+
+
+def test_the_il_commands_aux_label_choices_are_the_shard_labels():
+    """`safevla il --aux-label` offers exactly the labels load_episodes reads (il.AUX_LABELS)."""
+    from safevla_core.cli import _parser
+    from safevla_core.il import AUX_LABELS
+
+    parser = _parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in sub.choices["il"]._actions if "--aux-label" in a.option_strings)
+    assert tuple(action.choices) == AUX_LABELS
+    with pytest.raises(SystemExit):
+        parser.parse_args(["il", "--data", "d", "--aux-label", "bogus"])
