@@ -609,7 +609,7 @@ def evaluate_parallel(
     Args:
         cfg: As :func:`evaluate`.
         checkpoint: As :func:`evaluate`.
-        workers: Processes (1 = run here, in this process).
+        workers: Processes (1 = run here, in this process); at most one per episode.
         progress: Show shard 0's progress bar.
         **kwargs: Any other argument of :func:`evaluate` except ``shard`` (``agent`` only as
             the string ``"expert"``: a policy object does not cross process boundaries).
@@ -625,7 +625,8 @@ def evaluate_parallel(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if "shard" in kwargs:
         raise ValueError("evaluate_parallel chooses the shards itself")
-    if workers == 1:
+    workers = min(workers, int(kwargs.get("episodes") or cfg.eval.episodes))  # no empty shard
+    if workers <= 1:
         return evaluate(cfg, checkpoint, progress=progress, **kwargs)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
