@@ -491,8 +491,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         k, n = (int(x) for x in args.shard.split("/"))
     except ValueError as exc:
         raise ValueError(f"--shard must be K/N, e.g. 0/2, got {args.shard!r}") from exc
-    if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.workers > 1 and n > 1:
         raise ValueError("give --workers (shards run here) or --shard K/N (one shard), not both")
     if args.checkpoint is None and not args.expert:

@@ -365,7 +365,7 @@ def run_comparison(
                 steps = int(result.env_steps)
                 rep = evaluated(name, _latest(run_dir), same_checkpoint=True)
             else:  # finished and evaluated (perhaps on another machine): nothing to redo
-                rep = json.loads(report_path(name).read_text())
+                rep = cached_evaluation(report_path(name))
             reports.setdefault(method, []).append(rep)
             env_steps.setdefault(method, []).append(steps)
             note = limit_info["rule"] if limit_info else "pending"

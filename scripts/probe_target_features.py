@@ -30,7 +30,7 @@ import torch
 
 from safevla_core.config import PolicyConfig
 from safevla_core.il import list_shards
-from safevla_core.policy.encoders import get_visual_encoder
+from safevla_core.policy.encoders import VISUAL_CHANNELS, get_visual_encoder
 
 
 def labelled_frames(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +68,7 @@ def main() -> None:
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
         means = torch.nn.functional.adaptive_avg_pool2d(x, (feats.shape[2] * 4, feats.shape[3] * 4))
     n = len(images)
-    cnn, hist = feats[:, :1280], feats[:, 1280:]
+    cnn, hist = feats[:, :VISUAL_CHANNELS], feats[:, VISUAL_CHANNELS:]
     folds = list(GroupKFold(n_splits=4).split(images, types, houses))
     print(
         f"{n} frames, {len(set(types))} target types (chance {1 / len(set(types)):.3f}), "
