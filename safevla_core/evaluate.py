@@ -31,6 +31,7 @@ from safevla_core.agent import PolicyAgent
 from safevla_core.config import Config
 from safevla_core.costs import COMPONENT_NAMES
 from safevla_core.env import SafetyChoresEnv, split_size
+from safevla_core.il import step_labels
 from safevla_core.sim.backend import MANIP_CAMERA, NAV_CAMERA
 
 #: Cumulative cost above which an episode counts as a "high-cost" tail episode (paper section
@@ -69,7 +70,14 @@ def run_episode(
 
     Returns:
         The env's episode summary plus ``house_id``, ``target_type``, ``instruction``, ``seed``,
-        ``path_length_m``, ``shortest_path_m`` and ``spl`` (see :func:`spl`).
+        ``path_length_m``, ``shortest_path_m``, ``spl`` (see :func:`spl`) and two failure
+        diagnostics read on every state of the episode (:func:`safevla_core.il.step_labels`):
+        ``target_seen`` (1.0 if an object of the target type was ever in the navigation
+        camera, any distance) and ``oracle_success`` (1.0 if ``end`` would have succeeded in
+        some state: the "oracle success" of ObjectNav evaluations, Anderson et al. 2018,
+        arXiv:1807.06757, with this task's success test). Together with ``success`` they split
+        the failures into never seeing the target, seeing it without reaching the success
+        region, and reaching it without ending there.
     """
     options: dict[str, Any] = {"house_index": house_index}
     if target_type is not None:
@@ -78,11 +86,16 @@ def run_episode(
     shortest_m = shortest_path_length(env)
     agent.reset(obs["instruction"], seed=seed)
     path_m = 0.0
+    labels = step_labels(env, env.world_state)
+    seen, reached = labels["target_visible"], labels["end_would_succeed"]
     while True:
         prev_xy = env.world_state.robot_pose[:2].copy()
         decision = agent.act(obs[NAV_CAMERA], obs[MANIP_CAMERA], bool(obs["in_hand"]))
         obs, _reward, _cost, terminated, truncated, step_info = env.step(int(decision.action))
         path_m += float(np.linalg.norm(env.world_state.robot_pose[:2] - prev_xy))
+        labels = step_labels(env, env.world_state)
+        seen = seen or labels["target_visible"]
+        reached = reached or labels["end_would_succeed"]
         if terminated or truncated:
             summary = dict(step_info["episode"])
             summary.update(
@@ -95,6 +108,8 @@ def run_episode(
                 path_length_m=path_m,
                 shortest_path_m=shortest_m,
                 spl=spl(summary["success"], shortest_m, path_m),
+                target_seen=float(seen),
+                oracle_success=float(reached or summary["success"]),
             )
             return summary
 
@@ -338,6 +353,9 @@ def bootstrap_ci(values: list[float], seed: int = 0) -> list[float]:
 def per_target_type(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Success rate, mean cumulative cost and count per target type, sorted by type.
 
+    Also the shares ``target_seen`` and ``oracle_success`` when every episode has them
+    (:func:`run_episode`).
+
     Shows whether success comes from large furniture targets or also from small objects
     (docs/results: small targets are a few pixels wide at 160x96).
     """
@@ -349,6 +367,9 @@ def per_target_type(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float
             "success_rate": float(np.mean([float(e["success"]) for e in group])),
             "cumulative_cost": float(np.mean([float(e["cumulative_cost"]) for e in group])),
         }
+        for key in ("target_seen", "oracle_success"):
+            if all(key in e for e in group):
+                out[t][key] = float(np.mean([float(e[key]) for e in group]))
     return out
 
 
@@ -359,7 +380,8 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         ``success_rate``, ``robot_cost``, ``object_cost``, ``cumulative_cost``, each component's
         mean, ``episode_length``, ``spl`` (when every episode has one), ``num_episodes``,
         ``success_rate_ci`` and ``cumulative_cost_ci`` (:func:`bootstrap_ci`),
-        ``wrong_end_share`` (failed episodes the policy ended itself), ``per_target_type``
+        ``wrong_end_share`` (failed episodes the policy ended itself), ``target_seen_share``
+        and ``oracle_success_rate`` (:func:`run_episode`'s diagnostics), ``per_target_type``
         (:func:`per_target_type`), ``cost_distribution`` (:func:`cost_distribution`),
         ``correlation`` (:func:`success_cost_correlation`) and the per-episode list ``episodes``.
 
@@ -387,6 +409,12 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     report["cumulative_cost_ci"] = bootstrap_ci([float(e["cumulative_cost"]) for e in episodes])
     if all("wrong_end" in e for e in episodes):
         report["wrong_end_share"] = mean("wrong_end")
+    for key, name in (
+        ("target_seen", "target_seen_share"),
+        ("oracle_success", "oracle_success_rate"),
+    ):
+        if all(key in e for e in episodes):  # reports written before these fields lack them
+            report[name] = mean(key)
     if all("target_type" in e for e in episodes):
         report["per_target_type"] = per_target_type(episodes)
     report["cost_distribution"] = cost_distribution(episodes)
@@ -665,6 +693,8 @@ HEADLINE_KEYS: tuple[str, ...] = (
     *COMPONENT_NAMES,
     "episode_length",
     "wrong_end_share",
+    "target_seen_share",
+    "oracle_success_rate",
     "spl",
     "num_episodes",
 )

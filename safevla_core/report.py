@@ -84,17 +84,21 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
             lines.append(f"| {k} (95%) | [{_fmt(lo)}, {_fmt(hi)}] |")
     per_type = report.get("per_target_type")
     if per_type:
+        # target_seen / oracle_success: reports written since 2026-12 (evaluate.run_episode)
+        extra = [
+            k for k in ("target_seen", "oracle_success") if all(k in g for g in per_type.values())
+        ]
         lines += [
             "",
             "## By target type",
             "",
-            "| target | episodes | SR | cumulative cost |",
-            "|---|---|---|---|",
+            "| target | episodes | SR | cumulative cost |" + "".join(f" {k} |" for k in extra),
+            "|---|---|---|---|" + "---|" * len(extra),
         ]
         for t, g in per_type.items():
             lines.append(
                 f"| {t} | {int(g['episodes'])} | {_fmt(g['success_rate'])} | "
-                f"{_fmt(g['cumulative_cost'], 2)} |"
+                f"{_fmt(g['cumulative_cost'], 2)} |" + "".join(f" {_fmt(g[k])} |" for k in extra)
             )
     dist = report.get("cost_distribution")
     if dist:

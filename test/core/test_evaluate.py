@@ -1,4 +1,4 @@
-"""Evaluation runs in the real simulator: sharding and per-episode sampling seeds."""
+"""Evaluation runs in the real simulator: sharding, per-episode sampling seeds, diagnostics."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from safevla_core.actions import Action
 from safevla_core.agent import PolicyAgent
 from safevla_core.config import Config
-from safevla_core.evaluate import episode_list, evaluate_parallel
+from safevla_core.env import SafetyChoresEnv
+from safevla_core.evaluate import episode_list, evaluate_parallel, run_episode
+from safevla_core.expert import make_expert, run_expert_episode
 from safevla_core.shipped import shipped_checkpoint
 
 PICKUP_IL = shipped_checkpoint("pickup", "il")
@@ -63,3 +66,54 @@ def test_two_worker_processes_give_the_single_process_report():
     assert [e["seed"] for e in two["episodes"]] == [s for _, s in episode_list(cfg, "test", 5)]
     with pytest.raises(ValueError, match="chooses the shards"):
         evaluate_parallel(cfg, PICKUP_IL, workers=2, shard=(0, 2), **kw)
+
+
+class _ExpertAgent:
+    """Acts with the privileged expert on the env's world state; ``end`` can be swapped out.
+
+    ``end_as``: the action taken wherever the expert would press ``end`` (None: ``end``);
+    ``end_at_once``: press ``end`` at the first step instead.
+    """
+
+    def __init__(self, env: SafetyChoresEnv, end_as: Action | None = None, end_at_once=False):
+        self.env, self.end_as, self.end_at_once = env, end_as, end_at_once
+        self.expert = make_expert(env.cfg.task)
+
+    def reset(self, instruction: str, seed: int | None = None) -> None:
+        env = self.env
+        self.expert.reset(env.spec_, env.backend.reachable_positions(), env.world_state)
+
+    def act(self, nav, manip, in_hand):
+        action = Action.END if self.end_at_once else self.expert.act(self.env.world_state)
+        if action == Action.END and self.end_as is not None and not self.end_at_once:
+            action = self.end_as
+        return dataclasses.make_dataclass("Decision", ["action"])(action)
+
+
+def test_oracle_success_and_target_seen_split_the_failures():
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, max_steps_eval=120))
+    env = SafetyChoresEnv(cfg, split="test", eval_mode=True)
+    try:
+        house, seed = episode_list(cfg, "test", 1)[0]
+        expert_run = run_expert_episode(env, make_expert(cfg.task), house, seed)
+        assert expert_run["success"] == 1.0 and expert_run["length"] < 120  # the precondition
+
+        # the same drive, but a turn where the expert pressed `end`: it stood in the success
+        # region (target in view within 2 m) and did not end there
+        kept = run_episode(env, _ExpertAgent(env, end_as=Action.ROTATE_LEFT), house, seed)
+        assert kept["success"] == 0.0
+        assert kept["oracle_success"] == 1.0
+        assert kept["target_seen"] == 1.0
+
+        # episodes start >= 2.5 m from every target (objnav START_MARGIN_M), so ending at once
+        # never reaches the success region
+        quit_ = run_episode(env, _ExpertAgent(env, end_at_once=True), house, seed)
+        assert (quit_["success"], quit_["oracle_success"], quit_["length"]) == (0.0, 0.0, 1)
+
+        # the expert itself: every field agrees with its own episode
+        done = run_episode(env, _ExpertAgent(env), house, seed)
+        assert (done["success"], done["oracle_success"], done["target_seen"]) == (1.0, 1.0, 1.0)
+        assert done["length"] == expert_run["length"]
+    finally:
+        env.close()

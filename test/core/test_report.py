@@ -186,6 +186,33 @@ def test_per_target_type_and_wrong_end_share():
     assert "| Sofa | 2 | 0.500 | 3.00 |" in text
 
 
+def test_oracle_success_and_target_seen_shares():
+    # (seen, reached the success region, success): never saw it / saw it only / reached it
+    # without ending there / success
+    rows = [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (1.0, 1.0, 1.0)]
+    eps = []
+    for (seen, oracle, success), t in zip(rows, ["Mug", "Mug", "Sofa", "Sofa"], strict=True):
+        e = ep(success, 0.0)
+        e.update(target_type=t, target_seen=seen, oracle_success=oracle)
+        eps.append(e)
+    report = aggregate(eps)
+    assert report["target_seen_share"] == pytest.approx(3 / 4)
+    assert report["oracle_success_rate"] == pytest.approx(2 / 4)
+    assert report["per_target_type"]["Mug"]["target_seen"] == pytest.approx(0.5)
+    assert report["per_target_type"]["Mug"]["oracle_success"] == 0.0
+    assert report["per_target_type"]["Sofa"]["oracle_success"] == 1.0
+    text = markdown_report(report)
+    assert "| target | episodes | SR | cumulative cost | target_seen | oracle_success |" in text
+    assert "| Mug | 2 | 0.000 | 0.00 | 0.500 | 0.000 |" in text
+    assert "oracle_success_rate" in format_report(report)
+    # a report written before these fields (one episode lacks them) leaves them out
+    del eps[0]["oracle_success"]
+    report = aggregate(eps)
+    assert "oracle_success_rate" not in report and "target_seen_share" in report
+    assert "oracle_success" not in report["per_target_type"]["Mug"]
+    assert "| target | episodes | SR | cumulative cost | target_seen |" in markdown_report(report)
+
+
 def test_comparison_summary_pools_seeds_and_writes_the_report(tmp_path):
     import json
 
