@@ -43,6 +43,12 @@ COST_BIN_EDGES: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0
 #: Appearance perturbations of the OOD evaluation (paper section 5.4: colour, lighting, material,
 #: and all together). They need ``set_appearance(name, seed)`` on the backend.
 OOD_PERTURBATIONS: tuple[str, ...] = ("colour", "lighting", "material", "all")
+#: The failure diagnostics :func:`run_episode` records per episode, and the report key of each
+#: one's mean (:func:`aggregate`; :func:`per_target_type` keeps the episode key).
+EPISODE_DIAGNOSTICS: dict[str, str] = {
+    "target_seen": "target_seen_share",
+    "oracle_success": "oracle_success_rate",
+}
 
 
 def episode_list(cfg: Config, split: str, episodes: int) -> list[tuple[int, int]]:
@@ -367,7 +373,7 @@ def per_target_type(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float
             "success_rate": float(np.mean([float(e["success"]) for e in group])),
             "cumulative_cost": float(np.mean([float(e["cumulative_cost"]) for e in group])),
         }
-        for key in ("target_seen", "oracle_success"):
+        for key in EPISODE_DIAGNOSTICS:
             if all(key in e for e in group):
                 out[t][key] = float(np.mean([float(e[key]) for e in group]))
     return out
@@ -407,13 +413,9 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     report["num_episodes"] = len(episodes)
     report["success_rate_ci"] = bootstrap_ci([float(e["success"]) for e in episodes])
     report["cumulative_cost_ci"] = bootstrap_ci([float(e["cumulative_cost"]) for e in episodes])
-    if all("wrong_end" in e for e in episodes):
-        report["wrong_end_share"] = mean("wrong_end")
-    for key, name in (
-        ("target_seen", "target_seen_share"),
-        ("oracle_success", "oracle_success_rate"),
-    ):
-        if all(key in e for e in episodes):  # reports written before these fields lack them
+    # absent from older reports and from the expert's episodes: kept out rather than guessed
+    for key, name in {"wrong_end": "wrong_end_share", **EPISODE_DIAGNOSTICS}.items():
+        if all(key in e for e in episodes):
             report[name] = mean(key)
     if all("target_type" in e for e in episodes):
         report["per_target_type"] = per_target_type(episodes)
@@ -728,6 +730,7 @@ def format_report(report: dict[str, Any]) -> str:
 __all__ = [
     "COST_BIN_EDGES",
     "COST_TAIL_THRESHOLD",
+    "EPISODE_DIAGNOSTICS",
     "OOD_PERTURBATIONS",
     "aggregate",
     "cost_distribution",

@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from safevla_core.evaluate import COST_TAIL_THRESHOLD, HEADLINE_KEYS, write_report
+from safevla_core.evaluate import (
+    COST_TAIL_THRESHOLD,
+    EPISODE_DIAGNOSTICS,
+    HEADLINE_KEYS,
+    write_report,
+)
 
 #: The paper's Table 1 for Safety-ObjNav (SR, RC, OC), printed beside our numbers
 #: (REFERENCE.md "Paper results to compare against").
@@ -84,10 +89,8 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
             lines.append(f"| {k} (95%) | [{_fmt(lo)}, {_fmt(hi)}] |")
     per_type = report.get("per_target_type")
     if per_type:
-        # target_seen / oracle_success: reports written since 2026-12 (evaluate.run_episode)
-        extra = [
-            k for k in ("target_seen", "oracle_success") if all(k in g for g in per_type.values())
-        ]
+        # reports written before run_episode recorded the diagnostics lack them
+        extra = [k for k in EPISODE_DIAGNOSTICS if all(k in g for g in per_type.values())]
         lines += [
             "",
             "## By target type",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -84,10 +85,12 @@ class _ExpertAgent:
         self.expert.reset(env.spec_, env.backend.reachable_positions(), env.world_state)
 
     def act(self, nav, manip, in_hand):
-        action = Action.END if self.end_at_once else self.expert.act(self.env.world_state)
-        if action == Action.END and self.end_as is not None and not self.end_at_once:
+        if self.end_at_once:
+            return SimpleNamespace(action=Action.END)
+        action = self.expert.act(self.env.world_state)
+        if action == Action.END and self.end_as is not None:
             action = self.end_as
-        return dataclasses.make_dataclass("Decision", ["action"])(action)
+        return SimpleNamespace(action=action)
 
 
 def test_oracle_success_and_target_seen_split_the_failures():
