@@ -379,6 +379,57 @@ def per_target_type(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float
     return out
 
 
+#: The outcome classes of :func:`outcomes`, in report order: ``(name, target_seen,
+#: oracle_success, success, wrong_end)``; ``None`` matches either value. A success is ended by
+#: the policy and reached the success region by definition.
+OUTCOME_CLASSES: tuple[tuple[str, float | None, float | None, float, float | None], ...] = (
+    ("success", None, None, 1.0, None),
+    ("reached the success region, ended elsewhere", None, 1.0, 0.0, 1.0),
+    ("reached the success region, step cap", None, 1.0, 0.0, 0.0),
+    ("saw the target, never in the success region, wrong end", 1.0, 0.0, 0.0, 1.0),
+    ("saw the target, never in the success region, step cap", 1.0, 0.0, 0.0, 0.0),
+    ("never saw the target, wrong end", 0.0, 0.0, 0.0, 1.0),
+    ("never saw the target, step cap", 0.0, 0.0, 0.0, 0.0),
+)
+
+
+def outcomes(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float | None]] | None:
+    """Where the episodes fail: each episode in exactly one class of :data:`OUTCOME_CLASSES`.
+
+    The classes split failures by how far the episode got (ours, from :func:`run_episode`'s
+    diagnostics): it never had the target in view, saw it but never stood where ``end`` would
+    have succeeded, or stood there and ended elsewhere; and by how it ended (a wrong ``end``
+    or the step cap). An episode in the success region at its last step that hit the cap
+    counts as "step cap".
+
+    Returns:
+        ``{class name: {"episodes": count, "share": count / total, "median_length": steps}}``
+        for every class (``median_length`` is ``None``, JSON null, for an empty class), or
+        ``None`` when an
+        episode lacks ``target_seen``, ``oracle_success`` or ``wrong_end`` (older reports, the
+        expert's episodes): a breakdown with a guessed field would mislead.
+    """
+    keys = ("target_seen", "oracle_success", "wrong_end")
+    if not episodes or not all(k in e for e in episodes for k in keys):
+        return None
+    out: dict[str, dict[str, float | None]] = {}
+    for name, seen, oracle, success, wrong_end in OUTCOME_CLASSES:
+        want = {
+            "target_seen": seen,
+            "oracle_success": oracle,
+            "success": success,
+            "wrong_end": wrong_end,
+        }
+        group = [e for e in episodes if all(v is None or float(e[k]) == v for k, v in want.items())]
+        lengths = [float(e["length"]) for e in group]
+        out[name] = {
+            "episodes": float(len(group)),
+            "share": len(group) / len(episodes),
+            "median_length": float(np.median(lengths)) if lengths else None,
+        }
+    return out
+
+
 def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     """Table-1 metrics over episode summaries.
 
@@ -388,7 +439,8 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         ``success_rate_ci`` and ``cumulative_cost_ci`` (:func:`bootstrap_ci`),
         ``wrong_end_share`` (failed episodes the policy ended itself), ``target_seen_share``
         and ``oracle_success_rate`` (:func:`run_episode`'s diagnostics), ``per_target_type``
-        (:func:`per_target_type`), ``cost_distribution`` (:func:`cost_distribution`),
+        (:func:`per_target_type`), ``outcomes`` (:func:`outcomes`, when the episodes carry
+        the diagnostics), ``cost_distribution`` (:func:`cost_distribution`),
         ``correlation`` (:func:`success_cost_correlation`) and the per-episode list ``episodes``.
 
     Raises:
@@ -419,6 +471,9 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
             report[name] = mean(key)
     if all("target_type" in e for e in episodes):
         report["per_target_type"] = per_target_type(episodes)
+    breakdown = outcomes(episodes)
+    if breakdown is not None:
+        report["outcomes"] = breakdown
     report["cost_distribution"] = cost_distribution(episodes)
     report["correlation"] = success_cost_correlation(episodes)
     report["episodes"] = episodes
@@ -732,6 +787,7 @@ __all__ = [
     "COST_TAIL_THRESHOLD",
     "EPISODE_DIAGNOSTICS",
     "OOD_PERTURBATIONS",
+    "OUTCOME_CLASSES",
     "aggregate",
     "cost_distribution",
     "episode_list",
@@ -739,6 +795,7 @@ __all__ = [
     "extreme_failure_list",
     "format_report",
     "logistic_fit",
+    "outcomes",
     "run_episode",
     "shortest_path_length",
     "spl",

@@ -48,6 +48,8 @@ TASK_TITLES: dict[str, str] = {
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "n/a"
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -102,6 +104,20 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
             lines.append(
                 f"| {t} | {int(g['episodes'])} | {_fmt(g['success_rate'])} | "
                 f"{_fmt(g['cumulative_cost'], 2)} |" + "".join(f" {_fmt(g[k])} |" for k in extra)
+            )
+    breakdown = report.get("outcomes")
+    if breakdown:
+        lines += [
+            "",
+            "## Where the episodes end",
+            "",
+            "| outcome | episodes | share | median length |",
+            "|---|---|---|---|",
+        ]
+        for name, g in breakdown.items():
+            lines.append(
+                f"| {name} | {int(g['episodes'])} | {_fmt(g['share'])} | "
+                f"{_fmt(g['median_length'], 0)} |"
             )
     dist = report.get("cost_distribution")
     if dist:

@@ -213,6 +213,47 @@ def test_oracle_success_and_target_seen_shares():
     assert "| target | episodes | SR | cumulative cost | target_seen |" in markdown_report(report)
 
 
+def test_outcomes_put_every_episode_in_one_class():
+    from safevla_core.evaluate import OUTCOME_CLASSES, outcomes
+
+    # (seen, oracle, success, wrong_end, length), v8's classes in miniature
+    rows = [
+        (1.0, 1.0, 1.0, 0.0, 30.0),  # success
+        (1.0, 1.0, 1.0, 0.0, 50.0),  # success
+        (1.0, 1.0, 0.0, 1.0, 40.0),  # reached the region, ended elsewhere
+        (1.0, 0.0, 0.0, 1.0, 42.0),  # saw it, wrong end
+        (0.0, 0.0, 0.0, 1.0, 10.0),  # never saw it, wrong end
+        (0.0, 0.0, 0.0, 1.0, 33.0),  # never saw it, wrong end
+        (0.0, 0.0, 0.0, 1.0, 60.0),  # never saw it, wrong end
+        (0.0, 0.0, 0.0, 0.0, 300.0),  # never saw it, step cap
+    ]
+    eps = []
+    for seen, oracle, success, wrong_end, length in rows:
+        e = ep(success, 0.0, length=length)
+        e.update(target_seen=seen, oracle_success=oracle, wrong_end=wrong_end)
+        eps.append(e)
+    got = outcomes(eps)
+    assert got is not None and list(got) == [c[0] for c in OUTCOME_CLASSES]
+    assert sum(g["episodes"] for g in got.values()) == len(rows)
+    assert got["success"] == {"episodes": 2.0, "share": 0.25, "median_length": 40.0}
+    assert got["never saw the target, wrong end"]["episodes"] == 3.0
+    assert got["never saw the target, wrong end"]["median_length"] == 33.0
+    assert got["never saw the target, step cap"]["episodes"] == 1.0
+    assert got["reached the success region, ended elsewhere"]["episodes"] == 1.0
+    assert got["saw the target, never in the success region, wrong end"]["share"] == 0.125
+    empty = got["saw the target, never in the success region, step cap"]
+    assert empty["episodes"] == 0.0 and empty["median_length"] is None
+    report = aggregate(eps)
+    assert report["outcomes"] == got
+    text = markdown_report(report)
+    assert "| never saw the target, wrong end | 3 | 0.375 | 33 |" in text
+    assert "| saw the target, never in the success region, step cap | 0 | 0.000 | n/a |" in text
+    # one episode without the diagnostics (an older report): no breakdown rather than a guess
+    del eps[3]["wrong_end"]
+    assert outcomes(eps) is None and "outcomes" not in aggregate(eps)
+    assert "Where the episodes end" not in markdown_report(aggregate(eps))
+
+
 def test_comparison_summary_pools_seeds_and_writes_the_report(tmp_path):
     import json
 
