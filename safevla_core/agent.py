@@ -95,25 +95,34 @@ class PolicyAgent:
         seed: int = 0,
         with_cost_critic: bool = True,
         end_gate: float | None = None,
+        end_trigger: float | None = None,
     ) -> PolicyAgent:
         """Load a training checkpoint (policy weights + resolved config).
 
         ``with_cost_critic`` also loads the trained cost critic when the checkpoint has one
         (its per-action one-step costs for the shield); evaluation leaves it out (faster).
-        ``end_gate`` overrides the stored ``PolicyConfig.end_gate`` (None keeps it).
+        ``end_gate`` and ``end_trigger`` override the stored ``PolicyConfig.end_gate`` and
+        ``end_trigger`` (None keeps them).
 
         Raises:
             CheckpointError: If the file is missing, corrupt, or holds no policy.
+            ValueError: If an override is out of range (``PolicyConfig``'s checks).
         """
         state = load_checkpoint(path, required_keys=("policy", "config"))
         try:
             cfg = from_dict(Config, state["config"])
         except (ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: stored config is invalid: {exc}") from exc
-        if end_gate is not None:
-            cfg = dataclasses.replace(
-                cfg, policy=dataclasses.replace(cfg.policy, end_gate=float(end_gate))
-            )
+        overrides = {
+            k: float(v)
+            for k, v in (("end_gate", end_gate), ("end_trigger", end_trigger))
+            if v is not None
+        }
+        if overrides:
+            try:
+                cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, **overrides))
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from exc
         policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
         critic = None
         try:

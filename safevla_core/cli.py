@@ -124,6 +124,16 @@ def _parser() -> argparse.ArgumentParser:
         "head gives the target a probability below P of being in view; 0 = off; default: "
         "the checkpoint's own setting, written by `safevla il --end-gate`)",
     )
+    p.add_argument(
+        "--end-trigger",
+        type=float,
+        default=None,
+        metavar="P",
+        help="the learned stop trigger: take `end` whenever the visibility head gives the "
+        "target a probability of at least P of being in view (a head trained with `safevla il "
+        "--aux-label end_would_succeed`; must be above the end gate; 0 = off; default: the "
+        "checkpoint's own setting, off unless set)",
+    )
     p.add_argument("--task", choices=["objnav", "pickup", "fetch"], default=None)
     p.add_argument(
         "--extreme",
@@ -515,6 +525,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ood=args.ood,
             agent="expert" if args.expert else None,
             end_gate=args.end_gate,
+            end_trigger=args.end_trigger,
             **({"shard": (k, n)} if n > 1 else {}),
         )
     except NotImplementedError as exc:

@@ -326,6 +326,13 @@ class PolicyConfig:
             probability of being in view below it. 0 = off. Only meaningful for a checkpoint
             whose visibility head was trained (``safevla il --aux-visible W --end-gate P``
             stores it in the checkpoint's config).
+        end_trigger: The learned stop trigger's threshold (ours; ``policy.model.trigger_end``):
+            ``end`` is taken whenever the visibility head gives the instructed target a
+            probability of being in view at least this high. 0 = off; must be above
+            ``end_gate`` when both are on. Motivation: the v9 behaviour-cloned ObjNav policy
+            stood where ``end`` would have succeeded in 27% of its test episodes but ended
+            there in 6% (docs/results, section 9); the head is trained on exactly that label
+            (``safevla il --aux-label end_would_succeed``).
         colour_bins: Parameter-free colour channels beside the frozen CNN (ours): a colour
             histogram of each CNN feature cell's image region, ``colour_bins`` levels per RGB
             channel, adding ``colour_bins**3`` channels per cell (4 -> 64), each the share of
@@ -348,6 +355,7 @@ class PolicyConfig:
     visual_encoder: str = "efficientnet-lite0"
     text_encoder: str = "minilm"
     end_gate: float = 0.0
+    end_trigger: float = 0.0
     colour_bins: int = 0
 
     def __post_init__(self) -> None:
@@ -362,6 +370,11 @@ class PolicyConfig:
         _check(self.image_width >= 32 and self.image_height >= 32, "images must be >= 32 px")
         _check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         _check(0.0 <= self.end_gate < 1.0, "end_gate must be in [0, 1) (0 = off)")
+        _check(0.0 <= self.end_trigger < 1.0, "end_trigger must be in [0, 1) (0 = off)")
+        _check(
+            self.end_trigger == 0.0 or self.end_trigger > self.end_gate,
+            "end_trigger must be above end_gate (else both mask every action)",
+        )
         _check(0 <= self.colour_bins <= 8, "colour_bins must be in 0..8 (0 = off)")
 
 

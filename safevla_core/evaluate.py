@@ -515,6 +515,7 @@ def evaluate(
     agent: Any = None,
     shard: tuple[int, int] = (0, 1),
     end_gate: float | None = None,
+    end_trigger: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or any agent, e.g. the expert) on a house split.
 
@@ -535,6 +536,7 @@ def evaluate(
             (:class:`~safevla_core.expert.ShortestPathExpert`).
         end_gate: Override the checkpoint's end-gate threshold (``PolicyConfig.end_gate``;
             0 = off), or None to keep it. The report records the threshold used.
+        end_trigger: The same for the learned stop trigger (``PolicyConfig.end_trigger``).
 
     Returns:
         The :func:`aggregate` report plus ``checkpoint``, ``split``, ``extreme`` and ``ood``.
@@ -559,6 +561,7 @@ def evaluate(
             seed=cfg.eval.seed,
             with_cost_critic=False,
             end_gate=end_gate,
+            end_trigger=end_trigger,
         )
     if use_expert:
         size = (cfg.policy.image_width, cfg.policy.image_height)
@@ -617,6 +620,7 @@ def evaluate(
         extreme=extreme,
         ood=ood,
         end_gate=None if use_expert else float(getattr(agent.cfg, "end_gate", 0.0)),
+        end_trigger=None if use_expert else float(getattr(agent.cfg, "end_trigger", 0.0)),
         shard=[k, of],
     )
     return report
@@ -642,13 +646,11 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     equals the one a single process writes. Older reports without ``shard`` are concatenated.
 
     Raises:
-        ValueError: If the shards evaluated different checkpoints, splits or end gates, or
-            two of them are the same shard.
+        ValueError: If the shards evaluated different checkpoints, splits, end gates or end
+            triggers, or two of them are the same shard.
     """
-    meta = {
-        (r.get("checkpoint"), r.get("split"), r.get("extreme"), r.get("ood"), r.get("end_gate"))
-        for r in reports
-    }
+    keys = ("checkpoint", "split", "extreme", "ood", "end_gate", "end_trigger")
+    meta = {tuple(r.get(k) for k in keys) for r in reports}
     if len(meta) != 1:
         raise ValueError(f"shards of different evaluations: {sorted(map(str, meta))}")
     shards = [r.get("shard") for r in reports]
@@ -665,8 +667,7 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
                 lst[i] for i in range(max(map(len, lists))) for lst in lists if i < len(lst)
             ]
     merged = aggregate(episodes)
-    checkpoint, split, extreme, ood, end_gate = meta.pop()
-    merged.update(checkpoint=checkpoint, split=split, extreme=extreme, ood=ood, end_gate=end_gate)
+    merged.update(zip(keys, meta.pop(), strict=True))
     return merged
 
 

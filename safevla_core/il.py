@@ -659,10 +659,14 @@ def _bc_pass(
         instruction (the first should be near 1, the second near 0).
 
     Raises:
-        ValueError: If the policy's ``end_gate`` is on.
+        ValueError: If the policy's ``end_gate`` or ``end_trigger`` is on.
     """
-    if (policy.module if hasattr(policy, "module") else policy).cfg.end_gate > 0:
-        raise ValueError("behaviour cloning needs the policy's end gate off (end_gate 0)")
+    pcfg = (policy.module if hasattr(policy, "module") else policy).cfg
+    if pcfg.end_gate > 0 or pcfg.end_trigger > 0:
+        raise ValueError(
+            "behaviour cloning needs the policy's end gate and stop trigger off "
+            "(end_gate 0, end_trigger 0)"
+        )
     if track_visible is None:
         track_visible = aux_visible > 0
     gate_logit = math.log(end_gate / (1.0 - end_gate))

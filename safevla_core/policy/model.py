@@ -120,6 +120,41 @@ def gate_end(logits: torch.Tensor, visible_logit: torch.Tensor, threshold: float
     return torch.cat([logits[..., :end], masked[..., None], logits[..., end + 1 :]], dim=-1)
 
 
+def trigger_end(
+    logits: torch.Tensor, visible_logit: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Take ``end`` where the target is probably in view (the learned stop trigger; ours).
+
+    The counterpart of :func:`gate_end`: where the visibility head is confident that an ``end``
+    would succeed, every other action is masked, so the policy stops there instead of walking
+    on past the target (ObjectNav's learned stop decisions; docs/results section 9).
+
+    Args:
+        logits: ``(..., 20)`` action logits.
+        visible_logit: ``(...)`` visibility logits (:attr:`PolicyOutput.visible_logit`).
+        threshold: Probability in ``(0, 1)``; ``end`` is forced where
+            ``sigmoid(visible_logit) >= threshold``.
+
+    Returns:
+        ``(..., 20)`` logits with every action but ``end`` set to :data:`GATED_LOGIT` where
+        triggered; unchanged elsewhere.
+
+    Raises:
+        ValueError: If the threshold is outside ``(0, 1)`` or the shapes disagree.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"end trigger threshold must be in (0, 1), got {threshold}")
+    if tuple(visible_logit.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"visible_logit {tuple(visible_logit.shape)} must match logits "
+            f"{tuple(logits.shape)} without the action dim"
+        )
+    fired = visible_logit >= math.log(threshold / (1.0 - threshold))  # sigmoid(v) >= threshold
+    others = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    others[int(Action.END)] = False
+    return logits.masked_fill(fired[..., None] & others, GATED_LOGIT)
+
+
 def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
     """Sinusoidal position table (Vaswani et al. 2017, section 3.5).
 
@@ -560,6 +595,8 @@ class SafeVLAPolicy(nn.Module):
         visible = self.visible_head(x).squeeze(-1)
         if self.cfg.end_gate > 0:
             logits = gate_end(logits, visible, self.cfg.end_gate)
+        if self.cfg.end_trigger > 0:
+            logits = trigger_end(logits, visible, self.cfg.end_trigger)
         return PolicyOutput(
             logits=logits,
             value_reward=self.reward_head(x).squeeze(-1),

@@ -700,6 +700,48 @@ def test_an_agent_with_the_end_gate_does_not_end_while_the_target_is_out_of_view
         assert steps[0].action == Action.END and steps[0].probs[int(Action.END)] > 0.99
 
 
+@pytest.mark.parametrize("override", [None, 0.7])
+def test_an_agent_with_the_stop_trigger_ends_where_its_head_says_in_view(tmp_path, override):
+    """``end_trigger`` (``safevla eval --end-trigger P``) takes ``end`` where the head is sure.
+
+    The action head prefers moving ahead (bias 20 on action 0: p(end) ~ e^-20) and the
+    visibility head says "in view" (bias +10: sigmoid = 0.99995). Without the trigger the
+    agent never ends; with it at 0.7 it ends at the first step. A trigger not above the
+    checkpoint's gate is refused.
+    """
+    import dataclasses
+
+    from safevla_core.agent import PolicyAgent
+    from safevla_core.checkpoint import save_checkpoint
+    from safevla_core.config import config_to_dict
+    from safevla_core.policy.factory import build_policy
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg()
+    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, end_gate=0.5))
+    torch.manual_seed(0)
+    policy = build_policy(dataclasses.replace(cfg.policy, end_gate=0.0))
+    with torch.no_grad():
+        policy.action_head.weight.zero_()
+        policy.action_head.bias.zero_()
+        policy.action_head.bias[0] = 20.0
+        policy.visible_head.weight.zero_()
+        policy.visible_head.bias.fill_(10.0)
+    path = tmp_path / "triggered.pt"
+    save_checkpoint(path, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+    agent = PolicyAgent.from_checkpoint(path, deterministic=True, end_trigger=override)
+    assert agent.cfg.end_trigger == (0.0 if override is None else 0.7)
+    agent.reset("find a mug")
+    frame = np.zeros((48, 64, 3), np.uint8)
+    steps = [agent.act(frame, frame) for _ in range(3)]
+    if override is None:
+        assert all(s.action == Action(0) and s.probs[int(Action.END)] < 1e-6 for s in steps)
+    else:
+        assert steps[0].action == Action.END and steps[0].probs[int(Action.END)] == 1.0
+    with pytest.raises(ValueError, match="end_trigger must be above end_gate"):
+        PolicyAgent.from_checkpoint(path, end_trigger=0.4)
+
+
 def test_the_il_commands_aux_label_choices_are_the_shard_labels():
     """`safevla il --aux-label` offers exactly the labels load_episodes reads (il.AUX_LABELS)."""
     from safevla_core.cli import _parser

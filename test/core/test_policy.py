@@ -237,6 +237,64 @@ def test_end_gate_masks_end_where_the_target_is_probably_out_of_view() -> None:
         gate_end(logits, vis[:3], 0.5)
 
 
+def test_end_trigger_forces_end_where_the_target_is_probably_in_view() -> None:
+    from safevla_core.actions import Action
+    from safevla_core.policy.model import trigger_end
+
+    logits = torch.arange(80, dtype=torch.float32).reshape(4, 20) / 10
+    # threshold 0.8: logit(0.8) = ln 4 = 1.386; 1.0 and -3 stay below (unchanged), 1.5 and 9 fire
+    vis = torch.tensor([1.0, 1.5, -3.0, 9.0])
+    out = trigger_end(logits, vis, 0.8)
+    end = int(Action.END)
+    assert torch.equal(out[[0, 2]], logits[[0, 2]])
+    assert torch.equal(out[[1, 3], end], logits[[1, 3], end])
+    others = [a for a in range(20) if a != end]
+    assert (out[[1, 3]][:, others] == -1e9).all()
+    dist = SafeVLAPolicy.distribution(out)
+    assert dist.probs[1, end] == 1.0 and dist.probs[3, end] == 1.0
+    assert torch.isfinite(dist.log_prob(torch.zeros(4, dtype=torch.long))).all()
+    with pytest.raises(ValueError, match="threshold"):
+        trigger_end(logits, vis, 0.0)
+    with pytest.raises(ValueError, match="must match"):
+        trigger_end(logits, vis[:3], 0.5)
+
+
+@pytest.mark.parametrize("bias", [-10.0, 10.0])
+def test_a_triggered_policy_ends_exactly_where_its_head_says_in_view(bias: float) -> None:
+    import dataclasses
+
+    from safevla_core.actions import Action
+
+    x = _episodes([[0], [0, 3]], t=5)
+    plain = _policy()
+    cfg = dataclasses.replace(SMALL, end_gate=0.3, end_trigger=0.7)
+    both = SafeVLAPolicy(cfg, VIS, text_dim=TXT).eval()
+    with torch.no_grad():
+        plain.visible_head.weight.zero_()
+        plain.visible_head.bias.fill_(bias)  # sigmoid(-10) = 4.5e-5, sigmoid(10) = 0.99995
+    both.load_weights(plain.state_dict())
+    end = int(Action.END)
+    with torch.no_grad():
+        got = _forward(both, x)
+        step, _ = both.act(*_step(x, 0))
+    probs = SafeVLAPolicy.distribution(got.logits).probs[..., end]
+    step_probs = SafeVLAPolicy.distribution(step.logits).probs[:, end]
+    if bias > 0:  # in view at every step: the trigger takes `end` with certainty
+        assert (probs == 1).all() and (step_probs == 1).all()
+    else:  # out of view: the gate masks `end`, the trigger does nothing
+        assert (probs == 0).all() and (step_probs == 0).all()
+
+
+def test_end_trigger_must_be_above_the_gate() -> None:
+    import dataclasses
+
+    with pytest.raises(ValueError, match="end_trigger must be above end_gate"):
+        dataclasses.replace(SMALL, end_gate=0.5, end_trigger=0.4)
+    with pytest.raises(ValueError, match="end_trigger must be in"):
+        dataclasses.replace(SMALL, end_trigger=1.0)
+    assert dataclasses.replace(SMALL, end_gate=0.5, end_trigger=0.0).end_trigger == 0.0
+
+
 @pytest.mark.parametrize("bias", [-10.0, 10.0])
 def test_a_gated_policy_never_ends_while_its_head_says_out_of_view(bias: float) -> None:
     import dataclasses
