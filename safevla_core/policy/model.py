@@ -85,6 +85,24 @@ class PolicyOutput(NamedTuple):
     visible_logit: torch.Tensor | None = None
 
 
+def _threshold_logit(
+    logits: torch.Tensor, visible_logit: torch.Tensor, threshold: float, name: str
+) -> float:
+    """``logit(threshold)``, so that ``sigmoid(v) >= threshold`` iff ``v >= logit(threshold)``.
+
+    Raises:
+        ValueError: If the threshold is outside ``(0, 1)`` or the shapes disagree.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"{name} threshold must be in (0, 1), got {threshold}")
+    if tuple(visible_logit.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"visible_logit {tuple(visible_logit.shape)} must match logits "
+            f"{tuple(logits.shape)} without the action dim"
+        )
+    return math.log(threshold / (1.0 - threshold))
+
+
 def gate_end(logits: torch.Tensor, visible_logit: torch.Tensor, threshold: float) -> torch.Tensor:
     """Mask ``end`` where the target is probably not in view (the learned end gate; ours).
 
@@ -107,14 +125,7 @@ def gate_end(logits: torch.Tensor, visible_logit: torch.Tensor, threshold: float
     Raises:
         ValueError: If the threshold is outside ``(0, 1)`` or the shapes disagree.
     """
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"end gate threshold must be in (0, 1), got {threshold}")
-    if tuple(visible_logit.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(
-            f"visible_logit {tuple(visible_logit.shape)} must match logits "
-            f"{tuple(logits.shape)} without the action dim"
-        )
-    blocked = visible_logit < math.log(threshold / (1.0 - threshold))  # sigmoid(v) < threshold
+    blocked = visible_logit < _threshold_logit(logits, visible_logit, threshold, "end gate")
     end = int(Action.END)
     masked = logits[..., end].masked_fill(blocked, GATED_LOGIT)
     return torch.cat([logits[..., :end], masked[..., None], logits[..., end + 1 :]], dim=-1)
@@ -142,14 +153,7 @@ def trigger_end(
     Raises:
         ValueError: If the threshold is outside ``(0, 1)`` or the shapes disagree.
     """
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"end trigger threshold must be in (0, 1), got {threshold}")
-    if tuple(visible_logit.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(
-            f"visible_logit {tuple(visible_logit.shape)} must match logits "
-            f"{tuple(logits.shape)} without the action dim"
-        )
-    fired = visible_logit >= math.log(threshold / (1.0 - threshold))  # sigmoid(v) >= threshold
+    fired = visible_logit >= _threshold_logit(logits, visible_logit, threshold, "end trigger")
     others = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
     others[int(Action.END)] = False
     return logits.masked_fill(fired[..., None] & others, GATED_LOGIT)

@@ -659,19 +659,14 @@ def test_old_shards_without_the_label_load_and_skip_the_aux_loss(tmp_path):
     )
 
 
-@pytest.mark.parametrize("override", [None, 0.0])
-def test_an_agent_with_the_end_gate_does_not_end_while_the_target_is_out_of_view(
-    tmp_path, override
-):
-    """The stored end gate holds the agent back; overriding it to 0 lets it end.
+def _head_checkpoint(path, preferred_action: int, visible_bias: float):
+    """A tiny checkpoint whose heads ignore the input, its stored end gate at 0.5.
 
-    The checkpoint's action head always prefers ``end`` and its visibility head always says
-    "out of view" (bias -10: sigmoid = 4.5e-5): with its stored gate at 0.5 the agent never
-    ends; with the gate overridden to 0 (``safevla eval --end-gate 0``) it ends at once.
+    The action head prefers one action (logit 20, the rest 0); the visibility head answers
+    sigmoid(visible_bias) everywhere.
     """
     import dataclasses
 
-    from safevla_core.agent import PolicyAgent
     from safevla_core.checkpoint import save_checkpoint
     from safevla_core.config import config_to_dict
     from safevla_core.policy.factory import build_policy
@@ -684,11 +679,27 @@ def test_an_agent_with_the_end_gate_does_not_end_while_the_target_is_out_of_view
     with torch.no_grad():
         policy.action_head.weight.zero_()
         policy.action_head.bias.zero_()
-        policy.action_head.bias[int(Action.END)] = 20.0  # p(end) = 1 - 19 e^-20 without the gate
+        policy.action_head.bias[preferred_action] = 20.0
         policy.visible_head.weight.zero_()
-        policy.visible_head.bias.fill_(-10.0)
-    path = tmp_path / "gated.pt"
+        policy.visible_head.bias.fill_(visible_bias)
     save_checkpoint(path, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+    return path
+
+
+@pytest.mark.parametrize("override", [None, 0.0])
+def test_an_agent_with_the_end_gate_does_not_end_while_the_target_is_out_of_view(
+    tmp_path, override
+):
+    """The stored end gate holds the agent back; overriding it to 0 lets it end.
+
+    The checkpoint's action head always prefers ``end`` and its visibility head always says
+    "out of view" (bias -10: sigmoid = 4.5e-5): with its stored gate at 0.5 the agent never
+    ends; with the gate overridden to 0 (``safevla eval --end-gate 0``) it ends at once.
+    """
+    from safevla_core.agent import PolicyAgent
+
+    # p(end) = 1 - 19 e^-20 without the gate
+    path = _head_checkpoint(tmp_path / "gated.pt", int(Action.END), visible_bias=-10.0)
     agent = PolicyAgent.from_checkpoint(path, deterministic=True, end_gate=override)
     assert agent.cfg.end_gate == (0.5 if override is None else 0.0)
     agent.reset("find a mug")
@@ -709,26 +720,9 @@ def test_an_agent_with_the_stop_trigger_ends_where_its_head_says_in_view(tmp_pat
     agent never ends; with it at 0.7 it ends at the first step. A trigger not above the
     checkpoint's gate is refused.
     """
-    import dataclasses
-
     from safevla_core.agent import PolicyAgent
-    from safevla_core.checkpoint import save_checkpoint
-    from safevla_core.config import config_to_dict
-    from safevla_core.policy.factory import build_policy
 
-    torch.set_num_threads(1)
-    cfg = _tiny_cfg()
-    cfg = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, end_gate=0.5))
-    torch.manual_seed(0)
-    policy = build_policy(dataclasses.replace(cfg.policy, end_gate=0.0))
-    with torch.no_grad():
-        policy.action_head.weight.zero_()
-        policy.action_head.bias.zero_()
-        policy.action_head.bias[0] = 20.0
-        policy.visible_head.weight.zero_()
-        policy.visible_head.bias.fill_(10.0)
-    path = tmp_path / "triggered.pt"
-    save_checkpoint(path, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+    path = _head_checkpoint(tmp_path / "triggered.pt", 0, visible_bias=10.0)
     agent = PolicyAgent.from_checkpoint(path, deterministic=True, end_trigger=override)
     assert agent.cfg.end_trigger == (0.0 if override is None else 0.7)
     agent.reset("find a mug")
