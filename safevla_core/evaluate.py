@@ -404,10 +404,9 @@ def outcomes(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float | None
 
     Returns:
         ``{class name: {"episodes": count, "share": count / total, "median_length": steps}}``
-        for every class (``median_length`` is ``None``, JSON null, for an empty class), or
-        ``None`` when an
-        episode lacks ``target_seen``, ``oracle_success`` or ``wrong_end`` (older reports, the
-        expert's episodes): a breakdown with a guessed field would mislead.
+        for every class (``median_length`` is ``None``, JSON null, for an empty class); or
+        ``None`` when an episode lacks ``target_seen``, ``oracle_success`` or ``wrong_end``
+        (older reports, the expert's episodes): a breakdown with a guessed field would mislead.
     """
     keys = ("target_seen", "oracle_success", "wrong_end")
     if not episodes or not all(k in e for e in episodes for k in keys):
