@@ -8,6 +8,7 @@ decoder's KV cache between steps (SPOC acts with a KV cache over a 100-step cont
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,9 @@ class AgentStep:
             cost units (:attr:`PolicyOutput.step_cost`), from the trained cost critic; NaN
             when the checkpoint has no trained cost critic (e.g. an IL checkpoint). A second
             opinion for the shield, never its only evidence.
+        visible_p: The visibility head's probability for this step (``sigmoid`` of
+            :attr:`PolicyOutput.visible_logit`: the label it was trained on, e.g. "an ``end``
+            here would succeed"); what the end gate and the stop trigger read. NaN if unknown.
     """
 
     action: Action
@@ -47,6 +51,7 @@ class AgentStep:
     action_costs: np.ndarray = dataclasses.field(
         default_factory=lambda: np.full(NUM_ACTIONS, np.nan, dtype=np.float32)
     )
+    visible_p: float = math.nan
 
 
 class PolicyAgent:
@@ -232,6 +237,11 @@ class PolicyAgent:
             value_reward=float(out.value_reward[0]),
             value_cost=value_cost,
             action_costs=action_costs,
+            visible_p=(
+                math.nan
+                if out.visible_logit is None
+                else float(torch.sigmoid(out.visible_logit[0]))
+            ),
         )
 
 

@@ -83,7 +83,9 @@ def run_episode(
         some state: the "oracle success" of ObjectNav evaluations, Anderson et al. 2018,
         arXiv:1807.06757, with this task's success test). Together with ``success`` they split
         the failures into never seeing the target, seeing it without reaching the success
-        region, and reaching it without ending there.
+        region, and reaching it without ending there. When the agent's decisions carry a
+        finite ``visible_p`` (:class:`AgentStep`), also the :data:`STOP_HEAD_COUNTS` of its
+        visibility head (:func:`stop_head`).
     """
     options: dict[str, Any] = {"house_index": house_index}
     if target_type is not None:
@@ -94,9 +96,18 @@ def run_episode(
     path_m = 0.0
     labels = step_labels(env, env.world_state)
     seen, reached = labels["target_visible"], labels["end_would_succeed"]
+    head = dict.fromkeys(STOP_HEAD_COUNTS, 0.0)
+    head_known = True
     while True:
         prev_xy = env.world_state.robot_pose[:2].copy()
         decision = agent.act(obs[NAV_CAMERA], obs[MANIP_CAMERA], bool(obs["in_hand"]))
+        p = float(getattr(decision, "visible_p", math.nan))
+        head_known = head_known and math.isfinite(p)
+        if head_known:  # the head on this state vs where an `end` here would succeed
+            region, fires = bool(labels["end_would_succeed"]), p >= STOP_HEAD_THRESHOLD
+            head["head_region_steps"] += region
+            head["head_fires"] += fires
+            head["head_hits"] += region and fires
         obs, _reward, _cost, terminated, truncated, step_info = env.step(int(decision.action))
         path_m += float(np.linalg.norm(env.world_state.robot_pose[:2] - prev_xy))
         labels = step_labels(env, env.world_state)
@@ -117,6 +128,8 @@ def run_episode(
                 target_seen=float(seen),
                 oracle_success=float(reached or summary["success"]),
             )
+            if head_known:
+                summary.update(head)
             return summary
 
 
@@ -379,6 +392,43 @@ def per_target_type(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float
     return out
 
 
+#: The per-episode counts of the policy's visibility head that :func:`run_episode` records
+#: (when the agent reports ``visible_p``): steps in the success region, steps where the head
+#: is at least :data:`STOP_HEAD_THRESHOLD` sure, and steps that are both.
+STOP_HEAD_COUNTS: tuple[str, ...] = ("head_region_steps", "head_fires", "head_hits")
+#: The probability at which :func:`stop_head` counts the head as saying "stop here" (the
+#: decision threshold of a binary classifier; ``safevla eval --end-trigger 0.5``).
+STOP_HEAD_THRESHOLD = 0.5
+
+
+def stop_head(episodes: list[dict[str, Any]]) -> dict[str, float | None] | None:
+    """How well the visibility head recognises the success region on the policy's own states.
+
+    Precision and recall of "head probability >= :data:`STOP_HEAD_THRESHOLD`" against "an
+    ``end`` here would succeed", pooled over every step of every episode. Teacher-forced on
+    expert data (``safevla il``'s validation) the head can look far better than on the states
+    the policy reaches itself (docs/results section 9: precision 0.79 / recall 0.28 there,
+    0.21 / 0.03 on the learner's test states).
+
+    Returns:
+        ``{"threshold", "region_steps", "fires", "hits", "precision", "recall"}``
+        (``precision`` ``None`` when the head never fired, ``recall`` ``None`` when no step
+        was in the success region), or ``None`` when an episode lacks the counts (the
+        expert, older reports).
+    """
+    if not episodes or not all(k in e for e in episodes for k in STOP_HEAD_COUNTS):
+        return None
+    region, fires, hits = (sum(float(e[k]) for e in episodes) for k in STOP_HEAD_COUNTS)
+    return {
+        "threshold": STOP_HEAD_THRESHOLD,
+        "region_steps": region,
+        "fires": fires,
+        "hits": hits,
+        "precision": hits / fires if fires else None,
+        "recall": hits / region if region else None,
+    }
+
+
 #: The outcome classes of :func:`outcomes`, in report order: ``(name, target_seen,
 #: oracle_success, success, wrong_end)``; ``None`` matches either value. A success is ended by
 #: the policy and reached the success region by definition.
@@ -439,7 +489,8 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         ``wrong_end_share`` (failed episodes the policy ended itself), ``target_seen_share``
         and ``oracle_success_rate`` (:func:`run_episode`'s diagnostics), ``per_target_type``
         (:func:`per_target_type`), ``outcomes`` (:func:`outcomes`, when the episodes carry
-        the diagnostics), ``cost_distribution`` (:func:`cost_distribution`),
+        the diagnostics), ``stop_head`` (:func:`stop_head`, when the agent reports its
+        visibility head), ``cost_distribution`` (:func:`cost_distribution`),
         ``correlation`` (:func:`success_cost_correlation`) and the per-episode list ``episodes``.
 
     Raises:
@@ -473,6 +524,9 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     breakdown = outcomes(episodes)
     if breakdown is not None:
         report["outcomes"] = breakdown
+    head = stop_head(episodes)
+    if head is not None:
+        report["stop_head"] = head
     report["cost_distribution"] = cost_distribution(episodes)
     report["correlation"] = success_cost_correlation(episodes)
     report["episodes"] = episodes
@@ -788,6 +842,8 @@ __all__ = [
     "EPISODE_DIAGNOSTICS",
     "OOD_PERTURBATIONS",
     "OUTCOME_CLASSES",
+    "STOP_HEAD_COUNTS",
+    "STOP_HEAD_THRESHOLD",
     "aggregate",
     "cost_distribution",
     "episode_list",
@@ -798,6 +854,7 @@ __all__ = [
     "outcomes",
     "run_episode",
     "shortest_path_length",
+    "stop_head",
     "spl",
     "success_cost_correlation",
     "write_report",

@@ -119,6 +119,15 @@ def markdown_report(report: Mapping[str, Any], title: str = "Evaluation") -> str
                 f"| {name} | {int(g['episodes'])} | {_fmt(g['share'])} | "
                 f"{_fmt(g['median_length'], 0)} |"
             )
+    head = report.get("stop_head")
+    if head:
+        lines += [
+            "",
+            f"The visibility head at p >= {_fmt(head['threshold'], 2)} on the policy's own "
+            f"states: precision {_fmt(head['precision'])}, recall {_fmt(head['recall'])} "
+            f"({int(head['hits'])} of {int(head['fires'])} firings in the success region, "
+            f"{int(head['region_steps'])} steps there).",
+        ]
     dist = report.get("cost_distribution")
     if dist:
         labels = _bin_labels(dist["edges"])

@@ -12,7 +12,7 @@ from safevla_core.actions import Action
 from safevla_core.agent import PolicyAgent
 from safevla_core.config import Config
 from safevla_core.env import SafetyChoresEnv
-from safevla_core.evaluate import episode_list, evaluate_parallel, run_episode
+from safevla_core.evaluate import episode_list, evaluate_parallel, run_episode, stop_head
 from safevla_core.expert import make_expert, run_expert_episode
 from safevla_core.shipped import shipped_checkpoint
 
@@ -76,8 +76,11 @@ class _ExpertAgent:
     ``end_at_once``: press ``end`` at the first step instead.
     """
 
-    def __init__(self, env: SafetyChoresEnv, end_as: Action | None = None, end_at_once=False):
+    def __init__(
+        self, env: SafetyChoresEnv, end_as: Action | None = None, end_at_once=False, head_p=None
+    ):
         self.env, self.end_as, self.end_at_once = env, end_as, end_at_once
+        self.head_p = head_p  # a constant visibility-head probability to report, or None
         self.expert = make_expert(env.cfg.task)
 
     def reset(self, instruction: str, seed: int | None = None) -> None:
@@ -85,12 +88,13 @@ class _ExpertAgent:
         self.expert.reset(env.spec_, env.backend.reachable_positions(), env.world_state)
 
     def act(self, nav, manip, in_hand):
+        head = {} if self.head_p is None else {"visible_p": self.head_p}
         if self.end_at_once:
-            return SimpleNamespace(action=Action.END)
+            return SimpleNamespace(action=Action.END, **head)
         action = self.expert.act(self.env.world_state)
         if action == Action.END and self.end_as is not None:
             action = self.end_as
-        return SimpleNamespace(action=action)
+        return SimpleNamespace(action=action, **head)
 
 
 def test_oracle_success_and_target_seen_split_the_failures():
@@ -118,5 +122,25 @@ def test_oracle_success_and_target_seen_split_the_failures():
         done = run_episode(env, _ExpertAgent(env), house, seed)
         assert (done["success"], done["oracle_success"], done["target_seen"]) == (1.0, 1.0, 1.0)
         assert done["length"] == expert_run["length"]
+        assert "head_fires" not in done  # no visibility head reported: no counts
+
+        # a head that always says "stop here" fires at every step and catches every step in
+        # the success region (the expert's last, where it ends, is one); one that never does
+        # catches none. The same expert episode both times.
+        always = run_episode(env, _ExpertAgent(env, head_p=0.9), house, seed)
+        never = run_episode(env, _ExpertAgent(env, head_p=0.1), house, seed)
+        region = always["head_region_steps"]
+        assert always["head_fires"] == always["length"] and 1 <= region < always["length"]
+        assert always["head_hits"] == region
+        assert (never["head_fires"], never["head_hits"], never["head_region_steps"]) == (
+            0,
+            0,
+            region,
+        )
+        pooled = stop_head([always, never])
+        assert pooled is not None
+        assert pooled["precision"] == pytest.approx(region / always["length"])
+        assert pooled["recall"] == pytest.approx(0.5)  # caught in one episode of the two
+        assert stop_head([never])["precision"] is None and stop_head([done]) is None
     finally:
         env.close()

@@ -728,6 +728,7 @@ def test_an_agent_with_the_stop_trigger_ends_where_its_head_says_in_view(tmp_pat
     agent.reset("find a mug")
     frame = np.zeros((48, 64, 3), np.uint8)
     steps = [agent.act(frame, frame) for _ in range(3)]
+    assert steps[0].visible_p == pytest.approx(1 / (1 + math.exp(-10.0)))  # what the trigger read
     if override is None:
         assert all(s.action == Action(0) and s.probs[int(Action.END)] < 1e-6 for s in steps)
     else:

@@ -243,11 +243,18 @@ def test_outcomes_put_every_episode_in_one_class():
     assert got["saw the target, never in the success region, wrong end"]["share"] == 0.125
     empty = got["saw the target, never in the success region, step cap"]
     assert empty["episodes"] == 0.0 and empty["median_length"] is None
+    counts = [(1, 2, 1), (0, 1, 0)] + [(0, 0, 0)] * 6
+    for e, (region, fires, hits) in zip(eps, counts, strict=True):
+        e.update(head_region_steps=region, head_fires=fires, head_hits=hits)
     report = aggregate(eps)
     assert report["outcomes"] == got
+    # the head fired 3 times, once in the success region, which had 1 step: 1/3 and 1/1
+    assert report["stop_head"]["precision"] == pytest.approx(1 / 3)
+    assert report["stop_head"]["recall"] == 1.0
     text = markdown_report(report)
     assert "| never saw the target, wrong end | 3 | 0.375 | 33 |" in text
     assert "| saw the target, never in the success region, step cap | 0 | 0.000 | n/a |" in text
+    assert "precision 0.333, recall 1.000 (1 of 3 firings in the success region" in text
     # one episode without the diagnostics (an older report): no breakdown rather than a guess
     del eps[3]["wrong_end"]
     assert outcomes(eps) is None and "outcomes" not in aggregate(eps)
