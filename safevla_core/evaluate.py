@@ -429,9 +429,11 @@ def stop_head(episodes: list[dict[str, Any]]) -> dict[str, float | None] | None:
     }
 
 
-#: The outcome classes of :func:`outcomes`, in report order: ``(name, target_seen,
-#: oracle_success, success, wrong_end)``; ``None`` matches either value. A success is ended by
-#: the policy and reached the success region by definition.
+#: The episode fields that place an episode in an outcome class of :func:`outcomes`.
+OUTCOME_FIELDS: tuple[str, ...] = ("target_seen", "oracle_success", "success", "wrong_end")
+#: The outcome classes of :func:`outcomes`, in report order: ``(name, *values)``, one value per
+#: :data:`OUTCOME_FIELDS`; ``None`` matches either value. A success is ended by the policy and
+#: reached the success region by definition.
 OUTCOME_CLASSES: tuple[tuple[str, float | None, float | None, float, float | None], ...] = (
     ("success", None, None, 1.0, None),
     ("reached the success region, ended elsewhere", None, 1.0, 0.0, 1.0),
@@ -455,20 +457,14 @@ def outcomes(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float | None
     Returns:
         ``{class name: {"episodes": count, "share": count / total, "median_length": steps}}``
         for every class (``median_length`` is ``None``, JSON null, for an empty class); or
-        ``None`` when an episode lacks ``target_seen``, ``oracle_success`` or ``wrong_end``
-        (older reports, the expert's episodes): a breakdown with a guessed field would mislead.
+        ``None`` when an episode lacks one of :data:`OUTCOME_FIELDS` (older reports and the
+        expert's episodes have no ``target_seen`` / ``oracle_success``): a breakdown with a guessed field would mislead.
     """
-    keys = ("target_seen", "oracle_success", "wrong_end")
-    if not episodes or not all(k in e for e in episodes for k in keys):
+    if not episodes or not all(k in e for e in episodes for k in OUTCOME_FIELDS):
         return None
     out: dict[str, dict[str, float | None]] = {}
-    for name, seen, oracle, success, wrong_end in OUTCOME_CLASSES:
-        want = {
-            "target_seen": seen,
-            "oracle_success": oracle,
-            "success": success,
-            "wrong_end": wrong_end,
-        }
+    for name, *values in OUTCOME_CLASSES:
+        want = dict(zip(OUTCOME_FIELDS, values, strict=True))
         group = [e for e in episodes if all(v is None or float(e[k]) == v for k, v in want.items())]
         lengths = [float(e["length"]) for e in group]
         out[name] = {
@@ -842,6 +838,7 @@ __all__ = [
     "EPISODE_DIAGNOSTICS",
     "OOD_PERTURBATIONS",
     "OUTCOME_CLASSES",
+    "OUTCOME_FIELDS",
     "STOP_HEAD_COUNTS",
     "STOP_HEAD_THRESHOLD",
     "aggregate",

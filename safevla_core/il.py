@@ -572,6 +572,24 @@ def collate(
     return out
 
 
+def policy_inputs(
+    batch: dict[str, torch.Tensor], visual: torch.Tensor | None = None
+) -> tuple[torch.Tensor, ...]:
+    """:func:`collate`'s batch as the positional arguments of the policy's ``forward``.
+
+    ``visual`` replaces ``batch["visual"]`` (e.g. after feature dropout).
+    """
+    return (
+        batch["visual"] if visual is None else visual,
+        batch["text"],
+        batch["text_mask"],
+        batch["prev_action"],
+        batch["in_hand"],
+        batch["episode_step"],
+        batch["episode_start"],
+    )
+
+
 def swap_negative_windows(
     episodes: list[Episode], windows: list[tuple[int, int, int]], rng: random.Random
 ) -> tuple[list[tuple[int, int, int]], list[str | None], list[torch.Tensor | None]]:
@@ -695,16 +713,7 @@ def _bc_pass(
                 # feature-space augmentation (ours): drop whole patch features of a camera
                 keep = torch.rand(*visual.shape[:3], 1, *visual.shape[4:]) >= feature_dropout
                 visual = visual * keep / (1.0 - feature_dropout)
-            inputs = (
-                visual,
-                batch["text"],
-                batch["text_mask"],
-                batch["prev_action"],
-                batch["in_hand"],
-                batch["episode_step"],
-                batch["episode_start"],
-            )
-            outp = policy(*inputs)
+            outp = policy(*policy_inputs(batch, visual))
             nb = len(wins)
             m = batch["mask"][:nb]
             logits, target = outp.logits[:nb][m], batch["actions"][:nb][m]
@@ -1416,6 +1425,7 @@ __all__ = [
     "load_episodes",
     "step_labels",
     "load_shard",
+    "policy_inputs",
     "shard_features",
     "shard_path",
     "swap_negative_windows",

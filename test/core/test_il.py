@@ -761,7 +761,7 @@ def test_the_agent_sees_what_behaviour_cloning_trained_on(tmp_path):
     import dataclasses
 
     from safevla_core.agent import PolicyAgent
-    from safevla_core.il import collect, load_episodes
+    from safevla_core.il import collect, load_episodes, policy_inputs
     from safevla_core.policy.factory import build_policy
     from safevla_core.policy.instructions import InstructionCache
 
@@ -779,15 +779,7 @@ def test_the_agent_sees_what_behaviour_cloning_trained_on(tmp_path):
     policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints())).eval()
     batch = collate([ep], [(0, 0, n)], InstructionCache())
     with torch.no_grad():
-        out = policy(
-            batch["visual"],
-            batch["text"],
-            batch["text_mask"],
-            batch["prev_action"],
-            batch["in_hand"],
-            batch["episode_step"],
-            batch["episode_start"],
-        )
+        out = policy(*policy_inputs(batch))  # the arguments BC's pass gives the policy
     p_bc = torch.softmax(out.logits[0, :n], dim=-1).numpy()
 
     agent = PolicyAgent(policy, cfg.policy, deterministic=True)
