@@ -458,7 +458,8 @@ def outcomes(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float | None
         ``{class name: {"episodes": count, "share": count / total, "median_length": steps}}``
         for every class (``median_length`` is ``None``, JSON null, for an empty class); or
         ``None`` when an episode lacks one of :data:`OUTCOME_FIELDS` (older reports and the
-        expert's episodes have no ``target_seen`` / ``oracle_success``): a breakdown with a guessed field would mislead.
+        expert's episodes have no ``target_seen`` / ``oracle_success``): a breakdown with a
+        guessed field would mislead.
     """
     if not episodes or not all(k in e for e in episodes for k in OUTCOME_FIELDS):
         return None
