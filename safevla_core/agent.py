@@ -42,6 +42,9 @@ class AgentStep:
         visible_p: The visibility head's probability for this step (``sigmoid`` of
             :attr:`PolicyOutput.visible_logit`: the label it was trained on, e.g. "an ``end``
             here would succeed"); what the end gate and the stop trigger read. NaN if unknown.
+        features: ``(2, C, h, w)`` float32 frozen visual features of this step's (navigation,
+            manipulation) images, the encoder output the policy read; what
+            :func:`safevla_core.il.shard_features` caches for behaviour cloning.
     """
 
     action: Action
@@ -52,6 +55,7 @@ class AgentStep:
         default_factory=lambda: np.full(NUM_ACTIONS, np.nan, dtype=np.float32)
     )
     visible_p: float = math.nan
+    features: torch.Tensor | None = None
 
 
 class PolicyAgent:
@@ -242,6 +246,7 @@ class PolicyAgent:
                 if out.visible_logit is None
                 else float(torch.sigmoid(out.visible_logit[0]))
             ),
+            features=feats[0],
         )
 
 

@@ -406,11 +406,16 @@ def shard_features(path: Path, cfg: Config, encoder: Any = None) -> torch.Tensor
     for cam, key in enumerate((NAV_CAMERA, MANIP_CAMERA)):
         for s in range(0, n, ENCODE_BATCH):
             feats[s : s + ENCODE_BATCH, cam] = enc(data[key][s : s + ENCODE_BATCH]).half()
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # ranks never share a temp file
-    torch.save(feats, tmp)
-    os.replace(tmp, cache)
+    _save_features(cache, feats)
     mapped: torch.Tensor = torch.load(cache, weights_only=True, mmap=True)
     return mapped
+
+
+def _save_features(cache: Path, feats: torch.Tensor) -> None:
+    """Write a shard's feature cache atomically (temp file + rename; ranks never share one)."""
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    torch.save(feats, tmp)
+    os.replace(tmp, cache)
 
 
 def load_episodes(
@@ -1174,6 +1179,9 @@ def dagger_collect(
     instead and the episode goes on, so one premature ``end`` does not cut off the states after
     it (the learner's most common failure: 49-95% of its failed test episodes end that way).
     ``target_visible`` is read from the state each labelled observation was rendered in.
+    The learner's frozen features of every step are written beside each shard as its
+    ``.feat.pt`` cache (the encoder already ran, so behaviour cloning need not run it again);
+    :func:`shard_features` recomputes it if the training config's encoder differs in shape.
 
     Args:
         cfg: Configuration (task, houses, image size, ``max_steps_train``).
@@ -1250,6 +1258,7 @@ def dagger_collect(
             rows: dict[str, list[Any]] = {key: [] for key in SHARD_STEP_KEYS}
             instructions: list[str] = []
             summaries: list[dict[str, Any]] = []
+            features: list[torch.Tensor] = []
             for i in _shard_episodes(k, episodes_per_shard, episodes):
                 house_index = i % n_houses
                 obs, info = env.reset(seed=seed + i, options={"house_index": house_index})
@@ -1266,9 +1275,12 @@ def dagger_collect(
                 while True:
                     state = env.world_state  # the state `obs` was rendered in
                     label = expert.act(state)
-                    chosen = agent.act(
+                    decision = agent.act(
                         obs[NAV_CAMERA], obs[MANIP_CAMERA], in_hand=bool(obs["in_hand"])
-                    ).action
+                    )
+                    chosen = decision.action
+                    if decision.features is not None:
+                        features.append(decision.features.half())
                     agree += int(chosen == label)
                     for key, value in (
                         (NAV_CAMERA, obs[NAV_CAMERA]),
@@ -1308,6 +1320,8 @@ def dagger_collect(
             arrays["instructions"] = np.asarray(instructions, dtype=np.str_)
             arrays["summaries"] = np.asarray(json.dumps(summaries))
             _write_npz_atomic(shard_path(out, k), arrays)
+            if len(features) == len(arrays["action"]):  # after the shard: the cache is newer
+                _save_features(shard_path(out, k).with_suffix(".feat.pt"), torch.stack(features))
     finally:
         bar.close()
         env.close()

@@ -323,6 +323,21 @@ def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
         shard["episode_index"][1:] == shard["episode_index"][:-1]
     ].all()
 
+    # the learner's features are the shard's feature cache: what the encoder gives on the
+    # stored images (to float16 rounding), and what behaviour cloning loads without re-encoding
+    from safevla_core.il import shard_features
+    from safevla_core.policy.encoders import get_visual_encoder
+
+    cache = tmp_path / "go" / "shard_00000.feat.pt"
+    written = torch.load(cache, weights_only=True)
+    enc = get_visual_encoder(cfg.policy)
+    assert tuple(written.shape) == (n, 2, *enc.output_shape)
+    want = torch.stack([enc(shard["nav_rgb"]), enc(shard["manip_rgb"])], dim=1)
+    torch.testing.assert_close(written.float(), want, atol=2e-3, rtol=2e-3)
+    before = cache.stat().st_mtime_ns
+    torch.testing.assert_close(shard_features(tmp_path / "go" / "shard_00000.npz", cfg), written)
+    assert cache.stat().st_mtime_ns == before  # reused, not rewritten
+
 
 def _end_episode(instruction: str, target: str, absent: tuple[str, ...], n: int) -> Episode:
     """``n - 1`` move-ahead steps then ``end``, on random features of the tiny config's shape."""
