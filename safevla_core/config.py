@@ -220,6 +220,9 @@ class TaskConfig:
         expert: The privileged expert of ``collect``, ``dagger`` and ``eval --expert``:
             ``"shortest_path"`` (straight to the nearest target) or ``"explore"`` (ObjNav: look
             around and explore until a target has been seen; :mod:`safevla_core.expert`).
+        expert_heading_tolerance_deg: Heading error towards its path up to which the expert
+            moves ahead instead of turning (``ShortestPathExpert(heading_tolerance_rad=)``);
+            3.3 = 0.55 x the 6 deg small turn (ours), in [0, 18).
     """
 
     name: str = "objnav"
@@ -230,6 +233,7 @@ class TaskConfig:
     cost_limit: float = 2.31964
     cost_limits: dict[str, float] | None = None
     expert: str = "shortest_path"
+    expert_heading_tolerance_deg: float = 3.3
 
     def __post_init__(self) -> None:
         """Validate.
@@ -241,6 +245,12 @@ class TaskConfig:
         """
         _check(self.name in TASKS, f"task must be one of {TASKS}, got {self.name!r}")
         _check(self.expert in EXPERTS, f"task.expert must be one of {EXPERTS}, got {self.expert!r}")
+        _check(
+            isinstance(self.expert_heading_tolerance_deg, int | float)
+            and 0.0 <= self.expert_heading_tolerance_deg < 18.0,
+            "task.expert_heading_tolerance_deg must be in [0, 18) (the large-turn threshold), "
+            f"got {self.expert_heading_tolerance_deg!r}",
+        )
         if self.cost_limits is not None:
             _check(
                 isinstance(self.cost_limits, dict) and len(self.cost_limits) > 0,

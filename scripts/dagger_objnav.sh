@@ -5,8 +5,9 @@
 #
 #   1. LEARNER drives EPISODES training-house episodes in each of two processes (seeds
 #      ROUND x 2000000 and + 500000); the exploring expert labels every state it visits, a wrong
-#      `end` is labelled and replaced by the expert's action (`safevla dagger`). The learner's
-#      frozen features are stored with each shard, so BC does not encode these images again;
+#      `end` is labelled and replaced by the expert's action, and a share EXPERT_SHARE (DAgger's
+#      beta) of the steps executes the expert's action (`safevla dagger`). The learner's frozen
+#      features are stored with each shard, so BC does not encode these images again;
 #   2. behaviour cloning from LEARNER on the expert data (a, b) and every DAgger round so far,
 #      on 2 DDP ranks, every epoch kept;
 #   3. OUT_DIR/il.pt (the best validation epoch) on the 200 fixed test-house episodes.
@@ -22,7 +23,10 @@ DATA=${DATA_DIR:-data/objnav_v9}
 LEARNER=${LEARNER:-runs/il_v9/il.pt}
 OUT=${OUT_DIR:-runs/il_v10}
 ROUND=${ROUND:-1}
-EPISODES=${EPISODES:-160}
+EPISODES=${EPISODES:-200}
+# beta: with 0 the expert labels ~90% of the learner's states "rotate" (the learner seldom faces
+# the expert's path closely enough for "move ahead"), docs/results section 10
+EXPERT_SHARE=${EXPERT_SHARE:-0.5}
 EPOCHS=${EPOCHS:-2}
 export OMP_NUM_THREADS=1 LP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1
 CFG=(--config config/compare_cpu.yaml)
@@ -30,7 +34,7 @@ CFG=(--config config/compare_cpu.yaml)
 dagger() {
   nice -n 5 "$PY" -m safevla_core.cli dagger "${CFG[@]}" --set task.name=objnav \
     --set task.expert=explore --set task.max_steps_train=300 --checkpoint "$LEARNER" \
-    --episodes "$EPISODES" --episodes-per-shard 10 --no-progress "$@"
+    --episodes "$EPISODES" --episodes-per-shard 10 --expert-share "$EXPERT_SHARE" --no-progress "$@"
 }
 dagger --seed $((ROUND * 2000000)) --out-dir "$DATA/dagger_r${ROUND}_a" &
 first=$!

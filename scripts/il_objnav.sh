@@ -11,6 +11,8 @@
 #
 #   scripts/il_objnav.sh                              # data/objnav_v9 -> runs/il_v9
 #   DATA_DIR=data/x OUT_DIR=runs/x EPOCHS=3 scripts/il_objnav.sh
+#   DATA_DIR=data/objnav_v10 OUT_DIR=runs/il_v10 INIT=runs/il_v9/il.pt HEADING_TOL=16 EPOCHS=3 \
+#     scripts/il_objnav.sh                          # v10 (docs/results section 10)
 #
 # On 2 cores (2026-12-03): ~12 min of collection, ~40 min of feature caching, ~25 min per epoch.
 set -euo pipefail
@@ -21,9 +23,12 @@ OUT=${OUT_DIR:-runs/il_v9}
 INIT=${INIT:-checkpoints/objnav/il.pt}
 EPOCHS=${EPOCHS:-2}
 EPISODES=${EPISODES:-800}
+# the expert's heading tolerance, degrees (task.expert_heading_tolerance_deg; v9: 3.3, v10: 16)
+HEADING_TOL=${HEADING_TOL:-3.3}
 export OMP_NUM_THREADS=1 LP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1
 CFG=(--config config/compare_cpu.yaml)
-EXPERT=(--set task.expert=explore --set task.max_steps_train=300)
+EXPERT=(--set task.expert=explore --set task.max_steps_train=300
+  --set "task.expert_heading_tolerance_deg=$HEADING_TOL")
 
 collect() {
   nice -n 5 "$PY" -m safevla_core.cli collect "${CFG[@]}" --task objnav "${EXPERT[@]}" \

@@ -129,6 +129,31 @@ def test_heading_action_turns_then_moves():
     )
 
 
+def test_a_heading_tolerance_moves_ahead_where_the_default_turns():
+    from safevla_core.expert import make_expert
+
+    pose = np.array([0.0, 0.0, 0.0])
+
+    def at(deg: float) -> np.ndarray:
+        return np.array([math.cos(math.radians(deg)), math.sin(math.radians(deg))])
+
+    tol = math.radians(12.0)
+    # 10 deg right: a small turn at the default 3.3 deg, ahead within 12 deg
+    assert heading_action(pose, at(-10)) == Action.ROTATE_RIGHT_SMALL
+    assert heading_action(pose, at(-10), tol) == Action.MOVE_AHEAD
+    # 15 deg left: 12 < 15 <= 18 -> still a small turn; 20 deg: 20 > 18 -> a large one
+    assert heading_action(pose, at(15), tol) == Action.ROTATE_LEFT_SMALL
+    assert heading_action(pose, at(20), tol) == Action.ROTATE_LEFT
+    # the config reaches the expert; a tolerance at or above the 18 deg large turn is refused
+    expert = make_expert(TaskConfig(expert="explore", expert_heading_tolerance_deg=12.0))
+    assert expert.heading_tolerance_rad == pytest.approx(tol)
+    for bad in (18.0, -1.0):
+        with pytest.raises(ValueError, match="expert_heading_tolerance_deg"):
+            TaskConfig(expert_heading_tolerance_deg=bad)
+    with pytest.raises(ValueError, match="heading_tolerance_rad"):
+        ShortestPathExpert(heading_tolerance_rad=math.radians(18.0))
+
+
 def test_turn_action_sign_and_wrap():
     assert turn_action(math.radians(25)) == Action.ROTATE_LEFT
     assert turn_action(math.radians(-25)) == Action.ROTATE_RIGHT
