@@ -12,28 +12,30 @@
 #      on 2 DDP ranks, every epoch kept;
 #   3. OUT_DIR/il.pt (the best validation epoch) on the 200 fixed test-house episodes.
 #
-#   scripts/dagger_objnav.sh                          # runs/il_v9/il.pt -> runs/il_v10
-#   ROUND=2 LEARNER=runs/il_v10/il.pt OUT_DIR=runs/il_v11 scripts/dagger_objnav.sh
+#   scripts/dagger_objnav.sh                          # runs/il_v10/il.pt -> runs/il_v10_d1
+#   ROUND=2 LEARNER=runs/il_v10_d1/il.pt OUT_DIR=runs/il_v10_d2 scripts/dagger_objnav.sh
 #
 # On 2 cores (2026-12-03): ~9 s per learner episode per process (most run to the 300-step cap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-DATA=${DATA_DIR:-data/objnav_v9}
-LEARNER=${LEARNER:-runs/il_v9/il.pt}
-OUT=${OUT_DIR:-runs/il_v10}
+DATA=${DATA_DIR:-data/objnav_v10}
+LEARNER=${LEARNER:-runs/il_v10/il.pt}
+OUT=${OUT_DIR:-runs/il_v10_d1}
 ROUND=${ROUND:-1}
 EPISODES=${EPISODES:-200}
-# beta: with 0 the expert labels ~90% of the learner's states "rotate" (the learner seldom faces
-# the expert's path closely enough for "move ahead"), docs/results section 10
+# beta: with 0 and the 3.3 deg heading tolerance the expert labelled ~90% of v9's states
+# "rotate" (docs/results section 10); the tolerance must match the data's (il_objnav.sh)
 EXPERT_SHARE=${EXPERT_SHARE:-0.5}
+HEADING_TOL=${HEADING_TOL:-16}
 EPOCHS=${EPOCHS:-2}
 export OMP_NUM_THREADS=1 LP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1
 CFG=(--config config/compare_cpu.yaml)
 
 dagger() {
   nice -n 5 "$PY" -m safevla_core.cli dagger "${CFG[@]}" --set task.name=objnav \
-    --set task.expert=explore --set task.max_steps_train=300 --checkpoint "$LEARNER" \
+    --set task.expert=explore --set task.max_steps_train=300 \
+    --set "task.expert_heading_tolerance_deg=$HEADING_TOL" --checkpoint "$LEARNER" \
     --episodes "$EPISODES" --episodes-per-shard 10 --expert-share "$EXPERT_SHARE" --no-progress "$@"
 }
 dagger --seed $((ROUND * 2000000)) --out-dir "$DATA/dagger_r${ROUND}_a" &
