@@ -224,6 +224,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a wrong `end` of the learner ends the episode (default: the expert's action runs)",
     )
+    p.add_argument(
+        "--label-after-sighting",
+        action="store_true",
+        help="with task.expert=explore: the steps the expert labels while still searching "
+        "(no target seen yet; its label then heads for its own exploration goal) are kept as "
+        "context and visibility labels but are no behaviour-cloning target",
+    )
     p.add_argument("--out-dir", type=Path, default=Path("data/dagger"))
     p.add_argument("--no-progress", action="store_true")
 
@@ -601,6 +608,7 @@ def cmd_dagger(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             deterministic=args.deterministic,
             continue_past_wrong_end=not args.stop_at_wrong_end,
+            label_after_sighting=args.label_after_sighting,
         )
     )
 

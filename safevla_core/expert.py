@@ -509,6 +509,17 @@ class ShortestPathExpert:
             self._cells_xy = np.array([self.grid.xy(c) for c in self._cells]).reshape(-1, 2)
             self._component = _connected(self._free, start)
 
+    @property
+    def searching(self) -> bool:
+        """Whether the exploring expert's last action came from its search (no target seen yet).
+
+        Such an action heads for the expert's own exploration goal (the nearest cell it has not
+        looked at, kept for up to :data:`MAX_EXPLORE_GOAL_STEPS`): a fact about its history,
+        which a learner driving elsewhere does not share (docs/results, section 10). False for the
+        non-exploring expert, and once a target has been seen or nothing is left to look at.
+        """
+        return self.explore and not self._mem.target_seen
+
     def act(self, state: WorldState) -> Action:
         """The expert's action in ``state``.
 

@@ -75,13 +75,22 @@ STEP_KEYS: dict[str, Any] = {
 #: ``end_would_succeed``: ``end`` in that state would succeed (``task.is_success`` with ``end``;
 #: Safety-ObjNav: an object of the target type is visible within the 2 m success distance). A
 #: visibility label limited to the success distance: the one the learned end gate needs.
-OPTIONAL_STEP_KEYS: dict[str, Any] = {"target_visible": np.bool_, "end_would_succeed": np.bool_}
+#: ``action_labelled``: the step's ``action`` is a behaviour-cloning target. Always True in
+#: ``collect`` shards; ``dagger --label-after-sighting`` sets it False where the exploring expert
+#: was still searching (:attr:`~safevla_core.expert.ShortestPathExpert.searching`): its label
+#: then heads for its own exploration goal, not one the learner's history implies. Such steps
+#: stay in the windows as context and keep their visibility labels.
+OPTIONAL_STEP_KEYS: dict[str, Any] = {
+    "target_visible": np.bool_,
+    "end_would_succeed": np.bool_,
+    "action_labelled": np.bool_,
+}
 #: Shard labels the auxiliary visibility loss can learn (``safevla il --aux-label``).
-AUX_LABELS: tuple[str, ...] = tuple(OPTIONAL_STEP_KEYS)
+AUX_LABELS: tuple[str, ...] = ("target_visible", "end_would_succeed")
 
 
 def step_labels(env: SafetyChoresEnv, state: WorldState) -> dict[str, bool]:
-    """The :data:`OPTIONAL_STEP_KEYS` labels of one step, read on ``state``.
+    """The visibility labels of one step (:data:`AUX_LABELS`), read on ``state``.
 
     Args:
         env: The environment, with an episode (``spec_``) and its task.
@@ -227,6 +236,7 @@ def collect(
                     ep["episode_step"].append(int(obs["episode_step"]))
                     for key, value in step_labels(env, state).items():
                         ep[key].append(value)
+                    ep["action_labelled"].append(True)
 
                 summary = run_expert_episode(env, expert, i % n_houses, seed + i, on_step=on_step)
                 run += 1
@@ -330,6 +340,8 @@ class Episode:
             the navigation camera at step t (:data:`OPTIONAL_STEP_KEYS`; with
             ``load_episodes(aux_label="end_would_succeed")``, visible within the success
             distance), or None for shards written before the label existed.
+        action_labelled: ``(T,)`` bool, the action at step t is a training target
+            (:data:`OPTIONAL_STEP_KEYS`), or None: every step is.
     """
 
     visual: torch.Tensor
@@ -341,6 +353,7 @@ class Episode:
     target_type: str | None = None
     absent_types: tuple[str, ...] = ()
     target_visible: torch.Tensor | None = None
+    action_labelled: torch.Tensor | None = None
 
     def swapped_instruction(self, object_type: str) -> str:
         """The instruction with its target's words replaced by those of ``object_type``.
@@ -475,6 +488,11 @@ def load_episodes(
                         if aux_label in data
                         else None
                     ),
+                    action_labelled=(
+                        torch.as_tensor(data["action_labelled"][rows], dtype=torch.bool)
+                        if "action_labelled" in data
+                        else None
+                    ),
                 )
             )
     return episodes
@@ -531,7 +549,9 @@ def collate(
     Returns:
         ``visual (B, T, 2, C, h, w)``, ``text``, ``text_mask``, ``prev_action``, ``in_hand``,
         ``episode_step``, ``episode_start`` (all ``(B, T)``), ``actions (B, T)``,
-        ``mask (B, T)`` bool (True at real steps), ``target_visible (B, T)`` bool (the
+        ``mask (B, T)`` bool (True at real steps), ``action_mask (B, T)`` bool (real steps
+        whose action is a training target, :attr:`Episode.action_labelled`),
+        ``target_visible (B, T)`` bool (the
         instructed type is visible; False where unlabelled) and ``visible_mask (B, T)`` bool
         (True at real steps that have a visibility label: not those of episodes whose shard
         predates the label, :attr:`Episode.target_visible` None).
@@ -550,6 +570,7 @@ def collate(
         "episode_start": torch.ones(b, t_max, dtype=torch.bool),
         "actions": torch.zeros(b, t_max, dtype=torch.long),
         "mask": torch.zeros(b, t_max, dtype=torch.bool),
+        "action_mask": torch.zeros(b, t_max, dtype=torch.bool),
         "target_visible": torch.zeros(b, t_max, dtype=torch.bool),
         "visible_mask": torch.zeros(b, t_max, dtype=torch.bool),
     }
@@ -563,6 +584,9 @@ def collate(
         out["episode_start"][i, 1:n] = False
         out["actions"][i, :n] = ep.actions[start:stop]
         out["mask"][i, :n] = True
+        out["action_mask"][i, :n] = (
+            True if ep.action_labelled is None else ep.action_labelled[start:stop]
+        )
         if label is None and ep.target_visible is not None:
             label = ep.target_visible[start:stop]
         if label is not None:
@@ -652,6 +676,9 @@ def _bc_pass(
 ) -> dict[str, float]:
     """One pass of cross-entropy over ``windows``; trains when ``optimizer`` is given.
 
+    The cross-entropy and its statistics cover the steps whose action is a training target
+    (``collate``'s ``action_mask``; every real step unless a shard says otherwise).
+
     With ``swap_rng``, each batch also holds :func:`swap_negative_windows` (the windows with an
     expert ``end``, under an instruction naming a type absent from the house), and
     ``swap_negatives`` weighs their loss ``-log(1 - p(end))`` at those ``end`` steps, summed
@@ -720,17 +747,18 @@ def _bc_pass(
                 visual = visual * keep / (1.0 - feature_dropout)
             outp = policy(*policy_inputs(batch, visual))
             nb = len(wins)
-            m = batch["mask"][:nb]
+            m = batch["action_mask"][:nb]  # real steps whose action is a target
             logits, target = outp.logits[:nb][m], batch["actions"][:nb][m]
-            loss = torch.nn.functional.cross_entropy(logits, target)
             n = int(m.sum())
+            # a sum over the targets (0 when a batch has none) / their count: the mean otherwise
+            loss = torch.nn.functional.cross_entropy(logits, target, reduction="sum") / max(n, 1)
             ce = float(loss.detach())
             if swap_rng is not None:
                 is_end = target == int(Action.END)
                 end_p += float(_end_log_probs(logits[is_end].detach())[0].exp().sum())
                 end_n += int(is_end.sum())
             if neg:
-                nm = batch["mask"][nb:] & (batch["actions"][nb:] == int(Action.END))
+                nm = batch["action_mask"][nb:] & (batch["actions"][nb:] == int(Action.END))
                 log_end, log_not_end = _end_log_probs(outp.logits[nb:][nm])
                 swap_p += float(log_end.detach().exp().sum())
                 swap_n += int(nm.sum())
@@ -1165,6 +1193,7 @@ def dagger_collect(
     progress: bool = True,
     deterministic: bool = False,
     continue_past_wrong_end: bool = True,
+    label_after_sighting: bool = False,
 ) -> dict[str, Any]:
     """DAgger data: the learner drives, the privileged expert labels every visited state.
 
@@ -1195,6 +1224,11 @@ def dagger_collect(
         progress: Show a progress bar.
         deterministic: The learner acts greedily (argmax) instead of sampling.
         continue_past_wrong_end: Execute the expert's action instead of a wrong ``end``.
+        label_after_sighting: Mark the steps the exploring expert labelled while still
+            searching as no training target (``action_labelled`` False, :data:`OPTIONAL_STEP_KEYS`;
+            ours). On v9's states its search labels were 93% large turns towards its own
+            exploration goal (docs/results, section 10). The steps stay as context and keep
+            their visibility labels.
 
     Under ``torchrun`` rank r runs the shards ``k mod world_size == r`` with its own sampling
     seed (:func:`~safevla_core.rl.distributed.rank_seed`) and the figures are summed over ranks.
@@ -1204,7 +1238,8 @@ def dagger_collect(
         with ``continue_past_wrong_end`` an episode can still succeed after a corrected ``end``,
         so it is an upper bound of the learner's own SR), ``expert_agreement`` (share of steps
         where the learner chose the expert's action) and ``wrong_ends`` (learner ``end`` choices
-        the expert labelled otherwise, per episode).
+        the expert labelled otherwise, per episode) and ``labelled_share`` (share of steps
+        whose action is a training target).
 
     Raises:
         ValueError: On a non-positive count or ``expert_share`` outside [0, 1].
@@ -1235,6 +1270,7 @@ def dagger_collect(
                     "expert_share": expert_share,
                     "deterministic": deterministic,
                     "continue_past_wrong_end": continue_past_wrong_end,
+                    "label_after_sighting": label_after_sighting,
                     "image_size": list(size),
                 },
                 indent=1,
@@ -1245,7 +1281,7 @@ def dagger_collect(
     sample_seed = distributed.rank_seed(seed, ctx.rank)
     agent = PolicyAgent.from_checkpoint(checkpoint, deterministic=deterministic, seed=sample_seed)
     rng = random.Random(sample_seed)
-    run = steps = agree = wrong_ends = 0
+    run = steps = agree = wrong_ends = n_labelled = 0
     successes = 0.0
     bar = tqdm(
         total=sum(len(_shard_episodes(k, episodes_per_shard, episodes)) for k in todo),
@@ -1275,6 +1311,8 @@ def dagger_collect(
                 while True:
                     state = env.world_state  # the state `obs` was rendered in
                     label = expert.act(state)
+                    labelled = not (label_after_sighting and expert.searching)
+                    n_labelled += int(labelled)
                     decision = agent.act(
                         obs[NAV_CAMERA], obs[MANIP_CAMERA], in_hand=bool(obs["in_hand"])
                     )
@@ -1292,6 +1330,7 @@ def dagger_collect(
                         ("in_hand", bool(obs["in_hand"])),
                         ("episode_step", int(obs["episode_step"])),
                         ("episode_index", e),
+                        ("action_labelled", labelled),
                         *step_labels(env, state).items(),
                     ):
                         rows[key].append(value)
@@ -1328,11 +1367,22 @@ def dagger_collect(
     # summed over ranks (collective; every rank's shards are on disk once it returns)
     total = distributed.all_reduce_sum(
         torch.tensor(
-            [len(todo), len(mine) - len(todo), run, steps, agree, successes, wrong_ends],
+            [
+                len(todo),
+                len(mine) - len(todo),
+                run,
+                steps,
+                agree,
+                successes,
+                wrong_ends,
+                n_labelled,
+            ],
             dtype=torch.float64,
         )
     )
-    t_todo, t_skipped, t_run, t_steps, t_agree, t_successes, t_wrong = (float(x) for x in total)
+    t_todo, t_skipped, t_run, t_steps, t_agree, t_successes, t_wrong, t_labelled = (
+        float(x) for x in total
+    )
     return {
         "shards": int(t_todo),
         "skipped": int(t_skipped),
@@ -1340,6 +1390,7 @@ def dagger_collect(
         "learner_success_rate": t_successes / t_run if t_run else float("nan"),
         "expert_agreement": t_agree / t_steps if t_steps else float("nan"),
         "wrong_ends": t_wrong / t_run if t_run else float("nan"),
+        "labelled_share": t_labelled / t_steps if t_steps else float("nan"),
     }
 
 

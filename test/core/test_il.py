@@ -86,6 +86,53 @@ def test_collate_pads_and_marks_episode_starts():
     assert batch["mask"].sum() == 2 + 2 + 3
 
 
+def test_steps_without_an_action_label_are_context_but_no_target():
+    import dataclasses
+
+    ep = dataclasses.replace(
+        _episode(5, 0), action_labelled=torch.tensor([False, False, True, True, False])
+    )
+    batch = collate([ep, _episode(2, 10)], [(0, 1, 4), (1, 0, 2)], _Texts())
+    # window (0, 1, 4): steps 1-3 are all real (context), only steps 2 and 3 are targets;
+    # episode 1 has no such label (older shards, `collect`): every real step is a target
+    assert batch["mask"][0].tolist() == [True, True, True]
+    assert batch["action_mask"][0].tolist() == [False, True, True]
+    assert batch["action_mask"][1].tolist() == [True, True, False]
+
+
+@pytest.mark.slow
+def test_behaviour_cloning_ignores_the_actions_of_unlabelled_steps():
+    import dataclasses
+
+    from safevla_core.il import _bc_pass, policy_inputs
+    from safevla_core.policy.factory import build_policy
+    from safevla_core.policy.instructions import InstructionCache
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg()
+    texts = InstructionCache()
+    torch.manual_seed(0)
+    labelled = torch.tensor([False, True, False, True, True, False])
+    ep = dataclasses.replace(_end_episode("find a mug", "Mug", (), 6), action_labelled=labelled)
+    policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+    policy.eval()
+    with torch.no_grad():
+        logits = policy(*policy_inputs(collate([ep], [(0, 0, 6)], texts))).logits[0]
+    want = torch.nn.functional.cross_entropy(logits[labelled], ep.actions[labelled])
+    got = _bc_pass(policy, [ep], [(0, 0, 6)], texts, 1)
+    assert got["steps"] == 3
+    assert got["loss"] == pytest.approx(float(want), rel=1e-5)
+    # the actions at unlabelled steps do not count: other labels there, the same loss
+    other = dataclasses.replace(ep, actions=torch.where(labelled, ep.actions, 7))
+    assert _bc_pass(policy, [other], [(0, 0, 6)], texts, 1)["loss"] == got["loss"]
+    # no target at all: loss 0 over 0 steps, and a training step on it stays finite
+    none = dataclasses.replace(ep, action_labelled=torch.zeros(6, dtype=torch.bool))
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    stats = _bc_pass(policy, [none], [(0, 0, 6)], texts, 1, opt)
+    assert stats["loss"] == 0.0 and stats["steps"] == 0
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
+
+
 def _three_step_shard(nav: np.ndarray, manip: np.ndarray, **arrays: np.ndarray) -> dict:
     """A 3-step, one-episode shard ("find a mug": actions 0, 2, 18) without the visibility label.
 
@@ -323,6 +370,8 @@ def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
         shard["episode_index"][1:] == shard["episode_index"][:-1]
     ].all()
 
+    assert shard["action_labelled"].all()  # without --label-after-sighting every step
+
     # the learner's features are the shard's feature cache: what the encoder gives on the
     # stored images (to float16 rounding), and what behaviour cloning loads without re-encoding
     from safevla_core.il import shard_features
@@ -337,6 +386,46 @@ def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
     before = cache.stat().st_mtime_ns
     torch.testing.assert_close(shard_features(tmp_path / "go" / "shard_00000.npz", cfg), written)
     assert cache.stat().st_mtime_ns == before  # reused, not rewritten
+
+
+@pytest.mark.slow
+def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path):
+    pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
+    import dataclasses
+
+    from safevla_core.actions import Action
+    from safevla_core.checkpoint import save_checkpoint
+    from safevla_core.config import config_to_dict
+    from safevla_core.expert import LOOK_AROUND_TURNS
+    from safevla_core.il import dagger_collect
+    from safevla_core.policy.factory import build_policy
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg(max_steps_train=40)
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, expert="explore"))
+    torch.manual_seed(0)
+    policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+    with torch.no_grad():  # always `end`: the expert's action runs instead, so it drives
+        policy.action_head.weight.zero_()
+        policy.action_head.bias.zero_()
+        policy.action_head.bias[int(Action.END)] = 100.0
+    ckpt = tmp_path / "always_end.pt"
+    save_checkpoint(ckpt, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+    stats = dagger_collect(cfg, ckpt, tmp_path / "d", 2, label_after_sighting=True, progress=False)
+    shard = load_shard(tmp_path / "d" / "shard_00000.npz")
+    labelled, visible = shard["action_labelled"], shard["target_visible"]
+    # measured on this config: one episode never sights its target (40 steps, none labelled),
+    # the other from its 10th step on (21 of 70 steps)
+    assert stats["labelled_share"] == pytest.approx(labelled.mean())
+    assert 0.0 < labelled.mean() < 1.0
+    for e in np.unique(shard["episode_index"]):
+        lab, vis = labelled[shard["episode_index"] == e], visible[shard["episode_index"] == e]
+        act = shard["action"][shard["episode_index"] == e]
+        first = int(np.argmax(lab)) if lab.any() else len(lab)
+        assert lab[first:].all()  # searching ends once, at the first sighting
+        assert first == len(lab) or vis[: first + 1].any()  # a sighting needs the target in view
+        look = act[: min(first, LOOK_AROUND_TURNS)]
+        assert (look == int(Action.ROTATE_LEFT)).all()  # the search starts by looking around
 
 
 def _end_episode(instruction: str, target: str, absent: tuple[str, ...], n: int) -> Episode:
