@@ -259,6 +259,21 @@ def test_end_trigger_forces_end_where_the_target_is_probably_in_view() -> None:
         trigger_end(logits, vis[:3], 0.5)
 
 
+def _constant_head(cfg: PolicyConfig, bias: float) -> tuple[SafeVLAPolicy, SafeVLAPolicy]:
+    """A plain policy whose visibility head outputs the logit ``bias`` everywhere, and its twin.
+
+    The twin has the same weights under ``cfg`` (e.g. the end gate or the stop trigger on);
+    both are in eval mode.
+    """
+    plain = _policy()
+    other = SafeVLAPolicy(cfg, VIS, text_dim=TXT).eval()
+    with torch.no_grad():
+        plain.visible_head.weight.zero_()
+        plain.visible_head.bias.fill_(bias)  # sigmoid(-10) = 4.5e-5, sigmoid(10) = 0.99995
+    other.load_weights(plain.state_dict())
+    return plain, other
+
+
 @pytest.mark.parametrize("bias", [-10.0, 10.0])
 def test_a_triggered_policy_ends_exactly_where_its_head_says_in_view(bias: float) -> None:
     import dataclasses
@@ -266,13 +281,7 @@ def test_a_triggered_policy_ends_exactly_where_its_head_says_in_view(bias: float
     from safevla_core.actions import Action
 
     x = _episodes([[0], [0, 3]], t=5)
-    plain = _policy()
-    cfg = dataclasses.replace(SMALL, end_gate=0.3, end_trigger=0.7)
-    both = SafeVLAPolicy(cfg, VIS, text_dim=TXT).eval()
-    with torch.no_grad():
-        plain.visible_head.weight.zero_()
-        plain.visible_head.bias.fill_(bias)  # sigmoid(-10) = 4.5e-5, sigmoid(10) = 0.99995
-    both.load_weights(plain.state_dict())
+    _, both = _constant_head(dataclasses.replace(SMALL, end_gate=0.3, end_trigger=0.7), bias)
     end = int(Action.END)
     with torch.no_grad():
         got = _forward(both, x)
@@ -302,12 +311,7 @@ def test_a_gated_policy_never_ends_while_its_head_says_out_of_view(bias: float) 
     from safevla_core.actions import Action
 
     x = _episodes([[0], [0, 3]], t=5)
-    plain = _policy()
-    gated = SafeVLAPolicy(dataclasses.replace(SMALL, end_gate=0.5), VIS, text_dim=TXT).eval()
-    with torch.no_grad():
-        plain.visible_head.weight.zero_()
-        plain.visible_head.bias.fill_(bias)  # sigmoid(-10) = 4.5e-5, sigmoid(10) = 0.99995
-    gated.load_weights(plain.state_dict())
+    plain, gated = _constant_head(dataclasses.replace(SMALL, end_gate=0.5), bias)
     end = int(Action.END)
     with torch.no_grad():
         want, got = _forward(plain, x), _forward(gated, x)
