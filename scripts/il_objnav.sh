@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 DATA=${DATA_DIR:-data/objnav_v9}
 OUT=${OUT_DIR:-runs/il_v9}
+# the shipped il.pt (v10 since 2026-12-03; v9 was built from v2, `git show 21c43cc:checkpoints/objnav/il.pt`)
 INIT=${INIT:-checkpoints/objnav/il.pt}
 EPOCHS=${EPOCHS:-2}
 EPISODES=${EPISODES:-800}
