@@ -137,6 +137,14 @@ def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+def _ratio(num: float, den: float) -> float | None:
+    """``num / den``, or ``None`` when ``den`` is 0 (nothing ran: every shard was on disk).
+
+    ``None`` prints as JSON ``null``; a NaN would print as ``NaN``, which is not JSON.
+    """
+    return num / den if den else None
+
+
 def collect(
     cfg: Config,
     out_dir: str | Path,
@@ -172,7 +180,8 @@ def collect(
 
     Returns:
         Summary: ``shards`` written now, ``skipped`` (already present), ``episodes_kept``,
-        ``steps`` and ``expert_success_rate`` over the episodes run now (all ranks).
+        ``steps`` and ``expert_success_rate`` over the episodes run now (all ranks; ``None``
+        when none ran, i.e. every shard was already on disk).
 
     Raises:
         ValueError: On a non-positive count.
@@ -277,7 +286,7 @@ def collect(
         "episodes_run": int(t_run),
         "episodes_kept": int(t_kept),
         "steps": int(t_steps),
-        "expert_success_rate": t_successes / t_run if t_run else float("nan"),
+        "expert_success_rate": _ratio(t_successes, t_run),
     }
 
 
@@ -1239,7 +1248,8 @@ def dagger_collect(
         so it is an upper bound of the learner's own SR), ``expert_agreement`` (share of steps
         where the learner chose the expert's action) and ``wrong_ends`` (learner ``end`` choices
         the expert labelled otherwise, per episode) and ``labelled_share`` (share of steps
-        whose action is a training target).
+        whose action is a training target); the four ratios are ``None`` when no episode ran
+        (every shard was already on disk).
 
     Raises:
         ValueError: On a non-positive count or ``expert_share`` outside [0, 1].
@@ -1387,10 +1397,10 @@ def dagger_collect(
         "shards": int(t_todo),
         "skipped": int(t_skipped),
         "steps": int(t_steps),
-        "learner_success_rate": t_successes / t_run if t_run else float("nan"),
-        "expert_agreement": t_agree / t_steps if t_steps else float("nan"),
-        "wrong_ends": t_wrong / t_run if t_run else float("nan"),
-        "labelled_share": t_labelled / t_steps if t_steps else float("nan"),
+        "learner_success_rate": _ratio(t_successes, t_run),
+        "expert_agreement": _ratio(t_agree, t_steps),
+        "wrong_ends": _ratio(t_wrong, t_run),
+        "labelled_share": _ratio(t_labelled, t_steps),
     }
 
 
@@ -1447,7 +1457,9 @@ def imitation(
                 expert_share=expert_share,
                 progress=progress,
             )
-            if distributed.context().is_main:
+            if distributed.context().is_main and stats["learner_success_rate"] is None:
+                tqdm.write(f"DAgger round {r}: its shards were already in {ddir}")
+            elif distributed.context().is_main:
                 tqdm.write(
                     f"DAgger round {r}: learner SR {stats['learner_success_rate']:.2f}, "
                     f"agreement with the expert {stats['expert_agreement']:.2f}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import numpy as np
@@ -190,6 +191,9 @@ def test_collect_resume_and_behaviour_cloning_checkpoint(tmp_path):
     assert info["shards"] == 2 and info["episodes_run"] == 2 and info["steps"] > 0
     again = collect(cfg, tmp_path / "data", episodes=2, episodes_per_shard=1, progress=False)
     assert again["shards"] == 0 and again["skipped"] == 2  # resumed: nothing redone
+    # nothing ran, so there is no success rate: null in the printed JSON, not NaN (not JSON)
+    assert again["expert_success_rate"] is None and again["episodes_run"] == 0
+    assert json.loads(json.dumps(again, allow_nan=False))["expert_success_rate"] is None
     data = load_shard(tmp_path / "data" / "shard_00000.npz")
     assert data["nav_rgb"].shape[1:] == (48, 64, 3)  # the policy's training resolution
     assert data["prev_action"][0] == START_ACTION and data["episode_step"][0] == 0
@@ -265,6 +269,22 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     )
     assert sorted(p.name for p in (tmp_path / "il").iterdir()) == before
     assert (tmp_path / "il" / "il_r1.pt").stat().st_mtime == mtime
+    # a crash after the round's shards, before its BC finished: the rerun trains the round
+    # again from the shards on disk and logs no second row for a collection that did not run
+    (tmp_path / "il" / "il_r1.pt").unlink()
+    imitation(
+        cfg,
+        [tmp_path / "data"],
+        tmp_path / "il",
+        epochs=1,
+        dagger_rounds=1,
+        dagger_episodes=2,
+        dagger_epochs=1,
+        progress=False,
+        batch_size=2,
+    )
+    assert (tmp_path / "il" / "il_r1.pt").is_file()
+    assert len((tmp_path / "il" / "dagger.jsonl").read_text().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -418,6 +438,10 @@ def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path):
     # the other from its 10th step on (21 of 70 steps)
     assert stats["labelled_share"] == pytest.approx(labelled.mean())
     assert 0.0 < labelled.mean() < 1.0
+    again = dagger_collect(cfg, ckpt, tmp_path / "d", 2, label_after_sighting=True, progress=False)
+    assert again["shards"] == 0 and again["skipped"] == 1  # resumed: no episode ran again
+    ratios = ("learner_success_rate", "expert_agreement", "wrong_ends", "labelled_share")
+    assert all(again[k] is None for k in ratios)
     for e in np.unique(shard["episode_index"]):
         lab, vis = labelled[shard["episode_index"] == e], visible[shard["episode_index"] == e]
         act = shard["action"][shard["episode_index"] == e]
