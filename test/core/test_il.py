@@ -228,17 +228,21 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     collect(
         cfg, tmp_path / "data", episodes=2, episodes_per_shard=2, keep_failures=True, progress=False
     )
-    path = imitation(
-        cfg,
-        [tmp_path / "data"],
-        tmp_path / "il",
-        epochs=1,
-        dagger_rounds=1,
-        dagger_episodes=2,
-        dagger_epochs=1,
-        progress=False,
-        batch_size=2,
-    )
+
+    def run_imitation():
+        return imitation(
+            cfg,
+            [tmp_path / "data"],
+            tmp_path / "il",
+            epochs=1,
+            dagger_rounds=1,
+            dagger_episodes=2,
+            dagger_epochs=1,
+            progress=False,
+            batch_size=2,
+        )
+
+    path = run_imitation()
     assert path == tmp_path / "il" / "il.pt"
     shard = load_shard(tmp_path / "il" / "dagger_r1" / "shard_00000.npz")
     stats = json.loads((tmp_path / "il" / "dagger.jsonl").read_text().splitlines()[0])
@@ -256,33 +260,13 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     # a rerun finds every round done and writes nothing new
     before = sorted(p.name for p in (tmp_path / "il").iterdir())
     mtime = (tmp_path / "il" / "il_r1.pt").stat().st_mtime
-    imitation(
-        cfg,
-        [tmp_path / "data"],
-        tmp_path / "il",
-        epochs=1,
-        dagger_rounds=1,
-        dagger_episodes=2,
-        dagger_epochs=1,
-        progress=False,
-        batch_size=2,
-    )
+    run_imitation()
     assert sorted(p.name for p in (tmp_path / "il").iterdir()) == before
     assert (tmp_path / "il" / "il_r1.pt").stat().st_mtime == mtime
     # a crash after the round's shards, before its BC finished: the rerun trains the round
     # again from the shards on disk and logs no second row for a collection that did not run
     (tmp_path / "il" / "il_r1.pt").unlink()
-    imitation(
-        cfg,
-        [tmp_path / "data"],
-        tmp_path / "il",
-        epochs=1,
-        dagger_rounds=1,
-        dagger_episodes=2,
-        dagger_epochs=1,
-        progress=False,
-        batch_size=2,
-    )
+    run_imitation()
     assert (tmp_path / "il" / "il_r1.pt").is_file()
     assert len((tmp_path / "il" / "dagger.jsonl").read_text().splitlines()) == 1
 
