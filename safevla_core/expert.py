@@ -31,6 +31,13 @@ trajectories). It acts with the same 20 discrete actions as the policy.
   expert goes straight to a target it has never seen, which no learner can copy (the "imitation
   gap"; docs/results, section 8). When nothing is left to look at, it falls back to the
   privileged plan.
+* ObjNav, recovering: after a blocked motion that left the base off the free grid (wedged against
+  furniture, where even a turn is stopped by the contact), the expert backs out with ``b`` when
+  the cell behind the base is free. Its own episodes rarely come there; a learner's do (DAgger,
+  docs/results section 11), and a turn there only grinds against the obstacle.
+* ObjNav, giving up: when no path leads from here to a goal cell, or every goal cell has been
+  tried, the expert ends (its episode fails) and says so (:attr:`ShortestPathExpert.gave_up`):
+  such an ``end`` is no label to learn from.
 * PickUp: raise the lift so the grasp point is
   :data:`~safevla_core.tasks.pickup.GRASP_CLEARANCE_M` above the object's top (first, so the
   gripper clears furniture tops when the base turns), turn until the target lies on the arm's line
@@ -77,6 +84,9 @@ from safevla_core.world import WorldState
 
 Cell = tuple[int, int]
 
+#: A blocked ``b`` leaves the heading within this of where it was (ours): a learner's turn
+#: executed instead of the expert's ``b`` (DAgger) still moves the heading by more.
+BACK_OUT_STILL_RAD: float = math.radians(0.5)
 #: Cost of a cell that has k blocked 8-neighbours is ``1 + CLEARANCE_PENALTY * k`` per unit step
 #: (ours: 0.5 makes a one-cell detour away from a wall worth it).
 CLEARANCE_PENALTY: float = 0.5
@@ -390,6 +400,7 @@ class _EpisodeMemory:
     look_turns: int = 0
     explore_goal: Cell | None = None
     explore_goal_steps: int = 0
+    gave_up: bool = False
 
 
 _ARM_ACTIONS = frozenset(
@@ -520,6 +531,18 @@ class ShortestPathExpert:
         """
         return self.explore and not self._mem.target_seen
 
+    @property
+    def gave_up(self) -> bool:
+        """Whether the last action was an ObjNav ``end`` for want of a way on, not of success.
+
+        True when :meth:`act` ended because no path leads from the base's cell to a goal cell
+        (e.g. a learner drove into a pocket of the grid cut off from the target's) or every goal
+        cell has been tried: the expert's own episode fails there, and on a learner's state
+        (DAgger) it is no label to learn from. False after any other action, and after an
+        ``end`` with a target in the success region.
+        """
+        return self._mem.gave_up
+
     def act(self, state: WorldState) -> Action:
         """The expert's action in ``state``.
 
@@ -529,6 +552,7 @@ class ShortestPathExpert:
         if self.spec is None or self.grid is None:
             raise RuntimeError("call reset() before act()")
         mem = self._mem
+        mem.gave_up = False
         self._note_blocked_move(state)
         if not self.spec.target_ids:
             action = Action.END  # nothing to find: the "extreme failure" episodes
@@ -716,8 +740,43 @@ class ShortestPathExpert:
         mem.target_seen = True
         return None
 
+    def _back_out(self, state: WorldState) -> Action | None:
+        """``b`` when the last motion was blocked off the free grid and the cell behind is free.
+
+        Wedged against furniture (the base's cell is not a free one, :class:`GridMap`), the
+        contact stops turns as well as moves ahead (the simulator's servos are force-limited),
+        so a plan that starts with a turn only grinds; one step back (:data:`BASE_STEP_M`)
+        frees the base. ``None`` otherwise, including after a blocked ``b``.
+        """
+        if state.last_action_success:
+            return None
+        grid, blocked = self._grid, frozenset(self._mem.blocked)
+        pos, yaw = state.robot_pose[:2], float(state.robot_pose[2])
+        if grid.is_free(pos, blocked) and grid.cell_of(pos) in self._free:
+            return None
+        behind = pos - grid.grid_m * np.array([math.cos(yaw), math.sin(yaw)])
+        if not grid.is_free(behind, blocked) or grid.cell_of(behind) == grid.cell_of(pos):
+            return None
+        last = self._mem.last_pose
+        if self._mem.last_action == Action.MOVE_BACK and last is not None:
+            moved = float(np.linalg.norm(pos - last[:2]))
+            if (
+                moved < BASE_STEP_M / 2
+                and abs(wrap_angle(yaw - float(last[2]))) < BACK_OUT_STILL_RAD
+            ):
+                return None  # the last ``b`` was blocked too (nothing moved): the plan decides
+        return Action.MOVE_BACK
+
+    def _give_up(self) -> Action:
+        """``end`` for want of a way on (:attr:`gave_up`)."""
+        self._mem.gave_up = True
+        return Action.END
+
     def _act_objnav(self, state: WorldState) -> Action:
         mem, grid = self._mem, self._grid
+        back = self._back_out(state)
+        if back is not None:
+            return back
         if self.explore and not mem.target_seen:
             action = self._explore(state)
             if action is not None:
@@ -733,6 +792,8 @@ class ShortestPathExpert:
             if np.min(np.linalg.norm(txy - grid.xy(c), axis=1)) <= NAV_GOAL_RADIUS_M
         }
         action = self._plan_step(state, goals)
+        if action == Action.END:  # no path to any goal cell from here
+            return self._give_up()
         if action is not None:
             return action
         if seen is not None:  # at a goal cell and the target in the success region: no closer
@@ -746,12 +807,13 @@ class ShortestPathExpert:
             return turn
         mem.goal_attempts += 1
         if mem.goal_attempts > MAX_GOAL_ATTEMPTS:
-            return Action.END
+            return self._give_up()
         here = grid.cell_of(pos)
         mem.failed_goals |= {
             c for c in goals if np.linalg.norm(grid.xy(c) - grid.xy(here)) <= 2 * self.grid_m
         }
-        return self._plan_step(state, goals) or Action.END
+        action = self._plan_step(state, goals)
+        return self._give_up() if action in (None, Action.END) else action
 
     # ----------------------------------------------------------------------- PickUp / Fetch
     def _act_pickup(self, state: WorldState) -> Action:

@@ -1210,7 +1210,10 @@ def dagger_collect(
     the expert's action (here :class:`~safevla_core.expert.ShortestPathExpert`, which re-plans
     from any state). With probability ``expert_share`` a step executes the expert's action
     instead (the paper's beta mixing). Every episode is kept, success or not: the states where
-    the learner goes wrong are the point. Shards have :func:`collect`'s format; resumable.
+    the learner goes wrong are the point. An ``end`` the expert gives up with (no way on from the
+    learner's state: :attr:`~safevla_core.expert.ShortestPathExpert.gave_up`) is kept as context
+    but is no training target (``action_labelled`` False). Shards have :func:`collect`'s format;
+    resumable.
 
     A learner's wrong ``end`` (the expert's label is not ``end``) is recorded with the expert's
     label but not executed when ``continue_past_wrong_end`` (ours): the expert's action runs
@@ -1321,7 +1324,10 @@ def dagger_collect(
                 while True:
                     state = env.world_state  # the state `obs` was rendered in
                     label = expert.act(state)
-                    labelled = not (label_after_sighting and expert.searching)
+                    # no label: a give-up `end` (no way on), or if asked a search step
+                    labelled = not expert.gave_up and not (
+                        label_after_sighting and expert.searching
+                    )
                     n_labelled += int(labelled)
                     decision = agent.act(
                         obs[NAV_CAMERA], obs[MANIP_CAMERA], in_hand=bool(obs["in_hand"])

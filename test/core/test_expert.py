@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -19,6 +20,8 @@ from safevla_core.expert import (
     step_action,
     turn_action,
 )
+from safevla_core.tasks.base import EpisodeSpec
+from safevla_core.world import WorldState
 
 
 def cells(rows: list[str]) -> set[tuple[int, int]]:
@@ -369,3 +372,75 @@ def test_exploring_expert_succeeds_with_longer_episodes():
         assert explored["success"] == 1.0 and direct["success"] == 1.0
         assert explored["length"] >= direct["length"]
     assert sum(e["length"] for e, _ in runs) > sum(d["length"] for _, d in runs)
+
+
+# ------------------------------------------------------------------------- giving up, backing out
+def _objnav_state(
+    x: float, y: float, yaw: float, target_xy: tuple[float, float], ok: bool = True
+) -> WorldState:
+    """A world with one bed (the target, ``bed_0``) and the robot at ``(x, y, yaw)``."""
+    return WorldState(
+        step=1,
+        object_ids=("bed_0",),
+        object_types=("Bed",),
+        object_positions=np.array([[target_xy[0], target_xy[1], 0.3]]),
+        object_quats=np.array([[1.0, 0.0, 0.0, 0.0]]),
+        robot_pose=np.array([x, y, yaw]),
+        last_action_success=ok,
+    )
+
+
+def _objnav_expert(reachable: set[tuple[int, int]], start: WorldState) -> ShortestPathExpert:
+    spec = EpisodeSpec(
+        task="objnav",
+        house_id="h",
+        target_type="Bed",
+        target_ids=("bed_0",),
+        instruction="find a bed",
+        robot_pose=tuple(float(v) for v in start.robot_pose),
+        seed=0,
+    )
+    expert = ShortestPathExpert()
+    xy = np.array([[i * 0.25, j * 0.25] for i, j in sorted(reachable)])
+    expert.reset(spec, xy, start)
+    return expert
+
+
+def test_the_expert_says_when_it_ends_for_want_of_a_path():
+    # two pockets of the 0.25 m grid: x 0-0.5 m and x 2.5-3.0 m (y 0-0.5 m), nothing between;
+    # the bed stands at (3.5, 0.25), so every goal cell (within 1.5 m of it) is in the far pocket
+    near = {(i, j) for i in range(3) for j in range(3)}
+    far = {(i, j) for i in range(10, 13) for j in range(3)}
+    lost = _objnav_state(0.25, 0.25, 0.0, (3.5, 0.25))
+    expert = _objnav_expert(near | far, lost)
+    assert expert.act(lost) == Action.END and expert.gave_up  # no path from here: a give-up
+    # from the far pocket the plan leads on (the bed is 1.0 m ahead but not visible: no end)
+    there = _objnav_state(2.5, 0.25, 0.0, (3.5, 0.25))
+    expert = _objnav_expert(near | far, there)
+    assert expert.act(there) != Action.END and not expert.gave_up
+    # in view, 1.0 m ahead and on the camera axis: the success `end` is no give-up
+    seen = dataclasses.replace(there, visible_ids=frozenset({"bed_0"}))
+    assert expert.act(seen) == Action.END and not expert.gave_up
+
+
+def test_the_expert_backs_out_after_a_blocked_motion_off_the_free_grid():
+    # free cells x 0-1.0 m, y 0-0.5 m; the bed 1 m beyond the -x edge: goal cells at x <= 0.5 m
+    reachable = {(i, j) for i in range(5) for j in range(3)}
+    bed = (-1.0, 0.25)
+    on_grid = _objnav_state(0.5, 0.25, 0.0, bed)
+    expert = _objnav_expert(reachable, on_grid)
+    # at x 1.2 m, facing +x, the base rounds to cell (5, 1), off the grid; the cell one step
+    # behind, (4, 1) at x 0.95 m, is free
+    wedged = _objnav_state(1.2, 0.25, 0.0, bed, ok=False)
+    assert expert.act(wedged) == Action.MOVE_BACK
+    # the same place after a motion that went through: the plan, which turns round (the path's
+    # next cell, x 0.75 m, is 180 deg off the heading)
+    moved = dataclasses.replace(wedged, last_action_success=True)
+    assert expert.act(moved) in (Action.ROTATE_LEFT, Action.ROTATE_RIGHT)
+    # facing +y at (1.2, 0.5): one step behind is (1.2, 0.25), cell (5, 1), off the grid: no `b`
+    facing_wall = _objnav_state(1.2, 0.5, math.pi / 2, bed, ok=False)
+    assert expert.act(facing_wall) not in (Action.MOVE_BACK, Action.END)
+    # a `b` that moved nothing (same pose, same heading) is not repeated
+    expert = _objnav_expert(reachable, on_grid)
+    assert expert.act(wedged) == Action.MOVE_BACK
+    assert expert.act(wedged) not in (Action.MOVE_BACK, Action.END)

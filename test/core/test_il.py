@@ -393,7 +393,7 @@ def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path):
+def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path, monkeypatch):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
     import dataclasses
 
@@ -434,6 +434,13 @@ def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path):
         assert first == len(lab) or vis[: first + 1].any()  # a sighting needs the target in view
         look = act[: min(first, LOOK_AROUND_TURNS)]
         assert (look == int(Action.ROTATE_LEFT)).all()  # the search starts by looking around
+    # an `end` the expert gives up with is never a target, with or without the search rule
+    from safevla_core.expert import ShortestPathExpert
+
+    monkeypatch.setattr(ShortestPathExpert, "gave_up", property(lambda self: True))
+    lost = dagger_collect(cfg, ckpt, tmp_path / "lost", 1, progress=False)
+    assert lost["labelled_share"] == 0.0 and lost["steps"] > 0
+    assert not load_shard(tmp_path / "lost" / "shard_00000.npz")["action_labelled"].any()
 
 
 def _end_episode(instruction: str, target: str, absent: tuple[str, ...], n: int) -> Episode:
