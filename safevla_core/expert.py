@@ -813,7 +813,9 @@ class ShortestPathExpert:
             c for c in goals if np.linalg.norm(grid.xy(c) - grid.xy(here)) <= 2 * self.grid_m
         }
         action = self._plan_step(state, goals)
-        return self._give_up() if action in (None, Action.END) else action
+        if action is None or action == Action.END:
+            return self._give_up()
+        return action
 
     # ----------------------------------------------------------------------- PickUp / Fetch
     def _act_pickup(self, state: WorldState) -> Action:
