@@ -33,8 +33,8 @@ trajectories). It acts with the same 20 discrete actions as the policy.
   privileged plan.
 * ObjNav, recovering: after a blocked motion that left the base off the free grid (wedged against
   furniture, where even a turn is stopped by the contact), the expert backs out with ``b`` when
-  the cell behind the base is free. Its own episodes rarely come there; a learner's do (DAgger,
-  docs/results section 11), and a turn there only grinds against the obstacle.
+  the nearest free cell lies behind the base. Its own episodes rarely come there; a learner's
+  do (DAgger, docs/results section 11), and a turn there only grinds against the obstacle.
 * ObjNav, giving up: when no path leads from here to a goal cell, or every goal cell has been
   tried, the expert ends (its episode fails) and says so (:attr:`ShortestPathExpert.gave_up`):
   such an ``end`` is no label to learn from.
@@ -741,24 +741,26 @@ class ShortestPathExpert:
         return None
 
     def _back_out(self, state: WorldState) -> Action | None:
-        """``b`` when the last motion was blocked off the free grid and the cell behind is free.
+        """``b`` when the last motion was blocked off the free grid and free space lies behind.
 
         Wedged against furniture (the base's cell is not a free one, :class:`GridMap`), the
         contact stops turns as well as moves ahead (the simulator's servos are force-limited),
-        so a plan that starts with a turn only grinds; one step back (:data:`BASE_STEP_M`)
-        frees the base. ``None`` otherwise, including after a blocked ``b``.
+        so a plan that starts with a turn only grinds. When the nearest free cell lies behind
+        the base (more than 90 deg off its heading), one step back (:data:`BASE_STEP_M`) frees
+        it. ``None`` otherwise (the plan decides), including after a ``b`` that moved nothing.
         """
         if state.last_action_success:
             return None
-        grid, blocked = self._grid, frozenset(self._mem.blocked)
+        grid, mem = self._grid, self._mem
+        free = self._free - mem.blocked
         pos, yaw = state.robot_pose[:2], float(state.robot_pose[2])
-        if grid.is_free(pos, blocked) and grid.cell_of(pos) in self._free:
+        if grid.cell_of(pos) in free:
             return None
-        behind = pos - grid.grid_m * np.array([math.cos(yaw), math.sin(yaw)])
-        if not grid.is_free(behind, blocked) or grid.cell_of(behind) == grid.cell_of(pos):
-            return None
-        last = self._mem.last_pose
-        if self._mem.last_action == Action.MOVE_BACK and last is not None:
+        to_free = grid.xy(grid.nearest_free(pos, frozenset(grid.cells - free))) - pos
+        if abs(wrap_angle(math.atan2(to_free[1], to_free[0]) - yaw)) <= math.pi / 2:
+            return None  # free space ahead or beside: a turn or a move ahead gets there
+        last = mem.last_pose
+        if mem.last_action == Action.MOVE_BACK and last is not None:
             moved = float(np.linalg.norm(pos - last[:2]))
             if (
                 moved < BASE_STEP_M / 2

@@ -429,17 +429,23 @@ def test_the_expert_backs_out_after_a_blocked_motion_off_the_free_grid():
     bed = (-1.0, 0.25)
     on_grid = _objnav_state(0.5, 0.25, 0.0, bed)
     expert = _objnav_expert(reachable, on_grid)
-    # at x 1.2 m, facing +x, the base rounds to cell (5, 1), off the grid; the cell one step
-    # behind, (4, 1) at x 0.95 m, is free
+    # at x 1.2 m, facing +x, the base rounds to cell (5, 1), off the grid; the nearest free
+    # cell, (4, 1) at x 1.0 m, is straight behind
     wedged = _objnav_state(1.2, 0.25, 0.0, bed, ok=False)
     assert expert.act(wedged) == Action.MOVE_BACK
     # the same place after a motion that went through: the plan, which turns round (the path's
     # next cell, x 0.75 m, is 180 deg off the heading)
     moved = dataclasses.replace(wedged, last_action_success=True)
     assert expert.act(moved) in (Action.ROTATE_LEFT, Action.ROTATE_RIGHT)
-    # facing +y at (1.2, 0.5): one step behind is (1.2, 0.25), cell (5, 1), off the grid: no `b`
-    facing_wall = _objnav_state(1.2, 0.5, math.pi / 2, bed, ok=False)
-    assert expert.act(facing_wall) not in (Action.MOVE_BACK, Action.END)
+    # the same place facing -x: the free cell is ahead, so the plan moves on to the goal cells
+    facing_free = _objnav_state(1.2, 0.25, math.pi, bed, ok=False)
+    assert expert.act(facing_free) == Action.MOVE_AHEAD
+    # heading -114.6 deg (-2 rad): the free cell (bearing 180 deg) is 65.4 deg to the right,
+    # ahead of the base's side, not behind it: no `b`
+    beside = _objnav_state(1.2, 0.25, -2.0, bed, ok=False)
+    assert expert.act(beside) not in (Action.MOVE_BACK, Action.END)
+    # facing +x from (1.2, 0.4): the nearest free cell, (4, 2) at (1.0, 0.5), is 153 deg off
+    assert expert.act(_objnav_state(1.2, 0.4, 0.0, bed, ok=False)) == Action.MOVE_BACK
     # a `b` that moved nothing (same pose, same heading) is not repeated
     expert = _objnav_expert(reachable, on_grid)
     assert expert.act(wedged) == Action.MOVE_BACK
