@@ -16,7 +16,7 @@
 #
 #   scripts/dagger_objnav.sh                          # runs/il_v10/il.pt -> runs/il_v10_d1
 #   ROUND=2 LEARNER=runs/il_v10_d1/il.pt OUT_DIR=runs/il_v10_d2 scripts/dagger_objnav.sh
-#   NAME=dagger2 OUT_DIR=runs/il_v10_d1b EPOCHS=1 scripts/dagger_objnav.sh   # section 11's rerun
+#   NAME=dagger2 EPISODES=120 OUT_DIR=runs/il_v10_d1b EPOCHS=1 scripts/dagger_objnav.sh  # sec. 11
 #
 # NAME (default dagger) names the rounds' data folders, DATA_DIR/NAME_r<round>_{a,b}: a rerun
 # with another expert version goes to its own folders and trains on them alone.
