@@ -600,15 +600,23 @@ class ShortestPathExpert:
             if t in state.object_ids
         ]
 
+    def _start_cell(self, pos: np.ndarray, free: frozenset[Cell]) -> Cell:
+        """Where a plan from ``pos`` starts: its cell if free, else the nearest cell of ``free``.
+
+        The base stands off the free grid when it is wedged against furniture, or near a floor
+        object inflated out of the grid.
+        """
+        grid = self._grid
+        here = grid.cell_of(pos)
+        return here if here in free else grid.nearest_free(pos, frozenset(grid.cells - free))
+
     def _plan_step(self, state: WorldState, goals: set[Cell]) -> Action | None:
         """One step along the path to the nearest goal cell; ``None`` when at a goal."""
         grid, mem = self._grid, self._mem
         free = self._free - mem.blocked
         blocked = frozenset(mem.blocked)
         pos = state.robot_pose[:2]
-        start = grid.cell_of(pos)
-        if start not in free:
-            start = grid.nearest_free(pos, frozenset(grid.cells - free))
+        start = self._start_cell(pos, free)
         path = shortest_path(free | {start}, start, goals - mem.failed_goals)
         if path is None and mem.blocked:
             mem.blocked.clear()  # an object may have moved away: forget the blocks and retry
@@ -719,11 +727,7 @@ class ShortestPathExpert:
                     mem.viewed.add(goal)
                 unviewed = self._component - mem.viewed - mem.blocked
                 free = self._free - mem.blocked
-                start = (
-                    here
-                    if here in free
-                    else grid.nearest_free(state.robot_pose[:2], frozenset(grid.cells - free))
-                )
+                start = self._start_cell(state.robot_pose[:2], free)
                 path = shortest_path(free | {start}, start, unviewed) if unviewed else None
                 if path is None:
                     mem.target_seen = True  # nothing left to look at: use the privileged plan
@@ -752,11 +756,11 @@ class ShortestPathExpert:
         if state.last_action_success:
             return None
         grid, mem = self._grid, self._mem
-        free = self._free - mem.blocked
         pos, yaw = state.robot_pose[:2], float(state.robot_pose[2])
-        if grid.cell_of(pos) in free:
-            return None
-        to_free = grid.xy(grid.nearest_free(pos, frozenset(grid.cells - free))) - pos
+        start = self._start_cell(pos, self._free - mem.blocked)
+        if start == grid.cell_of(pos):
+            return None  # on the free grid
+        to_free = grid.xy(start) - pos
         if abs(wrap_angle(math.atan2(to_free[1], to_free[0]) - yaw)) <= math.pi / 2:
             return None  # free space ahead or beside: a turn or a move ahead gets there
         last = mem.last_pose
