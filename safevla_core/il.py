@@ -1463,15 +1463,16 @@ def imitation(
                 expert_share=expert_share,
                 progress=progress,
             )
-            if distributed.context().is_main and stats["learner_success_rate"] is None:
-                tqdm.write(f"DAgger round {r}: its shards were already in {ddir}")
-            elif distributed.context().is_main:
-                tqdm.write(
-                    f"DAgger round {r}: learner SR {stats['learner_success_rate']:.2f}, "
-                    f"agreement with the expert {stats['expert_agreement']:.2f}"
-                )
-                with open(out / "dagger.jsonl", "a") as fh:
-                    fh.write(json.dumps({"round": r, **stats}) + "\n")
+            if distributed.context().is_main:
+                if stats["learner_success_rate"] is None:  # no episode ran: nothing to log
+                    tqdm.write(f"DAgger round {r}: its shards were already in {ddir}")
+                else:
+                    tqdm.write(
+                        f"DAgger round {r}: learner SR {stats['learner_success_rate']:.2f}, "
+                        f"agreement with the expert {stats['expert_agreement']:.2f}"
+                    )
+                    with open(out / "dagger.jsonl", "a") as fh:
+                        fh.write(json.dumps({"round": r, **stats}) + "\n")
             behaviour_cloning(
                 cfg,
                 [*dirs, *(out / f"dagger_r{j}" for j in range(1, r + 1))],
