@@ -229,7 +229,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with task.expert=explore: the steps the expert labels while still searching "
         "(no target seen yet; its label then heads for its own exploration goal) are kept as "
-        "context and visibility labels but are no behaviour-cloning target",
+        "context and visibility labels but are no behaviour-cloning target, except where "
+        "the learner chose a wrong `end` (then the label teaches it not to stop yet)",
     )
     p.add_argument("--out-dir", type=Path, default=Path("data/dagger"))
     p.add_argument("--no-progress", action="store_true")

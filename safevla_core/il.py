@@ -1240,7 +1240,11 @@ def dagger_collect(
             searching as no training target (``action_labelled`` False, :data:`OPTIONAL_STEP_KEYS`;
             ours). On v9's states its search labels were 93% large turns towards its own
             exploration goal (docs/results, section 10). The steps stay as context and keep
-            their visibility labels.
+            their visibility labels. A search step where the learner chose a wrong ``end``
+            stays a target (ours): what it teaches is "do not stop before a target was seen",
+            which a camera can show; without it those ``end`` choices were never corrected,
+            and 45 of v10-d2's 200 test episodes end before the target was ever in view
+            (docs/results, section 14).
 
     Under ``torchrun`` rank r runs the shards ``k mod world_size == r`` with its own sampling
     seed (:func:`~safevla_core.rl.distributed.rank_seed`) and the figures are summed over ranks.
@@ -1284,6 +1288,8 @@ def dagger_collect(
                     "deterministic": deterministic,
                     "continue_past_wrong_end": continue_past_wrong_end,
                     "label_after_sighting": label_after_sighting,
+                    # since 2026-12-03 (session 14): wrong `end`s while searching are targets
+                    "labels_wrong_search_ends": True,
                     "image_size": list(size),
                 },
                 indent=1,
@@ -1324,15 +1330,17 @@ def dagger_collect(
                 while True:
                     state = env.world_state  # the state `obs` was rendered in
                     label = expert.act(state)
-                    # no label: a give-up `end` (no way on), or if asked a search step
-                    labelled = not expert.gave_up and not (
-                        label_after_sighting and expert.searching
-                    )
-                    n_labelled += int(labelled)
                     decision = agent.act(
                         obs[NAV_CAMERA], obs[MANIP_CAMERA], in_hand=bool(obs["in_hand"])
                     )
                     chosen = decision.action
+                    wrong_end = chosen == Action.END and label != Action.END
+                    # no label: a give-up `end` (no way on), or if asked a search step
+                    # (unless the learner stopped there: a wrong `end` is always a target)
+                    labelled = not expert.gave_up and not (
+                        label_after_sighting and expert.searching and not wrong_end
+                    )
+                    n_labelled += int(labelled)
                     if decision.features is not None:
                         features.append(decision.features.half())
                     agree += int(chosen == label)
@@ -1351,7 +1359,7 @@ def dagger_collect(
                     ):
                         rows[key].append(value)
                     execute = label if rng.random() < expert_share else chosen
-                    if chosen == Action.END and label != Action.END:
+                    if wrong_end:
                         wrong_ends += 1
                         if continue_past_wrong_end:
                             execute = label

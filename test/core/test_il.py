@@ -396,6 +396,7 @@ def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
 def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path, monkeypatch):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
     import dataclasses
+    from pathlib import Path
 
     from safevla_core.actions import Action
     from safevla_core.checkpoint import save_checkpoint
@@ -407,22 +408,33 @@ def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path, 
     torch.set_num_threads(1)
     cfg = _tiny_cfg(max_steps_train=40)
     cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, expert="explore"))
-    torch.manual_seed(0)
-    policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
-    with torch.no_grad():  # always `end`: the expert's action runs instead, so it drives
-        policy.action_head.weight.zero_()
-        policy.action_head.bias.zero_()
-        policy.action_head.bias[int(Action.END)] = 100.0
-    ckpt = tmp_path / "always_end.pt"
-    save_checkpoint(ckpt, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
-    stats = dagger_collect(cfg, ckpt, tmp_path / "d", 2, label_after_sighting=True, progress=False)
+
+    def learner(action: Action) -> Path:  # a learner that always chooses `action`
+        torch.manual_seed(0)
+        policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+        with torch.no_grad():
+            policy.action_head.weight.zero_()
+            policy.action_head.bias.zero_()
+            policy.action_head.bias[int(action)] = 100.0
+        path = tmp_path / f"always_{int(action)}.pt"
+        save_checkpoint(path, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+        return path
+
+    # A learner that only turns, with beta 1: the expert's action runs at every step, and
+    # the learner never stops, so only the rule of the search decides what is a target.
+    turner = learner(Action.ROTATE_LEFT)
+    stats = dagger_collect(
+        cfg, turner, tmp_path / "d", 2, expert_share=1.0, label_after_sighting=True, progress=False
+    )
     shard = load_shard(tmp_path / "d" / "shard_00000.npz")
     labelled, visible = shard["action_labelled"], shard["target_visible"]
     # measured on this config: one episode never sights its target (40 steps, none labelled),
     # the other from its 10th step on (21 of 70 steps)
     assert stats["labelled_share"] == pytest.approx(labelled.mean())
     assert 0.0 < labelled.mean() < 1.0
-    again = dagger_collect(cfg, ckpt, tmp_path / "d", 2, label_after_sighting=True, progress=False)
+    again = dagger_collect(
+        cfg, turner, tmp_path / "d", 2, expert_share=1.0, label_after_sighting=True, progress=False
+    )
     assert again["shards"] == 0 and again["skipped"] == 1  # resumed: no episode ran again
     ratios = ("learner_success_rate", "expert_agreement", "wrong_ends", "labelled_share")
     assert all(again[k] is None for k in ratios)
@@ -434,11 +446,26 @@ def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path, 
         assert first == len(lab) or vis[: first + 1].any()  # a sighting needs the target in view
         look = act[: min(first, LOOK_AROUND_TURNS)]
         assert (look == int(Action.ROTATE_LEFT)).all()  # the search starts by looking around
+
+    # A learner that always presses `end`: each wrong `end` is replaced by the expert's action,
+    # so the expert drives the same episodes; but a wrong `end` is a target also while the
+    # expert searches, so now every step is one.
+    ender = learner(Action.END)
+    stopped = dagger_collect(
+        cfg, ender, tmp_path / "e", 2, label_after_sighting=True, progress=False
+    )
+    ends = load_shard(tmp_path / "e" / "shard_00000.npz")
+    for key in ("action", "episode_index", "target_visible"):
+        np.testing.assert_array_equal(ends[key], shard[key])
+    assert ends["action_labelled"].all() and stopped["labelled_share"] == 1.0
+    expert_ends = int((ends["action"] == int(Action.END)).sum())
+    assert stopped["wrong_ends"] * 2 == len(ends["action"]) - expert_ends
+
     # an `end` the expert gives up with is never a target, with or without the search rule
     from safevla_core.expert import ShortestPathExpert
 
     monkeypatch.setattr(ShortestPathExpert, "gave_up", property(lambda self: True))
-    lost = dagger_collect(cfg, ckpt, tmp_path / "lost", 1, progress=False)
+    lost = dagger_collect(cfg, ender, tmp_path / "lost", 1, progress=False)
     assert lost["labelled_share"] == 0.0 and lost["steps"] > 0
     assert not load_shard(tmp_path / "lost" / "shard_00000.npz")["action_labelled"].any()
 
