@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,22 @@ def _tiny_cfg(max_steps_train: int | None = None) -> Config:
             cfg, task=dataclasses.replace(cfg.task, max_steps_train=max_steps_train)
         )
     return cfg
+
+
+def _constant_learner(cfg: Config, action: Action, path: Path) -> Path:
+    """A checkpoint of ``cfg``'s policy that always chooses ``action`` (softmax ~ 1 on it)."""
+    from safevla_core.checkpoint import save_checkpoint
+    from safevla_core.config import config_to_dict
+    from safevla_core.policy.factory import build_policy
+
+    torch.manual_seed(0)
+    policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
+    with torch.no_grad():
+        policy.action_head.weight.zero_()
+        policy.action_head.bias.zero_()
+        policy.action_head.bias[int(action)] = 100.0
+    save_checkpoint(path, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+    return path
 
 
 def test_episode_windows_split_long_episodes():
@@ -332,22 +349,11 @@ def test_behaviour_cloning_resumes_after_a_crash_with_the_same_result(
 def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
 
-    from safevla_core.actions import Action
-    from safevla_core.checkpoint import save_checkpoint
-    from safevla_core.config import config_to_dict
     from safevla_core.il import dagger_collect
-    from safevla_core.policy.factory import build_policy
 
     torch.set_num_threads(1)
     cfg = _tiny_cfg(max_steps_train=12)
-    torch.manual_seed(0)
-    policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
-    with torch.no_grad():  # a learner that always presses `end` (softmax ~ 1 on END)
-        policy.action_head.weight.zero_()
-        policy.action_head.bias.zero_()
-        policy.action_head.bias[int(Action.END)] = 100.0
-    ckpt = tmp_path / "always_end.pt"
-    save_checkpoint(ckpt, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
+    ckpt = _constant_learner(cfg, Action.END, tmp_path / "always_end.pt")
 
     # Starts are >= 2.5 m from every target, so the expert never labels step 0 `end`: the
     # learner's `end` is wrong there. Stopping at it gives a 1-step episode per start.
@@ -396,33 +402,17 @@ def test_dagger_labels_a_wrong_end_and_goes_on_past_it(tmp_path):
 def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path, monkeypatch):
     pytest.importorskip("mujoco", reason="the embedded simulator needs mujoco")
     import dataclasses
-    from pathlib import Path
 
-    from safevla_core.actions import Action
-    from safevla_core.checkpoint import save_checkpoint
-    from safevla_core.config import config_to_dict
     from safevla_core.expert import LOOK_AROUND_TURNS
     from safevla_core.il import dagger_collect
-    from safevla_core.policy.factory import build_policy
 
     torch.set_num_threads(1)
     cfg = _tiny_cfg(max_steps_train=40)
     cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, expert="explore"))
 
-    def learner(action: Action) -> Path:  # a learner that always chooses `action`
-        torch.manual_seed(0)
-        policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints()))
-        with torch.no_grad():
-            policy.action_head.weight.zero_()
-            policy.action_head.bias.zero_()
-            policy.action_head.bias[int(action)] = 100.0
-        path = tmp_path / f"always_{int(action)}.pt"
-        save_checkpoint(path, {"policy": policy.state_dict(), "config": config_to_dict(cfg)})
-        return path
-
     # A learner that only turns, with beta 1: the expert's action runs at every step, and
     # the learner never stops, so only the rule of the search decides what is a target.
-    turner = learner(Action.ROTATE_LEFT)
+    turner = _constant_learner(cfg, Action.ROTATE_LEFT, tmp_path / "always_left.pt")
     stats = dagger_collect(
         cfg, turner, tmp_path / "d", 2, expert_share=1.0, label_after_sighting=True, progress=False
     )
@@ -450,7 +440,7 @@ def test_dagger_after_sighting_keeps_the_search_steps_as_context_only(tmp_path, 
     # A learner that always presses `end`: each wrong `end` is replaced by the expert's action,
     # so the expert drives the same episodes; but a wrong `end` is a target also while the
     # expert searches, so now every step is one.
-    ender = learner(Action.END)
+    ender = _constant_learner(cfg, Action.END, tmp_path / "always_end.pt")
     stopped = dagger_collect(
         cfg, ender, tmp_path / "e", 2, label_after_sighting=True, progress=False
     )
