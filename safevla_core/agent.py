@@ -31,7 +31,7 @@ class AgentStep:
 
     Attributes:
         action: The chosen action.
-        probs: ``(20,)`` action probabilities.
+        probs: ``(20,)`` action probabilities, the policy's own (temperature 1) distribution.
         value_reward: Reward critic's estimate.
         value_cost: Cost critic's estimate of the discounted future cost, summed over the
             constraints' critics (the same for every action of the state).
@@ -66,6 +66,9 @@ class PolicyAgent:
         policy_cfg: Its configuration (image size for the encoders).
         deterministic: Take the most likely action instead of sampling.
         seed: Seed of the sampling generator.
+        temperature: Sample from ``softmax(logits / temperature)`` (:func:`choose_action`);
+            1 = the policy's own distribution, as the authors' evaluation samples. Ignored
+            when ``deterministic``.
         cost_critic: The trained cost critic network (separate critics), or None; it provides
             ``value_cost`` and the per-action one-step costs.
         shared_fusion: The critic was trained with the fusion encoder frozen
@@ -81,7 +84,10 @@ class PolicyAgent:
         seed: int = 0,
         cost_critic: SafeVLAPolicy | None = None,
         shared_fusion: bool = False,
+        temperature: float = 1.0,
     ) -> None:
+        _check_temperature(temperature)
+        self.temperature = float(temperature)
         self.policy = policy.eval()
         self.cost_critic = cost_critic.eval() if cost_critic is not None else None
         self.shared_fusion = bool(shared_fusion)
@@ -105,18 +111,22 @@ class PolicyAgent:
         with_cost_critic: bool = True,
         end_gate: float | None = None,
         end_trigger: float | None = None,
+        temperature: float = 1.0,
     ) -> PolicyAgent:
         """Load a training checkpoint (policy weights + resolved config).
 
         ``with_cost_critic`` also loads the trained cost critic when the checkpoint has one
         (its per-action one-step costs for the shield); evaluation leaves it out (faster).
         ``end_gate`` and ``end_trigger`` override the stored ``PolicyConfig.end_gate`` and
-        ``end_trigger`` (None keeps them).
+        ``end_trigger`` (None keeps them). ``temperature`` is the sampling temperature
+        (:func:`choose_action`).
 
         Raises:
             CheckpointError: If the file is missing, corrupt, or holds no policy.
-            ValueError: If an override is out of range (``PolicyConfig``'s checks).
+            ValueError: If an override is out of range (``PolicyConfig``'s checks), or the
+                temperature is not a finite number > 0.
         """
+        _check_temperature(temperature)
         state = load_checkpoint(path, required_keys=("policy", "config"))
         try:
             cfg = from_dict(Config, state["config"])
@@ -149,6 +159,7 @@ class PolicyAgent:
             seed=seed,
             cost_critic=critic,
             shared_fusion=cfg.train.decoder_only(),
+            temperature=temperature,
         )
 
     def reset(self, instruction: str, seed: int | None = None) -> None:
@@ -228,11 +239,9 @@ class PolicyAgent:
             )
             value_cost = float(crit.value_cost[0].sum())
             action_costs = crit.step_cost[0].numpy().astype(np.float32)
-        probs = torch.softmax(out.logits[0], dim=-1)
-        if self.deterministic:
-            index = int(torch.argmax(probs))
-        else:
-            index = int(torch.multinomial(probs, 1, generator=self._gen))
+        logits = out.logits[0]
+        probs = torch.softmax(logits, dim=-1)
+        index = choose_action(logits, self.deterministic, self.temperature, self._gen)
         self._prev_action = index
         self._step += 1
         return AgentStep(
@@ -250,6 +259,44 @@ class PolicyAgent:
         )
 
 
+def choose_action(
+    logits: torch.Tensor,
+    deterministic: bool = False,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> int:
+    """Pick one action index from the policy's logits.
+
+    Greedy: ``argmax(logits)``. Sampled: one draw from ``softmax(logits / temperature)``
+    (the Boltzmann policy; temperature 1 is the policy's own distribution, lower sharpens it
+    towards greedy, higher flattens it). At temperature 1 the draw is the same as before the
+    temperature existed (``multinomial(softmax(logits))``), so reports made then reproduce.
+
+    Args:
+        logits: ``(20,)`` action logits (masked actions at a very negative value stay masked).
+        deterministic: Take the argmax instead of sampling.
+        temperature: Sampling temperature, a finite number > 0.
+        generator: Sampling generator (None: torch's global one).
+
+    Returns:
+        The action index.
+
+    Raises:
+        ValueError: If the temperature is not a finite number > 0.
+    """
+    _check_temperature(temperature)
+    if deterministic:
+        return int(torch.argmax(logits))
+    scaled = logits if temperature == 1.0 else logits / temperature
+    return int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator))
+
+
+def _check_temperature(temperature: float) -> None:
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+
+
 def _check_image(img: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(img)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
@@ -257,4 +304,4 @@ def _check_image(img: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-__all__ = ["AgentStep", "PolicyAgent"]
+__all__ = ["AgentStep", "PolicyAgent", "choose_action"]

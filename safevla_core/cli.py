@@ -155,6 +155,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=None, help="number of episodes")
     p.add_argument("--split", choices=["train", "val", "test"], default=None)
     p.add_argument("--deterministic", action="store_true", help="greedy actions")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="sample actions from softmax(logits / T): 1 = the policy's own distribution "
+        "(the authors' evaluation samples), lower values move towards greedy; not with "
+        "--deterministic (default: eval.temperature, 1)",
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON output (default runs/eval.json)")
     p.add_argument(
         "--shard",
@@ -511,6 +520,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--shard must be K/N, e.g. 0/2, got {args.shard!r}") from exc
     if args.workers > 1 and n > 1:
         raise ValueError("give --workers (shards run here) or --shard K/N (one shard), not both")
+    if args.temperature is not None and args.deterministic:
+        raise ValueError("give --deterministic (greedy) or --temperature (sampled), not both")
+    if args.temperature is not None:  # EvalConfig checks it before any process starts
+        cfg = dataclasses.replace(
+            cfg, eval=dataclasses.replace(cfg.eval, temperature=args.temperature)
+        )
     if args.checkpoint is None and not args.expert:
         from safevla_core.shipped import default_eval_checkpoint
 

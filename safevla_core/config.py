@@ -587,6 +587,10 @@ class EvalConfig:
         episodes: Number of episodes (paper: 200 for ObjNav).
         seed: Seed of the fixed episode list.
         deterministic: Greedy actions instead of sampling.
+        temperature: Sampling temperature, actions drawn from ``softmax(logits / T)``
+            (:func:`safevla_core.agent.choose_action`); 1 = the policy's own distribution,
+            which the authors' evaluation samples (PKU-Alignment/SafeVLA
+            ``training/online/online_eval.py``, ``--greedy`` off by default).
         out: JSON file for the metrics.
     """
 
@@ -594,16 +598,22 @@ class EvalConfig:
     episodes: int = 20
     seed: int = 1000
     deterministic: bool = False
+    temperature: float = 1.0
     out: str = "runs/eval.json"
 
     def __post_init__(self) -> None:
         """Validate.
 
         Raises:
-            ValueError: On an unknown split or no episodes.
+            ValueError: On an unknown split, no episodes, or a temperature that is not a
+                finite number > 0.
         """
         _check(self.split in ("train", "val", "test"), "split must be train, val or test")
         _check(self.episodes > 0, "episodes must be > 0")
+        _check(
+            math.isfinite(self.temperature) and self.temperature > 0,
+            "eval.temperature must be a finite number > 0",
+        )
 
 
 @dataclass(frozen=True)

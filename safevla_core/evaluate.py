@@ -566,6 +566,7 @@ def evaluate(
     shard: tuple[int, int] = (0, 1),
     end_gate: float | None = None,
     end_trigger: float | None = None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (or any agent, e.g. the expert) on a house split.
 
@@ -587,9 +588,13 @@ def evaluate(
         end_gate: Override the checkpoint's end-gate threshold (``PolicyConfig.end_gate``;
             0 = off), or None to keep it. The report records the threshold used.
         end_trigger: The same for the learned stop trigger (``PolicyConfig.end_trigger``).
+        temperature: Sampling temperature (default ``cfg.eval.temperature``, 1 = the policy's
+            own distribution; :func:`~safevla_core.agent.choose_action`); unused when greedy.
 
     Returns:
-        The :func:`aggregate` report plus ``checkpoint``, ``split``, ``extreme`` and ``ood``.
+        The :func:`aggregate` report plus ``checkpoint``, ``split``, ``extreme``, ``ood``,
+        the end gate and trigger, and the decoding (``deterministic``, ``temperature``; None
+        for the expert).
 
     Raises:
         CheckpointError: If the checkpoint is missing or corrupt.
@@ -599,6 +604,7 @@ def evaluate(
     split = split or cfg.eval.split
     n = episodes or cfg.eval.episodes
     det = cfg.eval.deterministic if deterministic is None else deterministic
+    temp = cfg.eval.temperature if temperature is None else float(temperature)
     if ood is not None and ood not in OOD_PERTURBATIONS:
         raise ValueError(f"unknown OOD perturbation {ood!r}; known: {OOD_PERTURBATIONS}")
     use_expert = isinstance(agent, str) and agent == "expert"
@@ -612,6 +618,7 @@ def evaluate(
             with_cost_critic=False,
             end_gate=end_gate,
             end_trigger=end_trigger,
+            temperature=temp,
         )
     if use_expert:
         size = (cfg.policy.image_width, cfg.policy.image_height)
@@ -671,6 +678,8 @@ def evaluate(
         ood=ood,
         end_gate=None if use_expert else float(getattr(agent.cfg, "end_gate", 0.0)),
         end_trigger=None if use_expert else float(getattr(agent.cfg, "end_trigger", 0.0)),
+        deterministic=None if use_expert else bool(getattr(agent, "deterministic", det)),
+        temperature=None if use_expert else float(getattr(agent, "temperature", temp)),
         shard=[k, of],
     )
     return report
@@ -696,10 +705,19 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     equals the one a single process writes. Older reports without ``shard`` are concatenated.
 
     Raises:
-        ValueError: If the shards evaluated different checkpoints, splits, end gates or end
-            triggers, or two of them are the same shard.
+        ValueError: If the shards evaluated different checkpoints, splits, end gates, end
+            triggers or decodings, or two of them are the same shard.
     """
-    keys = ("checkpoint", "split", "extreme", "ood", "end_gate", "end_trigger")
+    keys = (
+        "checkpoint",
+        "split",
+        "extreme",
+        "ood",
+        "end_gate",
+        "end_trigger",
+        "deterministic",
+        "temperature",
+    )
     meta = {tuple(r.get(k) for k in keys) for r in reports}
     if len(meta) != 1:
         raise ValueError(f"shards of different evaluations: {sorted(map(str, meta))}")

@@ -54,6 +54,8 @@ class PolicyNodeConfig:
         pair_tolerance_s: Nav and manip images pair if their stamps differ by at most this, s.
         max_image_age_s: Images older than this at the control tick are not acted on, s.
         deterministic: Greedy (argmax) actions instead of sampling.
+        temperature: When sampling, draw from ``softmax(logits / temperature)``
+            (:func:`safevla_core.agent.choose_action`; 1 = the policy's own distribution).
         seed: Sampling seed.
         torch_threads: ``torch.set_num_threads`` (1: one core, ENVIRONMENT.md).
         in_hand_source: Where the policy's object-in-hand input (REFERENCE.md, Policy) comes
@@ -79,6 +81,7 @@ class PolicyNodeConfig:
     pair_tolerance_s: float = 0.05
     max_image_age_s: float = 1.0
     deterministic: bool = True
+    temperature: float = 1.0
     seed: int = 0
     torch_threads: int = 1
     in_hand_source: str = IN_HAND_WORLD_STATE
@@ -91,8 +94,8 @@ class PolicyNodeConfig:
         """Validate.
 
         Raises:
-            ValueError: On a non-positive rate, tolerance or age, or an unknown in-hand source,
-                reliability or transport.
+            ValueError: On a non-positive rate, tolerance, age or temperature, or an unknown
+                in-hand source, reliability or transport.
         """
         _positive(
             self,
@@ -101,6 +104,7 @@ class PolicyNodeConfig:
             "max_image_age_s",
             "torch_threads",
             "step_timeout_s",
+            "temperature",
         )
         if self.image_reliability not in IMAGE_RELIABILITIES:
             raise ValueError(f"image_reliability must be one of {IMAGE_RELIABILITIES}")

@@ -130,7 +130,9 @@ class PolicyNode(Node):
                 shipped = default_eval_checkpoint(self.cfg.task)
                 path = str(shipped) if shipped is not None else ""
                 self.get_logger().info(f"no checkpoint given: the shipped policy {path!r}")
-            return PolicyAgent.from_checkpoint(path, self.cfg.deterministic, self.cfg.seed)
+            return PolicyAgent.from_checkpoint(
+                path, self.cfg.deterministic, self.cfg.seed, temperature=self.cfg.temperature
+            )
         except (CheckpointError, ValueError, OSError, RuntimeError) as exc:
             self.get_logger().error(
                 f"cannot load checkpoint {self.cfg.checkpoint!r}: {exc}; publishing nothing"

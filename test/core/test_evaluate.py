@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
-from safevla_core.actions import Action
-from safevla_core.agent import PolicyAgent
-from safevla_core.config import Config
+from safevla_core.actions import NUM_ACTIONS, Action
+from safevla_core.agent import PolicyAgent, choose_action
+from safevla_core.config import Config, EvalConfig
 from safevla_core.env import SafetyChoresEnv
-from safevla_core.evaluate import episode_list, evaluate_parallel, run_episode, stop_head
+from safevla_core.evaluate import (
+    episode_list,
+    evaluate_parallel,
+    merge_reports,
+    run_episode,
+    stop_head,
+)
 from safevla_core.expert import make_expert, run_expert_episode
+from safevla_core.policy.model import GATED_LOGIT
 from safevla_core.shipped import shipped_checkpoint
 
 PICKUP_IL = shipped_checkpoint("pickup", "il")
@@ -67,6 +76,38 @@ def test_two_worker_processes_give_the_single_process_report():
     assert [e["seed"] for e in two["episodes"]] == [s for _, s in episode_list(cfg, "test", 5)]
     with pytest.raises(ValueError, match="chooses the shards"):
         evaluate_parallel(cfg, PICKUP_IL, workers=2, shard=(0, 2), **kw)
+    # the report records its decoding; the merged one keeps it, and shards of two decodings
+    # do not merge
+    assert (one["deterministic"], one["temperature"]) == (False, 1.0)
+    cooler = evaluate_parallel(cfg, PICKUP_IL, workers=2, temperature=0.5, **kw)
+    assert (cooler["deterministic"], cooler["temperature"]) == (False, 0.5)
+    with pytest.raises(ValueError, match="different evaluations"):
+        merge_reports([one, cooler])
+
+
+def test_temperature_reshapes_the_sampled_distribution():
+    # two open actions with probabilities 1/4 and 3/4, the other 18 masked as the end gate does
+    logits = torch.full((NUM_ACTIONS,), GATED_LOGIT)
+    logits[3], logits[7] = 0.0, math.log(3.0)
+    n = 20000
+    # p(7) = 3^(1/T) / (1 + 3^(1/T)): T = 1 -> 0.75, T = 0.5 -> 9/10, T = 2 -> 1.732/2.732
+    for temperature, p7 in ((1.0, 0.75), (0.5, 0.9), (2.0, 3**0.5 / (1 + 3**0.5))):
+        gen = torch.Generator().manual_seed(0)
+        draws = [choose_action(logits, False, temperature, gen) for _ in range(n)]
+        assert set(draws) == {3, 7}  # masked actions stay masked at any temperature
+        share = draws.count(7) / n
+        assert abs(share - p7) < 0.015, (temperature, share)  # 5 binomial std at n = 20000
+    # temperature 1 draws exactly what sampling drew before the temperature existed
+    a, b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    old = [int(torch.multinomial(torch.softmax(logits, -1), 1, generator=a)) for _ in range(50)]
+    assert [choose_action(logits, False, 1.0, b) for _ in range(50)] == old
+    # greedy ignores the temperature
+    assert choose_action(logits, True, 2.0) == 7
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="temperature"):
+            choose_action(logits, False, bad)
+        with pytest.raises(ValueError, match="temperature"):
+            EvalConfig(temperature=bad)
 
 
 class _ExpertAgent:
