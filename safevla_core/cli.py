@@ -282,6 +282,14 @@ def _parser() -> argparse.ArgumentParser:
         "not-`end` (ours; 0 = plain cross-entropy as SPOC)",
     )
     p.add_argument(
+        "--end-weight",
+        type=float,
+        default=1.0,
+        help="class weight of the expert's `end` steps in the cross-entropy (ours: `end` is "
+        "1-2%% of the DAgger labels; 1 = plain cross-entropy as SPOC). Logged losses stay "
+        "unweighted",
+    )
+    p.add_argument(
         "--aux-visible",
         type=float,
         default=0.0,
@@ -657,6 +665,7 @@ def cmd_il(args: argparse.Namespace) -> int:
             patience=args.patience,
             feature_dropout=args.feature_dropout,
             swap_negatives=args.swap_negatives,
+            end_weight=args.end_weight,
             aux_visible=args.aux_visible,
             end_gate=args.end_gate,
             keep_epochs=args.keep_epochs,

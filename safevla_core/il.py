@@ -682,11 +682,21 @@ def _bc_pass(
     aux_visible: float = 0.0,
     track_visible: bool | None = None,
     end_gate: float = 0.5,
+    end_weight: float = 1.0,
 ) -> dict[str, float]:
     """One pass of cross-entropy over ``windows``; trains when ``optimizer`` is given.
 
     The cross-entropy and its statistics cover the steps whose action is a training target
     (``collate``'s ``action_mask``; every real step unless a shard says otherwise).
+
+    ``end_weight`` is a class weight on the steps whose target is ``end``: the training loss
+    is ``sum_i w_i CE_i / n`` with ``w_i = end_weight`` at those steps and 1 elsewhere, ``n``
+    the batch's target steps (the weighted cross-entropy of a class-imbalanced classifier, as
+    ``torch.nn.functional.cross_entropy``'s ``weight`` but divided by the step count, so weight
+    1 is the plain mean). Ours: the expert's ``end`` is 1-2% of the DAgger labels, and each
+    round that labels a learner's wrong ``end`` with a move pushes p(``end``) down (docs/results
+    section 14). The returned ``loss`` stays the unweighted cross-entropy, so validation losses
+    of runs with different weights compare.
 
     With ``swap_rng``, each batch also holds :func:`swap_negative_windows` (the windows with an
     expert ``end``, under an instruction naming a type absent from the house), and
@@ -762,6 +772,10 @@ def _bc_pass(
             # a sum over the targets (0 when a batch has none) / their count: the mean otherwise
             loss = torch.nn.functional.cross_entropy(logits, target, reduction="sum") / max(n, 1)
             ce = float(loss.detach())
+            if end_weight != 1.0 and train:
+                each = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+                weights = torch.where(target == int(Action.END), end_weight, 1.0)
+                loss = (weights * each).sum() / max(n, 1)
             if swap_rng is not None:
                 is_end = target == int(Action.END)
                 end_p += float(_end_log_probs(logits[is_end].detach())[0].exp().sum())
@@ -834,6 +848,7 @@ def behaviour_cloning(
     end_gate: float = 0.0,
     keep_epochs: bool = False,
     aux_label: str = "target_visible",
+    end_weight: float = 1.0,
 ) -> Path:
     """Behaviour cloning of the SPOC-style policy on expert shards; writes ``il.pt``.
 
@@ -873,6 +888,8 @@ def behaviour_cloning(
         aux_label: The shard label the visibility head learns (:data:`AUX_LABELS`):
             ``target_visible`` (in view at any distance) or ``end_would_succeed`` (in view
             within the success distance, where ``end`` succeeds: what the end gate asks).
+        end_weight: Class weight of the expert's ``end`` steps in the training loss
+            (:func:`_bc_pass`; 1 = SPOC's plain cross-entropy). Logged losses stay unweighted.
         keep_epochs: Also write each epoch's weights to ``<name stem>.epoch<N>.pt`` (policy and
             config, ready for ``safevla eval``): the validation loss is a weak selector of
             success rate, so every epoch can be evaluated.
@@ -901,6 +918,8 @@ def behaviour_cloning(
         raise ValueError(f"swap_negatives must be a finite weight >= 0, got {swap_negatives}")
     if not (math.isfinite(aux_visible) and aux_visible >= 0):
         raise ValueError(f"aux_visible must be a finite weight >= 0, got {aux_visible}")
+    if not (math.isfinite(end_weight) and end_weight > 0):
+        raise ValueError(f"end_weight must be a finite weight > 0, got {end_weight}")
     if not 0.0 <= end_gate < 1.0:
         raise ValueError(f"end_gate must be in [0, 1) (0 = off), got {end_gate}")
     if end_gate > 0 and aux_visible <= 0:
@@ -994,6 +1013,7 @@ def behaviour_cloning(
                 random.Random(seed * 1000 + epoch + ctx.rank) if swap_negatives > 0 else None,
                 aux_visible,
                 end_gate=end_gate or 0.5,
+                end_weight=end_weight,
             )
         )
         schedule.step()

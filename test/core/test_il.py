@@ -151,6 +151,56 @@ def test_behaviour_cloning_ignores_the_actions_of_unlabelled_steps():
     assert all(torch.isfinite(p).all() for p in policy.parameters())
 
 
+def test_end_weight_scales_the_cross_entropy_of_the_end_steps():
+    """One SGD step with ``end_weight`` 3 equals one on ``(sum of move CEs + 3 x end CE) / n``.
+
+    Hand-worked weights: a 4-step episode (3 move-ahead targets, then ``end``), so n = 4 and
+    the loss is ``(CE_1 + CE_2 + CE_3 + 3 CE_4) / 4``. The reported loss stays the plain mean.
+    """
+    import copy
+
+    from safevla_core.il import _bc_pass, policy_inputs
+    from safevla_core.policy.factory import build_policy
+    from safevla_core.policy.instructions import InstructionCache
+
+    torch.set_num_threads(1)
+    cfg = _tiny_cfg()
+    texts = InstructionCache()
+    torch.manual_seed(0)
+    ep = _end_episode("find a mug", "Mug", (), 4)
+    policy = build_policy(cfg.policy, num_costs=len(cfg.task.constraints())).eval()
+    by_hand = copy.deepcopy(policy)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.5)
+    got = _bc_pass(policy, [ep], [(0, 0, 4)], texts, 1, opt, max_grad_norm=1e9, end_weight=3.0)
+
+    hand_opt = torch.optim.SGD(by_hand.parameters(), lr=0.5)
+    logits = by_hand(*policy_inputs(collate([ep], [(0, 0, 4)], texts))).logits[0]
+    ce = torch.nn.functional.cross_entropy(logits, ep.actions, reduction="none")
+    assert ep.actions.tolist()[-1] == int(Action.END) and len(ce) == 4
+    ((ce[0] + ce[1] + ce[2] + 3.0 * ce[3]) / 4).backward()
+    hand_opt.step()
+    assert got["loss"] == pytest.approx(float(ce.detach().mean()), rel=1e-5)  # logged: unweighted
+    for a, b in zip(policy.parameters(), by_hand.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # and weight 3 is not weight 1: the same step without it lands elsewhere
+    plain = copy.deepcopy(by_hand)
+    _bc_pass(plain, [ep], [(0, 0, 4)], texts, 1, torch.optim.SGD(plain.parameters(), lr=0.5))
+    weighted = copy.deepcopy(by_hand)
+    _bc_pass(
+        weighted,
+        [ep],
+        [(0, 0, 4)],
+        texts,
+        1,
+        torch.optim.SGD(weighted.parameters(), lr=0.5),
+        end_weight=3.0,
+    )
+    head = "action_head.bias"
+    p_plain, p_weighted = dict(plain.named_parameters()), dict(weighted.named_parameters())
+    end = int(Action.END)
+    assert p_weighted[head][end] > p_plain[head][end]  # the end logit is pushed up harder
+
+
 def _three_step_shard(nav: np.ndarray, manip: np.ndarray, **arrays: np.ndarray) -> dict:
     """A 3-step, one-episode shard ("find a mug": actions 0, 2, 18) without the visibility label.
 
