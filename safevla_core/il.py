@@ -1294,7 +1294,10 @@ def dagger_collect(
     ctx = distributed.context()
     mine = [k for k in range(n_shards) if k % ctx.world_size == ctx.rank]  # this rank's shards
     todo = [k for k in mine if not shard_path(out, k).is_file()]
-    if ctx.is_main:
+    # a finished folder keeps its meta.json: a rerun collects nothing, so it must not stamp
+    # today's labelling rules on shards made under older ones
+    pending = any(not shard_path(out, k).is_file() for k in range(n_shards))  # any rank's
+    if ctx.is_main and (pending or not (out / "meta.json").is_file()):
         (out / "meta.json").write_text(
             json.dumps(
                 {

@@ -332,10 +332,17 @@ def test_dagger_labels_the_learners_states_and_rounds_resume(tmp_path):
     assert (tmp_path / "il" / "il_r1.pt").stat().st_mtime == mtime
     # a crash after the round's shards, before its BC finished: the rerun trains the round
     # again from the shards on disk and logs no second row for a collection that did not run
+    # (the round's meta.json is made to look like one from before session 14's labelling rule:
+    # the collection that finds every shard done must leave it as it is)
+    meta = tmp_path / "il" / "dagger_r1" / "meta.json"
+    older = {k: v for k, v in json.loads(meta.read_text()).items()}
+    assert older.pop("labels_wrong_search_ends") is True
+    meta.write_text(json.dumps(older))
     (tmp_path / "il" / "il_r1.pt").unlink()
     run_imitation()
     assert (tmp_path / "il" / "il_r1.pt").is_file()
     assert len((tmp_path / "il" / "dagger.jsonl").read_text().splitlines()) == 1
+    assert json.loads(meta.read_text()) == older
 
 
 @pytest.mark.slow
