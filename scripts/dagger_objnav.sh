@@ -17,6 +17,8 @@
 #   scripts/dagger_objnav.sh                          # runs/il_v10/il.pt -> runs/il_v10_d1
 #   ROUND=2 LEARNER=runs/il_v10_d1/il.pt OUT_DIR=runs/il_v10_d2 scripts/dagger_objnav.sh
 #   NAME=dagger2 EPISODES=120 OUT_DIR=runs/il_v10_d1b EPOCHS=1 scripts/dagger_objnav.sh  # sec. 11
+#   ROUND=2 NAME=dagger2 EPISODES=120 LEARNER=runs/il_v10_d1b/il.pt OUT_DIR=runs/il_v10_d2w \
+#     EPOCHS=1 END_WEIGHT=3 scripts/dagger_objnav.sh   # v10-d2's BC again, `end` weighted x3
 #
 # NAME (default dagger) names the rounds' data folders, DATA_DIR/NAME_r<round>_{a,b}: a rerun
 # with another expert version goes to its own folders and trains on them alone.
@@ -37,6 +39,8 @@ EPISODES=${EPISODES:-200}
 EXPERT_SHARE=${EXPERT_SHARE:-0}
 HEADING_TOL=${HEADING_TOL:-16}
 EPOCHS=${EPOCHS:-2}
+# class weight of the expert's `end` steps in BC (safevla il --end-weight; 1 = plain)
+END_WEIGHT=${END_WEIGHT:-1}
 NAME=${NAME:-dagger}
 export OMP_NUM_THREADS=1 LP_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl} HF_HUB_OFFLINE=1
 CFG=(--config config/compare_cpu.yaml)
@@ -59,7 +63,8 @@ nice -n 5 "$PY" -m torch.distributed.run --standalone --nproc-per-node 2 -m safe
   "${CFG[@]}" --set policy.colour_bins=4 --data "$DATA/a" "$DATA/b" "${rounds[@]}" \
   --val-data "$DATA/val" --out-dir "$OUT" --init-checkpoint "$LEARNER" --epochs "$EPOCHS" \
   --patience 2 --batch-size 8 --lr 1e-4 --feature-dropout 0.1 --swap-negatives 1 \
-  --aux-visible 1 --aux-label end_would_succeed --keep-epochs --seed 0 --no-progress
+  --aux-visible 1 --aux-label end_would_succeed --end-weight "$END_WEIGHT" --keep-epochs --seed 0 \
+  --no-progress
 
 if [[ ! -f "$OUT/eval/report.json" ]]; then
   nice -n 5 "$PY" -m safevla_core.cli eval "${CFG[@]}" --checkpoint "$OUT/il.pt" --task objnav \
